@@ -1,0 +1,139 @@
+-- diarysync schema, SQLite dialect. Times are UTC epoch milliseconds; money is decimal text,
+-- exactly as the partner wrote it; flags are 0/1 integers.
+
+CREATE TABLE venues (
+    id                   INTEGER PRIMARY KEY,
+    name                 TEXT    NOT NULL,
+    timezone             TEXT    NOT NULL,
+    currency             TEXT,
+    tolerance_before_min INTEGER NOT NULL DEFAULT 30,
+    tolerance_after_min  INTEGER NOT NULL DEFAULT 60,
+    created_at           INTEGER NOT NULL
+);
+
+CREATE TABLE partner_locations (
+    id          INTEGER PRIMARY KEY,
+    venue_id    INTEGER NOT NULL REFERENCES venues(id),
+    partner     TEXT    NOT NULL,
+    location_id TEXT    NOT NULL,
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (partner, location_id)
+);
+CREATE INDEX partner_locations_venue ON partner_locations(venue_id);
+
+CREATE TABLE bookings (
+    id               INTEGER PRIMARY KEY,
+    venue_id         INTEGER NOT NULL REFERENCES venues(id),
+    reference        TEXT,
+    start_at         INTEGER NOT NULL,
+    end_at           INTEGER NOT NULL,
+    covers           INTEGER NOT NULL DEFAULT 0,
+    status           TEXT    NOT NULL,
+    customer_name    TEXT,
+    customer_email   TEXT,
+    customer_phone   TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    UNIQUE (venue_id, reference)
+);
+CREATE INDEX bookings_venue_start ON bookings(venue_id, start_at);
+
+CREATE TABLE booking_tables (
+    booking_id INTEGER NOT NULL REFERENCES bookings(id),
+    position   INTEGER NOT NULL,
+    table_key  TEXT    NOT NULL,
+    PRIMARY KEY (booking_id, position)
+);
+
+CREATE TABLE booking_transitions (
+    id          INTEGER PRIMARY KEY,
+    booking_id  INTEGER NOT NULL REFERENCES bookings(id),
+    from_status TEXT    NOT NULL,
+    to_status   TEXT    NOT NULL,
+    cause       TEXT    NOT NULL,
+    event_id    INTEGER,
+    at          INTEGER NOT NULL
+);
+CREATE INDEX booking_transitions_booking ON booking_transitions(booking_id);
+
+CREATE TABLE sales (
+    id                 INTEGER PRIMARY KEY,
+    venue_id           INTEGER NOT NULL REFERENCES venues(id),
+    partner            TEXT    NOT NULL,
+    external_id        TEXT    NOT NULL,
+    number             TEXT,
+    kind               TEXT    NOT NULL,
+    origin_external_id TEXT,
+    state              TEXT    NOT NULL,
+    opened_at          INTEGER NOT NULL,
+    closed_at          INTEGER,
+    version            INTEGER NOT NULL,
+    currency           TEXT,
+    total              TEXT    NOT NULL,
+    paid               TEXT    NOT NULL,
+    tax                TEXT    NOT NULL,
+    net                TEXT    NOT NULL,
+    tip                TEXT    NOT NULL,
+    service_charge     TEXT    NOT NULL,
+    covers             INTEGER,
+    tables             TEXT    NOT NULL,
+    booking_refs       TEXT    NOT NULL,
+    booking_id         INTEGER REFERENCES bookings(id),
+    match_rule         TEXT,
+    match_reason       TEXT,
+    match_candidates   TEXT,
+    last_event_id      INTEGER NOT NULL,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    UNIQUE (partner, venue_id, external_id)
+);
+CREATE INDEX sales_booking ON sales(booking_id);
+CREATE INDEX sales_origin ON sales(venue_id, partner, origin_external_id);
+
+CREATE TABLE sale_lines (
+    sale_id      INTEGER NOT NULL REFERENCES sales(id),
+    position     INTEGER NOT NULL,
+    external_id  TEXT,
+    description  TEXT    NOT NULL,
+    quantity     TEXT    NOT NULL,
+    unit_amount  TEXT    NOT NULL,
+    amount       TEXT    NOT NULL,
+    tax_rate     TEXT,
+    tax_included INTEGER,
+    PRIMARY KEY (sale_id, position)
+);
+
+CREATE TABLE sale_payments (
+    sale_id     INTEGER NOT NULL REFERENCES sales(id),
+    position    INTEGER NOT NULL,
+    external_id TEXT,
+    method      TEXT,
+    amount      TEXT    NOT NULL,
+    tip         TEXT    NOT NULL,
+    paid_at     INTEGER,
+    PRIMARY KEY (sale_id, position)
+);
+
+-- Every request a partner sent, stored before it is processed, with what became of it.
+CREATE TABLE events (
+    id           INTEGER PRIMARY KEY,
+    received_at  INTEGER NOT NULL,
+    partner      TEXT    NOT NULL,
+    route        TEXT    NOT NULL,
+    method       TEXT    NOT NULL,
+    event_type   TEXT    NOT NULL,
+    path         TEXT    NOT NULL,
+    query        TEXT,
+    headers      TEXT    NOT NULL,
+    body         BLOB    NOT NULL,
+    body_sha256  TEXT    NOT NULL,
+    handler      TEXT,
+    outcome      TEXT    NOT NULL,
+    reason       TEXT,
+    detail       TEXT,
+    venue_id     INTEGER,
+    sale_id      INTEGER,
+    processed_at INTEGER
+);
+CREATE INDEX events_partner_outcome ON events(partner, outcome, id);
+CREATE INDEX events_received ON events(received_at);

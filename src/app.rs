@@ -1,0 +1,85 @@
+//! Building and running the service: `App::build(config)` binds its listener (port 0 in
+//! tests), `run_until_stopped` serves until the shutdown future completes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::http::{AppState, router};
+use crate::partners::auth::AuthScheme;
+use crate::store::{self, SqlStoreHandle};
+
+/// A built, bound, not yet serving instance.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    store: SqlStoreHandle,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store")]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on the configured address")]
+    Listen(#[from] std::io::Error),
+}
+
+impl App {
+    /// Opens the store (running migrations), builds the pipeline and binds the listener.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated, or the address cannot be bound.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        for partner in &config.partners {
+            if matches!(partner.auth, AuthScheme::None) {
+                tracing::warn!(partner = %partner.name, "partner has auth scheme \"none\": anyone can post events as this partner");
+            }
+        }
+        let store = store::open(&config.database_url).await?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let state = AppState {
+            admin_token: Arc::new(config.admin_token.clone()),
+            max_body_bytes: config.max_body_bytes,
+            partner_names: Arc::new(config.partners.iter().map(|p| p.name.clone()).collect()),
+            gateway: Arc::new(Gateway::new(config, Arc::new(store.clone()))),
+        };
+        Ok(App {
+            listener,
+            router: router(state),
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// The store this instance writes to.
+    pub fn store(&self) -> &SqlStoreHandle {
+        &self.store
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
+    /// store.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        self.store.close().await;
+        served
+    }
+}

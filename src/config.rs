@@ -1,0 +1,410 @@
+//! The service's configuration: a TOML file, overridable by `DIARYSYNC_*` environment
+//! variables, validated once at start so a mistake fails loudly before any request arrives.
+//!
+//! Secrets (`admin_token`, partner secrets) are [`SecretString`]s that print as `[REDACTED]`;
+//! each may be given inline or, better, as the name of an environment variable (`*_env`).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use http::HeaderName;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::partners::HandlerKind;
+use crate::partners::auth::{
+    AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, KeyLocation, SignedPart,
+};
+use crate::store::Backend;
+
+/// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
+const ENV_KEYS: [&str; 8] = [
+    "listen",
+    "public_url",
+    "database_url",
+    "admin_token",
+    "admin_token_env",
+    "max_body_bytes",
+    "sale_lock_wait_ms",
+    "log_format",
+];
+
+/// A configuration that passed validation.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The scheme and authority partners post to, without a trailing slash; the
+    /// `hmac-sha256` scheme signs this followed by the path and query.
+    pub public_url: String,
+    pub database_url: String,
+    pub admin_token: SecretString,
+    /// Bodies above this are refused with 413, never truncated.
+    pub max_body_bytes: usize,
+    /// How long a request waits for another request on the same sale before a 409.
+    pub sale_lock_wait: Duration,
+    pub log_format: LogFormat,
+    pub partners: Vec<PartnerConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug)]
+pub struct PartnerConfig {
+    /// The `{partnerName}` path segment.
+    pub name: String,
+    pub handler: HandlerKind,
+    pub auth: AuthScheme,
+}
+
+/// Why a configuration was refused, in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    public_url: Option<String>,
+    #[serde(default = "default_database_url")]
+    database_url: String,
+    admin_token: Option<SecretString>,
+    admin_token_env: Option<String>,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+    #[serde(default = "default_sale_lock_wait_ms")]
+    sale_lock_wait_ms: u64,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    partners: Vec<RawPartner>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_database_url() -> String {
+    "sqlite://diarysync.db".to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_sale_lock_wait_ms() -> u64 {
+    2_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    name: String,
+    handler: String,
+    auth: RawAuth,
+}
+
+/// `[partners.auth]`: every key any scheme uses; which are required depends on `scheme`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    scheme: String,
+    secret: Option<SecretString>,
+    secret_env: Option<String>,
+    header: Option<String>,
+    signed: Option<String>,
+    username: Option<String>,
+    password: Option<SecretString>,
+    password_env: Option<String>,
+    token: Option<SecretString>,
+    token_env: Option<String>,
+    param: Option<String>,
+    value: Option<SecretString>,
+    value_env: Option<String>,
+}
+
+impl Config {
+    /// Loads `path`, applies `DIARYSYNC_*` overrides, and validates the result.
+    ///
+    /// # Errors
+    /// When the file cannot be read or parsed, or a setting is missing or invalid.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let figment = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Env::prefixed("DIARYSYNC_").only(&ENV_KEYS));
+        Self::from_figment(figment)
+    }
+
+    /// Parses and validates a configuration given as TOML text (tests, tooling).
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        raw.validate()
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(format!(
+                "listen {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            ))
+        })?;
+        let public_url = self
+            .public_url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(invalid(format!(
+                "public_url {public_url:?} must start with http:// or https://"
+            )));
+        }
+        if Backend::of_url(&self.database_url).is_none() {
+            return Err(invalid(
+                "database_url must start with sqlite:// or postgres://",
+            ));
+        }
+        let admin_token = secret(
+            "admin_token",
+            self.admin_token,
+            self.admin_token_env.as_deref(),
+        )?
+        .ok_or_else(|| {
+            invalid("admin_token (or admin_token_env) is required: it guards the admin API")
+        })?;
+        if admin_token.expose_secret().len() < 12 {
+            return Err(invalid("admin_token must be at least 12 characters"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes must be positive"));
+        }
+        let mut names = HashSet::new();
+        let partners = self
+            .partners
+            .into_iter()
+            .map(|partner| {
+                if !names.insert(partner.name.clone()) {
+                    return Err(invalid(format!(
+                        "partner {:?} is configured twice",
+                        partner.name
+                    )));
+                }
+                partner.validate()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            listen,
+            public_url,
+            database_url: self.database_url,
+            admin_token,
+            max_body_bytes: self.max_body_bytes,
+            sale_lock_wait: Duration::from_millis(self.sale_lock_wait_ms),
+            log_format: self.log_format,
+            partners,
+        })
+    }
+}
+
+impl RawPartner {
+    fn validate(self) -> Result<PartnerConfig, ConfigError> {
+        let name = self.name;
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            return Err(invalid(format!(
+                "partner name {name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let handler = self
+            .handler
+            .parse()
+            .map_err(|e| invalid(format!("partner {name}: {e}")))?;
+        let auth = self
+            .auth
+            .validate()
+            .map_err(|e| invalid(format!("partner {name}: {e}")))?;
+        Ok(PartnerConfig {
+            name,
+            handler,
+            auth,
+        })
+    }
+}
+
+/// A secret given inline or through an environment variable; both is a mistake.
+fn secret(
+    what: &str,
+    inline: Option<SecretString>,
+    env: Option<&str>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (inline, env) {
+        (Some(_), Some(_)) => Err(invalid(format!("give {what} or {what}_env, not both"))),
+        (Some(value), None) if value.expose_secret().is_empty() => {
+            Err(invalid(format!("{what} is empty")))
+        }
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok(Some(value.into())),
+            _ => Err(invalid(format!(
+                "{what}_env names {var}, which is not set or empty"
+            ))),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+fn required(
+    what: &str,
+    inline: Option<SecretString>,
+    env: Option<&str>,
+) -> Result<SecretString, ConfigError> {
+    secret(what, inline, env)?.ok_or_else(|| invalid(format!("{what} (or {what}_env) is required")))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::try_from(name)
+        .map_err(|_| invalid(format!("header {name:?} is not a valid header name")))
+}
+
+impl RawAuth {
+    fn validate(self) -> Result<AuthScheme, ConfigError> {
+        let scheme = match self.scheme.as_str() {
+            "hmac-sha256" => AuthScheme::HmacSha256 {
+                secret: required("secret", self.secret, self.secret_env.as_deref())?,
+                header: header_name(self.header.as_deref().unwrap_or(DEFAULT_SIGNATURE_HEADER))?,
+                signed: match self.signed.as_deref() {
+                    None | Some("body+url") => SignedPart::BodyAndUrl,
+                    Some("body") => SignedPart::Body,
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "signed = {other:?}: expected \"body\" or \"body+url\""
+                        )));
+                    }
+                },
+            },
+            "basic" => AuthScheme::Basic {
+                username: self
+                    .username
+                    .filter(|u| !u.is_empty())
+                    .ok_or_else(|| invalid("username is required"))?,
+                password: required("password", self.password, self.password_env.as_deref())?,
+            },
+            "bearer" => AuthScheme::Bearer {
+                token: required("token", self.token, self.token_env.as_deref())?,
+            },
+            "api-key" => AuthScheme::ApiKey {
+                location: match (self.header, self.param) {
+                    (Some(header), None) => KeyLocation::Header(header_name(&header)?),
+                    (None, Some(param)) if !param.is_empty() => KeyLocation::Param(param),
+                    _ => return Err(invalid("api-key needs exactly one of header or param")),
+                },
+                value: required("value", self.value, self.value_env.as_deref())?,
+            },
+            "url-token" => AuthScheme::UrlToken {
+                param: self.param.unwrap_or_else(|| DEFAULT_TOKEN_PARAM.to_owned()),
+                secret: required("secret", self.secret, self.secret_env.as_deref())?,
+            },
+            "none" => AuthScheme::None,
+            other => {
+                return Err(invalid(format!(
+                    "auth scheme {other:?} is unknown; use hmac-sha256, basic, bearer, api-key, url-token or none"
+                )));
+            }
+        };
+        Ok(scheme)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        admin_token = "an-admin-token-for-tests"
+        database_url = "sqlite://x.db"
+    "#;
+
+    fn with_partner(auth: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&format!(
+            "{BASE}\n[[partners]]\nname = \"ls\"\nhandler = \"lightspeed-kseries\"\n[partners.auth]\n{auth}"
+        ))
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config/example.toml");
+        let config = Config::from_toml(text).expect("example config validates");
+        assert!(!config.partners.is_empty());
+    }
+
+    #[test]
+    fn every_scheme_validates_with_its_keys() {
+        for auth in [
+            "scheme = \"hmac-sha256\"\nsecret = \"s\"",
+            "scheme = \"hmac-sha256\"\nsecret = \"s\"\nheader = \"X-Sig\"\nsigned = \"body\"",
+            "scheme = \"basic\"\nusername = \"u\"\npassword = \"p\"",
+            "scheme = \"bearer\"\ntoken = \"t\"",
+            "scheme = \"api-key\"\nheader = \"X-API-SECRET\"\nvalue = \"v\"",
+            "scheme = \"api-key\"\nparam = \"key\"\nvalue = \"v\"",
+            "scheme = \"url-token\"\nsecret = \"s\"",
+            "scheme = \"none\"",
+        ] {
+            with_partner(auth).unwrap_or_else(|e| panic!("{auth}: {e}"));
+        }
+    }
+
+    #[test]
+    fn mistakes_fail_with_a_message_naming_them() {
+        let cases = [
+            ("scheme = \"hmac-sha256\"", "secret"),
+            (
+                "scheme = \"bearer\"\ntoken_env = \"DIARYSYNC_SURELY_UNSET_VAR\"",
+                "DIARYSYNC_SURELY_UNSET_VAR",
+            ),
+            (
+                "scheme = \"api-key\"\nvalue = \"v\"",
+                "exactly one of header or param",
+            ),
+            ("scheme = \"oauth\"", "oauth"),
+            ("scheme = \"bearer\"\ntoken = \"t\"\ntokn = \"x\"", "tokn"),
+        ];
+        for (auth, expected) in cases {
+            let error = with_partner(auth).expect_err(auth).to_string();
+            assert!(error.contains(expected), "{auth}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_admin_token_is_required_and_never_printed() {
+        let error = Config::from_toml("database_url = \"sqlite://x.db\"").expect_err("no token");
+        assert!(error.to_string().contains("admin_token"));
+        let config = Config::from_toml(BASE).expect("valid");
+        assert!(!format!("{config:?}").contains("an-admin-token-for-tests"));
+    }
+}

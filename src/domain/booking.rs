@@ -1,0 +1,191 @@
+//! Bookings in a venue's diary and the guard rails on their status.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a booking is in its life. The names are the public API's (`status` in JSON).
+///
+/// The order of the variants up to `Completed` is the order a booking normally moves through;
+/// automatic moves only go forwards along it, so a late or duplicated partner event can never
+/// move a booking backwards. `Cancelled` and `NoShow` are terminal for automatic moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BookingStatus {
+    Enquiry,
+    Provisional,
+    Confirmed,
+    Arrived,
+    Seated,
+    Paid,
+    Completed,
+    Cancelled,
+    NoShow,
+}
+
+impl BookingStatus {
+    pub const ALL: [BookingStatus; 9] = [
+        Self::Enquiry,
+        Self::Provisional,
+        Self::Confirmed,
+        Self::Arrived,
+        Self::Seated,
+        Self::Paid,
+        Self::Completed,
+        Self::Cancelled,
+        Self::NoShow,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enquiry => "enquiry",
+            Self::Provisional => "provisional",
+            Self::Confirmed => "confirmed",
+            Self::Arrived => "arrived",
+            Self::Seated => "seated",
+            Self::Paid => "paid",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::NoShow => "no_show",
+        }
+    }
+
+    /// Terminal statuses are never left by an automatic rule; only an operator moves them.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::NoShow)
+    }
+
+    /// Bookings in these statuses never attract sales by table and time.
+    pub fn excluded_from_table_matching(self) -> bool {
+        matches!(self, Self::Cancelled | Self::NoShow)
+    }
+
+    fn progress(self) -> u8 {
+        match self {
+            Self::Enquiry => 0,
+            Self::Provisional => 1,
+            Self::Confirmed => 2,
+            Self::Arrived => 3,
+            Self::Seated => 4,
+            Self::Paid => 5,
+            Self::Completed => 6,
+            Self::Cancelled | Self::NoShow => 7,
+        }
+    }
+
+    /// The status a booking should take after its sales changed, given the sales' states.
+    ///
+    /// `Some(next)` only when the move is allowed: forwards from a non-terminal status, or the
+    /// one sanctioned step back, paid -> seated, when a check is reopened.
+    pub fn after_sales(self, sales: SalesSummary) -> Option<BookingStatus> {
+        if self.is_terminal() || sales.live == 0 {
+            return None;
+        }
+        let target = if sales.open > 0 {
+            Self::Seated
+        } else {
+            Self::Paid
+        };
+        let reopened = self == Self::Paid && target == Self::Seated;
+        (target.progress() > self.progress() || reopened).then_some(target)
+    }
+}
+
+/// How many of a booking's sales are live (not voided) and how many of those are still open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SalesSummary {
+    pub live: usize,
+    pub open: usize,
+}
+
+impl fmt::Display for BookingStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown booking status {0:?}; expected one of enquiry, provisional, confirmed, arrived, seated, paid, completed, cancelled, no_show"
+)]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for BookingStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// The guest a booking is for. Personal data: never logged.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for Customer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Customer([personal data redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sales(live: usize, open: usize) -> SalesSummary {
+        SalesSummary { live, open }
+    }
+
+    #[test]
+    fn an_opened_sale_seats_a_confirmed_booking() {
+        let next = BookingStatus::Confirmed.after_sales(sales(1, 1));
+        assert_eq!(next, Some(BookingStatus::Seated));
+    }
+
+    #[test]
+    fn all_sales_closed_makes_a_seated_booking_paid() {
+        assert_eq!(
+            BookingStatus::Seated.after_sales(sales(2, 0)),
+            Some(BookingStatus::Paid)
+        );
+    }
+
+    #[test]
+    fn a_reopened_check_puts_a_paid_booking_back_to_seated() {
+        assert_eq!(
+            BookingStatus::Paid.after_sales(sales(1, 1)),
+            Some(BookingStatus::Seated)
+        );
+    }
+
+    #[test]
+    fn terminal_bookings_never_move_automatically() {
+        for status in [
+            BookingStatus::Cancelled,
+            BookingStatus::NoShow,
+            BookingStatus::Completed,
+        ] {
+            assert_eq!(status.after_sales(sales(1, 1)), None, "{status}");
+            assert_eq!(status.after_sales(sales(1, 0)), None, "{status}");
+        }
+    }
+
+    #[test]
+    fn only_voided_sales_leave_the_booking_alone() {
+        assert_eq!(BookingStatus::Confirmed.after_sales(sales(0, 0)), None);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in BookingStatus::ALL {
+            assert_eq!(status.as_str().parse::<BookingStatus>(), Ok(status));
+        }
+        assert!("SEATED".parse::<BookingStatus>().is_err());
+    }
+}

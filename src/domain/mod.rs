@@ -1,0 +1,25 @@
+//! The business model and its rules: venues, bookings, sales, matching, status transitions and
+//! spend.
+//!
+//! Nothing in here knows about HTTP, SQL or any partner's wire format: handlers translate their
+//! payloads *into* these types, the store persists them, and the decisions in between (which
+//! booking a sale belongs to, whether a booking may move to a new status) are made here, so they
+//! can be unit-tested without a database.
+
+pub mod booking;
+pub mod command;
+pub mod event;
+pub mod matching;
+pub mod sale;
+pub mod spend;
+pub mod table;
+pub mod venue;
+
+pub use booking::{BookingStatus, Customer};
+pub use command::{Command, Mapped};
+pub use event::{Outcome, Reason};
+pub use matching::{MatchDecision, MatchRule, MatchedBooking};
+pub use sale::{SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals};
+pub use spend::Spend;
+pub use table::TableKey;
+pub use venue::Tolerances;

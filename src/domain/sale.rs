@@ -1,0 +1,156 @@
+//! Sales (checks, orders, receipts) as partners report them, in our terms.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::table::TableKey;
+
+/// The state of a sale. Names are the public API's (`state` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaleState {
+    Open,
+    Closed,
+    /// Cancelled at the POS: kept for the record, never counted in spend.
+    Voided,
+}
+
+impl SaleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Voided => "voided",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Open, Self::Closed, Self::Voided]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// What kind of check this is, which decides how it inherits a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaleKind {
+    Sale,
+    /// Split off another check; belongs to its origin's booking.
+    Split,
+    /// Items or balance moved from another check.
+    Transfer,
+    Refund,
+}
+
+impl SaleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sale => "sale",
+            Self::Split => "split",
+            Self::Transfer => "transfer",
+            Self::Refund => "refund",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Sale, Self::Split, Self::Transfer, Self::Refund]
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+    }
+}
+
+/// The money on a sale, in the sale's currency, exactly as the partner stated it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaleTotals {
+    /// What the guest is charged, tax included.
+    pub total: Decimal,
+    /// What has been paid so far, tips excluded.
+    pub paid: Decimal,
+    pub tax: Decimal,
+    pub net: Decimal,
+    pub tip: Decimal,
+    pub service_charge: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleLine {
+    pub external_id: Option<String>,
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    pub amount: Decimal,
+    /// Multiplier as the POS states it: 1.2 for 20 %.
+    pub tax_rate: Option<Decimal>,
+    pub tax_included: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalePayment {
+    pub external_id: Option<String>,
+    pub method: Option<String>,
+    pub amount: Decimal,
+    pub tip: Decimal,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+/// A reference to a booking carried by a sale, with where it was found (for the match reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRef {
+    pub value: String,
+    pub source: &'static str,
+}
+
+/// One full snapshot of a sale as a partner reported it at `version`.
+///
+/// Partners send the whole check on every notification, so applying the newest snapshot is
+/// enough: a snapshot whose `version` is not newer than the stored one changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleSnapshot {
+    /// The partner's id for the sale, unique per venue.
+    pub external_id: String,
+    /// The human-facing check number (Lightspeed `accountNumber`), if any.
+    pub number: Option<String>,
+    pub kind: SaleKind,
+    /// For splits, transfers and refunds: the external id of the sale this one came from.
+    pub origin_external_id: Option<String>,
+    pub state: SaleState,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Orders snapshots of the same sale; the partner's own update time.
+    pub version: i64,
+    pub currency: Option<String>,
+    pub totals: SaleTotals,
+    pub covers: Option<i64>,
+    pub tables: Vec<TableKey>,
+    pub lines: Vec<SaleLine>,
+    pub payments: Vec<SalePayment>,
+    pub booking_refs: Vec<BookingRef>,
+}
+
+impl SaleSnapshot {
+    /// Whether this snapshot should replace `stored`, given the stored version and state.
+    ///
+    /// Newer versions win. At an equal version a later state in open -> closed -> voided wins,
+    /// so that a CLOSE stamped with the same millisecond as the last UPDATE is not lost.
+    pub fn supersedes(&self, stored_version: i64, stored_state: SaleState) -> Freshness {
+        use std::cmp::Ordering::*;
+        let rank = |state: SaleState| match state {
+            SaleState::Open => 0,
+            SaleState::Closed => 1,
+            SaleState::Voided => 2,
+        };
+        match self.version.cmp(&stored_version) {
+            Greater => Freshness::Newer,
+            Less => Freshness::Stale,
+            Equal if rank(self.state) > rank(stored_state) => Freshness::Newer,
+            Equal => Freshness::Duplicate,
+        }
+    }
+}
+
+/// How an incoming snapshot relates to the stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Newer,
+    Duplicate,
+    Stale,
+}

@@ -1,0 +1,430 @@
+//! The partner-event pipeline, free of HTTP: authenticate, store, map, apply, answer.
+//!
+//! [`Gateway::receive`] takes one raw delivery and returns a [`Receipt`]; the HTTP edge turns
+//! receipts into status codes with one table. The order of the steps is the contract:
+//! an unknown partner or bad credentials are refused (and recorded) before anything is
+//! parsed; an accepted request is durably stored together with its outcome before the
+//! receipt is returned, so a 2xx always means "committed".
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http::{HeaderMap, HeaderName};
+
+use crate::config::{Config, PartnerConfig};
+use crate::domain::{Command, Mapped, Outcome, Reason};
+use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
+use crate::partners::{Delivery, HandlerKind, PartnerHandler};
+use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
+
+/// The event type partners send to check connectivity; answered 200 with no processing.
+pub const TEST_NOTIFICATION: &str = "webhooks.test_notification";
+
+/// Headers worth keeping with a stored event. Credentials are never among them.
+const KEPT_HEADERS: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-lightspeed-idempotency-key",
+];
+
+/// Which of the contract's two routes a delivery came in on. They differ only in whether a
+/// busy sale may be answered 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /Sales/partners/{partnerName}/events/{eventType}`
+    Sales,
+    /// `POST|GET /partners/{partnerName}/webhooks/callback/{eventType}`
+    Callback,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Sales => "sales",
+            Route::Callback => "callback",
+        }
+    }
+}
+
+/// One request as received, before anything is decided about it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub route: Route,
+    pub partner: String,
+    pub event_type: String,
+    pub method: String,
+    /// The request path as received.
+    pub path: String,
+    /// The raw query string, without the `?`.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What the gateway decided, for the HTTP edge to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// Committed with this outcome (`processed` or `ignored`).
+    Accepted {
+        event_id: i64,
+        outcome: Outcome,
+        reason: Option<Reason>,
+        detail: Option<String>,
+    },
+    /// A test notification: answered at once.
+    TestNotification { event_id: Option<i64> },
+    /// Unknown partner or bad credentials.
+    Refused {
+        event_id: Option<i64>,
+        reason: Reason,
+    },
+    /// The same sale is being processed by another request; retry later.
+    Busy { event_id: Option<i64> },
+    /// Our own failure; the partner should retry.
+    Failed {
+        event_id: Option<i64>,
+        reason: Reason,
+    },
+}
+
+/// How long a busy sale is waited for on the callback route, which has no 409 in the contract.
+const CALLBACK_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A configured partner, ready to authenticate and map deliveries.
+#[derive(Debug)]
+struct Partner {
+    handler_kind: HandlerKind,
+    handler: Arc<dyn PartnerHandler>,
+    auth: AuthScheme,
+}
+
+/// The pipeline. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Gateway {
+    partners: HashMap<String, Partner>,
+    store: Arc<dyn Store>,
+    public_url: String,
+    sale_lock_wait: Duration,
+}
+
+impl Gateway {
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Gateway {
+        let partners = config
+            .partners
+            .into_iter()
+            .map(
+                |PartnerConfig {
+                     name,
+                     handler,
+                     auth,
+                 }| {
+                    let partner = Partner {
+                        handler_kind: handler,
+                        handler: handler.build(),
+                        auth,
+                    };
+                    (name, partner)
+                },
+            )
+            .collect();
+        Gateway {
+            partners,
+            store,
+            public_url: config.public_url,
+            sale_lock_wait: config.sale_lock_wait,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs one delivery through the pipeline. Never panics on any input.
+    pub async fn receive(&self, inbound: Inbound) -> Receipt {
+        let Some(partner) = self.partners.get(&inbound.partner) else {
+            let event = self.new_event(&inbound, None, None);
+            let event_id = self
+                .record(
+                    event,
+                    Outcome::Rejected,
+                    Reason::UnknownPartner,
+                    "no such partner is configured",
+                )
+                .await;
+            return Receipt::Refused {
+                event_id,
+                reason: Reason::UnknownPartner,
+            };
+        };
+        let event = self.new_event(&inbound, Some(partner), Some(partner.handler_kind.name()));
+        if inbound.event_type == TEST_NOTIFICATION {
+            let event_id = self
+                .record(
+                    event,
+                    Outcome::Ignored,
+                    Reason::TestNotification,
+                    "test notification, not processed",
+                )
+                .await;
+            return Receipt::TestNotification { event_id };
+        }
+        let url = format!(
+            "{}{}{}",
+            self.public_url,
+            inbound.path,
+            inbound
+                .query
+                .as_deref()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default()
+        );
+        let presented = Presented {
+            headers: &inbound.headers,
+            query: inbound.query.as_deref(),
+            body: &inbound.body,
+            url: &url,
+        };
+        if let Err(failure) = partner.auth.verify(presented) {
+            let reason = match failure {
+                AuthFailure::Missing => Reason::MissingCredentials,
+                AuthFailure::Invalid => Reason::BadSignature,
+            };
+            tracing::warn!(partner = %inbound.partner, %reason, "delivery refused");
+            let event_id = self
+                .record(event, Outcome::Rejected, reason, &failure.to_string())
+                .await;
+            return Receipt::Refused { event_id, reason };
+        }
+        let mapped = partner.handler.map(Delivery {
+            event_type: &inbound.event_type,
+            headers: &inbound.headers,
+            query: inbound.query.as_deref(),
+            body: &inbound.body,
+        });
+        let lock_keys = lock_keys(&inbound.partner, &mapped);
+        let lock_wait = match inbound.route {
+            Route::Sales => self.sale_lock_wait,
+            Route::Callback => CALLBACK_LOCK_WAIT.max(self.sale_lock_wait),
+        };
+        match self
+            .store
+            .ingest(event.clone(), mapped, &lock_keys, lock_wait)
+            .await
+        {
+            Ok(ingested) if ingested.outcome == Outcome::Failed => Receipt::Failed {
+                event_id: Some(ingested.event_id),
+                reason: ingested.reason.unwrap_or(Reason::ProcessingError),
+            },
+            Ok(ingested) => {
+                tracing::info!(
+                    partner = %inbound.partner,
+                    event_id = ingested.event_id,
+                    outcome = %ingested.outcome,
+                    reason = ingested.reason.map(Reason::as_str),
+                    "event stored"
+                );
+                Receipt::Accepted {
+                    event_id: ingested.event_id,
+                    outcome: ingested.outcome,
+                    reason: ingested.reason,
+                    detail: ingested.detail,
+                }
+            }
+            Err(StoreError::SaleBusy) => {
+                let event_id = self
+                    .record(
+                        event,
+                        Outcome::Rejected,
+                        Reason::SaleInFlight,
+                        "the same sale is being processed",
+                    )
+                    .await;
+                match inbound.route {
+                    Route::Sales => Receipt::Busy { event_id },
+                    Route::Callback => Receipt::Failed {
+                        event_id,
+                        reason: Reason::SaleInFlight,
+                    },
+                }
+            }
+            Err(error) => {
+                tracing::error!(partner = %inbound.partner, error = %error, source = ?std::error::Error::source(&error), "ingest failed");
+                let event_id = self
+                    .record(
+                        event,
+                        Outcome::Failed,
+                        Reason::StoreError,
+                        "the event could not be processed",
+                    )
+                    .await;
+                Receipt::Failed {
+                    event_id,
+                    reason: Reason::StoreError,
+                }
+            }
+        }
+    }
+
+    /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,
+    /// so the operator sees that the partner sent something we refused.
+    pub async fn refuse_oversized(&self, mut inbound: Inbound, limit: usize) -> Option<i64> {
+        inbound.body.clear();
+        let partner = self.partners.get(&inbound.partner);
+        let event = self.new_event(&inbound, partner, partner.map(|p| p.handler_kind.name()));
+        let detail = format!("body over the {limit}-byte limit; not stored");
+        self.record(event, Outcome::Rejected, Reason::BodyTooLarge, &detail)
+            .await
+    }
+
+    /// Stores an event with an outcome decided without processing. Best effort: a store
+    /// failure here is logged, and the partner's answer does not depend on it.
+    async fn record(
+        &self,
+        event: NewEvent,
+        outcome: Outcome,
+        reason: Reason,
+        detail: &str,
+    ) -> Option<i64> {
+        let verdict = Verdict {
+            outcome,
+            reason: Some(reason),
+            detail: Some(detail.to_owned()),
+        };
+        match self.store.record(event, verdict).await {
+            Ok(id) => Some(id),
+            Err(error) => {
+                tracing::error!(error = %error, source = ?std::error::Error::source(&error), "could not record an event");
+                None
+            }
+        }
+    }
+
+    /// The event as it will be stored: selected headers only, secret query values masked.
+    fn new_event(
+        &self,
+        inbound: &Inbound,
+        partner: Option<&Partner>,
+        handler: Option<&str>,
+    ) -> NewEvent {
+        let auth = partner.map(|p| &p.auth);
+        NewEvent {
+            received_at: inbound.received_at,
+            partner: inbound.partner.clone(),
+            route: inbound.route.as_str(),
+            method: inbound.method.clone(),
+            event_type: inbound.event_type.clone(),
+            path: inbound.path.clone(),
+            query: inbound
+                .query
+                .as_deref()
+                .map(|q| mask_query(q, auth.and_then(AuthScheme::secret_param))),
+            headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header)),
+            body: inbound.body.clone(),
+            handler: handler.map(str::to_owned),
+        }
+    }
+}
+
+fn lock_keys(partner: &str, mapped: &Mapped) -> Vec<SaleKey> {
+    let Mapped::Apply {
+        location_id,
+        commands,
+    } = mapped
+    else {
+        return Vec::new();
+    };
+    commands
+        .iter()
+        .filter_map(Command::sale_external_id)
+        .map(|external_id| SaleKey {
+            partner: partner.to_owned(),
+            location_id: location_id.clone(),
+            external_id: external_id.to_owned(),
+        })
+        .collect()
+}
+
+fn kept_headers(headers: &HeaderMap, secret: Option<&HeaderName>) -> BTreeMap<String, String> {
+    headers
+        .keys()
+        .filter(|name| KEPT_HEADERS.contains(&name.as_str()) || name.as_str().contains("signature"))
+        .filter(|name| Some(*name) != secret)
+        .map(|name| {
+            let values: Vec<String> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (name.as_str().to_owned(), values.join(", "))
+        })
+        .collect()
+}
+
+/// The query string with the value of `secret_param` replaced, so stored events hold no
+/// credentials.
+fn mask_query(query: &str, secret_param: Option<&str>) -> String {
+    let Some(secret_param) = secret_param else {
+        return query.to_owned();
+    };
+    query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            let decoded: String = form_urlencoded::parse(key.as_bytes())
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.into_owned()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect();
+            if decoded == secret_param {
+                format!("{key}=[redacted]")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_parameters_are_masked_and_others_kept() {
+        assert_eq!(
+            mask_query("a=1&token=s3cret&b=2", Some("token")),
+            "a=1&token=[redacted]&b=2"
+        );
+        assert_eq!(mask_query("a=1&token=s3cret", None), "a=1&token=s3cret");
+        assert_eq!(
+            mask_query("tok%65n=s3cret", Some("token")),
+            "tok%65n=[redacted]"
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_kept_but_signatures_are() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer t".parse().expect("header"));
+        headers.insert("x-api-secret", "k".parse().expect("header"));
+        headers.insert("x-partner-signature", "abc".parse().expect("header"));
+        headers.insert("content-type", "application/json".parse().expect("header"));
+        let secret = HeaderName::from_static("x-api-secret");
+        let kept = kept_headers(&headers, Some(&secret));
+        assert_eq!(
+            kept.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["content-type", "x-partner-signature"]
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! diarysync: a partner-event gateway for a venue booking platform.
+//!
+//! Point-of-sale systems and booking platforms post their *native* webhooks; a handler per
+//! partner maps each payload onto our model, and diarysync stores the raw event, resolves the
+//! venue, matches each sale to its booking and updates the diary, exactly once however often
+//! a delivery is retried.
+//!
+//! # Layout
+//! - [`domain`]: the model and its rules (bookings, sales, matching, status moves, spend).
+//!   No HTTP, no SQL.
+//! - [`partners`]: one module per partner behind [`partners::PartnerHandler`], plus the
+//!   authentication schemes ([`partners::auth`]) and shared wire readers.
+//! - [`gateway`]: the pipeline from a raw delivery to a committed outcome ([`gateway::Receipt`]).
+//! - [`store`]: the [`store::Store`] trait, its SQL implementation, SQLite and PostgreSQL
+//!   dialects and migrations.
+//! - [`http`]: routes only: partner endpoints, admin API, health.
+//! - [`config`]: the validated configuration; [`app`]: building and running the service;
+//!   [`error`]: the admin API's error table; [`telemetry`]: logging set-up.
+//!
+//! `docs/ARCHITECTURE.md` walks through a request end to end.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod partners;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,146 @@
+//! Field readers shared by partner wire types.
+//!
+//! Partners send the same id as a string in one place and a number in another, and ids over
+//! 2^53 (Lightspeed's `9765040300495493`) do not survive a trip through `f64`; money must keep
+//! the payload's own digits. So these readers take the field's raw JSON text and parse that:
+//! nothing passes through a float. They need a borrowed input (`serde_json::from_slice`).
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::de::{Deserialize, Deserializer, Error};
+use serde_json::value::RawValue;
+
+/// The field's text: `None` for `null`, the unescaped content for a string, the literal for
+/// anything else.
+fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(raw) = <Option<&'de RawValue>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(b'-' | b'0'..=b'9') => Ok(Some(text.to_owned())),
+        Some(b'n') => Ok(None),
+        _ => Err(D::Error::custom(format!(
+            "expected a string or a number, found {}",
+            describe(text)
+        ))),
+    }
+}
+
+fn describe(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        _ => "something else",
+    }
+}
+
+/// An identifier given as a JSON string or an integer, kept as text.
+pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(scalar_text(d)?.filter(|id| !id.is_empty()))
+}
+
+/// A required identifier; see [`opt_id`].
+pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_id(d)?.ok_or_else(|| D::Error::custom("missing identifier"))
+}
+
+/// An amount given as a JSON number or a numeric string, exactly as written.
+pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    let Some(text) = scalar_text(d)? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_decimal(text)
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("not a representable amount: {text:?}")))
+}
+
+/// Parses a decimal literal, in plain or scientific notation.
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
+}
+
+/// A whole number (counts, epoch times) given as a JSON integer or a string of digits.
+pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(text) = scalar_text(d)? else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("not a whole number in range: {text:?}")))
+}
+
+/// A list of identifiers, each a string or a number.
+pub fn opt_id_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Id(#[serde(deserialize_with = "opt_id")] Option<String>);
+    let ids = <Option<Vec<Id>>>::deserialize(d)?;
+    Ok(ids.map(|ids| ids.into_iter().filter_map(|Id(id)| id).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Probe {
+        #[serde(default, deserialize_with = "opt_id")]
+        id: Option<String>,
+        #[serde(default, deserialize_with = "opt_decimal")]
+        amount: Option<Decimal>,
+        #[serde(default, deserialize_with = "opt_i64")]
+        at: Option<i64>,
+    }
+
+    fn probe(json: &str) -> Result<Probe, serde_json::Error> {
+        serde_json::from_slice(json.as_bytes())
+    }
+
+    #[test]
+    fn ids_beyond_two_to_the_53_keep_every_digit() {
+        let p = probe(r#"{"id": 9765040300495493}"#).expect("parses");
+        assert_eq!(p.id.as_deref(), Some("9765040300495493"));
+        let p = probe(r#"{"id": "9765040300495493"}"#).expect("parses");
+        assert_eq!(p.id.as_deref(), Some("9765040300495493"));
+    }
+
+    #[test]
+    fn amounts_keep_the_payloads_digits() {
+        let p = probe(r#"{"amount": -1.6667}"#).expect("parses");
+        assert_eq!(p.amount.map(|d| d.to_string()).as_deref(), Some("-1.6667"));
+        let p = probe(r#"{"amount": "48.30"}"#).expect("parses");
+        assert_eq!(p.amount.map(|d| d.to_string()).as_deref(), Some("48.30"));
+        let p = probe(r#"{"amount": 0.1}"#).expect("parses");
+        assert_eq!(p.amount.map(|d| d.to_string()).as_deref(), Some("0.1"));
+    }
+
+    #[test]
+    fn wrong_types_and_huge_numbers_are_errors_not_panics() {
+        assert!(probe(r#"{"amount": {"x": 1}}"#).is_err());
+        assert!(probe(r#"{"amount": 1e400}"#).is_err());
+        assert!(probe(r#"{"at": 99999999999999999999999}"#).is_err());
+        assert!(probe(r#"{"id": [1]}"#).is_err());
+        assert!(probe(r#"{"id": true}"#).is_err());
+    }
+
+    #[test]
+    fn nulls_and_absent_fields_are_none() {
+        let p = probe(r#"{"id": null, "amount": null}"#).expect("parses");
+        assert!(p.id.is_none() && p.amount.is_none() && p.at.is_none());
+    }
+}

@@ -1,0 +1,150 @@
+//! Persistence: the [`Store`] trait and its SQL implementation for SQLite and PostgreSQL.
+//!
+//! One SQL implementation ([`sql::SqlStore`]) serves both backends through sqlx's `Any`
+//! driver; everything that differs lives in the dialect modules: connection set-up and
+//! durability settings, migrations, and how the in-flight lock on a sale is taken
+//! ([`sqlite`]: one writer connection, so writes are serialised in-process; [`postgres`]: a
+//! pool, with a transaction-scoped advisory lock so the guarantee holds across processes).
+//!
+//! Money is stored as decimal text exactly as the partner wrote it; times as UTC epoch
+//! milliseconds.
+
+mod apply;
+mod in_flight;
+pub mod postgres;
+pub mod records;
+pub mod sql;
+pub mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{Mapped, Outcome, Reason};
+pub use in_flight::InFlight;
+pub use records::*;
+/// The concrete store the service runs on.
+pub type SqlStoreHandle = sql::SqlStore;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `database_url` names.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Errors from the store. Internal: logged, never shown to partners in detail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// Another request holds the in-flight lock of the same sale.
+    #[error("the same sale is being processed by another request")]
+    SaleBusy,
+    /// A write the caller asked for conflicts with stored data (e.g. a duplicate reference).
+    #[error("{0}")]
+    Conflict(String),
+    /// A referenced row does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// The outcome decided for an event before any processing (rejections, test pings).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub detail: Option<String>,
+}
+
+/// What became of an ingested event, as committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub event_id: i64,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub detail: Option<String>,
+    pub venue_id: Option<i64>,
+    pub sale_id: Option<i64>,
+}
+
+/// The in-flight lock keys of one event: `(partner, location id, sale external id)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SaleKey {
+    pub partner: String,
+    pub location_id: String,
+    pub external_id: String,
+}
+
+/// Everything the service persists and reads back.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// Stores a raw event and, in the same transaction, applies what its handler mapped it to,
+    /// then records the outcome. The raw event is written first and processing runs in a
+    /// savepoint, so a processing failure still commits the event with outcome `failed`.
+    /// Returns only after the commit is durable.
+    ///
+    /// # Errors
+    /// [`StoreError::SaleBusy`] when `lock_keys` stay held elsewhere for longer than
+    /// `lock_wait`; other errors when nothing could be committed.
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        mapped: Mapped,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError>;
+
+    /// Stores a raw event with an outcome decided without processing it.
+    async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError>;
+
+    async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError>;
+    async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError>;
+    async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError>;
+    async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError>;
+    async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError>;
+    async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError>;
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError>;
+    async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens (and migrates) the store a `database_url` names.
+///
+/// # Errors
+/// When the URL names no supported backend, the database cannot be reached or the
+/// migrations fail.
+pub async fn open(database_url: &str) -> Result<sql::SqlStore, StoreError> {
+    match Backend::of_url(database_url) {
+        Some(Backend::Sqlite) => sqlite::open(database_url).await,
+        Some(Backend::Postgres) => postgres::open(database_url).await,
+        None => Err(StoreError::Unsupported(format!(
+            "database_url must start with sqlite: or postgres://, got scheme {:?}",
+            database_url.split(':').next().unwrap_or_default()
+        ))),
+    }
+}

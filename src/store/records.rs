@@ -1,0 +1,247 @@
+//! What the store takes in and hands back. Serialised as-is by the admin API, so field names
+//! here are the public JSON names; money is a decimal string, times RFC 3339 UTC.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::domain::{BookingStatus, Customer};
+
+/// A raw partner request, as it will be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub received_at: DateTime<Utc>,
+    pub partner: String,
+    /// `sales` or `callback`: which of the two contract routes it came in on.
+    pub route: &'static str,
+    pub method: String,
+    pub event_type: String,
+    pub path: String,
+    /// The query string with secret parameters masked.
+    pub query: Option<String>,
+    /// Selected, non-secret headers.
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    /// The handler that maps it (`None` when the partner is unknown).
+    pub handler: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLocation {
+    pub partner: String,
+    pub location_id: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewVenue {
+    pub name: String,
+    /// A valid IANA zone name.
+    pub timezone: String,
+    pub currency: Option<String>,
+    pub locations: Vec<NewLocation>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LocationRecord {
+    pub partner: String,
+    pub location_id: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TolerancesRecord {
+    pub before_start_minutes: i64,
+    pub after_end_minutes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VenueRecord {
+    pub id: i64,
+    pub name: String,
+    pub timezone: String,
+    pub currency: Option<String>,
+    pub tolerances: TolerancesRecord,
+    pub locations: Vec<LocationRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBooking {
+    pub reference: Option<String>,
+    pub start: DateTime<Utc>,
+    pub duration_minutes: i64,
+    pub covers: i64,
+    /// Table names as the operator wrote them; normalised on the way in.
+    pub tables: Vec<String>,
+    pub status: BookingStatus,
+    pub customer: Customer,
+}
+
+#[derive(Clone, Serialize, PartialEq, Eq, Default)]
+pub struct CustomerRecord {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl std::fmt::Debug for CustomerRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerRecord([personal data redacted])")
+    }
+}
+
+/// How a sale is linked to a booking; `rule` is null while unmatched.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct MatchRecord {
+    pub rule: Option<&'static str>,
+    pub reason: Option<String>,
+    pub booking_id: Option<i64>,
+    /// For an ambiguous sale: the bookings that fitted equally well.
+    pub candidates: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SpendRecord {
+    pub total: Decimal,
+    pub paid: Decimal,
+    pub tax: Decimal,
+    pub net: Decimal,
+    pub tips: Decimal,
+    pub service_charge: Decimal,
+    pub per_cover: Option<Decimal>,
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TransitionRecord {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub cause: String,
+    pub event_id: Option<i64>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BookingView {
+    pub id: i64,
+    pub venue_id: i64,
+    pub reference: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub duration_minutes: i64,
+    pub covers: i64,
+    pub tables: Vec<String>,
+    pub status: &'static str,
+    pub customer: CustomerRecord,
+    pub sales: Vec<SaleRecord>,
+    pub spend: SpendRecord,
+    pub transitions: Vec<TransitionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SaleRecord {
+    pub id: i64,
+    pub venue_id: i64,
+    pub partner: String,
+    pub external_id: String,
+    pub number: Option<String>,
+    pub kind: &'static str,
+    pub origin_external_id: Option<String>,
+    pub state: &'static str,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub currency: Option<String>,
+    pub total: Decimal,
+    pub paid: Decimal,
+    pub tax: Decimal,
+    pub net: Decimal,
+    pub tip: Decimal,
+    pub service_charge: Decimal,
+    pub covers: Option<i64>,
+    pub tables: Vec<String>,
+    #[serde(rename = "match")]
+    pub match_: MatchRecord,
+    pub last_event_id: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SaleLineRecord {
+    pub external_id: Option<String>,
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit_amount: Decimal,
+    pub amount: Decimal,
+    pub tax_rate: Option<Decimal>,
+    pub tax_included: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PaymentRecord {
+    pub external_id: Option<String>,
+    pub method: Option<String>,
+    pub amount: Decimal,
+    pub tip: Decimal,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SaleDetail {
+    #[serde(flatten)]
+    pub sale: SaleRecord,
+    pub lines: Vec<SaleLineRecord>,
+    pub payments: Vec<PaymentRecord>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SaleFilter {
+    pub partner: Option<String>,
+    pub external_id: Option<String>,
+    pub venue_id: Option<i64>,
+    pub unmatched: Option<bool>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub partner: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    /// Only events with an id below this one (paging backwards from the newest).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventSummary {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub partner: String,
+    pub route: String,
+    pub method: String,
+    pub event_type: String,
+    pub handler: Option<String>,
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+    pub venue_id: Option<i64>,
+    pub sale_id: Option<i64>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventDetail {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body_sha256: String,
+    pub body_bytes: usize,
+    /// The body as text when it is valid UTF-8 ...
+    pub body: Option<String>,
+    /// ... else base64 of its bytes.
+    pub body_base64: Option<String>,
+}

@@ -1,0 +1,691 @@
+//! The SQL implementation of [`Store`], shared by SQLite and PostgreSQL.
+//!
+//! Statements use `$n` placeholders and types both databases accept (BIGINT, TEXT, bytes), so
+//! one text serves both; the dialect modules hold what differs.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tokio::time::Instant;
+
+use super::records::*;
+use super::{Backend, InFlight, Ingested, SaleKey, Store, StoreError, Verdict, apply, postgres};
+use crate::domain::{BookingStatus, MatchRule, Outcome, SaleKind, SaleState, Spend, TableKey};
+
+/// A store over a SQL database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    backend: Backend,
+    /// Every write goes through this pool: one connection on SQLite, the pool on PostgreSQL.
+    writer: AnyPool,
+    reader: AnyPool,
+    in_flight: InFlight,
+}
+
+impl SqlStore {
+    pub(super) fn new(backend: Backend, writer: AnyPool, reader: AnyPool) -> SqlStore {
+        SqlStore {
+            backend,
+            writer,
+            reader,
+            in_flight: InFlight::default(),
+        }
+    }
+
+    /// This process's in-flight sale locks.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+pub(super) fn decimal_text(value: Decimal) -> String {
+    value.to_string()
+}
+
+fn decimal(text: &str) -> Result<Decimal, StoreError> {
+    Decimal::from_str(text).map_err(|_| StoreError::Corrupt(format!("amount {text:?}")))
+}
+
+fn opt_decimal(text: Option<String>) -> Result<Option<Decimal>, StoreError> {
+    text.as_deref().map(decimal).transpose()
+}
+
+pub(super) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
+}
+
+fn opt_millis(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+pub(super) fn parse_status(text: &str) -> Result<BookingStatus, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("booking status {text:?}")))
+}
+
+pub(super) fn json_list<S: serde::Serialize>(items: impl Iterator<Item = S>) -> String {
+    let items: Vec<S> = items.collect();
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_json_list<T: serde::de::DeserializeOwned>(text: Option<String>) -> Vec<T> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+async fn insert_event(
+    conn: &mut AnyConnection,
+    event: &NewEvent,
+    verdict: &Verdict,
+) -> Result<i64, StoreError> {
+    let headers = serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".to_owned());
+    let sha = hex::encode(Sha256::digest(&event.body));
+    let id = sqlx::query_scalar(
+        "INSERT INTO events (received_at, partner, route, method, event_type, path, query, headers,
+             body, body_sha256, handler, outcome, reason, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+         RETURNING id",
+    )
+    .bind(event.received_at.timestamp_millis())
+    .bind(event.partner.as_str())
+    .bind(event.route)
+    .bind(event.method.as_str())
+    .bind(event.event_type.as_str())
+    .bind(event.path.as_str())
+    .bind(event.query.as_deref())
+    .bind(headers)
+    .bind(event.body.as_slice())
+    .bind(sha)
+    .bind(event.handler.as_deref())
+    .bind(verdict.outcome.as_str())
+    .bind(verdict.reason.map(|r| r.as_str()))
+    .bind(verdict.detail.as_deref())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+async fn record_outcome(
+    conn: &mut AnyConnection,
+    result: &Ingested,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE events SET outcome = $1, reason = $2, detail = $3, venue_id = $4, sale_id = $5,
+             processed_at = $6
+         WHERE id = $7",
+    )
+    .bind(result.outcome.as_str())
+    .bind(result.reason.map(|r| r.as_str()))
+    .bind(result.detail.as_deref())
+    .bind(result.venue_id)
+    .bind(result.sale_id)
+    .bind(now.timestamp_millis())
+    .bind(result.event_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
+    state, opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
+    covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id";
+
+fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
+    let rule: Option<String> = row.try_get("match_rule")?;
+    let total: String = row.try_get("total")?;
+    let paid: String = row.try_get("paid")?;
+    let tax: String = row.try_get("tax")?;
+    let net: String = row.try_get("net")?;
+    let tip: String = row.try_get("tip")?;
+    let service_charge: String = row.try_get("service_charge")?;
+    Ok(SaleRecord {
+        id: row.try_get("id")?,
+        venue_id: row.try_get("venue_id")?,
+        partner: row.try_get("partner")?,
+        external_id: row.try_get("external_id")?,
+        number: row.try_get("number")?,
+        kind: SaleKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("sale kind {kind:?}")))?
+            .as_str(),
+        origin_external_id: row.try_get("origin_external_id")?,
+        state: SaleState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?
+            .as_str(),
+        opened_at: from_millis(row.try_get("opened_at")?)?,
+        closed_at: opt_millis(row.try_get("closed_at")?)?,
+        version: row.try_get("version")?,
+        currency: row.try_get("currency")?,
+        total: decimal(&total)?,
+        paid: decimal(&paid)?,
+        tax: decimal(&tax)?,
+        net: decimal(&net)?,
+        tip: decimal(&tip)?,
+        service_charge: decimal(&service_charge)?,
+        covers: row.try_get("covers")?,
+        tables: parse_json_list(row.try_get("tables")?),
+        match_: MatchRecord {
+            rule: rule
+                .as_deref()
+                .and_then(MatchRule::parse)
+                .map(MatchRule::as_str),
+            reason: row.try_get("match_reason")?,
+            booking_id: row.try_get("booking_id")?,
+            candidates: parse_json_list::<String>(row.try_get("match_candidates")?)
+                .iter()
+                .filter_map(|id| id.parse().ok())
+                .collect(),
+        },
+        last_event_id: row.try_get("last_event_id")?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, handler,
+    outcome, reason, detail, venue_id, sale_id, processed_at";
+
+fn event_summary(row: &AnyRow) -> Result<EventSummary, StoreError> {
+    Ok(EventSummary {
+        id: row.try_get("id")?,
+        received_at: from_millis(row.try_get("received_at")?)?,
+        partner: row.try_get("partner")?,
+        route: row.try_get("route")?,
+        method: row.try_get("method")?,
+        event_type: row.try_get("event_type")?,
+        handler: row.try_get("handler")?,
+        outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
+        detail: row.try_get("detail")?,
+        venue_id: row.try_get("venue_id")?,
+        sale_id: row.try_get("sale_id")?,
+        processed_at: opt_millis(row.try_get("processed_at")?)?,
+    })
+}
+
+/// A `WHERE` clause built from optional filters, with its `$n` arguments in order.
+#[derive(Default)]
+struct Conditions {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Conditions {
+    fn push(&mut self, clause: &str, arg: Arg) {
+        self.args.push(arg);
+        self.clauses
+            .push(clause.replace("$?", &format!("${}", self.args.len())));
+    }
+
+    fn text(&mut self, clause: &str, value: &Option<String>) {
+        if let Some(value) = value {
+            self.push(clause, Arg::Text(value.clone()));
+        }
+    }
+
+    fn sql(&self, select: &str, order_and_limit: &str) -> String {
+        let mut sql = select.to_owned();
+        if !self.clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&self.clauses.join(" AND "));
+        }
+        sql.push(' ');
+        sql.push_str(order_and_limit);
+        sql
+    }
+
+    async fn fetch_all(
+        self,
+        pool: &AnyPool,
+        select: &str,
+        order_and_limit: &str,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let sql = self.sql(select, order_and_limit);
+        let mut query = sqlx::query(&sql);
+        for arg in self.args {
+            query = match arg {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(int) => query.bind(int),
+            };
+        }
+        Ok(query.fetch_all(pool).await?)
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        mapped: crate::domain::Mapped,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError> {
+        let deadline = Instant::now() + lock_wait;
+        let _held = self.in_flight.acquire(lock_keys, deadline).await?;
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            let left = deadline.saturating_duration_since(Instant::now());
+            postgres::lock_sales(&mut tx, lock_keys, left).await?;
+        }
+        let pending = Verdict {
+            outcome: Outcome::Pending,
+            reason: None,
+            detail: None,
+        };
+        let event_id = insert_event(&mut tx, &event, &pending).await?;
+        let now = Utc::now();
+        let result = apply::process(&mut tx, event_id, &event.partner, mapped, now).await?;
+        record_outcome(&mut tx, &result, now).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
+        let mut conn = self.writer.acquire().await?;
+        insert_event(&mut conn, &event, &verdict).await
+    }
+
+    async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO venues (name, timezone, currency, created_at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+        )
+        .bind(venue.name.as_str())
+        .bind(venue.timezone.as_str())
+        .bind(venue.currency.as_deref())
+        .bind(Utc::now().timestamp_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        for location in &venue.locations {
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
+            )
+            .bind(location.partner.as_str())
+            .bind(location.location_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = taken {
+                return Err(StoreError::Conflict(format!(
+                    "location {} of partner {} already belongs to venue {other}",
+                    location.location_id, location.partner
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(location.partner.as_str())
+            .bind(location.location_id.as_str())
+            .bind(i64::from(location.enabled))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.venue(id).await?.ok_or(StoreError::NotFound("venue"))
+    }
+
+    async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min
+             FROM venues WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let locations = sqlx::query(
+            "SELECT partner, location_id, enabled FROM partner_locations WHERE venue_id = $1
+             ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|l| {
+            Ok(LocationRecord {
+                partner: l.try_get("partner")?,
+                location_id: l.try_get("location_id")?,
+                enabled: l.try_get::<i64, _>("enabled")? != 0,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(VenueRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            timezone: row.try_get("timezone")?,
+            currency: row.try_get("currency")?,
+            tolerances: TolerancesRecord {
+                before_start_minutes: row.try_get("tolerance_before_min")?,
+                after_end_minutes: row.try_get("tolerance_after_min")?,
+            },
+            locations,
+        }))
+    }
+
+    async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM venues WHERE id = $1")
+            .bind(venue_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound("venue"));
+        }
+        if let Some(reference) = &booking.reference {
+            let taken: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2",
+            )
+            .bind(venue_id)
+            .bind(reference.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = taken {
+                return Err(StoreError::Conflict(format!(
+                    "booking reference {reference} is already booking {other}"
+                )));
+            }
+        }
+        let now = Utc::now().timestamp_millis();
+        let end = booking.start + chrono::Duration::minutes(booking.duration_minutes);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
+                 customer_name, customer_email, customer_phone, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+             RETURNING id",
+        )
+        .bind(venue_id)
+        .bind(booking.reference.as_deref())
+        .bind(booking.start.timestamp_millis())
+        .bind(end.timestamp_millis())
+        .bind(booking.covers)
+        .bind(booking.status.as_str())
+        .bind(booking.customer.name.as_deref())
+        .bind(booking.customer.email.as_deref())
+        .bind(booking.customer.phone.as_deref())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let tables = booking.tables.iter().filter_map(|t| TableKey::parse(t));
+        for (position, table) in (0i64..).zip(tables) {
+            sqlx::query(
+                "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(position)
+            .bind(table.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status,
+                 b.customer_name, b.customer_email, b.customer_phone, v.currency
+             FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_key FROM booking_tables WHERE booking_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        let sales = sqlx::query(&format!(
+            "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
+        ))
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(sale_record)
+        .collect::<Result<Vec<_>, _>>()?;
+        let transitions = sqlx::query(
+            "SELECT from_status, to_status, cause, event_id, at FROM booking_transitions
+             WHERE booking_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|t| {
+            let from: String = t.try_get("from_status")?;
+            let to: String = t.try_get("to_status")?;
+            Ok(TransitionRecord {
+                from: parse_status(&from)?.as_str(),
+                to: parse_status(&to)?.as_str(),
+                cause: t.try_get("cause")?,
+                event_id: t.try_get("event_id")?,
+                at: from_millis(t.try_get("at")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let covers: i64 = row.try_get("covers")?;
+        let venue_currency: Option<String> = row.try_get("currency")?;
+        let totals: Vec<_> = sales
+            .iter()
+            .map(|s| {
+                let state = SaleState::parse(s.state).unwrap_or(SaleState::Open);
+                let totals = crate::domain::SaleTotals {
+                    total: s.total,
+                    paid: s.paid,
+                    tax: s.tax,
+                    net: s.net,
+                    tip: s.tip,
+                    service_charge: s.service_charge,
+                };
+                (state, totals, s.covers, s.currency.as_deref())
+            })
+            .collect();
+        let spend = Spend::of(
+            totals
+                .iter()
+                .map(|(state, totals, covers, currency)| (*state, totals, *covers, *currency)),
+            Some(covers),
+            venue_currency.as_deref(),
+        );
+        let start = from_millis(row.try_get("start_at")?)?;
+        let end = from_millis(row.try_get("end_at")?)?;
+        let status: String = row.try_get("status")?;
+        Ok(Some(BookingView {
+            id: row.try_get("id")?,
+            venue_id: row.try_get("venue_id")?,
+            reference: row.try_get("reference")?,
+            start,
+            end,
+            duration_minutes: (end - start).num_minutes(),
+            covers,
+            tables,
+            status: parse_status(&status)?.as_str(),
+            customer: CustomerRecord {
+                name: row.try_get("customer_name")?,
+                email: row.try_get("customer_email")?,
+                phone: row.try_get("customer_phone")?,
+            },
+            sales,
+            spend: SpendRecord {
+                total: spend.total,
+                paid: spend.paid,
+                tax: spend.tax,
+                net: spend.net,
+                tips: spend.tips,
+                service_charge: spend.service_charge,
+                per_cover: spend.per_cover,
+                currency: spend.currency,
+            },
+            transitions,
+        }))
+    }
+
+    async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError> {
+        let mut conditions = Conditions::default();
+        conditions.text("partner = $?", &filter.partner);
+        conditions.text("external_id = $?", &filter.external_id);
+        if let Some(venue_id) = filter.venue_id {
+            conditions.push("venue_id = $?", Arg::Int(venue_id));
+        }
+        match filter.unmatched {
+            Some(true) => conditions.clauses.push("booking_id IS NULL".to_owned()),
+            Some(false) => conditions.clauses.push("booking_id IS NOT NULL".to_owned()),
+            None => {}
+        }
+        let rows = conditions
+            .fetch_all(
+                &self.reader,
+                &format!("SELECT {SALE_COLUMNS} FROM sales"),
+                &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+            )
+            .await?;
+        rows.iter().map(sale_record).collect()
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError> {
+        let Some(row) = sqlx::query(&format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let lines = sqlx::query(
+            "SELECT external_id, description, quantity, unit_amount, amount, tax_rate, tax_included
+             FROM sale_lines WHERE sale_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|l| {
+            let quantity: String = l.try_get("quantity")?;
+            let unit_amount: String = l.try_get("unit_amount")?;
+            let amount: String = l.try_get("amount")?;
+            Ok(SaleLineRecord {
+                external_id: l.try_get("external_id")?,
+                description: l.try_get("description")?,
+                quantity: decimal(&quantity)?,
+                unit_amount: decimal(&unit_amount)?,
+                amount: decimal(&amount)?,
+                tax_rate: opt_decimal(l.try_get("tax_rate")?)?,
+                tax_included: l.try_get::<Option<i64>, _>("tax_included")?.map(|v| v != 0),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        let payments = sqlx::query(
+            "SELECT external_id, method, amount, tip, paid_at FROM sale_payments
+             WHERE sale_id = $1 ORDER BY position",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|p| {
+            let amount: String = p.try_get("amount")?;
+            let tip: String = p.try_get("tip")?;
+            Ok(PaymentRecord {
+                external_id: p.try_get("external_id")?,
+                method: p.try_get("method")?,
+                amount: decimal(&amount)?,
+                tip: decimal(&tip)?,
+                paid_at: opt_millis(p.try_get("paid_at")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(SaleDetail {
+            sale: sale_record(&row)?,
+            lines,
+            payments,
+        }))
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let mut conditions = Conditions::default();
+        conditions.text("partner = $?", &filter.partner);
+        conditions.text("outcome = $?", &filter.outcome);
+        conditions.text("reason = $?", &filter.reason);
+        if let Some(before) = filter.before_id {
+            conditions.push("id < $?", Arg::Int(before));
+        }
+        let rows = conditions
+            .fetch_all(
+                &self.reader,
+                &format!("SELECT {EVENT_COLUMNS} FROM events"),
+                &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+            )
+            .await?;
+        rows.iter().map(event_summary).collect()
+    }
+
+    async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_sha256 FROM events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let body: Vec<u8> = row.try_get("body")?;
+        let headers: String = row.try_get("headers")?;
+        let headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
+        let body_bytes = body.len();
+        let (text, base64) = match String::from_utf8(body) {
+            Ok(text) => (Some(text), None),
+            Err(error) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(error.into_bytes())),
+            ),
+        };
+        Ok(Some(EventDetail {
+            summary: event_summary(&row)?,
+            path: row.try_get("path")?,
+            query: row.try_get("query")?,
+            headers,
+            body_sha256: row.try_get("body_sha256")?,
+            body_bytes,
+            body: text,
+            body_base64: base64,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
