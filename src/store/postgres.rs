@@ -39,8 +39,9 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool))
 }
 
-/// The advisory lock id of a sale: stable across processes and releases.
-fn advisory_key(key: &SaleKey) -> i64 {
+/// The advisory lock id of a sale: stable across processes, releases and backends (it is a
+/// hash of the key), so every node locks the same id for the same sale.
+pub fn advisory_key(key: &SaleKey) -> i64 {
     let mut hasher = Sha256::new();
     for part in [&key.partner, &key.location_id, &key.external_id] {
         hasher.update(part.as_bytes());

@@ -5,9 +5,26 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::domain::{BookingStatus, Customer};
+
+/// Writes an amount as a decimal string with at least two decimals ("63.20", "0.00"),
+/// keeping every digit the partner sent ("-1.6667" stays as it is).
+fn money<S: Serializer>(amount: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut amount = *amount;
+    if amount.scale() < 2 {
+        amount.rescale(2);
+    }
+    serializer.collect_str(&amount)
+}
+
+fn opt_money<S: Serializer>(amount: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
+    match amount {
+        Some(amount) => money(amount, serializer),
+        None => serializer.serialize_none(),
+    }
+}
 
 /// A raw partner request, as it will be stored.
 #[derive(Debug, Clone)]
@@ -104,12 +121,19 @@ pub struct MatchRecord {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SpendRecord {
+    #[serde(serialize_with = "money")]
     pub total: Decimal,
+    #[serde(serialize_with = "money")]
     pub paid: Decimal,
+    #[serde(serialize_with = "money")]
     pub tax: Decimal,
+    #[serde(serialize_with = "money")]
     pub net: Decimal,
+    #[serde(serialize_with = "money")]
     pub tips: Decimal,
+    #[serde(serialize_with = "money")]
     pub service_charge: Decimal,
+    #[serde(serialize_with = "opt_money")]
     pub per_cover: Option<Decimal>,
     pub currency: Option<String>,
 }
@@ -154,11 +178,17 @@ pub struct SaleRecord {
     pub closed_at: Option<DateTime<Utc>>,
     pub version: i64,
     pub currency: Option<String>,
+    #[serde(serialize_with = "money")]
     pub total: Decimal,
+    #[serde(serialize_with = "money")]
     pub paid: Decimal,
+    #[serde(serialize_with = "money")]
     pub tax: Decimal,
+    #[serde(serialize_with = "money")]
     pub net: Decimal,
+    #[serde(serialize_with = "money")]
     pub tip: Decimal,
+    #[serde(serialize_with = "money")]
     pub service_charge: Decimal,
     pub covers: Option<i64>,
     pub tables: Vec<String>,
@@ -172,7 +202,9 @@ pub struct SaleLineRecord {
     pub external_id: Option<String>,
     pub description: String,
     pub quantity: Decimal,
+    #[serde(serialize_with = "money")]
     pub unit_amount: Decimal,
+    #[serde(serialize_with = "money")]
     pub amount: Decimal,
     pub tax_rate: Option<Decimal>,
     pub tax_included: Option<bool>,
@@ -182,7 +214,9 @@ pub struct SaleLineRecord {
 pub struct PaymentRecord {
     pub external_id: Option<String>,
     pub method: Option<String>,
+    #[serde(serialize_with = "money")]
     pub amount: Decimal,
+    #[serde(serialize_with = "money")]
     pub tip: Decimal,
     pub paid_at: Option<DateTime<Utc>>,
 }

@@ -1,0 +1,175 @@
+//! The admin API: its token, its validation, its filters.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{ADMIN_TOKEN, Db, json_of, spawn};
+
+async fn the_admin_api_requires_the_token(db: Db) {
+    let app = spawn(db).await;
+    for token in [None, Some("wrong-token"), Some(&ADMIN_TOKEN[1..])] {
+        let mut request = app.client.get(format!("{}/api/v1/events", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(json_of(response).await["error"], "unauthorized");
+    }
+}
+
+async fn venues_are_validated(db: Db) {
+    let app = spawn(db).await;
+    let cases = [
+        (
+            json!({ "name": "A", "timezone": "Mars/Olympus" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "name": "A", "timezone": "Europe/Paris", "locations": [{ "partner": "ghost", "location_id": "1" }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "name": "A", "timezone": "Europe/Paris", "colour": "red" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({ "name": "A" }), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = app.admin_post("/venues", body.clone()).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+    }
+    let response = app
+        .client
+        .post(format!("{}/api/v1/venues", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    app.venue_with_location("lightspeed", "L1", true).await;
+    let (status, answer) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "B", "timezone": "Europe/Paris", "locations": [{ "partner": "lightspeed", "location_id": "L1" }] }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a location belongs to one venue: {answer}"
+    );
+}
+
+async fn bookings_are_validated_and_references_unique_per_venue(db: Db) {
+    let app = spawn(db).await;
+    let venue = app.venue_with_location("lightspeed", "L1", true).await;
+    let (status, booking) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "reference": "R1", "start": "2026-03-14T23:30:00+11:00", "covers": 2, "tables": ["Table 7a", "T8"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        booking["start"], "2026-03-14T12:30:00Z",
+        "stored as a UTC instant"
+    );
+    assert_eq!(booking["tables"], json!(["7A", "8"]));
+    assert_eq!(booking["status"], "confirmed");
+    let (status, _) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "reference": "R1", "start": "2026-03-15T19:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    for bad in [
+        json!({ "start": "tomorrow" }),
+        json!({ "start": "2026-03-15T19:00:00Z", "status": "SEATED" }),
+        json!({ "start": "2026-03-15T19:00:00Z", "duration_minutes": 0 }),
+    ] {
+        let (status, _) = app
+            .admin_post(&format!("/venues/{venue}/bookings"), bad.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let (status, _) = app
+        .admin_post(
+            "/venues/999999/bookings",
+            json!({ "start": "2026-03-15T19:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn missing_things_are_404_and_bad_ids_400(db: Db) {
+    let app = spawn(db).await;
+    for path in ["/bookings/42", "/sales/42", "/events/42", "/venues/42"] {
+        let response = app
+            .client
+            .get(format!("{}/api/v1{path}", app.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let response = app
+        .client
+        .get(format!("{}/api/v1/events/abc", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let response = app
+        .client
+        .get(format!("{}/api/v1/events?outcome=exploded", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn events_filter_by_partner_outcome_and_reason(db: Db) {
+    let app = spawn(db).await;
+    app.deliver("integration_activated.json").await;
+    app.deliver("open_regular_tax_inclusive.json").await;
+    app.client
+        .post(format!("{}/Sales/partners/lightspeed/events/x", app.base))
+        .send()
+        .await
+        .expect("request");
+    let ignored = app
+        .admin_get("/events?partner=lightspeed&outcome=ignored")
+        .await;
+    assert_eq!(ignored.as_array().map(Vec::len), Some(2));
+    let unknown = app.admin_get("/events?reason=unknown_location").await;
+    assert_eq!(unknown.as_array().map(Vec::len), Some(1));
+    let rejected = app.admin_get("/events?outcome=rejected").await;
+    assert_eq!(rejected[0]["reason"], "missing_credentials");
+    let newest_first = app.admin_get("/events?limit=2").await;
+    let ids: Vec<i64> = newest_first
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] > ids[1]);
+    let older = app.admin_get(&format!("/events?before={}", ids[1])).await;
+    assert_eq!(older.as_array().map(Vec::len), Some(1));
+}
+
+crate::on_both_stores!(
+    the_admin_api_requires_the_token,
+    venues_are_validated,
+    bookings_are_validated_and_references_unique_per_venue,
+    missing_things_are_404_and_bad_ids_400,
+    events_filter_by_partner_outcome_and_reason,
+);

@@ -1,0 +1,9 @@
+//! Black-box tests: a real diarysync over HTTP with the seeds' payloads, each scenario on
+//! SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod contract;
+mod lightspeed;
