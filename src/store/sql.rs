@@ -46,6 +46,11 @@ impl SqlStore {
         &self.in_flight
     }
 
+    /// The pool writes go through (for dialect-level checks).
+    pub(super) fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.writer.close().await;

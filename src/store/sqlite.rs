@@ -51,3 +51,25 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     let reader = options().max_connections(READERS).connect(&url).await?;
     Ok(SqlStore::new(Backend::Sqlite, writer, reader))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_commit_is_fsync_durable_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store = open(&url).await.expect("opens");
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.writer())
+            .await
+            .expect("journal_mode");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(store.writer())
+            .await
+            .expect("synchronous");
+        assert_eq!(mode, "wal");
+        assert_eq!(synchronous, 2, "FULL: the WAL is fsynced at every commit");
+    }
+}
