@@ -8,6 +8,10 @@ CREATE TABLE venues (
     currency             TEXT,
     tolerance_before_min INTEGER NOT NULL DEFAULT 30,
     tolerance_after_min  INTEGER NOT NULL DEFAULT 60,
+    -- JSON object: normalised POS table name -> normalised diary table name.
+    table_aliases        TEXT    NOT NULL DEFAULT '{}',
+    -- 1: an unmatched sale on a table creates a walk-in booking.
+    walk_ins             INTEGER NOT NULL DEFAULT 0,
     created_at           INTEGER NOT NULL
 );
 
@@ -21,6 +25,21 @@ CREATE TABLE partner_locations (
 );
 CREATE INDEX partner_locations_venue ON partner_locations(venue_id);
 
+-- Guest profiles, deduplicated per venue by e-mail or phone. Personal data.
+CREATE TABLE guests (
+    id         INTEGER PRIMARY KEY,
+    venue_id   INTEGER NOT NULL REFERENCES venues(id),
+    name       TEXT,
+    email      TEXT,
+    phone      TEXT,
+    email_key  TEXT,
+    phone_key  TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX guests_email ON guests(venue_id, email_key);
+CREATE INDEX guests_phone ON guests(venue_id, phone_key);
+
 CREATE TABLE bookings (
     id               INTEGER PRIMARY KEY,
     venue_id         INTEGER NOT NULL REFERENCES venues(id),
@@ -32,11 +51,17 @@ CREATE TABLE bookings (
     customer_name    TEXT,
     customer_email   TEXT,
     customer_phone   TEXT,
+    guest_id         INTEGER REFERENCES guests(id),
+    -- admin, walk_in, or the partner that created it.
+    source           TEXT    NOT NULL DEFAULT 'admin',
+    -- The last status a partner reported in its own words (e.g. Lightspeed SEATED).
+    partner_status   TEXT,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     UNIQUE (venue_id, reference)
 );
 CREATE INDEX bookings_venue_start ON bookings(venue_id, start_at);
+CREATE INDEX bookings_guest ON bookings(guest_id);
 
 CREATE TABLE booking_tables (
     booking_id INTEGER NOT NULL REFERENCES bookings(id),
@@ -75,6 +100,8 @@ CREATE TABLE sales (
     net                TEXT    NOT NULL,
     tip                TEXT    NOT NULL,
     service_charge     TEXT    NOT NULL,
+    discount           TEXT    NOT NULL,
+    deposit            TEXT    NOT NULL,
     covers             INTEGER,
     tables             TEXT    NOT NULL,
     booking_refs       TEXT    NOT NULL,
@@ -89,6 +116,7 @@ CREATE TABLE sales (
 );
 CREATE INDEX sales_booking ON sales(booking_id);
 CREATE INDEX sales_origin ON sales(venue_id, partner, origin_external_id);
+CREATE INDEX sales_unmatched ON sales(venue_id, opened_at) WHERE booking_id IS NULL;
 
 CREATE TABLE sale_lines (
     sale_id      INTEGER NOT NULL REFERENCES sales(id),

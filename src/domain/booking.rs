@@ -71,6 +71,29 @@ impl BookingStatus {
         }
     }
 
+    /// Whether `mover` may move a booking from this status to `target`.
+    ///
+    /// Operators may make any move. Partners (a POS's reservation status, a booking platform)
+    /// never move a terminal booking; they may cancel one that is not terminal, mark a no-show
+    /// before the guests sat down, and otherwise only move it forwards, so a late or duplicate
+    /// event never moves a booking backwards.
+    pub fn may_move_to(self, target: BookingStatus, mover: Mover) -> bool {
+        if target == self {
+            return false;
+        }
+        match mover {
+            Mover::Operator => true,
+            Mover::Partner => {
+                !self.is_terminal()
+                    && match target {
+                        Self::Cancelled => true,
+                        Self::NoShow => self.progress() < Self::Seated.progress(),
+                        _ => target.progress() > self.progress(),
+                    }
+            }
+        }
+    }
+
     /// The status a booking should take after its sales changed, given the sales' states.
     ///
     /// `Some(next)` only when the move is allowed: forwards from a non-terminal status, or the
@@ -87,6 +110,14 @@ impl BookingStatus {
         let reopened = self == Self::Paid && target == Self::Seated;
         (target.progress() > self.progress() || reopened).then_some(target)
     }
+}
+
+/// Who asks for a status move; see [`BookingStatus::may_move_to`]. Moves caused by the
+/// booking's own sales are decided by [`BookingStatus::after_sales`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mover {
+    Partner,
+    Operator,
 }
 
 /// How many of a booking's sales are live (not voided) and how many of those are still open.
@@ -179,6 +210,35 @@ mod tests {
     #[test]
     fn only_voided_sales_leave_the_booking_alone() {
         assert_eq!(BookingStatus::Confirmed.after_sales(sales(0, 0)), None);
+    }
+
+    #[test]
+    fn partners_move_bookings_forwards_only_and_never_out_of_a_terminal_status() {
+        use BookingStatus::*;
+        assert!(Confirmed.may_move_to(Seated, Mover::Partner));
+        assert!(Seated.may_move_to(Completed, Mover::Partner));
+        assert!(
+            !Seated.may_move_to(Arrived, Mover::Partner),
+            "never backwards"
+        );
+        assert!(!Paid.may_move_to(Seated, Mover::Partner));
+        assert!(Seated.may_move_to(Cancelled, Mover::Partner));
+        assert!(Arrived.may_move_to(NoShow, Mover::Partner));
+        assert!(
+            !Seated.may_move_to(NoShow, Mover::Partner),
+            "seated guests are not a no-show"
+        );
+        for terminal in [Cancelled, NoShow, Completed] {
+            assert!(!terminal.may_move_to(Seated, Mover::Partner), "{terminal}");
+            assert!(
+                terminal.may_move_to(Confirmed, Mover::Operator),
+                "{terminal}"
+            );
+        }
+        assert!(
+            !Seated.may_move_to(Seated, Mover::Operator),
+            "no move to the same status"
+        );
     }
 
     #[test]

@@ -1,13 +1,32 @@
 //! What a partner handler asks the gateway to do with one event.
 
+use super::booking::BookingStatus;
 use super::event::Reason;
 use super::sale::SaleSnapshot;
+use super::table::TableKey;
 
 /// A change to the diary, in our terms, produced by a partner handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Create or update a sale from a full snapshot and match it to a booking.
-    UpsertSale(SaleSnapshot),
+    UpsertSale(Box<SaleSnapshot>),
+    /// The partner's view of a booking changed (e.g. a POS's reservation status): move it
+    /// through the state machine and take its tables and covers.
+    UpdateBooking(BookingUpdate),
+    /// The partner switched its integration for this location on or off.
+    SetIntegration { enabled: bool },
+}
+
+/// A partner's statement about one booking, found by its reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingUpdate {
+    pub reference: String,
+    /// Our status for the partner's; `None` when it has no equivalent (recorded only).
+    pub status: Option<BookingStatus>,
+    /// The partner's own status name, kept for the record.
+    pub partner_status: String,
+    pub tables: Option<Vec<TableKey>>,
+    pub covers: Option<i64>,
 }
 
 impl Command {
@@ -15,6 +34,7 @@ impl Command {
     pub fn sale_external_id(&self) -> Option<&str> {
         match self {
             Command::UpsertSale(sale) => Some(&sale.external_id),
+            Command::UpdateBooking(_) | Command::SetIntegration { .. } => None,
         }
     }
 }
@@ -27,6 +47,9 @@ pub enum Mapped {
         location_id: String,
         commands: Vec<Command>,
     },
+    /// A notice for the operator (an onboarding request, a partner-side error): recorded as
+    /// processed with `detail`, nothing else to apply.
+    Notice { detail: String },
     /// Store the event and do nothing, for `reason` (`detail` is for the operator).
     Ignore { reason: Reason, detail: String },
 }

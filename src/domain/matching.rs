@@ -8,7 +8,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::booking::BookingStatus;
-use super::sale::SaleSnapshot;
+use super::sale::SaleFacts;
+use super::sale::SaleKind;
 use super::table::TableKey;
 use super::venue::Tolerances;
 
@@ -76,7 +77,7 @@ pub enum MatchDecision {
 /// Everything [`decide`] needs, gathered by the caller.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchInput<'a> {
-    pub sale: &'a SaleSnapshot,
+    pub sale: &'a SaleFacts,
     /// Bookings of the venue whose reference equals one of the sale's booking references.
     pub by_reference: &'a [CandidateBooking],
     /// The booking of the sale this one was split, transferred or refunded from, if matched.
@@ -118,8 +119,13 @@ fn by_lineage(input: MatchInput<'_>) -> Option<MatchDecision> {
     Some(MatchDecision::Matched(MatchedBooking {
         booking_id,
         rule: MatchRule::Lineage,
-        reason: format!("{} of sale {origin}", input.sale.kind.as_str()),
+        reason: lineage_reason(input.sale.kind, origin),
     }))
+}
+
+/// The reason recorded when a sale inherits the booking of the sale it came from.
+pub fn lineage_reason(kind: SaleKind, origin: &str) -> String {
+    format!("{} of sale {origin}", kind.as_str())
 }
 
 /// The earliest and latest open times that still match `booking` by table and time.
@@ -198,7 +204,7 @@ fn describe_offset(opened: DateTime<Utc>, booking: &CandidateBooking) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::sale::{BookingRef, SaleKind, SaleState, SaleTotals};
+    use crate::domain::sale::{BookingRef, SaleKind, SaleSnapshot, SaleState, SaleTotals};
     use chrono::TimeZone;
 
     fn at(hour: u32, minute: u32) -> DateTime<Utc> {
@@ -248,7 +254,7 @@ mod tests {
         nearby: &[CandidateBooking],
     ) -> MatchDecision {
         decide(MatchInput {
-            sale,
+            sale: &sale.facts(),
             by_reference,
             origin_booking: None,
             nearby,
@@ -261,7 +267,7 @@ mod tests {
         let mut s = sale(at(19, 12), &["10"]);
         s.booking_refs.push(BookingRef {
             value: "ref-2".into(),
-            source: "platformReservationId",
+            source: "platformReservationId".into(),
         });
         let referenced = booking(2, at(12, 0), &["3"]);
         let by_table = booking(1, at(19, 0), &["10"]);
@@ -358,7 +364,7 @@ mod tests {
         s.kind = SaleKind::Split;
         s.origin_external_id = Some("S0".into());
         let decision = decide(MatchInput {
-            sale: &s,
+            sale: &s.facts(),
             by_reference: &[],
             origin_booking: Some(7),
             nearby: &[booking(1, at(19, 0), &["10"])],

@@ -15,11 +15,11 @@ pub mod spend;
 pub mod table;
 pub mod venue;
 
-pub use booking::{BookingStatus, Customer};
-pub use command::{Command, Mapped};
+pub use booking::{BookingStatus, Customer, Mover};
+pub use command::{BookingUpdate, Command, Mapped};
 pub use event::{Outcome, Reason};
 pub use matching::{MatchDecision, MatchRule, MatchedBooking};
-pub use sale::{SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals};
-pub use spend::Spend;
+pub use sale::{SaleFacts, SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals};
+pub use spend::{SaleFigures, Spend};
 pub use table::TableKey;
 pub use venue::Tolerances;

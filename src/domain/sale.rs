@@ -69,6 +69,10 @@ pub struct SaleTotals {
     pub net: Decimal,
     pub tip: Decimal,
     pub service_charge: Decimal,
+    /// Discounts granted on the sale's lines (already taken off `total`).
+    pub discount: Decimal,
+    /// Deposits paid in advance and applied to this sale as payments (part of `paid`).
+    pub deposit: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +100,8 @@ pub struct SalePayment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BookingRef {
     pub value: String,
-    pub source: &'static str,
+    /// The field it was found in ("platformReservationId"), for the match reason.
+    pub source: String,
 }
 
 /// One full snapshot of a sale as a partner reported it at `version`.
@@ -127,6 +132,17 @@ pub struct SaleSnapshot {
 }
 
 impl SaleSnapshot {
+    /// What matching needs to know of this sale.
+    pub fn facts(&self) -> SaleFacts {
+        SaleFacts {
+            kind: self.kind,
+            origin_external_id: self.origin_external_id.clone(),
+            opened_at: self.opened_at,
+            tables: self.tables.clone(),
+            booking_refs: self.booking_refs.clone(),
+        }
+    }
+
     /// Whether this snapshot should replace `stored`, given the stored version and state.
     ///
     /// Newer versions win. At an equal version a later state in open -> closed -> voided wins,
@@ -145,6 +161,17 @@ impl SaleSnapshot {
             Equal => Freshness::Duplicate,
         }
     }
+}
+
+/// The facts of a sale that decide which booking it belongs to; rebuilt from storage when
+/// stored sales are matched again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleFacts {
+    pub kind: SaleKind,
+    pub origin_external_id: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub tables: Vec<TableKey>,
+    pub booking_refs: Vec<BookingRef>,
 }
 
 /// How an incoming snapshot relates to the stored one.

@@ -2,26 +2,47 @@
 
 use rust_decimal::Decimal;
 
-use super::sale::{SaleState, SaleTotals};
+use super::sale::{SaleKind, SaleState, SaleTotals};
 
-/// Spend of one booking. Voided sales are excluded.
+/// Spend of one booking, in the venue's currency.
+///
+/// Voided sales are excluded. Splits are separate checks and simply add up (the original
+/// check's snapshot no longer holds the items moved to the split). Refunds and credit notes
+/// reduce the spend: their amounts are subtracted whatever sign the partner gave them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spend {
+    /// What the booking is worth: gross sales, tax included, less refunds.
     pub total: Decimal,
     pub paid: Decimal,
     pub tax: Decimal,
+    /// `total` net of tax.
     pub net: Decimal,
     pub tips: Decimal,
     pub service_charge: Decimal,
+    pub discounts: Decimal,
+    /// Deposits paid in advance and applied to the checks.
+    pub deposits: Decimal,
+    /// Refunds and credit notes, as a positive amount.
+    pub refunds: Decimal,
     /// `total / covers`, to the cent; `None` when there are no covers to divide by.
     pub per_cover: Option<Decimal>,
     pub currency: Option<String>,
 }
 
+/// One sale's figures as spend needs them.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleFigures<'a> {
+    pub kind: SaleKind,
+    pub state: SaleState,
+    pub totals: &'a SaleTotals,
+    pub covers: Option<i64>,
+    pub currency: Option<&'a str>,
+}
+
 impl Spend {
     /// Sums the live sales. Covers come from the booking, else from the sales themselves.
     pub fn of<'a>(
-        sales: impl IntoIterator<Item = (SaleState, &'a SaleTotals, Option<i64>, Option<&'a str>)>,
+        sales: impl IntoIterator<Item = SaleFigures<'a>>,
         booking_covers: Option<i64>,
         venue_currency: Option<&str>,
     ) -> Spend {
@@ -30,19 +51,30 @@ impl Spend {
             ..Spend::default()
         };
         let mut sale_covers = 0i64;
-        for (state, totals, covers, currency) in sales {
-            if state == SaleState::Voided {
+        for sale in sales {
+            if sale.state == SaleState::Voided {
                 continue;
             }
-            spend.total += totals.total;
-            spend.paid += totals.paid;
-            spend.tax += totals.tax;
-            spend.net += totals.net;
-            spend.tips += totals.tip;
-            spend.service_charge += totals.service_charge;
-            sale_covers += covers.unwrap_or(0).max(0);
+            let t = sale.totals;
+            if sale.kind == SaleKind::Refund {
+                spend.refunds += t.total.abs();
+                spend.total -= t.total.abs();
+                spend.paid -= t.paid.abs();
+                spend.tax -= t.tax.abs();
+                spend.net -= t.net.abs();
+            } else {
+                spend.total += t.total;
+                spend.paid += t.paid;
+                spend.tax += t.tax;
+                spend.net += t.net;
+                spend.tips += t.tip;
+                spend.service_charge += t.service_charge;
+                spend.discounts += t.discount;
+                spend.deposits += t.deposit;
+                sale_covers += sale.covers.unwrap_or(0).max(0);
+            }
             if spend.currency.is_none() {
-                spend.currency = currency.map(str::to_owned);
+                spend.currency = sale.currency.map(str::to_owned);
             }
         }
         let covers = booking_covers.filter(|c| *c > 0).unwrap_or(sale_covers);
@@ -68,6 +100,21 @@ mod tests {
         }
     }
 
+    fn figures<'a>(
+        kind: SaleKind,
+        state: SaleState,
+        totals: &'a SaleTotals,
+        covers: i64,
+    ) -> SaleFigures<'a> {
+        SaleFigures {
+            kind,
+            state,
+            totals,
+            covers: Some(covers),
+            currency: Some("EUR"),
+        }
+    }
+
     #[test]
     fn split_checks_sum_and_voided_sales_do_not_count() {
         let a = totals("31.98", "31.98");
@@ -75,9 +122,9 @@ mod tests {
         let voided = totals("99.00", "0");
         let spend = Spend::of(
             [
-                (SaleState::Closed, &a, Some(2), Some("EUR")),
-                (SaleState::Closed, &b, Some(0), Some("EUR")),
-                (SaleState::Voided, &voided, Some(2), Some("EUR")),
+                figures(SaleKind::Sale, SaleState::Closed, &a, 2),
+                figures(SaleKind::Split, SaleState::Closed, &b, 0),
+                figures(SaleKind::Sale, SaleState::Voided, &voided, 2),
             ],
             Some(3),
             None,
@@ -89,10 +136,42 @@ mod tests {
     }
 
     #[test]
+    fn refunds_reduce_spend_whatever_their_sign() {
+        let sale = totals("80.00", "80.00");
+        let positive = totals("15.00", "15.00");
+        let negative = totals("-5.00", "-5.00");
+        let spend = Spend::of(
+            [
+                figures(SaleKind::Sale, SaleState::Closed, &sale, 2),
+                figures(SaleKind::Refund, SaleState::Closed, &positive, 0),
+                figures(SaleKind::Refund, SaleState::Closed, &negative, 0),
+            ],
+            None,
+            None,
+        );
+        assert_eq!(spend.refunds, money("20.00"));
+        assert_eq!(spend.total, money("60.00"));
+        assert_eq!(spend.paid, money("60.00"));
+        assert_eq!(
+            spend.per_cover,
+            Some(money("30.00")),
+            "covers from the sales"
+        );
+    }
+
+    #[test]
     fn covers_fall_back_to_the_sales_when_the_booking_has_none() {
         let a = totals("40.00", "0");
-        let spend = Spend::of([(SaleState::Open, &a, Some(4), None)], Some(0), Some("GBP"));
+        let spend = Spend::of(
+            [figures(SaleKind::Sale, SaleState::Open, &a, 4)],
+            Some(0),
+            Some("GBP"),
+        );
         assert_eq!(spend.per_cover, Some(money("10.00")));
-        assert_eq!(spend.currency.as_deref(), Some("GBP"));
+        assert_eq!(
+            spend.currency.as_deref(),
+            Some("GBP"),
+            "the venue's currency wins"
+        );
     }
 }

@@ -18,18 +18,27 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use crate::domain::{BookingStatus, Customer};
 use crate::error::ApiError;
-use crate::store::{EventFilter, NewBooking, NewLocation, NewVenue, SaleFilter};
+use crate::store::{
+    BookingChanges, EventFilter, NewBooking, NewLocation, NewVenue, SaleFilter, TolerancesRecord,
+    VenueChanges,
+};
 
 const DEFAULT_PAGE: i64 = 100;
 
 pub(super) fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/venues", post(create_venue))
-        .route("/venues/{id}", get(venue))
+        .route("/venues/{id}", get(venue).patch(update_venue))
         .route("/venues/{id}/bookings", post(create_booking))
-        .route("/bookings/{id}", get(booking))
+        .route("/venues/{id}/diary", get(diary))
+        .route("/venues/{id}/sales", get(venue_sales))
+        .route("/bookings/{id}", get(booking).patch(update_booking))
+        .route("/bookings/{id}/cancel", post(cancel_booking))
+        .route("/guests/{id}", get(guest))
         .route("/sales", get(sales))
         .route("/sales/{id}", get(sale))
+        .route("/sales/{id}/match", post(match_sale))
+        .route("/sales/{id}/unmatch", post(unmatch_sale))
         .route("/events", get(events))
         .route("/events/{id}", get(event))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
@@ -95,6 +104,14 @@ fn enabled_by_default() -> bool {
     true
 }
 
+fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
+    chrono_tz::Tz::from_str(timezone).map(|_| ()).map_err(|_| {
+        ApiError::Unprocessable(format!(
+            "timezone {timezone:?} is not an IANA time zone such as Europe/London"
+        ))
+    })
+}
+
 async fn create_venue(
     State(state): State<AppState>,
     input: Result<Json<VenueInput>, JsonRejection>,
@@ -103,12 +120,7 @@ async fn create_venue(
     if input.name.trim().is_empty() {
         return Err(ApiError::Unprocessable("name must not be empty".into()));
     }
-    if chrono_tz::Tz::from_str(&input.timezone).is_err() {
-        return Err(ApiError::Unprocessable(format!(
-            "timezone {:?} is not an IANA time zone such as Europe/London",
-            input.timezone
-        )));
-    }
+    valid_timezone(&input.timezone)?;
     for location in &input.locations {
         if !state.partner_names.contains(&location.partner) {
             return Err(ApiError::Unprocessable(format!(
@@ -147,6 +159,109 @@ async fn venue(
 ) -> Result<impl IntoResponse, ApiError> {
     let venue = state.gateway.store().venue(id(path)?).await?;
     venue.map(Json).ok_or(ApiError::NotFound("venue"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VenueSettingsInput {
+    name: Option<String>,
+    timezone: Option<String>,
+    currency: Option<String>,
+    tolerances: Option<TolerancesInput>,
+    table_aliases: Option<std::collections::BTreeMap<String, String>>,
+    walk_ins: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TolerancesInput {
+    before_start_minutes: i64,
+    after_end_minutes: i64,
+}
+
+async fn update_venue(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    input: Result<Json<VenueSettingsInput>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let input = body(input)?;
+    if let Some(timezone) = &input.timezone {
+        valid_timezone(timezone)?;
+    }
+    if let Some(t) = &input.tolerances {
+        if !(0..=24 * 60).contains(&t.before_start_minutes)
+            || !(0..=24 * 60).contains(&t.after_end_minutes)
+        {
+            return Err(ApiError::Unprocessable(
+                "tolerances must be between 0 and 1440 minutes".into(),
+            ));
+        }
+    }
+    let changes = VenueChanges {
+        name: input.name.filter(|n| !n.trim().is_empty()),
+        timezone: input.timezone,
+        currency: input.currency.map(|c| c.to_uppercase()),
+        tolerances: input.tolerances.map(|t| TolerancesRecord {
+            before_start_minutes: t.before_start_minutes,
+            after_end_minutes: t.after_end_minutes,
+        }),
+        table_aliases: input.table_aliases,
+        walk_ins: input.walk_ins,
+    };
+    let store = state.gateway.store();
+    store.update_venue(id, changes).await?;
+    store
+        .venue(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("venue"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiaryQuery {
+    date: chrono::NaiveDate,
+}
+
+async fn diary(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    params: Result<Query<DiaryQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let params = query(params)?;
+    Ok(Json(state.gateway.store().diary(id, params.date).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VenueSalesQuery {
+    unmatched: Option<bool>,
+    partner: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn venue_sales(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    params: Result<Query<VenueSalesQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let venue_id = id(path)?;
+    let params = query(params)?;
+    let store = state.gateway.store();
+    store
+        .venue(venue_id)
+        .await?
+        .ok_or(ApiError::NotFound("venue"))?;
+    let filter = SaleFilter {
+        partner: params.partner,
+        external_id: None,
+        venue_id: Some(venue_id),
+        unmatched: params.unmatched,
+        limit: params.limit.unwrap_or(DEFAULT_PAGE),
+    };
+    Ok(Json(store.sales(&filter).await?))
 }
 
 #[derive(Deserialize)]
@@ -222,6 +337,128 @@ async fn create_booking(
         .await?
         .ok_or(ApiError::NotFound("booking"))?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn parse_status(status: &str) -> Result<BookingStatus, ApiError> {
+    status
+        .parse()
+        .map_err(|e: crate::domain::booking::UnknownStatus| ApiError::Unprocessable(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookingChangesInput {
+    reference: Option<String>,
+    start: Option<DateTime<Utc>>,
+    duration_minutes: Option<i64>,
+    covers: Option<i64>,
+    tables: Option<Vec<String>>,
+    status: Option<String>,
+    customer: Option<CustomerInput>,
+}
+
+async fn update_booking(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    input: Result<Json<BookingChangesInput>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let input = body(input)?;
+    if input
+        .duration_minutes
+        .is_some_and(|d| !(1..=24 * 60).contains(&d))
+    {
+        return Err(ApiError::Unprocessable(
+            "duration_minutes must be between 1 and 1440".into(),
+        ));
+    }
+    if input.covers.is_some_and(|c| c < 0) {
+        return Err(ApiError::Unprocessable(
+            "covers must not be negative".into(),
+        ));
+    }
+    let changes = BookingChanges {
+        reference: input.reference.filter(|r| !r.trim().is_empty()),
+        start: input.start,
+        duration_minutes: input.duration_minutes,
+        covers: input.covers,
+        tables: input.tables,
+        status: input.status.as_deref().map(parse_status).transpose()?,
+        customer: input.customer.map(|c| Customer {
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+        }),
+    };
+    let store = state.gateway.store();
+    store.update_booking(id, changes).await?;
+    store
+        .booking(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("booking"))
+}
+
+async fn cancel_booking(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let store = state.gateway.store();
+    let changes = BookingChanges {
+        status: Some(BookingStatus::Cancelled),
+        ..BookingChanges::default()
+    };
+    store.update_booking(id, changes).await?;
+    store
+        .booking(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("booking"))
+}
+
+async fn guest(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let guest = state.gateway.store().guest(id(path)?).await?;
+    guest.map(Json).ok_or(ApiError::NotFound("guest"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchInput {
+    booking_id: i64,
+}
+
+async fn match_sale(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    input: Result<Json<MatchInput>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let input = body(input)?;
+    let store = state.gateway.store();
+    store.match_sale(id, input.booking_id).await?;
+    store
+        .sale(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("sale"))
+}
+
+async fn unmatch_sale(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let store = state.gateway.store();
+    store.unmatch_sale(id).await?;
+    store
+        .sale(id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("sale"))
 }
 
 async fn booking(

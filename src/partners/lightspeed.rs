@@ -9,8 +9,10 @@
 //! one place and numbers in another, money as JSON numbers, and optional fields absent or
 //! null; the readers in [`super::wire`] absorb all of that. The legacy "Real Time
 //! Notification" envelope (numeric ids, `status`, `cancelled`) maps the same way.
-//! Integration, onboarding, error and POS-reservation notifications are recognised and, until
-//! they are handled, recorded as `unrecognised_model`.
+//! The other reservation webhooks share the endpoint: "POS reservation updated" moves the
+//! booking through the diary's state machine, integration `ACTIVATED`/`DEACTIVATED` switch
+//! the venue's integration, and onboarding and error notifications are recorded for the
+//! operator.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -21,8 +23,8 @@ use super::wire::{id, opt_decimal, opt_i64, opt_id, opt_id_list};
 use super::{Delivery, PartnerHandler};
 use crate::domain::sale::BookingRef;
 use crate::domain::{
-    Command, Mapped, Reason, SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals,
-    TableKey,
+    BookingStatus, BookingUpdate, Command, Mapped, Reason, SaleKind, SaleLine, SalePayment,
+    SaleSnapshot, SaleState, SaleTotals, TableKey,
 };
 
 /// The `lightspeed-kseries` handler.
@@ -46,9 +48,29 @@ struct Envelope<'a> {
     business_location_id: Option<String>,
     #[serde(default, deserialize_with = "opt_id")]
     platform_reservation_id: Option<String>,
+    /// POS reservation updated.
     status: Option<String>,
+    #[serde(default, deserialize_with = "opt_id_list")]
+    tables: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    covers: Option<i64>,
+    /// Error notification.
     error_code: Option<String>,
+    error_message: Option<String>,
+    entity_type: Option<String>,
+    /// Onboarding notification.
     onboarding_id: Option<String>,
+    business_information: Option<BusinessInformation>,
+    #[serde(default, deserialize_with = "opt_i64")]
+    epoch_seconds_deadline_utc: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BusinessInformation {
+    #[serde(default, deserialize_with = "opt_id")]
+    business_location_id: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +131,8 @@ struct TransactionLine {
     unit_amount: Option<Decimal>,
     #[serde(default, deserialize_with = "opt_decimal")]
     quantity: Option<Decimal>,
+    #[serde(default, deserialize_with = "opt_decimal")]
+    discounted_amount: Option<Decimal>,
     name_override: Option<String>,
     item_description: Option<String>,
     active_tax: Option<ActiveTax>,
@@ -169,7 +193,7 @@ pub fn map_body(body: &[u8]) -> Mapped {
         "OPEN" | "UPDATE" => SaleState::Open,
         "CLOSE" => SaleState::Closed,
         "CANCEL" => SaleState::Voided,
-        _ => return unrecognised(&envelope),
+        _ => return other_webhook(envelope),
     };
     let Some(account) = envelope.account else {
         return ignore(
@@ -191,30 +215,122 @@ pub fn map_body(body: &[u8]) -> Mapped {
     match snapshot(account, state, envelope.platform_reservation_id) {
         Ok(sale) => Mapped::Apply {
             location_id,
-            commands: vec![Command::UpsertSale(sale)],
+            commands: vec![Command::UpsertSale(Box::new(sale))],
         },
         Err(detail) => ignore(Reason::InvalidPayload, detail),
     }
 }
 
-/// Names the other Lightspeed webhook kinds, so the operator sees what arrived.
-fn unrecognised(envelope: &Envelope<'_>) -> Mapped {
-    let what = match (
-        envelope.notification_type.as_deref(),
-        &envelope.status,
-        &envelope.error_code,
-        &envelope.onboarding_id,
-    ) {
-        (Some(kind @ ("ACTIVATED" | "DEACTIVATED")), ..) => {
-            format!("integration notification {kind}")
+/// The reservation webhooks that are not order notifications.
+fn other_webhook(envelope: Envelope<'_>) -> Mapped {
+    let location = envelope.business_location_id.clone();
+    match envelope.notification_type.as_deref() {
+        Some(kind @ ("ACTIVATED" | "DEACTIVATED")) => {
+            let Some(location_id) = location else {
+                return ignore(
+                    Reason::InvalidPayload,
+                    format!("integration {kind} without businessLocationId"),
+                );
+            };
+            return Mapped::Apply {
+                location_id,
+                commands: vec![Command::SetIntegration {
+                    enabled: kind == "ACTIVATED",
+                }],
+            };
         }
-        (Some(kind), ..) => format!("notification type {kind:?}"),
-        (None, Some(status), ..) => format!("POS reservation update {status}"),
-        (None, None, Some(code), _) => format!("error notification {code}"),
-        (None, None, None, Some(_)) => "onboarding notification".to_owned(),
-        (None, None, None, None) => "no notificationType".to_owned(),
+        Some(kind) => {
+            return ignore(
+                Reason::UnrecognisedModel,
+                format!("notification type {kind:?}"),
+            );
+        }
+        None => {}
+    }
+    if let Some(status) = envelope.status {
+        return pos_reservation_update(
+            envelope.platform_reservation_id,
+            location,
+            status,
+            envelope.tables,
+            envelope.covers,
+        );
+    }
+    if let Some(code) = envelope.error_code {
+        let about = envelope
+            .platform_reservation_id
+            .map(|id| format!(" for reservation {id}"))
+            .unwrap_or_default();
+        return Mapped::Notice {
+            detail: format!(
+                "Lightspeed error {code} on {}{about}: {}",
+                envelope.entity_type.as_deref().unwrap_or("unknown entity"),
+                envelope.error_message.as_deref().unwrap_or("no message")
+            ),
+        };
+    }
+    if let Some(onboarding_id) = envelope.onboarding_id {
+        let business = envelope.business_information;
+        let deadline = envelope
+            .epoch_seconds_deadline_utc
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+            .map(|d| format!(", to complete before {}", d.to_rfc3339()))
+            .unwrap_or_default();
+        return Mapped::Notice {
+            detail: format!(
+                "Lightspeed onboarding {onboarding_id} requested for location {}{deadline}",
+                business
+                    .and_then(|b| b.business_location_id.or(b.name))
+                    .unwrap_or_else(|| "unknown".to_owned())
+            ),
+        };
+    }
+    ignore(
+        Reason::UnrecognisedModel,
+        "no notificationType, status, errorCode or onboardingId",
+    )
+}
+
+/// "POS reservation updated": the POS's view of a reservation the platform pushed to it.
+fn pos_reservation_update(
+    reservation: Option<String>,
+    location: Option<String>,
+    status: String,
+    tables: Option<Vec<String>>,
+    covers: Option<i64>,
+) -> Mapped {
+    let (Some(reference), Some(location_id)) = (reservation, location) else {
+        return ignore(
+            Reason::InvalidPayload,
+            "POS reservation update without platformReservationId or businessLocationId",
+        );
     };
-    ignore(Reason::UnrecognisedModel, what)
+    let update = BookingUpdate {
+        reference,
+        status: pos_status(&status),
+        partner_status: status,
+        tables: tables.map(|tables| tables.iter().filter_map(|t| TableKey::parse(t)).collect()),
+        covers,
+    };
+    Mapped::Apply {
+        location_id,
+        commands: vec![Command::UpdateBooking(update)],
+    }
+}
+
+/// Our status for a Lightspeed reservation status; `ERROR` and unknown ones have none.
+fn pos_status(status: &str) -> Option<BookingStatus> {
+    Some(match status {
+        "ON_HOLD" => BookingStatus::Provisional,
+        "SCHEDULED" => BookingStatus::Confirmed,
+        "PARTIALLY_ARRIVED" | "ARRIVED" => BookingStatus::Arrived,
+        "PARTIALLY_SEATED" | "SEATED" => BookingStatus::Seated,
+        "PAID" => BookingStatus::Paid,
+        "DEPARTED" => BookingStatus::Completed,
+        "CANCELLED" => BookingStatus::Cancelled,
+        "NO_SHOW" => BookingStatus::NoShow,
+        _ => return None,
+    })
 }
 
 fn instant(ms: i64, field: &str) -> Result<DateTime<Utc>, String> {
@@ -243,6 +359,8 @@ fn snapshot(
         _ => SaleKind::Sale,
     };
     let zero = Decimal::ZERO;
+    let lines = account.transaction_lines.unwrap_or_default();
+    let payment_lines = account.payment_lines.unwrap_or_default();
     let totals = SaleTotals {
         total: account.total_amount.unwrap_or(zero),
         paid: account.paid_amount.unwrap_or(zero),
@@ -252,6 +370,16 @@ fn snapshot(
         }),
         tip: account.gratuity_amount.unwrap_or(zero),
         service_charge: account.service_charge.unwrap_or(zero),
+        discount: lines
+            .iter()
+            .filter_map(|l| l.discounted_amount)
+            .map(|d| d.abs())
+            .sum(),
+        deposit: payment_lines
+            .iter()
+            .filter(|p| is_deposit(p))
+            .filter_map(|p| p.amount)
+            .sum(),
     };
     let tables = match (&account.tables, &account.table_number, &account.table_name) {
         (Some(tables), ..) if !tables.is_empty() => {
@@ -261,9 +389,7 @@ fn snapshot(
         (_, None, Some(name)) => TableKey::parse(name).into_iter().collect(),
         _ => Vec::new(),
     };
-    let lines = account
-        .transaction_lines
-        .unwrap_or_default()
+    let lines = lines
         .into_iter()
         .map(|line| SaleLine {
             external_id: line.id,
@@ -279,9 +405,7 @@ fn snapshot(
             tax_included: line.active_tax.as_ref().and_then(|tax| tax.tax_included),
         })
         .collect();
-    let payments = account
-        .payment_lines
-        .unwrap_or_default()
+    let payments = payment_lines
         .into_iter()
         .map(|payment| {
             Ok(SalePayment {
@@ -302,7 +426,7 @@ fn snapshot(
     if let Some(id) = platform_reservation_id {
         booking_refs.push(BookingRef {
             value: id,
-            source: "platformReservationId",
+            source: "platformReservationId".to_owned(),
         });
     }
     let references = account
@@ -319,7 +443,7 @@ fn snapshot(
         if !booking_refs.iter().any(|r| r.value == value) {
             booking_refs.push(BookingRef {
                 value,
-                source: "externalReferences",
+                source: "externalReferences".to_owned(),
             });
         }
     }
@@ -343,6 +467,15 @@ fn snapshot(
         payments,
         booking_refs,
     })
+}
+
+/// Whether a payment line applies a deposit. Activating deposits creates a hidden payment
+/// method "Deposit" on the POS; its code is not published, so the name decides.
+fn is_deposit(payment: &PaymentLine) -> bool {
+    [&payment.payment_method, &payment.payment_method_description]
+        .into_iter()
+        .flatten()
+        .any(|name| name.to_ascii_lowercase().contains("deposit"))
 }
 
 /// The reservation id in a POS order's reservation reference.
@@ -376,7 +509,7 @@ mod tests {
                 location_id,
                 mut commands,
             } => match commands.pop() {
-                Some(Command::UpsertSale(sale)) => (location_id, sale),
+                Some(Command::UpsertSale(sale)) => (location_id, *sale),
                 other => panic!("expected a sale, got {other:?}"),
             },
             other => panic!("expected commands, got {other:?}"),
@@ -400,7 +533,7 @@ mod tests {
         let refs: Vec<_> = sale
             .booking_refs
             .iter()
-            .map(|r| (r.value.as_str(), r.source))
+            .map(|r| (r.value.as_str(), r.source.as_str()))
             .collect();
         assert_eq!(refs, vec![("224", "platformReservationId")]);
         assert_eq!(sale.tables, vec![TableKey::parse("1").expect("table")]);
@@ -450,25 +583,70 @@ mod tests {
     }
 
     #[test]
-    fn other_lightspeed_webhooks_are_unrecognised_models() {
-        for name in [
-            "integration_activated.json",
-            "onboarding.json",
-            "error_notification.json",
-            "pos_reservation_seated.json",
-        ] {
-            let mapped = map_body(&fixture(name));
-            assert!(
-                matches!(
-                    mapped,
-                    Mapped::Ignore {
-                        reason: Reason::UnrecognisedModel,
-                        ..
-                    }
-                ),
-                "{name}: {mapped:?}"
-            );
-        }
+    fn a_pos_reservation_update_moves_the_booking_it_names() {
+        let Mapped::Apply {
+            location_id,
+            commands,
+        } = map_body(&fixture("pos_reservation_seated.json"))
+        else {
+            panic!("expected commands");
+        };
+        assert_eq!(location_id, "9765040300495493");
+        let [Command::UpdateBooking(update)] = commands.as_slice() else {
+            panic!("{commands:?}")
+        };
+        assert_eq!(update.reference, "Reservation-123");
+        assert_eq!(update.status, Some(BookingStatus::Seated));
+        assert_eq!(update.covers, Some(42));
+        let tables: Vec<&str> = update
+            .tables
+            .iter()
+            .flatten()
+            .map(TableKey::as_str)
+            .collect();
+        assert_eq!(tables, vec!["1A", "2B"]);
+    }
+
+    #[test]
+    fn integration_notifications_switch_the_integration() {
+        let Mapped::Apply {
+            location_id,
+            commands,
+        } = map_body(&fixture("integration_activated.json"))
+        else {
+            panic!("expected commands");
+        };
+        assert_eq!(
+            location_id, "9765040300495493",
+            "an id over 2^53, every digit kept"
+        );
+        assert_eq!(commands, vec![Command::SetIntegration { enabled: true }]);
+        let deactivated = String::from_utf8(fixture("integration_activated.json"))
+            .expect("utf-8")
+            .replace("ACTIVATED", "DEACTIVATED");
+        let Mapped::Apply { commands, .. } = map_body(deactivated.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(commands, vec![Command::SetIntegration { enabled: false }]);
+    }
+
+    #[test]
+    fn onboarding_and_error_notifications_are_notices_for_the_operator() {
+        let Mapped::Notice { detail } = map_body(&fixture("error_notification.json")) else {
+            panic!()
+        };
+        assert_eq!(
+            detail,
+            "Lightspeed error REQUESTED_TABLE_IS_UNAVAILABLE on platform-reservation for reservation Reservation-123: Incorrect properties"
+        );
+        let Mapped::Notice { detail } = map_body(&fixture("onboarding.json")) else {
+            panic!()
+        };
+        assert!(
+            detail.contains("84f16177-98c5-4010-a7ab-d00144d1dede")
+                && detail.contains("9765040300495493"),
+            "{detail}"
+        );
     }
 
     #[test]

@@ -1,27 +1,52 @@
-//! Applying a handler's commands inside the ingest transaction.
+//! Applying changes inside a write transaction: a handler's commands, and the re-matching
+//! that keeps the diary right when bookings change.
 //!
-//! The decisions are the domain's ([`crate::domain::matching::decide`],
-//! [`BookingStatus::after_sales`], [`SaleSnapshot::supersedes`]); this module gathers their
+//! The decisions are the domain's ([`decide`], [`BookingStatus::after_sales`],
+//! [`BookingStatus::may_move_to`], [`SaleSnapshot::supersedes`]); this module gathers their
 //! inputs with indexed queries and writes their results.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, AnyConnection, Row, Transaction};
 
 use super::sql::{decimal_text, from_millis, json_list, parse_status};
 use super::{Ingested, StoreError};
 use crate::domain::booking::SalesSummary;
-use crate::domain::matching::{CandidateBooking, MatchInput, decide};
-use crate::domain::sale::Freshness;
+use crate::domain::matching::{
+    CandidateBooking, MatchInput, decide, lineage_reason, widened_window,
+};
+use crate::domain::sale::{BookingRef, Freshness};
 use crate::domain::{
-    BookingStatus, Command, Mapped, MatchDecision, MatchRule, Outcome, Reason, SaleSnapshot,
-    SaleState, TableKey, Tolerances,
+    BookingStatus, BookingUpdate, Command, Mapped, MatchDecision, MatchRule, Mover, Outcome,
+    Reason, SaleFacts, SaleKind, SaleSnapshot, SaleState, TableKey, Tolerances,
 };
 
-/// The venue an event's location resolved to.
-struct Venue {
-    id: i64,
-    enabled: bool,
-    tolerances: Tolerances,
+/// Default length of a walk-in booking created from a sale.
+const WALK_IN_MINUTES: i64 = 90;
+
+/// A venue as processing needs it.
+pub(super) struct Venue {
+    pub id: i64,
+    pub enabled: bool,
+    pub tolerances: Tolerances,
+    /// Normalised POS table name -> normalised diary table name.
+    pub aliases: HashMap<String, String>,
+    pub walk_ins: bool,
+}
+
+impl Venue {
+    /// The sale's tables as the diary names them.
+    fn diary_tables(&self, tables: &[TableKey]) -> Vec<TableKey> {
+        tables
+            .iter()
+            .map(|t| match self.aliases.get(t.as_str()) {
+                Some(alias) => TableKey::from_normalised(alias.clone()),
+                None => t.clone(),
+            })
+            .collect()
+    }
 }
 
 fn verdict(
@@ -53,12 +78,15 @@ pub(super) async fn process(
         Mapped::Ignore { reason, detail } => {
             return Ok(verdict(event_id, Outcome::Ignored, Some(reason), detail));
         }
+        Mapped::Notice { detail } => {
+            return Ok(verdict(event_id, Outcome::Processed, None, detail));
+        }
         Mapped::Apply {
             location_id,
             commands,
         } => (location_id, commands),
     };
-    let Some(venue) = resolve_venue(tx, partner, &location_id).await? else {
+    let Some(venue) = venue_of_location(tx, partner, &location_id).await? else {
         let detail = format!("location {location_id} is not mapped to a venue");
         return Ok(verdict(
             event_id,
@@ -67,7 +95,11 @@ pub(super) async fn process(
             detail,
         ));
     };
-    if !venue.enabled {
+    // Switching the integration on must work while it is off.
+    let switches_only = commands
+        .iter()
+        .all(|c| matches!(c, Command::SetIntegration { .. }));
+    if !venue.enabled && !switches_only {
         let detail = format!("{partner} integration is disabled for venue {}", venue.id);
         let mut result = verdict(
             event_id,
@@ -82,7 +114,14 @@ pub(super) async fn process(
     let mut result = verdict(event_id, Outcome::Processed, None, "no commands");
     let mut failure = None;
     for command in commands {
-        match apply(&mut savepoint, event_id, partner, &venue, command, now).await {
+        let context = Context {
+            event_id,
+            partner,
+            location_id: &location_id,
+            venue: &venue,
+            now,
+        };
+        match apply(&mut savepoint, &context, command).await {
             Ok(applied) => result = applied,
             Err(error) => {
                 failure = Some(error);
@@ -106,44 +145,100 @@ pub(super) async fn process(
     Ok(result)
 }
 
+/// What every command is applied in the light of.
+struct Context<'a> {
+    event_id: i64,
+    partner: &'a str,
+    location_id: &'a str,
+    venue: &'a Venue,
+    now: DateTime<Utc>,
+}
+
 async fn apply(
     conn: &mut AnyConnection,
-    event_id: i64,
-    partner: &str,
-    venue: &Venue,
+    cx: &Context<'_>,
     command: Command,
-    now: DateTime<Utc>,
 ) -> Result<Ingested, StoreError> {
     match command {
-        Command::UpsertSale(sale) => upsert_sale(conn, event_id, partner, venue, &sale, now).await,
+        Command::UpsertSale(sale) => upsert_sale(conn, cx, &sale).await,
+        Command::UpdateBooking(update) => update_booking_from_partner(conn, cx, update).await,
+        Command::SetIntegration { enabled } => {
+            sqlx::query(
+                "UPDATE partner_locations SET enabled = $1 WHERE partner = $2 AND location_id = $3",
+            )
+            .bind(i64::from(enabled))
+            .bind(cx.partner)
+            .bind(cx.location_id)
+            .execute(&mut *conn)
+            .await?;
+            let state = if enabled { "enabled" } else { "disabled" };
+            Ok(verdict(
+                cx.event_id,
+                Outcome::Processed,
+                None,
+                format!(
+                    "{} integration {state} for venue {}",
+                    cx.partner, cx.venue.id
+                ),
+            ))
+        }
     }
 }
 
-async fn resolve_venue(
+const VENUE_COLUMNS: &str =
+    "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases, v.walk_ins";
+
+fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, StoreError> {
+    let aliases: String = row.try_get("table_aliases")?;
+    Ok(Venue {
+        id: row.try_get("id")?,
+        enabled,
+        tolerances: Tolerances {
+            before_start: Duration::minutes(row.try_get("tolerance_before_min")?),
+            after_end: Duration::minutes(row.try_get("tolerance_after_min")?),
+        },
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
+    })
+}
+
+async fn venue_of_location(
     conn: &mut AnyConnection,
     partner: &str,
     location_id: &str,
 ) -> Result<Option<Venue>, StoreError> {
-    let row = sqlx::query(
-        "SELECT v.id, v.tolerance_before_min, v.tolerance_after_min, l.enabled
-         FROM partner_locations l JOIN venues v ON v.id = l.venue_id
-         WHERE l.partner = $1 AND l.location_id = $2",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {VENUE_COLUMNS}, l.enabled FROM partner_locations l JOIN venues v ON v.id = l.venue_id
+         WHERE l.partner = $1 AND l.location_id = $2"
+    ))
     .bind(partner)
     .bind(location_id)
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|row| {
-        Ok(Venue {
-            id: row.try_get("id")?,
-            enabled: row.try_get::<i64, _>("enabled")? != 0,
-            tolerances: Tolerances {
-                before_start: Duration::minutes(row.try_get("tolerance_before_min")?),
-                after_end: Duration::minutes(row.try_get("tolerance_after_min")?),
-            },
-        })
+        let enabled = row.try_get::<i64, _>("enabled")? != 0;
+        venue_from_row(&row, enabled)
     })
     .transpose()
+}
+
+/// A venue by id, for the re-matching that admin changes trigger.
+pub(super) async fn venue(conn: &mut AnyConnection, venue_id: i64) -> Result<Venue, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VENUE_COLUMNS} FROM venues v WHERE v.id = $1"
+    ))
+    .bind(venue_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound("venue"))?;
+    venue_from_row(&row, true)
+}
+
+/// A booking reference as stored with a sale, so it can be matched again later.
+#[derive(Serialize, Deserialize)]
+struct StoredRef {
+    value: String,
+    source: String,
 }
 
 /// The stored state of a sale that decides how a new snapshot applies.
@@ -187,22 +282,58 @@ async fn stored_sale(
 }
 
 /// The link a sale ends up with.
-struct Link {
-    booking_id: Option<i64>,
-    rule: Option<&'static str>,
-    reason: Option<String>,
-    candidates: Vec<i64>,
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Link {
+    pub booking_id: Option<i64>,
+    pub rule: Option<&'static str>,
+    pub reason: Option<String>,
+    pub candidates: Vec<i64>,
+}
+
+impl Link {
+    fn of(decision: MatchDecision) -> Link {
+        match decision {
+            MatchDecision::Matched(m) => Link {
+                booking_id: Some(m.booking_id),
+                rule: Some(m.rule.as_str()),
+                reason: Some(m.reason),
+                candidates: Vec::new(),
+            },
+            MatchDecision::Ambiguous { candidates, reason } => Link {
+                booking_id: None,
+                rule: None,
+                reason: Some(reason),
+                candidates,
+            },
+            MatchDecision::Unmatched => Link::default(),
+        }
+    }
+
+    /// An operator's decision, which automatic rules never override.
+    pub(super) fn manual(booking_id: Option<i64>, reason: String) -> Link {
+        Link {
+            booking_id,
+            rule: Some(MatchRule::Manual.as_str()),
+            reason: Some(reason),
+            candidates: Vec::new(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.rule, &self.reason) {
+            (Some(rule), Some(reason)) => format!("matched by {rule}: {reason}"),
+            (None, Some(reason)) => format!("ambiguous: {reason}"),
+            _ => "unmatched".to_owned(),
+        }
+    }
 }
 
 async fn upsert_sale(
     conn: &mut AnyConnection,
-    event_id: i64,
-    partner: &str,
-    venue: &Venue,
+    cx: &Context<'_>,
     sale: &SaleSnapshot,
-    now: DateTime<Utc>,
 ) -> Result<Ingested, StoreError> {
-    let stored = stored_sale(conn, partner, venue.id, &sale.external_id).await?;
+    let stored = stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
     if let Some(stored) = &stored {
         let skipped = match sale.supersedes(stored.version, stored.state) {
             Freshness::Newer => None,
@@ -222,68 +353,110 @@ async fn upsert_sale(
             )),
         };
         if let Some((reason, detail)) = skipped {
-            let mut result = verdict(event_id, Outcome::Ignored, Some(reason), detail);
+            let mut result = verdict(cx.event_id, Outcome::Ignored, Some(reason), detail);
             result.sale_id = Some(stored.id);
             return Ok(result);
         }
     }
-    let link = match stored
+    let mut facts = sale.facts();
+    facts.tables = cx.venue.diary_tables(&facts.tables);
+    let manual = stored
         .as_ref()
-        .filter(|s| s.match_rule.as_deref() == Some(MatchRule::Manual.as_str()))
-    {
-        Some(manual) => Link {
-            booking_id: manual.booking_id,
-            rule: Some(MatchRule::Manual.as_str()),
-            reason: manual.match_reason.clone(),
-            candidates: Vec::new(),
-        },
-        None => match decide_match(conn, partner, venue, sale).await? {
-            MatchDecision::Matched(m) => Link {
-                booking_id: Some(m.booking_id),
-                rule: Some(m.rule.as_str()),
-                reason: Some(m.reason),
-                candidates: Vec::new(),
-            },
-            MatchDecision::Ambiguous { candidates, reason } => Link {
-                booking_id: None,
-                rule: None,
-                reason: Some(reason),
-                candidates,
-            },
-            MatchDecision::Unmatched => Link {
-                booking_id: None,
-                rule: None,
-                reason: None,
-                candidates: Vec::new(),
-            },
-        },
+        .filter(|s| s.match_rule.as_deref() == Some(MatchRule::Manual.as_str()));
+    let mut link = match manual {
+        Some(manual) => Link::manual(
+            manual.booking_id,
+            manual.match_reason.clone().unwrap_or_default(),
+        ),
+        None => Link::of(decide_match(conn, cx.partner, cx.venue, &facts).await?),
     };
-    let sale_id = write_sale(conn, event_id, partner, venue.id, sale, &link, now).await?;
-    if let Some(booking_id) = link.booking_id {
-        adopt_lineage(conn, partner, venue.id, &sale.external_id, booking_id).await?;
+    let walk_in = link == Link::default()
+        && cx.venue.walk_ins
+        && sale.kind == SaleKind::Sale
+        && sale.state != SaleState::Voided
+        && !facts.tables.is_empty();
+    if walk_in {
+        link = create_walk_in(conn, cx, sale, &facts.tables).await?;
     }
-    let previous = stored
-        .and_then(|s| s.booking_id)
-        .filter(|b| Some(*b) != link.booking_id);
+    let sale_id = write_sale(conn, cx, sale, &link).await?;
     let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
-    for booking_id in link.booking_id.into_iter().chain(previous) {
-        refresh_booking_status(conn, booking_id, &cause, event_id, now).await?;
+    let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
+    if let Some(booking_id) = link.booking_id {
+        touched.extend(
+            adopt_lineage(conn, cx.partner, cx.venue.id, &sale.external_id, booking_id).await?,
+        );
     }
-    let detail = match (&link.rule, &link.reason) {
-        (Some(rule), Some(reason)) => format!("matched by {rule}: {reason}"),
-        (None, Some(reason)) => format!("ambiguous: {reason}"),
-        _ => "unmatched".to_owned(),
-    };
-    let mut result = verdict(event_id, Outcome::Processed, None, detail);
+    touched.extend(stored.and_then(|s| s.booking_id));
+    touched.sort_unstable();
+    touched.dedup();
+    for booking_id in touched {
+        follow_sales(conn, booking_id, &cause, Some(cx.event_id), cx.now).await?;
+    }
+    let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
     result.sale_id = Some(sale_id);
     Ok(result)
+}
+
+/// Creates the walk-in booking an unmatched sale on a table stands for.
+async fn create_walk_in(
+    conn: &mut AnyConnection,
+    cx: &Context<'_>,
+    sale: &SaleSnapshot,
+    tables: &[TableKey],
+) -> Result<Link, StoreError> {
+    let start = sale.opened_at;
+    let booking_id: i64 = sqlx::query_scalar(
+        "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'walk_in', $6, $6) RETURNING id",
+    )
+    .bind(cx.venue.id)
+    .bind(start.timestamp_millis())
+    .bind((start + Duration::minutes(WALK_IN_MINUTES)).timestamp_millis())
+    .bind(sale.covers.unwrap_or(0).max(0))
+    .bind(BookingStatus::Confirmed.as_str())
+    .bind(cx.now.timestamp_millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    write_booking_tables(conn, booking_id, tables).await?;
+    let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
+    Ok(Link {
+        booking_id: Some(booking_id),
+        rule: Some(MatchRule::TableTime.as_str()),
+        reason: Some(format!(
+            "walk-in booking created for table {}",
+            names.join(", ")
+        )),
+        candidates: Vec::new(),
+    })
+}
+
+pub(super) async fn write_booking_tables(
+    conn: &mut AnyConnection,
+    booking_id: i64,
+    tables: &[TableKey],
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM booking_tables WHERE booking_id = $1")
+        .bind(booking_id)
+        .execute(&mut *conn)
+        .await?;
+    for (position, table) in (0i64..).zip(tables) {
+        sqlx::query(
+            "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, $2, $3)",
+        )
+        .bind(booking_id)
+        .bind(position)
+        .bind(table.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn decide_match(
     conn: &mut AnyConnection,
     partner: &str,
     venue: &Venue,
-    sale: &SaleSnapshot,
+    sale: &SaleFacts,
 ) -> Result<MatchDecision, StoreError> {
     let input = |by_reference, origin_booking, nearby| MatchInput {
         sale,
@@ -300,14 +473,13 @@ async fn decide_match(
         }
     }
     if let Some(origin) = &sale.origin_external_id {
-        let origin_booking: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT booking_id FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
-        )
-        .bind(partner)
-        .bind(venue.id)
-        .bind(origin.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let origin_booking: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT booking_id FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3")
+                .bind(partner)
+                .bind(venue.id)
+                .bind(origin.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
         if let Some(booking) = origin_booking.flatten() {
             return Ok(decide(input(&[], Some(booking), &[])));
         }
@@ -387,43 +559,42 @@ fn candidates(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<CandidateBooking>, Sto
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn write_sale(
     conn: &mut AnyConnection,
-    event_id: i64,
-    partner: &str,
-    venue_id: i64,
+    cx: &Context<'_>,
     sale: &SaleSnapshot,
     link: &Link,
-    now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
     let tables = json_list(sale.tables.iter().map(TableKey::as_str));
-    let refs = json_list(sale.booking_refs.iter().map(|r| r.value.as_str()));
-    let candidates = (!link.candidates.is_empty())
-        .then(|| json_list(link.candidates.iter().map(i64::to_string)));
+    let refs = json_list(sale.booking_refs.iter().map(|r| StoredRef {
+        value: r.value.clone(),
+        source: r.source.clone(),
+    }));
+    let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
     let totals = &sale.totals;
     let sale_id: i64 = sqlx::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
-             covers, tables, booking_refs, booking_id, match_rule, match_reason, match_candidates,
-             last_event_id, created_at, updated_at)
+             discount, deposit, covers, tables, booking_refs, booking_id, match_rule, match_reason,
+             match_candidates, last_event_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $25, $26, $26)
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28)
          ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
              number = excluded.number, kind = excluded.kind,
              origin_external_id = excluded.origin_external_id, state = excluded.state,
              opened_at = excluded.opened_at, closed_at = excluded.closed_at,
              version = excluded.version, currency = excluded.currency, total = excluded.total,
              paid = excluded.paid, tax = excluded.tax, net = excluded.net, tip = excluded.tip,
-             service_charge = excluded.service_charge, covers = excluded.covers,
+             service_charge = excluded.service_charge, discount = excluded.discount,
+             deposit = excluded.deposit, covers = excluded.covers,
              tables = excluded.tables, booking_refs = excluded.booking_refs,
              booking_id = excluded.booking_id, match_rule = excluded.match_rule,
              match_reason = excluded.match_reason, match_candidates = excluded.match_candidates,
              last_event_id = excluded.last_event_id, updated_at = excluded.updated_at
          RETURNING id",
     )
-    .bind(venue_id)
-    .bind(partner)
+    .bind(cx.venue.id)
+    .bind(cx.partner)
     .bind(sale.external_id.as_str())
     .bind(sale.number.as_deref())
     .bind(sale.kind.as_str())
@@ -439,6 +610,8 @@ async fn write_sale(
     .bind(decimal_text(totals.net))
     .bind(decimal_text(totals.tip))
     .bind(decimal_text(totals.service_charge))
+    .bind(decimal_text(totals.discount))
+    .bind(decimal_text(totals.deposit))
     .bind(sale.covers)
     .bind(tables)
     .bind(refs)
@@ -446,8 +619,8 @@ async fn write_sale(
     .bind(link.rule)
     .bind(link.reason.as_deref())
     .bind(candidates)
-    .bind(event_id)
-    .bind(now.timestamp_millis())
+    .bind(cx.event_id)
+    .bind(cx.now.timestamp_millis())
     .fetch_one(&mut *conn)
     .await?;
 
@@ -495,44 +668,71 @@ async fn write_sale(
     Ok(sale_id)
 }
 
-/// Links the unmatched splits, transfers and refunds of `origin` to its booking: they may
-/// have arrived before their origin was matched.
+/// Links the splits, transfers and refunds of `origin` to its booking: they may have arrived
+/// before their origin was matched, or found a booking by table and time on their own;
+/// lineage ranks above table and time, so the final link does not depend on arrival order.
+/// Returns the bookings such sales left.
 async fn adopt_lineage(
     conn: &mut AnyConnection,
     partner: &str,
     venue_id: i64,
     origin: &str,
     booking_id: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE sales SET booking_id = $1, match_rule = 'lineage',
-             match_reason = kind || ' of sale ' || $4, match_candidates = NULL
-         WHERE partner = $2 AND venue_id = $3 AND origin_external_id = $4
-           AND booking_id IS NULL AND (match_rule IS NULL OR match_rule <> 'manual')",
+) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, kind, booking_id FROM sales
+         WHERE partner = $1 AND venue_id = $2 AND origin_external_id = $3
+           AND (booking_id IS NULL OR match_rule = 'table_time') AND (booking_id IS NULL OR booking_id <> $4)
+           AND (match_rule IS NULL OR match_rule <> 'manual')",
     )
-    .bind(booking_id)
     .bind(partner)
     .bind(venue_id)
     .bind(origin)
-    .execute(&mut *conn)
+    .bind(booking_id)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut left = Vec::new();
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        let kind = SaleKind::parse(&kind).unwrap_or(SaleKind::Sale);
+        left.extend(row.try_get::<Option<i64>, _>("booking_id")?);
+        let link = Link {
+            booking_id: Some(booking_id),
+            rule: Some(MatchRule::Lineage.as_str()),
+            reason: Some(lineage_reason(kind, origin)),
+            candidates: Vec::new(),
+        };
+        set_link(conn, row.try_get("id")?, &link).await?;
+    }
+    Ok(left)
+}
+
+pub(super) async fn set_link(
+    conn: &mut AnyConnection,
+    sale_id: i64,
+    link: &Link,
+) -> Result<(), StoreError> {
+    let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
+    sqlx::query("UPDATE sales SET booking_id = $1, match_rule = $2, match_reason = $3, match_candidates = $4 WHERE id = $5")
+        .bind(link.booking_id)
+        .bind(link.rule)
+        .bind(link.reason.as_deref())
+        .bind(candidates)
+        .bind(sale_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
-/// Moves a booking to the status its sales imply, if the state machine allows it, and
-/// records the transition with its cause.
-async fn refresh_booking_status(
+/// Moves a booking to the status its sales imply, if the state machine allows it.
+pub(super) async fn follow_sales(
     conn: &mut AnyConnection,
     booking_id: i64,
     cause: &str,
-    event_id: i64,
+    event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let status: String = sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1")
-        .bind(booking_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let current = parse_status(&status)?;
+    let current = booking_status(conn, booking_id).await?;
     let states: Vec<String> = sqlx::query_scalar("SELECT state FROM sales WHERE booking_id = $1")
         .bind(booking_id)
         .fetch_all(&mut *conn)
@@ -544,10 +744,21 @@ async fn refresh_booking_status(
             summary.open += usize::from(state == SaleState::Open);
         }
     }
-    let Some(next) = current.after_sales(summary) else {
-        return Ok(());
-    };
-    record_transition(conn, booking_id, current, next, cause, Some(event_id), now).await
+    if let Some(next) = current.after_sales(summary) {
+        record_transition(conn, booking_id, current, next, cause, event_id, now).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn booking_status(
+    conn: &mut AnyConnection,
+    booking_id: i64,
+) -> Result<BookingStatus, StoreError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1")
+        .bind(booking_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    parse_status(&status.ok_or(StoreError::NotFound("booking"))?)
 }
 
 pub(super) async fn record_transition(
@@ -577,5 +788,184 @@ pub(super) async fn record_transition(
     .bind(now.timestamp_millis())
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// A partner's statement about a booking (e.g. Lightspeed's POS reservation status).
+async fn update_booking_from_partner(
+    conn: &mut AnyConnection,
+    cx: &Context<'_>,
+    update: BookingUpdate,
+) -> Result<Ingested, StoreError> {
+    let booking_id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+            .bind(cx.venue.id)
+            .bind(update.reference.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(booking_id) = booking_id else {
+        let detail = format!(
+            "no booking with reference {} at venue {}",
+            update.reference, cx.venue.id
+        );
+        return Ok(verdict(
+            cx.event_id,
+            Outcome::Ignored,
+            Some(Reason::UnknownBooking),
+            detail,
+        ));
+    };
+    sqlx::query("UPDATE bookings SET partner_status = $1, updated_at = $2 WHERE id = $3")
+        .bind(update.partner_status.as_str())
+        .bind(cx.now.timestamp_millis())
+        .bind(booking_id)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(covers) = update.covers.filter(|c| *c > 0) {
+        sqlx::query("UPDATE bookings SET covers = $1 WHERE id = $2")
+            .bind(covers)
+            .bind(booking_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let tables_changed = match &update.tables {
+        Some(tables) if !tables.is_empty() => {
+            write_booking_tables(conn, booking_id, &cx.venue.diary_tables(tables)).await?;
+            true
+        }
+        _ => false,
+    };
+    let current = booking_status(conn, booking_id).await?;
+    let mut detail = format!(
+        "booking {booking_id}: {} reported {}",
+        cx.partner, update.partner_status
+    );
+    match update.status {
+        Some(next) if current.may_move_to(next, Mover::Partner) => {
+            let cause = format!("{} reported {}", cx.partner, update.partner_status);
+            record_transition(
+                conn,
+                booking_id,
+                current,
+                next,
+                &cause,
+                Some(cx.event_id),
+                cx.now,
+            )
+            .await?;
+            detail.push_str(&format!(", {current} -> {next}"));
+        }
+        Some(next) if next != current => detail.push_str(&format!(
+            ", stays {current} (no move from {current} to {next})"
+        )),
+        _ => {}
+    }
+    if tables_changed {
+        rematch_around_booking(
+            conn,
+            cx.venue,
+            booking_id,
+            &format!("tables of booking {booking_id} changed"),
+            Some(cx.event_id),
+            cx.now,
+        )
+        .await?;
+    }
+    Ok(verdict(cx.event_id, Outcome::Processed, None, detail))
+}
+
+/// A stored sale's matching facts and current link.
+struct StoredFacts {
+    id: i64,
+    partner: String,
+    facts: SaleFacts,
+    booking_id: Option<i64>,
+}
+
+fn stored_facts(row: &sqlx::any::AnyRow) -> Result<StoredFacts, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let tables: String = row.try_get("tables")?;
+    let refs: String = row.try_get("booking_refs")?;
+    let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
+    let refs: Vec<StoredRef> = serde_json::from_str(&refs).unwrap_or_default();
+    Ok(StoredFacts {
+        id: row.try_get("id")?,
+        partner: row.try_get("partner")?,
+        booking_id: row.try_get("booking_id")?,
+        facts: SaleFacts {
+            kind: SaleKind::parse(&kind).unwrap_or(SaleKind::Sale),
+            origin_external_id: row.try_get("origin_external_id")?,
+            opened_at: from_millis(row.try_get("opened_at")?)?,
+            tables: tables.into_iter().map(TableKey::from_normalised).collect(),
+            booking_refs: refs
+                .into_iter()
+                .map(|r| BookingRef {
+                    value: r.value,
+                    source: r.source,
+                })
+                .collect(),
+        },
+    })
+}
+
+/// Matches again the sales a booking's creation or change may concern: unmatched sales of
+/// the venue in its widened window or carrying its reference, and the sales it holds by table
+/// and time (which may no longer fit). Manual decisions are left alone. Then every booking
+/// that gained or lost a sale follows its sales' states.
+pub(super) async fn rematch_around_booking(
+    conn: &mut AnyConnection,
+    venue: &Venue,
+    booking_id: i64,
+    cause: &str,
+    event_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT start_at, end_at, reference FROM bookings WHERE id = $1")
+        .bind(booking_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (from, to) = widened_window(
+        from_millis(row.try_get("start_at")?)?,
+        from_millis(row.try_get("end_at")?)?,
+        venue.tolerances,
+    );
+    let reference: Option<String> = row.try_get("reference")?;
+    let rows = sqlx::query(
+        "SELECT id, partner, kind, origin_external_id, opened_at, tables, booking_refs, booking_id FROM sales
+         WHERE venue_id = $1 AND (match_rule IS NULL OR match_rule <> 'manual') AND (
+             (booking_id IS NULL AND ((opened_at >= $2 AND opened_at <= $3) OR booking_refs <> '[]'))
+             OR (booking_id = $4 AND match_rule = 'table_time'))
+         ORDER BY opened_at, id",
+    )
+    .bind(venue.id)
+    .bind(from.timestamp_millis())
+    .bind(to.timestamp_millis())
+    .bind(booking_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut touched = vec![booking_id];
+    for row in &rows {
+        let mut sale = stored_facts(row)?;
+        let in_window = from <= sale.facts.opened_at && sale.facts.opened_at <= to;
+        let names_booking = reference
+            .as_deref()
+            .is_some_and(|r| sale.facts.booking_refs.iter().any(|b| b.value == r));
+        if sale.booking_id.is_none() && !in_window && !names_booking {
+            continue;
+        }
+        sale.facts.tables = venue.diary_tables(&sale.facts.tables);
+        let link = Link::of(decide_match(conn, &sale.partner, venue, &sale.facts).await?);
+        if link.booking_id == sale.booking_id && link.booking_id.is_some() {
+            continue;
+        }
+        set_link(conn, sale.id, &link).await?;
+        touched.extend(sale.booking_id);
+        touched.extend(link.booking_id);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    for id in touched {
+        follow_sales(conn, id, cause, event_id, now).await?;
+    }
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! milliseconds.
 
 mod apply;
+mod bookings;
 mod in_flight;
 pub mod postgres;
 pub mod records;
@@ -122,8 +123,22 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError>;
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError>;
+    async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError>;
+
+    /// Creates a booking, links its guest profile, and matches the venue's waiting sales to it.
     async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError>;
+    /// Changes a booking (an operator's status change is recorded as `manual`) and matches
+    /// again the sales the change concerns.
+    async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError>;
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError>;
+    /// The bookings that start on a local day of the venue, with their sales and spend.
+    async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError>;
+    async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError>;
+
+    /// Links a sale to a booking by hand; automatic rules never override it.
+    async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError>;
+    /// Unlinks a sale by hand; automatic rules never link it again.
+    async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError>;
     async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError>;
     async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError>;

@@ -81,7 +81,36 @@ pub struct VenueRecord {
     pub timezone: String,
     pub currency: Option<String>,
     pub tolerances: TolerancesRecord,
+    /// Normalised POS table name -> normalised diary table name.
+    pub table_aliases: BTreeMap<String, String>,
+    /// Whether an unmatched sale on a table creates a walk-in booking.
+    pub walk_ins: bool,
     pub locations: Vec<LocationRecord>,
+}
+
+/// Changes to a venue's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct VenueChanges {
+    pub name: Option<String>,
+    /// A valid IANA zone name.
+    pub timezone: Option<String>,
+    pub currency: Option<String>,
+    pub tolerances: Option<TolerancesRecord>,
+    /// Raw names, normalised on the way in.
+    pub table_aliases: Option<BTreeMap<String, String>>,
+    pub walk_ins: Option<bool>,
+}
+
+/// Changes to a booking; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct BookingChanges {
+    pub reference: Option<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub duration_minutes: Option<i64>,
+    pub covers: Option<i64>,
+    pub tables: Option<Vec<String>>,
+    pub status: Option<BookingStatus>,
+    pub customer: Option<Customer>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +150,7 @@ pub struct MatchRecord {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SpendRecord {
+    /// Gross sales, tax included, less refunds.
     #[serde(serialize_with = "money")]
     pub total: Decimal,
     #[serde(serialize_with = "money")]
@@ -133,6 +163,12 @@ pub struct SpendRecord {
     pub tips: Decimal,
     #[serde(serialize_with = "money")]
     pub service_charge: Decimal,
+    #[serde(serialize_with = "money")]
+    pub discounts: Decimal,
+    #[serde(serialize_with = "money")]
+    pub deposits: Decimal,
+    #[serde(serialize_with = "money")]
+    pub refunds: Decimal,
     #[serde(serialize_with = "opt_money")]
     pub per_cover: Option<Decimal>,
     pub currency: Option<String>,
@@ -158,7 +194,12 @@ pub struct BookingView {
     pub covers: i64,
     pub tables: Vec<String>,
     pub status: &'static str,
+    /// The last status a partner reported in its own words, if any.
+    pub partner_status: Option<String>,
+    /// `admin`, `walk_in`, or the partner that created it.
+    pub source: String,
     pub customer: CustomerRecord,
+    pub guest_id: Option<i64>,
     pub sales: Vec<SaleRecord>,
     pub spend: SpendRecord,
     pub transitions: Vec<TransitionRecord>,
@@ -190,6 +231,10 @@ pub struct SaleRecord {
     pub tip: Decimal,
     #[serde(serialize_with = "money")]
     pub service_charge: Decimal,
+    #[serde(serialize_with = "money")]
+    pub discount: Decimal,
+    #[serde(serialize_with = "money")]
+    pub deposit: Decimal,
     pub covers: Option<i64>,
     pub tables: Vec<String>,
     #[serde(rename = "match")]
@@ -227,6 +272,57 @@ pub struct SaleDetail {
     pub sale: SaleRecord,
     pub lines: Vec<SaleLineRecord>,
     pub payments: Vec<PaymentRecord>,
+}
+
+/// One local day of a venue's diary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DiaryView {
+    pub venue_id: i64,
+    /// The venue's local date, `YYYY-MM-DD`.
+    pub date: String,
+    pub timezone: String,
+    /// The UTC instants the local day spans.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub bookings: Vec<BookingView>,
+    pub totals: DiaryTotals,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DiaryTotals {
+    pub bookings: usize,
+    pub covers: i64,
+    #[serde(serialize_with = "money")]
+    pub spend: Decimal,
+    #[serde(serialize_with = "money")]
+    pub paid: Decimal,
+    #[serde(serialize_with = "opt_money")]
+    pub spend_per_cover: Option<Decimal>,
+    /// Sales of the venue opened that day that belong to no booking.
+    pub unmatched_sales: usize,
+}
+
+/// A guest profile with what the venue earned from them.
+#[derive(Clone, Serialize, PartialEq, Eq)]
+pub struct GuestView {
+    pub id: i64,
+    pub venue_id: i64,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// Bookings that came (seated, paid or completed).
+    pub visits: i64,
+    #[serde(serialize_with = "money")]
+    pub lifetime_spend: Decimal,
+    #[serde(serialize_with = "opt_money")]
+    pub spend_per_visit: Option<Decimal>,
+    pub bookings: Vec<i64>,
+}
+
+impl std::fmt::Debug for GuestView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GuestView({}, [personal data redacted])", self.id)
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -18,8 +18,10 @@ use sqlx::{AnyConnection, Row};
 use tokio::time::Instant;
 
 use super::records::*;
-use super::{Backend, InFlight, Ingested, SaleKey, Store, StoreError, Verdict, apply, postgres};
-use crate::domain::{BookingStatus, MatchRule, Outcome, SaleKind, SaleState, Spend, TableKey};
+use super::{
+    Backend, InFlight, Ingested, SaleKey, Store, StoreError, Verdict, apply, bookings, postgres,
+};
+use crate::domain::{BookingStatus, MatchRule, Outcome, SaleKind, SaleState};
 
 /// A store over a SQL database. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,6 +49,7 @@ impl SqlStore {
     }
 
     /// The pool writes go through (for dialect-level checks).
+    #[cfg(test)]
     pub(super) fn writer(&self) -> &AnyPool {
         &self.writer
     }
@@ -62,7 +65,7 @@ pub(super) fn decimal_text(value: Decimal) -> String {
     value.to_string()
 }
 
-fn decimal(text: &str) -> Result<Decimal, StoreError> {
+pub(super) fn decimal(text: &str) -> Result<Decimal, StoreError> {
     Decimal::from_str(text).map_err(|_| StoreError::Corrupt(format!("amount {text:?}")))
 }
 
@@ -147,11 +150,11 @@ async fn record_outcome(
     Ok(())
 }
 
-const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
+pub(super) const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
     state, opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
-    covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id";
+    discount, deposit, covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id";
 
-fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
+pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let rule: Option<String> = row.try_get("match_rule")?;
@@ -161,6 +164,8 @@ fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
     let net: String = row.try_get("net")?;
     let tip: String = row.try_get("tip")?;
     let service_charge: String = row.try_get("service_charge")?;
+    let discount: String = row.try_get("discount")?;
+    let deposit: String = row.try_get("deposit")?;
     Ok(SaleRecord {
         id: row.try_get("id")?,
         venue_id: row.try_get("venue_id")?,
@@ -184,6 +189,8 @@ fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
         net: decimal(&net)?,
         tip: decimal(&tip)?,
         service_charge: decimal(&service_charge)?,
+        discount: decimal(&discount)?,
+        deposit: decimal(&deposit)?,
         covers: row.try_get("covers")?,
         tables: parse_json_list(row.try_get("tables")?),
         match_: MatchRecord {
@@ -193,10 +200,7 @@ fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
                 .map(MatchRule::as_str),
             reason: row.try_get("match_reason")?,
             booking_id: row.try_get("booking_id")?,
-            candidates: parse_json_list::<String>(row.try_get("match_candidates")?)
-                .iter()
-                .filter_map(|id| id.parse().ok())
-                .collect(),
+            candidates: parse_json_list(row.try_get("match_candidates")?),
         },
         last_event_id: row.try_get("last_event_id")?,
     })
@@ -358,7 +362,8 @@ impl Store for SqlStore {
 
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError> {
         let Some(row) = sqlx::query(
-            "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min
+            "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min,
+                 table_aliases, walk_ins
              FROM venues WHERE id = $1",
         )
         .bind(id)
@@ -383,8 +388,11 @@ impl Store for SqlStore {
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+        let aliases: String = row.try_get("table_aliases")?;
         Ok(Some(VenueRecord {
             id: row.try_get("id")?,
+            table_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+            walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
             name: row.try_get("name")?,
             timezone: row.try_get("timezone")?,
             currency: row.try_get("currency")?,
@@ -396,166 +404,51 @@ impl Store for SqlStore {
         }))
     }
 
+    async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        bookings::update_venue(&mut tx, id, changes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM venues WHERE id = $1")
-            .bind(venue_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound("venue"));
-        }
-        if let Some(reference) = &booking.reference {
-            let taken: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2",
-            )
-            .bind(venue_id)
-            .bind(reference.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(other) = taken {
-                return Err(StoreError::Conflict(format!(
-                    "booking reference {reference} is already booking {other}"
-                )));
-            }
-        }
-        let now = Utc::now().timestamp_millis();
-        let end = booking.start + chrono::Duration::minutes(booking.duration_minutes);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
-                 customer_name, customer_email, customer_phone, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-             RETURNING id",
-        )
-        .bind(venue_id)
-        .bind(booking.reference.as_deref())
-        .bind(booking.start.timestamp_millis())
-        .bind(end.timestamp_millis())
-        .bind(booking.covers)
-        .bind(booking.status.as_str())
-        .bind(booking.customer.name.as_deref())
-        .bind(booking.customer.email.as_deref())
-        .bind(booking.customer.phone.as_deref())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let tables = booking.tables.iter().filter_map(|t| TableKey::parse(t));
-        for (position, table) in (0i64..).zip(tables) {
-            sqlx::query(
-                "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, $2, $3)",
-            )
-            .bind(id)
-            .bind(position)
-            .bind(table.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        let id = bookings::create(&mut tx, venue_id, booking).await?;
         tx.commit().await?;
         Ok(id)
     }
 
+    async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        bookings::update(&mut tx, id, changes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status,
-                 b.customer_name, b.customer_email, b.customer_phone, v.currency
-             FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT table_key FROM booking_tables WHERE booking_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?;
-        let sales = sqlx::query(&format!(
-            "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
-        ))
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(sale_record)
-        .collect::<Result<Vec<_>, _>>()?;
-        let transitions = sqlx::query(
-            "SELECT from_status, to_status, cause, event_id, at FROM booking_transitions
-             WHERE booking_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|t| {
-            let from: String = t.try_get("from_status")?;
-            let to: String = t.try_get("to_status")?;
-            Ok(TransitionRecord {
-                from: parse_status(&from)?.as_str(),
-                to: parse_status(&to)?.as_str(),
-                cause: t.try_get("cause")?,
-                event_id: t.try_get("event_id")?,
-                at: from_millis(t.try_get("at")?)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let covers: i64 = row.try_get("covers")?;
-        let venue_currency: Option<String> = row.try_get("currency")?;
-        let totals: Vec<_> = sales
-            .iter()
-            .map(|s| {
-                let state = SaleState::parse(s.state).unwrap_or(SaleState::Open);
-                let totals = crate::domain::SaleTotals {
-                    total: s.total,
-                    paid: s.paid,
-                    tax: s.tax,
-                    net: s.net,
-                    tip: s.tip,
-                    service_charge: s.service_charge,
-                };
-                (state, totals, s.covers, s.currency.as_deref())
-            })
-            .collect();
-        let spend = Spend::of(
-            totals
-                .iter()
-                .map(|(state, totals, covers, currency)| (*state, totals, *covers, *currency)),
-            Some(covers),
-            venue_currency.as_deref(),
-        );
-        let start = from_millis(row.try_get("start_at")?)?;
-        let end = from_millis(row.try_get("end_at")?)?;
-        let status: String = row.try_get("status")?;
-        Ok(Some(BookingView {
-            id: row.try_get("id")?,
-            venue_id: row.try_get("venue_id")?,
-            reference: row.try_get("reference")?,
-            start,
-            end,
-            duration_minutes: (end - start).num_minutes(),
-            covers,
-            tables,
-            status: parse_status(&status)?.as_str(),
-            customer: CustomerRecord {
-                name: row.try_get("customer_name")?,
-                email: row.try_get("customer_email")?,
-                phone: row.try_get("customer_phone")?,
-            },
-            sales,
-            spend: SpendRecord {
-                total: spend.total,
-                paid: spend.paid,
-                tax: spend.tax,
-                net: spend.net,
-                tips: spend.tips,
-                service_charge: spend.service_charge,
-                per_cover: spend.per_cover,
-                currency: spend.currency,
-            },
-            transitions,
-        }))
+        bookings::view(&self.reader, id).await
+    }
+
+    async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError> {
+        bookings::diary(&self.reader, venue_id, date).await
+    }
+
+    async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError> {
+        bookings::guest(&self.reader, id).await
+    }
+
+    async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        bookings::set_manual_link(&mut tx, sale_id, Some(booking_id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        bookings::set_manual_link(&mut tx, sale_id, None).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError> {

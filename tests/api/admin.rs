@@ -150,7 +150,7 @@ async fn events_filter_by_partner_outcome_and_reason(db: Db) {
         .await;
     assert_eq!(ignored.as_array().map(Vec::len), Some(2));
     let unknown = app.admin_get("/events?reason=unknown_location").await;
-    assert_eq!(unknown.as_array().map(Vec::len), Some(1));
+    assert_eq!(unknown.as_array().map(Vec::len), Some(2));
     let rejected = app.admin_get("/events?outcome=rejected").await;
     assert_eq!(rejected[0]["reason"], "missing_credentials");
     let newest_first = app.admin_get("/events?limit=2").await;

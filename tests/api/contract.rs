@@ -96,11 +96,16 @@ async fn a_disabled_integration_is_ignored_with_200_and_recorded(db: Db) {
 
 async fn an_unrecognised_model_is_ignored_with_200_and_recorded(db: Db) {
     let app = spawn(db).await;
-    let (status, answer) = app.deliver("integration_activated.json").await;
-    assert_eq!(status, StatusCode::OK);
+    let response = app
+        .post_lightspeed(br#"{"notificationType": "REFUND_ISSUED", "account": {}}"#)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
     assert_eq!(answer["outcome"], "ignored");
     assert_eq!(answer["reason"], "unrecognised_model");
-    assert_eq!(answer["detail"], "integration notification ACTIVATED");
+    assert_eq!(answer["detail"], "notification type \"REFUND_ISSUED\"");
+    let response = app.post_lightspeed(br#"{"hello": "world"}"#).await;
+    assert_eq!(json_of(response).await["reason"], "unrecognised_model");
 }
 
 async fn a_body_that_is_not_json_is_stored_byte_for_byte_and_answered(db: Db) {

@@ -1,0 +1,606 @@
+//! Bookings, guests and the diary: operator changes and the views built from them.
+//!
+//! Every change that can move sales between bookings (a new booking, a booking moved,
+//! re-tabled or cancelled, a manual match) runs the re-matching in [`apply`] in the same
+//! transaction, so the diary heals itself: a sale that arrived before its booking finds it.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::StoreError;
+use super::apply::{self, Link};
+use super::records::*;
+use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
+use crate::domain::spend::SaleFigures;
+use crate::domain::{BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey};
+
+/// Statuses of a booking whose guests came.
+const VISITED: [BookingStatus; 3] = [
+    BookingStatus::Seated,
+    BookingStatus::Paid,
+    BookingStatus::Completed,
+];
+
+fn email_key(email: Option<&str>) -> Option<String> {
+    email
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| e.contains('@'))
+}
+
+fn phone_key(phone: Option<&str>) -> Option<String> {
+    let digits: String = phone?.chars().filter(char::is_ascii_digit).collect();
+    (digits.len() >= 6).then_some(digits)
+}
+
+/// The guest profile of `customer` at a venue, found by e-mail or phone, else created.
+async fn link_guest(
+    conn: &mut AnyConnection,
+    venue_id: i64,
+    customer: &Customer,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    let email = email_key(customer.email.as_deref());
+    let phone = phone_key(customer.phone.as_deref());
+    if email.is_none() && phone.is_none() {
+        return Ok(None);
+    }
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM guests WHERE venue_id = $1 AND (email_key = $2 OR phone_key = $3) ORDER BY id LIMIT 1",
+    )
+    .bind(venue_id)
+    .bind(email.as_deref())
+    .bind(phone.as_deref())
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = existing {
+        sqlx::query(
+            "UPDATE guests SET name = COALESCE(name, $1), email = COALESCE(email, $2),
+                 email_key = COALESCE(email_key, $3), phone = COALESCE(phone, $4),
+                 phone_key = COALESCE(phone_key, $5), updated_at = $6
+             WHERE id = $7",
+        )
+        .bind(customer.name.as_deref())
+        .bind(customer.email.as_deref())
+        .bind(email.as_deref())
+        .bind(customer.phone.as_deref())
+        .bind(phone.as_deref())
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Some(id));
+    }
+    let id = sqlx::query_scalar(
+        "INSERT INTO guests (venue_id, name, email, phone, email_key, phone_key, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+    )
+    .bind(venue_id)
+    .bind(customer.name.as_deref())
+    .bind(customer.email.as_deref())
+    .bind(customer.phone.as_deref())
+    .bind(email.as_deref())
+    .bind(phone.as_deref())
+    .bind(now.timestamp_millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Some(id))
+}
+
+async fn reference_taken(
+    conn: &mut AnyConnection,
+    venue_id: i64,
+    reference: &str,
+    except: Option<i64>,
+) -> Result<(), StoreError> {
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+            .bind(venue_id)
+            .bind(reference)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match taken {
+        Some(other) if Some(other) != except => Err(StoreError::Conflict(format!(
+            "booking reference {reference} is already booking {other}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn table_keys(tables: &[String]) -> Vec<TableKey> {
+    tables.iter().filter_map(|t| TableKey::parse(t)).collect()
+}
+
+pub(super) async fn create(
+    conn: &mut AnyConnection,
+    venue_id: i64,
+    booking: NewBooking,
+) -> Result<i64, StoreError> {
+    let venue = apply::venue(conn, venue_id).await?;
+    if let Some(reference) = &booking.reference {
+        reference_taken(conn, venue_id, reference, None).await?;
+    }
+    let now = Utc::now();
+    let guest_id = link_guest(conn, venue_id, &booking.customer, now).await?;
+    let end = booking.start + Duration::minutes(booking.duration_minutes);
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
+             customer_name, customer_email, customer_phone, guest_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+         RETURNING id",
+    )
+    .bind(venue_id)
+    .bind(booking.reference.as_deref())
+    .bind(booking.start.timestamp_millis())
+    .bind(end.timestamp_millis())
+    .bind(booking.covers)
+    .bind(booking.status.as_str())
+    .bind(booking.customer.name.as_deref())
+    .bind(booking.customer.email.as_deref())
+    .bind(booking.customer.phone.as_deref())
+    .bind(guest_id)
+    .bind(now.timestamp_millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    apply::write_booking_tables(conn, id, &table_keys(&booking.tables)).await?;
+    apply::rematch_around_booking(
+        conn,
+        &venue,
+        id,
+        &format!("booking {id} created"),
+        None,
+        now,
+    )
+    .await?;
+    Ok(id)
+}
+
+pub(super) async fn update(
+    conn: &mut AnyConnection,
+    id: i64,
+    changes: BookingChanges,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT venue_id, start_at, end_at FROM bookings WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("booking"))?;
+    let venue_id: i64 = row.try_get("venue_id")?;
+    let venue = apply::venue(conn, venue_id).await?;
+    let now = Utc::now();
+    let old_start = from_millis(row.try_get("start_at")?)?;
+    let old_end = from_millis(row.try_get("end_at")?)?;
+    if let Some(reference) = &changes.reference {
+        reference_taken(conn, venue_id, reference, Some(id)).await?;
+        sqlx::query("UPDATE bookings SET reference = $1 WHERE id = $2")
+            .bind(reference.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if changes.start.is_some() || changes.duration_minutes.is_some() {
+        let start = changes.start.unwrap_or(old_start);
+        let minutes = changes
+            .duration_minutes
+            .unwrap_or((old_end - old_start).num_minutes());
+        sqlx::query("UPDATE bookings SET start_at = $1, end_at = $2 WHERE id = $3")
+            .bind(start.timestamp_millis())
+            .bind((start + Duration::minutes(minutes)).timestamp_millis())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(covers) = changes.covers {
+        sqlx::query("UPDATE bookings SET covers = $1 WHERE id = $2")
+            .bind(covers)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(tables) = &changes.tables {
+        apply::write_booking_tables(conn, id, &table_keys(tables)).await?;
+    }
+    if let Some(customer) = &changes.customer {
+        let guest_id = link_guest(conn, venue_id, customer, now).await?;
+        sqlx::query("UPDATE bookings SET customer_name = $1, customer_email = $2, customer_phone = $3, guest_id = $4 WHERE id = $5")
+            .bind(customer.name.as_deref())
+            .bind(customer.email.as_deref())
+            .bind(customer.phone.as_deref())
+            .bind(guest_id)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(status) = changes.status {
+        let current = apply::booking_status(conn, id).await?;
+        if current != status {
+            apply::record_transition(conn, id, current, status, "manual", None, now).await?;
+        }
+    }
+    sqlx::query("UPDATE bookings SET updated_at = $1 WHERE id = $2")
+        .bind(now.timestamp_millis())
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    apply::rematch_around_booking(
+        conn,
+        &venue,
+        id,
+        &format!("booking {id} changed"),
+        None,
+        now,
+    )
+    .await
+}
+
+/// Sets a sale's link by hand and lets the bookings it left and joined follow their sales.
+pub(super) async fn set_manual_link(
+    conn: &mut AnyConnection,
+    sale_id: i64,
+    booking_id: Option<i64>,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT venue_id, booking_id, external_id FROM sales WHERE id = $1")
+        .bind(sale_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound("sale"))?;
+    let venue_id: i64 = row.try_get("venue_id")?;
+    let previous: Option<i64> = row.try_get("booking_id")?;
+    let external_id: String = row.try_get("external_id")?;
+    let reason = match booking_id {
+        Some(booking_id) => {
+            let booking_venue: Option<i64> =
+                sqlx::query_scalar("SELECT venue_id FROM bookings WHERE id = $1")
+                    .bind(booking_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            match booking_venue {
+                None => return Err(StoreError::NotFound("booking")),
+                Some(v) if v != venue_id => {
+                    return Err(StoreError::Conflict(format!(
+                        "booking {booking_id} is at another venue than sale {sale_id}"
+                    )));
+                }
+                Some(_) => format!("matched by an operator to booking {booking_id}"),
+            }
+        }
+        None => "unmatched by an operator".to_owned(),
+    };
+    apply::set_link(conn, sale_id, &Link::manual(booking_id, reason)).await?;
+    let now = Utc::now();
+    let cause = match booking_id {
+        Some(_) => format!("manual match of sale {external_id}"),
+        None => format!("manual unmatch of sale {external_id}"),
+    };
+    for id in booking_id.into_iter().chain(previous) {
+        apply::follow_sales(conn, id, &cause, None, now).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn update_venue(
+    conn: &mut AnyConnection,
+    id: i64,
+    changes: VenueChanges,
+) -> Result<(), StoreError> {
+    apply::venue(conn, id).await?;
+    if let Some(name) = &changes.name {
+        sqlx::query("UPDATE venues SET name = $1 WHERE id = $2")
+            .bind(name.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(timezone) = &changes.timezone {
+        sqlx::query("UPDATE venues SET timezone = $1 WHERE id = $2")
+            .bind(timezone.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(currency) = &changes.currency {
+        sqlx::query("UPDATE venues SET currency = $1 WHERE id = $2")
+            .bind(currency.as_str())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(tolerances) = &changes.tolerances {
+        sqlx::query(
+            "UPDATE venues SET tolerance_before_min = $1, tolerance_after_min = $2 WHERE id = $3",
+        )
+        .bind(tolerances.before_start_minutes)
+        .bind(tolerances.after_end_minutes)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(aliases) = &changes.table_aliases {
+        let normalised: std::collections::BTreeMap<String, String> = aliases
+            .iter()
+            .filter_map(|(alias, table)| {
+                Some((
+                    TableKey::parse(alias)?.to_string(),
+                    TableKey::parse(table)?.to_string(),
+                ))
+            })
+            .collect();
+        let json = serde_json::to_string(&normalised).unwrap_or_else(|_| "{}".to_owned());
+        sqlx::query("UPDATE venues SET table_aliases = $1 WHERE id = $2")
+            .bind(json)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(walk_ins) = changes.walk_ins {
+        sqlx::query("UPDATE venues SET walk_ins = $1 WHERE id = $2")
+            .bind(i64::from(walk_ins))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A booking with its tables, sales, spend and transitions.
+pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status,
+             b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency
+         FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_key FROM booking_tables WHERE booking_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    let sales = sqlx::query(&format!(
+        "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(sale_record)
+    .collect::<Result<Vec<_>, _>>()?;
+    let transitions = sqlx::query(
+        "SELECT from_status, to_status, cause, event_id, at FROM booking_transitions WHERE booking_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|t| {
+        let from: String = t.try_get("from_status")?;
+        let to: String = t.try_get("to_status")?;
+        Ok(TransitionRecord {
+            from: parse_status(&from)?.as_str(),
+            to: parse_status(&to)?.as_str(),
+            cause: t.try_get("cause")?,
+            event_id: t.try_get("event_id")?,
+            at: from_millis(t.try_get("at")?)?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let covers: i64 = row.try_get("covers")?;
+    let venue_currency: Option<String> = row.try_get("currency")?;
+    let spend = spend_of(&sales, covers, venue_currency.as_deref());
+    let start = from_millis(row.try_get("start_at")?)?;
+    let end = from_millis(row.try_get("end_at")?)?;
+    let status: String = row.try_get("status")?;
+    Ok(Some(BookingView {
+        id: row.try_get("id")?,
+        venue_id: row.try_get("venue_id")?,
+        reference: row.try_get("reference")?,
+        start,
+        end,
+        duration_minutes: (end - start).num_minutes(),
+        covers,
+        tables,
+        status: parse_status(&status)?.as_str(),
+        partner_status: row.try_get("partner_status")?,
+        source: row.try_get("source")?,
+        customer: CustomerRecord {
+            name: row.try_get("customer_name")?,
+            email: row.try_get("customer_email")?,
+            phone: row.try_get("customer_phone")?,
+        },
+        guest_id: row.try_get("guest_id")?,
+        sales,
+        spend,
+        transitions,
+    }))
+}
+
+fn spend_of(sales: &[SaleRecord], covers: i64, venue_currency: Option<&str>) -> SpendRecord {
+    let totals: Vec<SaleTotals> = sales
+        .iter()
+        .map(|s| SaleTotals {
+            total: s.total,
+            paid: s.paid,
+            tax: s.tax,
+            net: s.net,
+            tip: s.tip,
+            service_charge: s.service_charge,
+            discount: s.discount,
+            deposit: s.deposit,
+        })
+        .collect();
+    let figures = sales.iter().zip(&totals).map(|(s, totals)| SaleFigures {
+        kind: SaleKind::parse(s.kind).unwrap_or(SaleKind::Sale),
+        state: SaleState::parse(s.state).unwrap_or(SaleState::Open),
+        totals,
+        covers: s.covers,
+        currency: s.currency.as_deref(),
+    });
+    let spend = Spend::of(figures, Some(covers), venue_currency);
+    SpendRecord {
+        total: spend.total,
+        paid: spend.paid,
+        tax: spend.tax,
+        net: spend.net,
+        tips: spend.tips,
+        service_charge: spend.service_charge,
+        discounts: spend.discounts,
+        deposits: spend.deposits,
+        refunds: spend.refunds,
+        per_cover: spend.per_cover,
+        currency: spend.currency,
+    }
+}
+
+/// The UTC span of a local day in `zone`, across daylight-saving changes.
+fn local_day(zone: chrono_tz::Tz, date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let start_of = |day: NaiveDate| {
+        let midnight = day.and_hms_opt(0, 0, 0)?;
+        // Where midnight does not exist (a DST jump at 00:00), the day starts an hour later.
+        zone.from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                zone.from_local_datetime(&(midnight + Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+    };
+    Some((start_of(date)?, start_of(date.succ_opt()?)?))
+}
+
+pub(super) async fn diary(
+    pool: &AnyPool,
+    venue_id: i64,
+    date: NaiveDate,
+) -> Result<DiaryView, StoreError> {
+    let timezone: Option<String> = sqlx::query_scalar("SELECT timezone FROM venues WHERE id = $1")
+        .bind(venue_id)
+        .fetch_optional(pool)
+        .await?;
+    let timezone = timezone.ok_or(StoreError::NotFound("venue"))?;
+    let zone = chrono_tz::Tz::from_str(&timezone)
+        .map_err(|_| StoreError::Corrupt(format!("time zone {timezone:?}")))?;
+    let (from, to) =
+        local_day(zone, date).ok_or_else(|| StoreError::Corrupt(format!("date {date}")))?;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at, id")
+        .bind(venue_id)
+        .bind(from.timestamp_millis())
+        .bind(to.timestamp_millis())
+        .fetch_all(pool)
+        .await?;
+    let mut bookings = Vec::with_capacity(ids.len());
+    for id in ids {
+        bookings.extend(view(pool, id).await?);
+    }
+    let unmatched_sales: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sales WHERE venue_id = $1 AND booking_id IS NULL AND state <> 'voided'
+         AND opened_at >= $2 AND opened_at < $3",
+    )
+    .bind(venue_id)
+    .bind(from.timestamp_millis())
+    .bind(to.timestamp_millis())
+    .fetch_one(pool)
+    .await?;
+    let live = bookings
+        .iter()
+        .filter(|b| !matches!(b.status, "cancelled" | "no_show"));
+    let covers: i64 = live.clone().map(|b| b.covers).sum();
+    let spend: Decimal = bookings.iter().map(|b| b.spend.total).sum();
+    let paid: Decimal = bookings.iter().map(|b| b.spend.paid).sum();
+    Ok(DiaryView {
+        venue_id,
+        date: date.to_string(),
+        timezone,
+        from,
+        to,
+        totals: DiaryTotals {
+            bookings: live.count(),
+            covers,
+            spend,
+            paid,
+            spend_per_cover: (covers > 0).then(|| (spend / Decimal::from(covers)).round_dp(2)),
+            unmatched_sales: usize::try_from(unmatched_sales).unwrap_or_default(),
+        },
+        bookings,
+    })
+}
+
+pub(super) async fn guest(pool: &AnyPool, id: i64) -> Result<Option<GuestView>, StoreError> {
+    let Some(row) =
+        sqlx::query("SELECT id, venue_id, name, email, phone FROM guests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM bookings WHERE guest_id = $1 ORDER BY start_at, id")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    let mut visits = 0i64;
+    let mut lifetime_spend = Decimal::ZERO;
+    for booking_id in &ids {
+        let Some(booking) = view(pool, *booking_id).await? else {
+            continue;
+        };
+        if VISITED.iter().any(|s| s.as_str() == booking.status) {
+            visits += 1;
+            lifetime_spend += booking.spend.total;
+        }
+    }
+    Ok(Some(GuestView {
+        id: row.try_get("id")?,
+        venue_id: row.try_get("venue_id")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        phone: row.try_get("phone")?,
+        visits,
+        lifetime_spend,
+        spend_per_visit: (visits > 0).then(|| (lifetime_spend / Decimal::from(visits)).round_dp(2)),
+        bookings: ids,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_day_spans_its_own_hours_across_daylight_saving() {
+        let sydney = chrono_tz::Australia::Sydney;
+        let date = NaiveDate::from_ymd_opt(2026, 3, 14).expect("date");
+        let (from, to) = local_day(sydney, date).expect("day");
+        assert_eq!(
+            from.to_rfc3339(),
+            "2026-03-13T13:00:00+00:00",
+            "AEDT is UTC+11"
+        );
+        assert_eq!((to - from).num_hours(), 24);
+        let london = chrono_tz::Europe::London;
+        let spring = NaiveDate::from_ymd_opt(2026, 3, 29).expect("date");
+        let (from, to) = local_day(london, spring).expect("day");
+        assert_eq!((to - from).num_hours(), 23, "the day the clocks go forward");
+    }
+
+    #[test]
+    fn guests_are_keyed_by_normalised_email_and_phone() {
+        assert_eq!(
+            email_key(Some(" John.Purple@Example.com ")).as_deref(),
+            Some("john.purple@example.com")
+        );
+        assert_eq!(email_key(Some("not an email")), None);
+        assert_eq!(
+            phone_key(Some("+44 (0)20 7946 0018")).as_deref(),
+            Some("4402079460018")
+        );
+        assert_eq!(phone_key(Some("123")), None);
+    }
+}
