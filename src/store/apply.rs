@@ -682,13 +682,11 @@ async fn adopt_lineage(
     let rows = sqlx::query(
         "SELECT id, kind, booking_id FROM sales
          WHERE partner = $1 AND venue_id = $2 AND origin_external_id = $3
-           AND (booking_id IS NULL OR match_rule = 'table_time') AND (booking_id IS NULL OR booking_id <> $4)
-           AND (match_rule IS NULL OR match_rule <> 'manual')",
+           AND ((booking_id IS NULL AND match_rule IS NULL) OR match_rule = 'table_time')",
     )
     .bind(partner)
     .bind(venue_id)
     .bind(origin)
-    .bind(booking_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut left = Vec::new();
@@ -878,6 +876,7 @@ async fn update_booking_from_partner(
 struct StoredFacts {
     id: i64,
     partner: String,
+    external_id: String,
     facts: SaleFacts,
     booking_id: Option<i64>,
 }
@@ -891,6 +890,7 @@ fn stored_facts(row: &sqlx::any::AnyRow) -> Result<StoredFacts, StoreError> {
     Ok(StoredFacts {
         id: row.try_get("id")?,
         partner: row.try_get("partner")?,
+        external_id: row.try_get("external_id")?,
         booking_id: row.try_get("booking_id")?,
         facts: SaleFacts {
             kind: SaleKind::parse(&kind).unwrap_or(SaleKind::Sale),
@@ -931,7 +931,7 @@ pub(super) async fn rematch_around_booking(
     );
     let reference: Option<String> = row.try_get("reference")?;
     let rows = sqlx::query(
-        "SELECT id, partner, kind, origin_external_id, opened_at, tables, booking_refs, booking_id FROM sales
+        "SELECT id, partner, external_id, kind, origin_external_id, opened_at, tables, booking_refs, booking_id FROM sales
          WHERE venue_id = $1 AND (match_rule IS NULL OR match_rule <> 'manual') AND (
              (booking_id IS NULL AND ((opened_at >= $2 AND opened_at <= $3) OR booking_refs <> '[]'))
              OR (booking_id = $4 AND match_rule = 'table_time'))
@@ -961,6 +961,11 @@ pub(super) async fn rematch_around_booking(
         set_link(conn, sale.id, &link).await?;
         touched.extend(sale.booking_id);
         touched.extend(link.booking_id);
+        if let Some(booking_id) = link.booking_id {
+            touched.extend(
+                adopt_lineage(conn, &sale.partner, venue.id, &sale.external_id, booking_id).await?,
+            );
+        }
     }
     touched.sort_unstable();
     touched.dedup();

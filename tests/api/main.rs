@@ -6,4 +6,6 @@ mod helpers;
 mod admin;
 mod auth;
 mod contract;
+mod diary;
 mod lightspeed;
+mod ordering;
