@@ -567,6 +567,22 @@ mod tests {
     }
 
     #[test]
+    fn a_deposit_applied_on_the_pos_counts_as_deposit_and_discounts_are_summed() {
+        let text = String::from_utf8(fixture("r224_close.json")).expect("utf-8");
+        let mut body: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let payment = body["account"]["paymentLines"][0].clone();
+        let mut deposit = payment.clone();
+        deposit["amount"] = serde_json::json!(20.0);
+        deposit["paymentMethod"] = serde_json::json!("DEP");
+        deposit["paymentMethodDescription"] = serde_json::json!("Deposit");
+        body["account"]["paymentLines"] = serde_json::json!([payment, deposit]);
+        body["account"]["transactionLines"][0]["discountedAmount"] = serde_json::json!(1.5);
+        let (_, sale) = sale_of(body.to_string().as_bytes());
+        assert_eq!(sale.totals.deposit, money("20.0"));
+        assert_eq!(sale.totals.discount, money("1.5"));
+    }
+
+    #[test]
     fn reservation_references_parse_both_published_shapes() {
         assert_eq!(
             reservation_id_from_reference("RN-41910290874370-myApp#224").as_deref(),

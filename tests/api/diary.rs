@@ -471,6 +471,44 @@ async fn venue_table_aliases_link_pos_names_to_diary_tables(db: Db) {
     );
 }
 
+async fn venue_tolerances_decide_how_far_from_a_booking_a_sale_may_open(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await;
+    // The order opens at 11:53; the booking starts at 12:00.
+    let (status, _) = patch(
+        &app,
+        &format!("/venues/{venue}"),
+        json!({ "tolerances": { "before_start_minutes": 5, "after_end_minutes": 60 } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let id = app
+        .booking(
+            venue,
+            json!({ "start": "2025-12-29T12:00:00Z", "tables": ["10"] }),
+        )
+        .await;
+    assert_eq!(
+        deliver_ok(&app, "open_split_check_original.json").await["detail"],
+        "unmatched"
+    );
+    let (_, widened) = patch(
+        &app,
+        &format!("/venues/{venue}"),
+        json!({ "tolerances": { "before_start_minutes": 10, "after_end_minutes": 60 } }),
+    )
+    .await;
+    assert_eq!(widened["tolerances"]["before_start_minutes"], 10);
+    patch(&app, &format!("/bookings/{id}"), json!({ "covers": 2 })).await;
+    let matched = booking(&app, id).await;
+    assert_eq!(
+        matched["sales"][0]["match"]["reason"],
+        "table 10, opened 6 min before the booking's start"
+    );
+}
+
 async fn the_diary_shows_a_local_day_in_the_venues_time_zone(db: Db) {
     let app = spawn(db).await;
     let (status, venue) = app
@@ -567,6 +605,7 @@ crate::on_both_stores!(
     guests_are_deduplicated_and_their_lifetime_spend_follows_their_sales,
     a_walk_in_gets_a_booking_when_the_venue_wants_it,
     venue_table_aliases_link_pos_names_to_diary_tables,
+    venue_tolerances_decide_how_far_from_a_booking_a_sale_may_open,
     the_diary_shows_a_local_day_in_the_venues_time_zone,
     the_diary_day_sums_spend_and_counts_unmatched_sales,
 );
