@@ -15,7 +15,7 @@ use http::HeaderName;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::partners::HandlerKind;
+use crate::partners::HandlerSpec;
 use crate::partners::auth::{
     AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, KeyLocation, SignedPart,
 };
@@ -62,7 +62,7 @@ pub enum LogFormat {
 pub struct PartnerConfig {
     /// The `{partnerName}` path segment.
     pub name: String,
-    pub handler: HandlerKind,
+    pub handler: HandlerSpec,
     pub auth: AuthScheme,
 }
 
@@ -117,6 +117,8 @@ fn default_sale_lock_wait_ms() -> u64 {
 struct RawPartner {
     name: String,
     handler: String,
+    /// For `handler = "script"`: the script file, relative to the working directory.
+    script: Option<std::path::PathBuf>,
     auth: RawAuth,
 }
 
@@ -241,9 +243,7 @@ impl RawPartner {
                 "partner name {name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
             )));
         }
-        let handler = self
-            .handler
-            .parse()
+        let handler = HandlerSpec::parse(&self.handler, self.script)
             .map_err(|e| invalid(format!("partner {name}: {e}")))?;
         let auth = self
             .auth

@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName};
 use crate::config::{Config, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
-use crate::partners::{Delivery, HandlerKind, PartnerHandler};
+use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
 use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
 
 /// The event type partners send to check connectivity; answered 200 with no processing.
@@ -100,7 +100,7 @@ const CALLBACK_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// A configured partner, ready to authenticate and map deliveries.
 #[derive(Debug)]
 struct Partner {
-    handler_kind: HandlerKind,
+    spec: HandlerSpec,
     handler: Arc<dyn PartnerHandler>,
     auth: AuthScheme,
 }
@@ -126,8 +126,8 @@ impl Gateway {
                      auth,
                  }| {
                     let partner = Partner {
-                        handler_kind: handler,
                         handler: handler.build(),
+                        spec: handler,
                         auth,
                     };
                     (name, partner)
@@ -163,7 +163,7 @@ impl Gateway {
                 reason: Reason::UnknownPartner,
             };
         };
-        let event = self.new_event(&inbound, Some(partner), Some(partner.handler_kind.name()));
+        let event = self.new_event(&inbound, Some(partner), Some(partner.spec.name()));
         if inbound.event_type == TEST_NOTIFICATION {
             let event_id = self
                 .record(
@@ -202,12 +202,14 @@ impl Gateway {
                 .await;
             return Receipt::Refused { event_id, reason };
         }
-        let mapped = partner.handler.map(Delivery {
+        let (mapped, handler_version) = partner.handler.map_versioned(Delivery {
             event_type: &inbound.event_type,
             headers: &inbound.headers,
             query: inbound.query.as_deref(),
             body: &inbound.body,
         });
+        let mut event = event;
+        event.handler_version = handler_version;
         let lock_keys = lock_keys(&inbound.partner, &mapped);
         let lock_wait = match inbound.route {
             Route::Sales => self.sale_lock_wait,
@@ -277,7 +279,7 @@ impl Gateway {
     pub async fn refuse_oversized(&self, mut inbound: Inbound, limit: usize) -> Option<i64> {
         inbound.body.clear();
         let partner = self.partners.get(&inbound.partner);
-        let event = self.new_event(&inbound, partner, partner.map(|p| p.handler_kind.name()));
+        let event = self.new_event(&inbound, partner, partner.map(|p| p.spec.name()));
         let detail = format!("body over the {limit}-byte limit; not stored");
         self.record(event, Outcome::Rejected, Reason::BodyTooLarge, &detail)
             .await
@@ -328,6 +330,7 @@ impl Gateway {
             headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header)),
             body: inbound.body.clone(),
             handler: handler.map(str::to_owned),
+            handler_version: None,
         }
     }
 }

@@ -156,6 +156,8 @@ CREATE TABLE events (
     body         BLOB    NOT NULL,
     body_sha256  TEXT    NOT NULL,
     handler      TEXT,
+    handler_version TEXT,
+    replays      INTEGER NOT NULL DEFAULT 0,
     outcome      TEXT    NOT NULL,
     reason       TEXT,
     detail       TEXT,

@@ -1,6 +1,6 @@
 //! What a partner handler asks the gateway to do with one event.
 
-use super::booking::BookingStatus;
+use super::booking::{BookingStatus, Customer};
 use super::event::Reason;
 use super::sale::SaleSnapshot;
 use super::table::TableKey;
@@ -15,6 +15,8 @@ pub enum Command {
     UpdateBooking(BookingUpdate),
     /// The partner switched its integration for this location on or off.
     SetIntegration { enabled: bool },
+    /// A guest profile the partner knows (e.g. a POS customer record).
+    UpsertGuest(Customer),
 }
 
 /// A partner's statement about one booking, found by its reference.
@@ -34,7 +36,9 @@ impl Command {
     pub fn sale_external_id(&self) -> Option<&str> {
         match self {
             Command::UpsertSale(sale) => Some(&sale.external_id),
-            Command::UpdateBooking(_) | Command::SetIntegration { .. } => None,
+            Command::UpdateBooking(_)
+            | Command::SetIntegration { .. }
+            | Command::UpsertGuest(_) => None,
         }
     }
 }
@@ -50,6 +54,9 @@ pub enum Mapped {
     /// A notice for the operator (an onboarding request, a partner-side error): recorded as
     /// processed with `detail`, nothing else to apply.
     Notice { detail: String },
+    /// The handler itself failed (e.g. a script hit a limit): the event is stored as `failed`
+    /// and the partner asked to retry; a fixed handler recovers it by replay.
+    Fail { reason: Reason, detail: String },
     /// Store the event and do nothing, for `reason` (`detail` is for the operator).
     Ignore { reason: Reason, detail: String },
 }

@@ -64,6 +64,7 @@ pub enum Reason {
     StaleUpdate,
     SaleInFlight,
     ProcessingError,
+    ScriptError,
     StoreError,
 }
 
@@ -85,6 +86,7 @@ impl Reason {
             Self::StaleUpdate => "stale_update",
             Self::SaleInFlight => "sale_in_flight",
             Self::ProcessingError => "processing_error",
+            Self::ScriptError => "script_error",
             Self::StoreError => "store_error",
         }
     }

@@ -234,6 +234,7 @@ mod tests {
             lines: vec![],
             payments: vec![],
             booking_refs: vec![],
+            wall_clock: false,
         }
     }
 

@@ -129,9 +129,28 @@ pub struct SaleSnapshot {
     pub lines: Vec<SaleLine>,
     pub payments: Vec<SalePayment>,
     pub booking_refs: Vec<BookingRef>,
+    /// The partner gave times without a zone (SalesPlay's `created_at`): `opened_at`,
+    /// `closed_at` and payment times hold the venue's wall-clock time until
+    /// [`SaleSnapshot::localise`] turns them into instants.
+    pub wall_clock: bool,
 }
 
 impl SaleSnapshot {
+    /// Turns wall-clock times into instants in the venue's `zone`. Ambiguous local times
+    /// (the hour repeated when clocks go back) take the earlier instant; times that do not
+    /// exist (skipped when clocks go forward) are read an hour later.
+    pub fn localise(&mut self, zone: chrono_tz::Tz) {
+        if !self.wall_clock {
+            return;
+        }
+        self.opened_at = wall_clock_instant(zone, self.opened_at);
+        self.closed_at = self.closed_at.map(|t| wall_clock_instant(zone, t));
+        for payment in &mut self.payments {
+            payment.paid_at = payment.paid_at.map(|t| wall_clock_instant(zone, t));
+        }
+        self.wall_clock = false;
+    }
+
     /// What matching needs to know of this sale.
     pub fn facts(&self) -> SaleFacts {
         SaleFacts {
@@ -161,6 +180,19 @@ impl SaleSnapshot {
             Equal => Freshness::Duplicate,
         }
     }
+}
+
+/// The instant a wall-clock time (held as if it were UTC) stands for in `zone`.
+fn wall_clock_instant(zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let local = t.naive_utc();
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map_or(t, |l| l.with_timezone(&Utc))
 }
 
 /// The facts of a sale that decide which booking it belongs to; rebuilt from storage when

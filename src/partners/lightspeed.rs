@@ -466,6 +466,7 @@ fn snapshot(
         lines,
         payments,
         booking_refs,
+        wall_clock: false,
     })
 }
 

@@ -8,10 +8,12 @@
 
 pub mod auth;
 pub mod lightspeed;
+pub mod script;
+pub mod tree;
 pub mod wire;
 
 use std::fmt;
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -31,44 +33,63 @@ pub struct Delivery<'a> {
 /// Maps a partner's native payload onto domain commands.
 pub trait PartnerHandler: Send + Sync + fmt::Debug {
     /// Maps one delivery. Never panics on any input: what cannot be mapped becomes
-    /// [`Mapped::Ignore`] with a reason.
+    /// [`Mapped::Ignore`] with a reason, a handler's own failure [`Mapped::Fail`].
     fn map(&self, delivery: Delivery<'_>) -> Mapped;
+
+    /// Maps one delivery and names the handler version that did it (a script's content
+    /// hash), so every stored event says which version mapped it.
+    fn map_versioned(&self, delivery: Delivery<'_>) -> (Mapped, Option<String>) {
+        (self.map(delivery), None)
+    }
 }
 
-/// The built-in handlers, by the name used in the config file (`handler = "..."`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandlerKind {
+/// Which handler a partner uses, from its config (`handler = "..."`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerSpec {
     LightspeedKSeries,
+    /// `handler = "script"` with `script = "partners/acme.rhai"`.
+    Script(PathBuf),
 }
 
-impl HandlerKind {
-    pub const ALL: [HandlerKind; 1] = [HandlerKind::LightspeedKSeries];
+impl HandlerSpec {
+    /// The handler names the config accepts.
+    pub const NAMES: [&'static str; 2] = ["lightspeed-kseries", "script"];
 
-    pub fn name(self) -> &'static str {
+    /// Reads a config's `handler` (and `script`, which only the script handler takes).
+    ///
+    /// # Errors
+    /// A message naming the mistake.
+    pub fn parse(handler: &str, script: Option<PathBuf>) -> Result<HandlerSpec, String> {
+        match (handler, script) {
+            ("lightspeed-kseries", None) => Ok(Self::LightspeedKSeries),
+            ("script", Some(path)) => {
+                script::check(&path)?;
+                Ok(Self::Script(path))
+            }
+            ("script", None) => {
+                Err("handler \"script\" needs script = \"path/to/file.rhai\"".to_owned())
+            }
+            (name, Some(_)) if Self::NAMES.contains(&name) => {
+                Err(format!("handler {name:?} takes no script"))
+            }
+            (name, _) => Err(format!(
+                "unknown handler {name:?}; known handlers: {}",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
         match self {
             Self::LightspeedKSeries => "lightspeed-kseries",
+            Self::Script(_) => "script",
         }
     }
 
-    pub fn build(self) -> Arc<dyn PartnerHandler> {
+    pub fn build(&self) -> Arc<dyn PartnerHandler> {
         match self {
             Self::LightspeedKSeries => Arc::new(lightspeed::LightspeedKSeries),
+            Self::Script(path) => Arc::new(script::ScriptHandler::new(path.clone())),
         }
-    }
-}
-
-/// A handler name that is not one of ours.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown handler {0:?}; known handlers: lightspeed-kseries")]
-pub struct UnknownHandler(pub String);
-
-impl FromStr for HandlerKind {
-    type Err = UnknownHandler;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.name() == s)
-            .ok_or_else(|| UnknownHandler(s.to_owned()))
     }
 }

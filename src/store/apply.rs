@@ -34,6 +34,8 @@ pub(super) struct Venue {
     /// Normalised POS table name -> normalised diary table name.
     pub aliases: HashMap<String, String>,
     pub walk_ins: bool,
+    /// The venue's zone, for partners that send wall-clock times.
+    pub zone: chrono_tz::Tz,
 }
 
 impl Venue {
@@ -80,6 +82,9 @@ pub(super) async fn process(
         }
         Mapped::Notice { detail } => {
             return Ok(verdict(event_id, Outcome::Processed, None, detail));
+        }
+        Mapped::Fail { reason, detail } => {
+            return Ok(verdict(event_id, Outcome::Failed, Some(reason), detail));
         }
         Mapped::Apply {
             location_id,
@@ -160,7 +165,18 @@ async fn apply(
     command: Command,
 ) -> Result<Ingested, StoreError> {
     match command {
-        Command::UpsertSale(sale) => upsert_sale(conn, cx, &sale).await,
+        Command::UpsertSale(mut sale) => {
+            sale.localise(cx.venue.zone);
+            upsert_sale(conn, cx, &sale).await
+        }
+        Command::UpsertGuest(customer) => {
+            let guest = super::bookings::link_guest(conn, cx.venue.id, &customer, cx.now).await?;
+            let detail = match guest {
+                Some(id) => format!("guest profile {id} at venue {}", cx.venue.id),
+                None => "guest without e-mail or phone: not profiled".to_owned(),
+            };
+            Ok(verdict(cx.event_id, Outcome::Processed, None, detail))
+        }
         Command::UpdateBooking(update) => update_booking_from_partner(conn, cx, update).await,
         Command::SetIntegration { enabled } => {
             sqlx::query(
@@ -185,8 +201,8 @@ async fn apply(
     }
 }
 
-const VENUE_COLUMNS: &str =
-    "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases, v.walk_ins";
+const VENUE_COLUMNS: &str = "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases,
+    v.walk_ins, v.timezone";
 
 fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, StoreError> {
     let aliases: String = row.try_get("table_aliases")?;
@@ -199,6 +215,11 @@ fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, Store
         },
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
         walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
+        zone: {
+            let zone: String = row.try_get("timezone")?;
+            zone.parse()
+                .map_err(|_| StoreError::Corrupt(format!("time zone {zone:?}")))?
+        },
     })
 }
 

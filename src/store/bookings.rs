@@ -36,7 +36,7 @@ fn phone_key(phone: Option<&str>) -> Option<String> {
 }
 
 /// The guest profile of `customer` at a venue, found by e-mail or phone, else created.
-async fn link_guest(
+pub(super) async fn link_guest(
     conn: &mut AnyConnection,
     venue_id: i64,
     customer: &Customer,

@@ -43,6 +43,8 @@ pub struct NewEvent {
     pub body: Vec<u8>,
     /// The handler that maps it (`None` when the partner is unknown).
     pub handler: Option<String>,
+    /// The version of that handler (a script's content hash), when it has versions.
+    pub handler_version: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +355,7 @@ pub struct EventSummary {
     pub method: String,
     pub event_type: String,
     pub handler: Option<String>,
+    pub handler_version: Option<String>,
     pub outcome: String,
     pub reason: Option<String>,
     pub detail: Option<String>,

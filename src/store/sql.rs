@@ -105,8 +105,8 @@ async fn insert_event(
     let sha = hex::encode(Sha256::digest(&event.body));
     let id = sqlx::query_scalar(
         "INSERT INTO events (received_at, partner, route, method, event_type, path, query, headers,
-             body, body_sha256, handler, outcome, reason, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             body, body_sha256, handler, handler_version, outcome, reason, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          RETURNING id",
     )
     .bind(event.received_at.timestamp_millis())
@@ -120,6 +120,7 @@ async fn insert_event(
     .bind(event.body.as_slice())
     .bind(sha)
     .bind(event.handler.as_deref())
+    .bind(event.handler_version.as_deref())
     .bind(verdict.outcome.as_str())
     .bind(verdict.reason.map(|r| r.as_str()))
     .bind(verdict.detail.as_deref())
@@ -207,7 +208,7 @@ pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
 }
 
 const EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, handler,
-    outcome, reason, detail, venue_id, sale_id, processed_at";
+    handler_version, outcome, reason, detail, venue_id, sale_id, processed_at";
 
 fn event_summary(row: &AnyRow) -> Result<EventSummary, StoreError> {
     Ok(EventSummary {
@@ -218,6 +219,7 @@ fn event_summary(row: &AnyRow) -> Result<EventSummary, StoreError> {
         method: row.try_get("method")?,
         event_type: row.try_get("event_type")?,
         handler: row.try_get("handler")?,
+        handler_version: row.try_get("handler_version")?,
         outcome: row.try_get("outcome")?,
         reason: row.try_get("reason")?,
         detail: row.try_get("detail")?,

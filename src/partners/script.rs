@@ -1,0 +1,650 @@
+//! Partners onboarded with a script instead of a release: a Rhai file maps the payload.
+//!
+//! The script defines `fn handle(event)` and returns what the built-in handlers return, as a
+//! map (the script API is documented in `docs/SCRIPTING.md`). It runs sandboxed: no I/O (no
+//! modules, no printing), no clock, and hard limits on operations, call depth, string, array
+//! and map sizes, so a runaway or hostile script fails that one event (`failed`,
+//! `script_error`) and never the process. The file is reloaded when it changes; each event
+//! records the content hash of the version that mapped it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rhai::{AST, Array, Dynamic, Engine, Map, Scope};
+use sha2::{Digest, Sha256};
+
+use super::tree::{self, decimal_of};
+use super::{Delivery, PartnerHandler};
+use crate::domain::sale::BookingRef;
+use crate::domain::{
+    BookingStatus, BookingUpdate, Command, Customer, Mapped, Reason, SaleKind, SaleLine,
+    SalePayment, SaleSnapshot, SaleState, SaleTotals, TableKey,
+};
+
+/// Operations one event may cost; a busy loop hits this in milliseconds.
+const MAX_OPERATIONS: u64 = 500_000;
+const MAX_CALL_LEVELS: usize = 32;
+const MAX_STRING_BYTES: usize = 1 << 20;
+const MAX_COLLECTION_ITEMS: usize = 100_000;
+/// Commands one event may produce.
+const MAX_COMMANDS: usize = 1_000;
+
+/// Headers a script never sees: credentials.
+const HIDDEN_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// A compiled version of the script file.
+#[derive(Debug)]
+struct Compiled {
+    modified: Option<SystemTime>,
+    length: u64,
+    version: String,
+    ast: Result<Arc<AST>, String>,
+}
+
+/// The `script` handler for one partner.
+#[derive(Debug)]
+pub struct ScriptHandler {
+    path: PathBuf,
+    engine: Engine,
+    current: RwLock<Option<Arc<Compiled>>>,
+}
+
+/// The sandboxed engine every script runs in.
+fn engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_operations(MAX_OPERATIONS);
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(MAX_STRING_BYTES);
+    engine.set_max_array_size(MAX_COLLECTION_ITEMS);
+    engine.set_max_map_size(MAX_COLLECTION_ITEMS);
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    engine.disable_symbol("eval");
+    engine.register_fn("one_or_many", one_or_many);
+    engine
+}
+
+/// Partners that turn XML into JSON collapse a single item into an object; this gives an
+/// array either way (`()` gives an empty one).
+fn one_or_many(value: Dynamic) -> Array {
+    if value.is_unit() {
+        Array::new()
+    } else if value.is_array() {
+        value.into_array().unwrap_or_default()
+    } else {
+        vec![value]
+    }
+}
+
+impl ScriptHandler {
+    pub fn new(path: PathBuf) -> ScriptHandler {
+        ScriptHandler {
+            path,
+            engine: engine(),
+            current: RwLock::new(None),
+        }
+    }
+
+    /// The compiled script, reloaded if the file changed since it was last read.
+    fn compiled(&self) -> Result<Arc<Compiled>, String> {
+        let metadata = std::fs::metadata(&self.path)
+            .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
+        let modified = metadata.modified().ok();
+        let length = metadata.len();
+        if let Ok(current) = self.current.read() {
+            if let Some(current) = current.as_ref() {
+                if current.modified == modified && current.length == length {
+                    return Ok(Arc::clone(current));
+                }
+            }
+        }
+        let source = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
+        let version = version_of(&source);
+        let ast = self
+            .engine
+            .compile(&source)
+            .map(Arc::new)
+            .map_err(|e| format!("script {} does not compile: {e}", self.path.display()));
+        if let Err(error) = &ast {
+            tracing::error!(script = %self.path.display(), %version, %error, "script does not compile");
+        }
+        let compiled = Arc::new(Compiled {
+            modified,
+            length,
+            version,
+            ast,
+        });
+        if let Ok(mut current) = self.current.write() {
+            *current = Some(Arc::clone(&compiled));
+        }
+        Ok(compiled)
+    }
+}
+
+/// A script's version: the start of its content's SHA-256.
+pub fn version_of(source: &str) -> String {
+    hex::encode(&Sha256::digest(source.as_bytes())[..8])
+}
+
+fn fail(detail: impl Into<String>) -> Mapped {
+    Mapped::Fail {
+        reason: Reason::ScriptError,
+        detail: detail.into(),
+    }
+}
+
+impl PartnerHandler for ScriptHandler {
+    fn map(&self, delivery: Delivery<'_>) -> Mapped {
+        self.map_versioned(delivery).0
+    }
+
+    fn map_versioned(&self, delivery: Delivery<'_>) -> (Mapped, Option<String>) {
+        let compiled = match self.compiled() {
+            Ok(compiled) => compiled,
+            Err(detail) => return (fail(detail), None),
+        };
+        let version = Some(compiled.version.clone());
+        let ast = match &compiled.ast {
+            Ok(ast) => ast,
+            Err(detail) => return (fail(detail.clone()), version),
+        };
+        let event = match event_of(delivery) {
+            Ok(event) => event,
+            Err(mapped) => return (mapped, version),
+        };
+        let result = self
+            .engine
+            .call_fn::<Dynamic>(&mut Scope::new(), ast, "handle", (event,));
+        let mapped = match result {
+            Ok(value) => {
+                mapped_of(value).unwrap_or_else(|detail| fail(format!("script result: {detail}")))
+            }
+            Err(error) => fail(format!("script failed: {error}")),
+        };
+        (mapped, version)
+    }
+}
+
+/// The `event` a script receives.
+fn event_of(delivery: Delivery<'_>) -> Result<Dynamic, Mapped> {
+    let (format, body) = tree::parse(delivery.body).map_err(|e| Mapped::Ignore {
+        reason: Reason::MalformedPayload,
+        detail: e.to_string(),
+    })?;
+    let mut headers = Map::new();
+    for (name, value) in delivery.headers {
+        if HIDDEN_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        headers.insert(
+            name.as_str().into(),
+            Dynamic::from(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        );
+    }
+    let mut query = Map::new();
+    for (key, value) in form_urlencoded::parse(delivery.query.unwrap_or_default().as_bytes()) {
+        query.insert(key.as_ref().into(), Dynamic::from(value.into_owned()));
+    }
+    let mut event = Map::new();
+    event.insert("type".into(), Dynamic::from(delivery.event_type.to_owned()));
+    event.insert("format".into(), Dynamic::from(format.as_str()));
+    event.insert("body".into(), body);
+    event.insert("headers".into(), Dynamic::from_map(headers));
+    event.insert("query".into(), Dynamic::from_map(query));
+    Ok(Dynamic::from_map(event))
+}
+
+/// Reads a script's result; see `docs/SCRIPTING.md`.
+fn mapped_of(value: Dynamic) -> Result<Mapped, String> {
+    let map = value
+        .try_cast::<Map>()
+        .ok_or("handle() must return a map: #{ignore: ...}, #{notice: ...} or #{location: ..., commands: [...]}")?;
+    if let Some(reason) = map.get("ignore") {
+        let reason = reason
+            .clone()
+            .into_string()
+            .map_err(|_| "ignore must be a reason string")?;
+        return Ok(Mapped::Ignore {
+            reason: ignore_reason(&reason),
+            detail: text(&map, "detail").unwrap_or(reason),
+        });
+    }
+    if let Some(notice) = text(&map, "notice") {
+        return Ok(Mapped::Notice { detail: notice });
+    }
+    let location_id = text(&map, "location").ok_or("a result with commands needs a location")?;
+    let commands = map
+        .get("commands")
+        .cloned()
+        .map(one_or_many)
+        .ok_or("a result with a location needs commands")?;
+    if commands.len() > MAX_COMMANDS {
+        return Err(format!(
+            "{} commands; at most {MAX_COMMANDS}",
+            commands.len()
+        ));
+    }
+    let commands = commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, command)| command_of(command).map_err(|e| format!("command {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Mapped::Apply {
+        location_id,
+        commands,
+    })
+}
+
+/// The reasons a script may give for ignoring an event.
+fn ignore_reason(reason: &str) -> Reason {
+    match reason {
+        "malformed_payload" => Reason::MalformedPayload,
+        "invalid_payload" => Reason::InvalidPayload,
+        "unknown_location" => Reason::UnknownLocation,
+        _ => Reason::UnrecognisedModel,
+    }
+}
+
+fn text(map: &Map, key: &str) -> Option<String> {
+    let value = map.get(key)?;
+    if value.is_unit() {
+        return None;
+    }
+    let text = if value.is_string() {
+        value.clone().into_string().ok()?
+    } else {
+        value.to_string()
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+fn int(map: &Map, key: &str) -> Result<Option<i64>, String> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v
+            .as_int()
+            .ok()
+            .or_else(|| text(map, key).and_then(|t| t.trim().parse().ok()))
+            .map(Some)
+            .ok_or_else(|| format!("{key} must be a whole number")),
+    }
+}
+
+fn money(map: &Map, key: &str) -> Result<Option<rust_decimal::Decimal>, String> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => decimal_of(v)
+            .map(Some)
+            .ok_or_else(|| format!("{key} must be an amount, got {v}")),
+    }
+}
+
+fn list(map: &Map, key: &str) -> Array {
+    map.get(key).cloned().map(one_or_many).unwrap_or_default()
+}
+
+/// A time: RFC 3339 with an offset (an instant), `YYYY-MM-DD HH:MM:SS` without one (the
+/// venue's wall-clock time), or epoch seconds / milliseconds.
+enum Time {
+    Instant(DateTime<Utc>),
+    WallClock(NaiveDateTime),
+}
+
+fn time(map: &Map, key: &str) -> Result<Option<Time>, String> {
+    let Some(value) = map.get(key).filter(|v| !v.is_unit()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        format!(
+            "{key} must be an RFC 3339 time, \"YYYY-MM-DD HH:MM:SS\" or epoch seconds/milliseconds"
+        )
+    };
+    if let Ok(epoch) = value.as_int() {
+        let instant = if epoch.abs() >= 100_000_000_000 {
+            DateTime::from_timestamp_millis(epoch)
+        } else {
+            DateTime::from_timestamp(epoch, 0)
+        };
+        return instant.map(|t| Some(Time::Instant(t))).ok_or_else(bad);
+    }
+    let text = text(map, key).ok_or_else(bad)?;
+    if let Ok(instant) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(Some(Time::Instant(instant.with_timezone(&Utc))));
+    }
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(&text, format).ok())
+    .map(|t| Some(Time::WallClock(t)))
+    .ok_or_else(bad)
+}
+
+fn command_of(value: Dynamic) -> Result<Command, String> {
+    let map = value.try_cast::<Map>().ok_or("must be a map")?;
+    let kind =
+        text(&map, "type").ok_or("needs a type: sale, booking_status, guest or integration")?;
+    match kind.as_str() {
+        "sale" => sale_of(&map).map(|sale| Command::UpsertSale(Box::new(sale))),
+        "booking_status" => {
+            let status = text(&map, "status");
+            Ok(Command::UpdateBooking(BookingUpdate {
+                reference: text(&map, "reference").ok_or("booking_status needs a reference")?,
+                status: match &status {
+                    Some(s) => Some(s.parse::<BookingStatus>().map_err(|e| e.to_string())?),
+                    None => None,
+                },
+                partner_status: text(&map, "partner_status").or(status).unwrap_or_default(),
+                tables: map.contains_key("tables").then(|| {
+                    list(&map, "tables")
+                        .iter()
+                        .filter_map(|t| TableKey::parse(&t.to_string()))
+                        .collect()
+                }),
+                covers: int(&map, "covers")?,
+            }))
+        }
+        "guest" => Ok(Command::UpsertGuest(Customer {
+            name: text(&map, "name"),
+            email: text(&map, "email"),
+            phone: text(&map, "phone"),
+        })),
+        "integration" => Ok(Command::SetIntegration {
+            enabled: map
+                .get("enabled")
+                .and_then(|v| v.as_bool().ok())
+                .ok_or("integration needs enabled: true or false")?,
+        }),
+        other => Err(format!("unknown command type {other:?}")),
+    }
+}
+
+fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
+    let mut wall_clock = None;
+    let mut instant = |key: &str, time: Time| -> Result<DateTime<Utc>, String> {
+        let (t, local) = match time {
+            Time::Instant(t) => (t, false),
+            Time::WallClock(t) => (t.and_utc(), true),
+        };
+        match wall_clock.replace(local) {
+            Some(previous) if previous != local => Err(format!(
+                "{key}: give every time of a sale with an offset, or none of them"
+            )),
+            _ => Ok(t),
+        }
+    };
+    let opened_at = time(map, "opened_at")?.ok_or("a sale needs opened_at")?;
+    let opened_at = instant("opened_at", opened_at)?;
+    let closed_at = time(map, "closed_at")?
+        .map(|t| instant("closed_at", t))
+        .transpose()?;
+    let state = match text(map, "state").as_deref() {
+        None => SaleState::Closed,
+        Some(state) => SaleState::parse(state)
+            .ok_or_else(|| format!("state {state:?}: expected open, closed or voided"))?,
+    };
+    let kind = match text(map, "kind").as_deref() {
+        None => SaleKind::Sale,
+        Some(kind) => SaleKind::parse(kind)
+            .ok_or_else(|| format!("kind {kind:?}: expected sale, split, transfer or refund"))?,
+    };
+    let zero = rust_decimal::Decimal::ZERO;
+    let total = money(map, "total")?.ok_or("a sale needs a total")?;
+    let tax = money(map, "tax")?.unwrap_or(zero);
+    let mut lines = Vec::new();
+    for line in list(map, "lines") {
+        let line = line.try_cast::<Map>().ok_or("each line must be a map")?;
+        let amount = money(&line, "amount")?.ok_or("a line needs an amount")?;
+        let quantity = money(&line, "quantity")?.unwrap_or(rust_decimal::Decimal::ONE);
+        lines.push(SaleLine {
+            external_id: text(&line, "id"),
+            description: text(&line, "description").unwrap_or_default(),
+            quantity,
+            unit_amount: money(&line, "unit_amount")?.unwrap_or(amount),
+            amount,
+            tax_rate: money(&line, "tax_rate")?,
+            tax_included: line.get("tax_included").and_then(|v| v.as_bool().ok()),
+        });
+    }
+    let mut payments = Vec::new();
+    for payment in list(map, "payments") {
+        let payment = payment
+            .try_cast::<Map>()
+            .ok_or("each payment must be a map")?;
+        let paid_at = time(&payment, "paid_at")?
+            .map(|t| instant("paid_at", t))
+            .transpose()?;
+        payments.push(SalePayment {
+            external_id: text(&payment, "id"),
+            method: text(&payment, "method"),
+            amount: money(&payment, "amount")?.ok_or("a payment needs an amount")?,
+            tip: money(&payment, "tip")?.unwrap_or(zero),
+            paid_at,
+        });
+    }
+    let version = match int(map, "version")? {
+        Some(version) => version,
+        None => closed_at.unwrap_or(opened_at).timestamp_millis(),
+    };
+    Ok(SaleSnapshot {
+        external_id: text(map, "id").ok_or("a sale needs an id")?,
+        number: text(map, "number"),
+        kind,
+        origin_external_id: text(map, "origin"),
+        state,
+        opened_at,
+        closed_at,
+        version,
+        currency: text(map, "currency"),
+        totals: SaleTotals {
+            total,
+            paid: money(map, "paid")?.unwrap_or(if state == SaleState::Closed {
+                total
+            } else {
+                zero
+            }),
+            tax,
+            net: money(map, "net")?.unwrap_or(total - tax),
+            tip: money(map, "tip")?.unwrap_or(zero),
+            service_charge: money(map, "service_charge")?.unwrap_or(zero),
+            discount: money(map, "discount")?.unwrap_or(zero),
+            deposit: money(map, "deposit")?.unwrap_or(zero),
+        },
+        covers: int(map, "covers")?,
+        tables: list(map, "tables")
+            .iter()
+            .filter_map(|t| TableKey::parse(&t.to_string()))
+            .collect(),
+        lines,
+        payments,
+        booking_refs: list(map, "booking_refs")
+            .iter()
+            .map(|r| BookingRef {
+                value: r.to_string(),
+                source: "script".to_owned(),
+            })
+            .collect(),
+        wall_clock: wall_clock.unwrap_or(false),
+    })
+}
+
+/// Checks that a script file compiles, for start-up validation.
+///
+/// # Errors
+/// The compile error, with its position.
+pub fn check(path: &Path) -> Result<String, String> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    engine()
+        .compile(&source)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(version_of(&source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn handler(source: &str) -> (tempfile::TempDir, ScriptHandler) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("partner.rhai");
+        std::fs::write(&path, source).expect("write script");
+        (dir, ScriptHandler::new(path))
+    }
+
+    fn run(handler: &ScriptHandler, body: &str) -> (Mapped, Option<String>) {
+        let headers = HeaderMap::new();
+        handler.map_versioned(Delivery {
+            event_type: "order.closed",
+            headers: &headers,
+            query: Some("a=1"),
+            body: body.as_bytes(),
+        })
+    }
+
+    const SALE: &str = r#"
+        fn handle(event) {
+            let o = event.body.order;
+            #{ location: o.shop, commands: [ #{ type: "sale", id: o.id, opened_at: o.at, total: o.total,
+               tables: [o.table], booking_refs: one_or_many(o.booking) } ] }
+        }
+    "#;
+
+    #[test]
+    fn a_script_maps_a_payload_to_a_sale() {
+        let (_dir, handler) = handler(SALE);
+        let (mapped, version) = run(
+            &handler,
+            r#"{"order": {"shop": "s1", "id": 42, "at": "2026-03-14T19:05:00+01:00", "total": 12.50, "table": "T7", "booking": "B-9"}}"#,
+        );
+        let Mapped::Apply {
+            location_id,
+            commands,
+        } = mapped
+        else {
+            panic!("{mapped:?}")
+        };
+        assert_eq!(location_id, "s1");
+        let [Command::UpsertSale(sale)] = commands.as_slice() else {
+            panic!("{commands:?}")
+        };
+        assert_eq!(sale.external_id, "42");
+        assert_eq!(
+            sale.totals.total.to_string(),
+            "12.50",
+            "the payload's digits"
+        );
+        assert_eq!(sale.opened_at.to_rfc3339(), "2026-03-14T18:05:00+00:00");
+        assert_eq!(sale.state, SaleState::Closed);
+        assert_eq!(sale.tables[0].as_str(), "7");
+        assert_eq!(sale.booking_refs[0].value, "B-9");
+        assert_eq!(version.map(|v| v.len()), Some(16));
+    }
+
+    #[test]
+    fn runaway_and_greedy_scripts_fail_the_event_quickly() {
+        for source in [
+            "fn handle(event) { loop { } }",
+            "fn handle(event) { let a = []; a.pad(10000000, 0); a }",
+            "fn handle(event) { let s = \"x\"; loop { s += s; } }",
+            "fn handle(event) { handle(event) }",
+            "fn handle(event) { throw \"nope\"; }",
+            "fn handle(event) { 42 }",
+            "fn handle(event) { #{ location: \"x\", commands: [#{ type: \"sale\" }] } }",
+            "this is not rhai",
+        ] {
+            let (_dir, handler) = handler(source);
+            let started = std::time::Instant::now();
+            let (mapped, _) = run(&handler, "{}");
+            assert!(
+                matches!(
+                    mapped,
+                    Mapped::Fail {
+                        reason: Reason::ScriptError,
+                        ..
+                    }
+                ),
+                "{source}: {mapped:?}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 5,
+                "{source} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_script_is_reloaded_and_its_version_recorded() {
+        let (dir, handler) =
+            handler("fn handle(event) { #{ ignore: \"unrecognised_model\", detail: \"v1\" } }");
+        let (first, v1) = run(&handler, "{}");
+        assert!(matches!(first, Mapped::Ignore { ref detail, .. } if detail == "v1"));
+        std::fs::write(
+            dir.path().join("partner.rhai"),
+            "fn handle(event) { #{ notice: \"version two\" } }",
+        )
+        .expect("rewrite");
+        let (second, v2) = run(&handler, "{}");
+        assert_eq!(
+            second,
+            Mapped::Notice {
+                detail: "version two".into()
+            }
+        );
+        assert_ne!(v1, v2);
+    }
+
+    #[test]
+    fn zone_less_times_are_the_venues_wall_clock() {
+        let (_dir, handler) = handler(
+            r#"fn handle(event) { #{ location: "s", commands: [#{ type: "sale", id: "1", opened_at: event.body.at, total: "5" }] } }"#,
+        );
+        let (mapped, _) = run(&handler, r#"{"at": "2025-06-30 12:54:31"}"#);
+        let Mapped::Apply { commands, .. } = mapped else {
+            panic!()
+        };
+        let Command::UpsertSale(mut sale) = commands.into_iter().next().expect("command") else {
+            panic!()
+        };
+        assert!(sale.wall_clock);
+        sale.localise(chrono_tz::Australia::Sydney);
+        assert_eq!(
+            sale.opened_at.to_rfc3339(),
+            "2025-06-30T02:54:31+00:00",
+            "AEST is UTC+10"
+        );
+    }
+
+    #[test]
+    fn scripts_see_no_credentials() {
+        let (_dir, handler) = handler(
+            r#"fn handle(event) { #{ notice: `${event.headers.keys().len()} ${event.headers.authorization ?? "none"} ${event.query.a} ${event.format}` } }"#,
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer secret".parse().expect("header"));
+        headers.insert("x-shop", "1".parse().expect("header"));
+        let (mapped, _) = handler.map_versioned(Delivery {
+            event_type: "t",
+            headers: &headers,
+            query: Some("a=1"),
+            body: b"<a/>",
+        });
+        assert_eq!(
+            mapped,
+            Mapped::Notice {
+                detail: "1 none 1 xml".into()
+            }
+        );
+    }
+}
