@@ -17,7 +17,9 @@ use crate::config::{Config, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
-use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
+use crate::store::{
+    Ingested, NewEvent, ReplayFilter, SaleKey, Store, StoreError, StoredEvent, Verdict,
+};
 
 /// The event type partners send to check connectivity; answered 200 with no processing.
 pub const TEST_NOTIFICATION: &str = "webhooks.test_notification";
@@ -93,6 +95,22 @@ pub enum Receipt {
         reason: Reason,
     },
 }
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplaySummary {
+    /// Events run through their partner's current handler again.
+    pub replayed: usize,
+    /// Events of partners no longer configured.
+    pub skipped: usize,
+    /// Events that were `failed` or `ignored` before and are `processed` now.
+    pub recovered: usize,
+    /// How many replayed events ended in each outcome.
+    pub outcomes: BTreeMap<String, usize>,
+}
+
+/// How many stored events a replay reads at a time.
+const REPLAY_PAGE: i64 = 500;
 
 /// How long a busy sale is waited for on the callback route, which has no 409 in the contract.
 const CALLBACK_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -272,6 +290,91 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// How many stored events `filter` selects for replay.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
+        self.store.count_replayable(filter).await
+    }
+
+    /// Runs the stored events `filter` selects through their partner's *current* handler
+    /// again, oldest first, calling `progress` after each. Safe to repeat: sale snapshots
+    /// apply only when newer, so events already processed converge to the same state, and
+    /// events that failed or were ignored under an older handler are recovered.
+    ///
+    /// # Errors
+    /// When the store fails; events done before that stay done.
+    pub async fn replay(
+        &self,
+        filter: &ReplayFilter,
+        mut progress: impl FnMut(),
+    ) -> Result<ReplaySummary, StoreError> {
+        let mut summary = ReplaySummary::default();
+        let mut after = 0;
+        loop {
+            let page = self.store.replayable(filter, after, REPLAY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for event in &page {
+                match self.replay_event(event).await {
+                    Ok(Some(ingested)) => {
+                        summary.replayed += 1;
+                        let was = event.outcome.as_str();
+                        if ingested.outcome == Outcome::Processed
+                            && (was == "failed" || was == "ignored" || was == "pending")
+                        {
+                            summary.recovered += 1;
+                        }
+                        *summary
+                            .outcomes
+                            .entry(ingested.outcome.as_str().to_owned())
+                            .or_default() += 1;
+                    }
+                    Ok(None) => summary.skipped += 1,
+                    Err(StoreError::SaleBusy) => {
+                        *summary
+                            .outcomes
+                            .entry(Reason::SaleInFlight.as_str().to_owned())
+                            .or_default() += 1;
+                    }
+                    Err(error) => return Err(error),
+                }
+                progress();
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Replays one stored event; `None` when its partner is no longer configured.
+    async fn replay_event(&self, event: &StoredEvent) -> Result<Option<Ingested>, StoreError> {
+        let Some(partner) = self.partners.get(&event.partner) else {
+            return Ok(None);
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in &event.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                http::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        let (mapped, version) = partner.handler.map_versioned(Delivery {
+            event_type: &event.event_type,
+            headers: &headers,
+            query: event.query.as_deref(),
+            body: &event.body,
+        });
+        let keys = lock_keys(&event.partner, &mapped);
+        let ingested = self
+            .store
+            .reprocess(event.id, mapped, version, &keys, CALLBACK_LOCK_WAIT)
+            .await?;
+        tracing::info!(partner = %event.partner, event_id = event.id, outcome = %ingested.outcome, "event replayed");
+        Ok(Some(ingested))
     }
 
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,

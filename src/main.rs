@@ -1,9 +1,16 @@
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use diarysync::app::App;
 use diarysync::config::Config;
+use diarysync::gateway::Gateway;
+use diarysync::partners::Delivery;
+use diarysync::store::ReplayFilter;
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// diarysync: partner webhooks into a venue's diary.
 #[derive(Parser)]
@@ -21,13 +28,138 @@ enum Command {
         #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
         config: PathBuf,
     },
+    /// Re-runs stored events through the current handlers (e.g. after a handler fix).
+    Replay {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        /// Only this partner's events.
+        #[arg(long)]
+        partner: Option<String>,
+        /// Only events with this outcome (failed, ignored, processed, pending).
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Only events with this reason (e.g. script_error, unrecognised_model).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only events received at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Only events received before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+    },
+    /// Works with partner handlers.
+    Handler {
+        #[command(subcommand)]
+        command: HandlerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HandlerCommand {
+    /// Runs a partner's handler on a payload file and prints the commands it produces.
+    Test {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        /// The partner whose handler to run.
+        #[arg(long)]
+        partner: String,
+        /// The event type, as in the URL's {eventType}.
+        #[arg(long = "event")]
+        event_type: String,
+        /// The payload file.
+        file: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
+        Command::Replay {
+            config,
+            partner,
+            outcome,
+            reason,
+            from,
+            to,
+        } => {
+            let filter = ReplayFilter {
+                event_id: None,
+                partner,
+                outcome,
+                reason,
+                from,
+                to,
+            };
+            replay(config, filter).await
+        }
+        Command::Handler {
+            command:
+                HandlerCommand::Test {
+                    config,
+                    partner,
+                    event_type,
+                    file,
+                },
+        } => test_handler(config, &partner, &event_type, file),
     }
+}
+
+async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
+    let config =
+        Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
+    let store = diarysync::store::open(&config.database_url)
+        .await
+        .context("opening the store")?;
+    let gateway = Gateway::new(config, Arc::new(store));
+    let total = gateway
+        .count_replayable(&filter)
+        .await
+        .context("counting events")?;
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or_default());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let summary = gateway
+        .replay(&filter, || bar.inc(1))
+        .await
+        .context("replaying")?;
+    bar.finish();
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+fn test_handler(
+    path: PathBuf,
+    partner: &str,
+    event_type: &str,
+    file: PathBuf,
+) -> anyhow::Result<()> {
+    let config =
+        Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
+    let spec = config
+        .partners
+        .iter()
+        .find(|p| p.name == partner)
+        .map(|p| p.handler.clone())
+        .with_context(|| format!("partner {partner} is not in {}", path.display()))?;
+    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let headers = http::HeaderMap::new();
+    let (mapped, version) = spec.build().map_versioned(Delivery {
+        event_type,
+        headers: &headers,
+        query: None,
+        body: &body,
+    });
+    println!(
+        "handler: {} {}",
+        spec.name(),
+        version.as_deref().unwrap_or("")
+    );
+    println!("{mapped:#?}");
+    Ok(())
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {

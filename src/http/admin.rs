@@ -19,8 +19,8 @@ use super::AppState;
 use crate::domain::{BookingStatus, Customer};
 use crate::error::ApiError;
 use crate::store::{
-    BookingChanges, EventFilter, NewBooking, NewLocation, NewVenue, SaleFilter, TolerancesRecord,
-    VenueChanges,
+    BookingChanges, EventFilter, NewBooking, NewLocation, NewVenue, ReplayFilter, SaleFilter,
+    TolerancesRecord, VenueChanges,
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -40,7 +40,9 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/sales/{id}/match", post(match_sale))
         .route("/sales/{id}/unmatch", post(unmatch_sale))
         .route("/events", get(events))
+        .route("/events/replay", post(replay))
         .route("/events/{id}", get(event))
+        .route("/events/{id}/replay", post(replay_one))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -540,4 +542,61 @@ async fn event(
 ) -> Result<impl IntoResponse, ApiError> {
     let event = state.gateway.store().event(id(path)?).await?;
     event.map(Json).ok_or(ApiError::NotFound("event"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReplayInput {
+    partner: Option<String>,
+    outcome: Option<String>,
+    reason: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+/// Replays the stored events of a filter through the current handlers, synchronously.
+async fn replay(
+    State(state): State<AppState>,
+    input: Result<Json<ReplayInput>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let input = body(input)?;
+    if let Some(outcome) = &input.outcome {
+        if crate::domain::Outcome::parse(outcome).is_none() {
+            return Err(ApiError::Unprocessable(format!(
+                "outcome {outcome:?} is not an outcome"
+            )));
+        }
+    }
+    let filter = ReplayFilter {
+        event_id: None,
+        partner: input.partner,
+        outcome: input.outcome,
+        reason: input.reason,
+        from: input.from,
+        to: input.to,
+    };
+    Ok(Json(state.gateway.replay(&filter, || {}).await?))
+}
+
+async fn replay_one(
+    State(state): State<AppState>,
+    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = id(path)?;
+    let store = state.gateway.store();
+    let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
+    if event.summary.outcome == "rejected" {
+        return Err(ApiError::Conflict(
+            "a rejected event failed authentication and is never replayed".into(),
+        ));
+    }
+    let filter = ReplayFilter {
+        event_id: Some(id),
+        ..ReplayFilter::default()
+    };
+    let summary = state.gateway.replay(&filter, || {}).await?;
+    let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
+    Ok(Json(
+        serde_json::json!({ "summary": summary, "event": event.summary }),
+    ))
 }

@@ -431,9 +431,14 @@ fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
             paid_at,
         });
     }
-    let version = match int(map, "version")? {
-        Some(version) => version,
+    let version = match map.get("version").filter(|v| !v.is_unit()) {
         None => closed_at.unwrap_or(opened_at).timestamp_millis(),
+        Some(v) if v.is_int() => int(map, "version")?.unwrap_or_default(),
+        Some(_) => match time(map, "version")? {
+            Some(Time::Instant(t)) => t.timestamp_millis(),
+            Some(Time::WallClock(t)) => t.and_utc().timestamp_millis(),
+            None => closed_at.unwrap_or(opened_at).timestamp_millis(),
+        },
     };
     Ok(SaleSnapshot {
         external_id: text(map, "id").ok_or("a sale needs an id")?,

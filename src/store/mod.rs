@@ -118,6 +118,27 @@ pub trait Store: Send + Sync + fmt::Debug {
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError>;
 
+    /// Stored events matching `filter` with ids above `after_id`, oldest first.
+    async fn replayable(
+        &self,
+        filter: &ReplayFilter,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError>;
+
+    /// Applies a fresh mapping of a stored event, in one transaction, and records the new
+    /// outcome on the event. Idempotent: an event that was processed and now maps to a
+    /// duplicate of what is stored keeps its `processed` outcome.
+    async fn reprocess(
+        &self,
+        event_id: i64,
+        mapped: Mapped,
+        handler_version: Option<String>,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError>;
+
     /// Stores a raw event with an outcome decided without processing it.
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError>;
 

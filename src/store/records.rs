@@ -336,6 +336,31 @@ pub struct SaleFilter {
     pub limit: i64,
 }
 
+/// Which stored events to replay. Rejected events (they failed authentication) and test
+/// notifications are never replayed.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    /// Just this event.
+    pub event_id: Option<i64>,
+    pub partner: Option<String>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A stored event as a handler needs it again.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub partner: String,
+    pub event_type: String,
+    pub query: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+    pub outcome: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub partner: Option<String>,

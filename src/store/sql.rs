@@ -283,6 +283,27 @@ impl Conditions {
     }
 }
 
+fn replay_conditions(filter: &ReplayFilter) -> Conditions {
+    let mut conditions = Conditions::default();
+    conditions.clauses.push("outcome <> 'rejected'".to_owned());
+    conditions
+        .clauses
+        .push("(reason IS NULL OR reason <> 'test_notification')".to_owned());
+    if let Some(id) = filter.event_id {
+        conditions.push("id = $?", Arg::Int(id));
+    }
+    conditions.text("partner = $?", &filter.partner);
+    conditions.text("outcome = $?", &filter.outcome);
+    conditions.text("reason = $?", &filter.reason);
+    if let Some(from) = filter.from {
+        conditions.push("received_at >= $?", Arg::Int(from.timestamp_millis()));
+    }
+    if let Some(to) = filter.to {
+        conditions.push("received_at < $?", Arg::Int(to.timestamp_millis()));
+    }
+    conditions
+}
+
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
@@ -313,6 +334,99 @@ impl Store for SqlStore {
         let result = apply::process(&mut tx, event_id, &event.partner, mapped, now).await?;
         record_outcome(&mut tx, &result, now).await?;
         tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn replayable(
+        &self,
+        filter: &ReplayFilter,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conditions = replay_conditions(filter);
+        conditions.push("id > $?", Arg::Int(after_id));
+        let rows = conditions
+            .fetch_all(
+                &self.reader,
+                "SELECT id, partner, event_type, query, headers, body, outcome FROM events",
+                &format!("ORDER BY id LIMIT {}", limit.clamp(1, 10_000)),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let headers: String = row.try_get("headers")?;
+                Ok(StoredEvent {
+                    id: row.try_get("id")?,
+                    partner: row.try_get("partner")?,
+                    event_type: row.try_get("event_type")?,
+                    query: row.try_get("query")?,
+                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    body: row.try_get("body")?,
+                    outcome: row.try_get("outcome")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
+        let rows = replay_conditions(filter)
+            .fetch_all(&self.reader, "SELECT COUNT(*) AS n FROM events", "")
+            .await?;
+        let count = rows.first().map(|row| row.try_get("n")).transpose()?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn reprocess(
+        &self,
+        event_id: i64,
+        mapped: crate::domain::Mapped,
+        handler_version: Option<String>,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError> {
+        let deadline = Instant::now() + lock_wait;
+        let _held = self.in_flight.acquire(lock_keys, deadline).await?;
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            let left = deadline.saturating_duration_since(Instant::now());
+            postgres::lock_sales(&mut tx, lock_keys, left).await?;
+        }
+        let row = sqlx::query("SELECT partner, outcome FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("event"))?;
+        let partner: String = row.try_get("partner")?;
+        let before: String = row.try_get("outcome")?;
+        let now = Utc::now();
+        let result = apply::process(&mut tx, event_id, &partner, mapped, now).await?;
+        let converged = before == Outcome::Processed.as_str()
+            && matches!(
+                result.reason,
+                Some(crate::domain::Reason::DuplicateEvent | crate::domain::Reason::StaleUpdate)
+            );
+        if converged {
+            sqlx::query("UPDATE events SET replays = replays + 1 WHERE id = $1")
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            record_outcome(&mut tx, &result, now).await?;
+            sqlx::query(
+                "UPDATE events SET replays = replays + 1, handler_version = $1 WHERE id = $2",
+            )
+            .bind(handler_version.as_deref())
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if converged {
+            return Ok(Ingested {
+                outcome: Outcome::Processed,
+                ..result
+            });
+        }
         Ok(result)
     }
 
