@@ -9,3 +9,4 @@ mod contract;
 mod diary;
 mod lightspeed;
 mod ordering;
+mod scripts;
