@@ -438,21 +438,27 @@ impl Gateway {
     }
 }
 
+/// The in-flight lock keys of every sale a mapping touches.
 fn lock_keys(partner: &str, mapped: &Mapped) -> Vec<SaleKey> {
-    let Mapped::Apply {
-        location_id,
-        commands,
-    } = mapped
-    else {
-        return Vec::new();
+    let groups: Vec<(&String, &Vec<Command>)> = match mapped {
+        Mapped::Apply {
+            location_id,
+            commands,
+        } => vec![(location_id, commands)],
+        Mapped::Batch(groups) => groups.iter().map(|(l, c)| (l, c)).collect(),
+        _ => Vec::new(),
     };
-    commands
-        .iter()
-        .filter_map(Command::sale_external_id)
-        .map(|external_id| SaleKey {
-            partner: partner.to_owned(),
-            location_id: location_id.clone(),
-            external_id: external_id.to_owned(),
+    groups
+        .into_iter()
+        .flat_map(|(location_id, commands)| {
+            commands
+                .iter()
+                .filter_map(Command::sale_external_id)
+                .map(move |external_id| SaleKey {
+                    partner: partner.to_owned(),
+                    location_id: location_id.clone(),
+                    external_id: external_id.to_owned(),
+                })
         })
         .collect()
 }

@@ -51,6 +51,9 @@ pub enum Mapped {
         location_id: String,
         commands: Vec<Command>,
     },
+    /// Commands for several of the partner's locations (one delivery batching several
+    /// shops); applied all or nothing.
+    Batch(Vec<(String, Vec<Command>)>),
     /// A notice for the operator (an onboarding request, a partner-side error): recorded as
     /// processed with `detail`, nothing else to apply.
     Notice { detail: String },

@@ -216,27 +216,45 @@ fn mapped_of(value: Dynamic) -> Result<Mapped, String> {
     if let Some(notice) = text(&map, "notice") {
         return Ok(Mapped::Notice { detail: notice });
     }
-    let location_id = text(&map, "location").ok_or("a result with commands needs a location")?;
+    let default_location = text(&map, "location");
     let commands = map
         .get("commands")
         .cloned()
         .map(one_or_many)
-        .ok_or("a result with a location needs commands")?;
+        .ok_or("a result needs ignore, notice or commands")?;
     if commands.len() > MAX_COMMANDS {
         return Err(format!(
             "{} commands; at most {MAX_COMMANDS}",
             commands.len()
         ));
     }
-    let commands = commands
-        .into_iter()
-        .enumerate()
-        .map(|(i, command)| command_of(command).map_err(|e| format!("command {i}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Mapped::Apply {
-        location_id,
-        commands,
-    })
+    // Commands may name their own location; they are grouped by it, in order of appearance.
+    let mut groups: Vec<(String, Vec<Command>)> = Vec::new();
+    for (i, command) in commands.into_iter().enumerate() {
+        let own = command
+            .clone()
+            .try_cast::<Map>()
+            .and_then(|m| text(&m, "location"));
+        let location = own.or_else(|| default_location.clone()).ok_or_else(|| {
+            format!("command {i}: no location (give one on the result or the command)")
+        })?;
+        let command = command_of(command).map_err(|e| format!("command {i}: {e}"))?;
+        match groups.iter_mut().find(|(l, _)| *l == location) {
+            Some((_, group)) => group.push(command),
+            None => groups.push((location, vec![command])),
+        }
+    }
+    match groups.len() {
+        0 => Err("no commands".to_owned()),
+        1 => {
+            let (location_id, commands) = groups.remove(0);
+            Ok(Mapped::Apply {
+                location_id,
+                commands,
+            })
+        }
+        _ => Ok(Mapped::Batch(groups)),
+    }
 }
 
 /// The reasons a script may give for ignoring an event.
@@ -608,6 +626,22 @@ mod tests {
             }
         );
         assert_ne!(v1, v2);
+    }
+
+    #[test]
+    fn commands_for_several_locations_become_a_batch() {
+        let (_dir, handler) = handler(
+            r#"fn handle(event) { #{ commands: [
+                #{ type: "guest", name: "A", location: "s1" },
+                #{ type: "guest", name: "B", location: "s2" },
+                #{ type: "guest", name: "C", location: "s1" } ] } }"#,
+        );
+        let (mapped, _) = run(&handler, "{}");
+        let Mapped::Batch(groups) = mapped else {
+            panic!("{mapped:?}")
+        };
+        let shape: Vec<(&str, usize)> = groups.iter().map(|(l, c)| (l.as_str(), c.len())).collect();
+        assert_eq!(shape, vec![("s1", 2), ("s2", 1)]);
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn verdict(
 
 /// Decides and applies what `mapped` asks for. Processing errors are caught here: the
 /// savepoint is rolled back and the event is marked `failed`, so the raw event still commits.
+/// A batch for several locations applies all or nothing.
 pub(super) async fn process(
     tx: &mut Transaction<'_, sqlx::Any>,
     event_id: i64,
@@ -76,7 +77,7 @@ pub(super) async fn process(
     mapped: Mapped,
     now: DateTime<Utc>,
 ) -> Result<Ingested, StoreError> {
-    let (location_id, commands) = match mapped {
+    let groups = match mapped {
         Mapped::Ignore { reason, detail } => {
             return Ok(verdict(event_id, Outcome::Ignored, Some(reason), detail));
         }
@@ -89,9 +90,72 @@ pub(super) async fn process(
         Mapped::Apply {
             location_id,
             commands,
-        } => (location_id, commands),
+        } => vec![(location_id, commands)],
+        Mapped::Batch(groups) => groups,
     };
-    let Some(venue) = venue_of_location(tx, partner, &location_id).await? else {
+    let mut savepoint = tx.begin().await?;
+    let mut results = Vec::with_capacity(groups.len());
+    let mut failure = None;
+    for (location_id, commands) in groups {
+        match apply_group(
+            &mut savepoint,
+            event_id,
+            partner,
+            &location_id,
+            commands,
+            now,
+        )
+        .await
+        {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    if let Some(error) = failure {
+        savepoint.rollback().await?;
+        tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
+        return Ok(verdict(
+            event_id,
+            Outcome::Failed,
+            Some(Reason::ProcessingError),
+            error.to_string(),
+        ));
+    }
+    savepoint.commit().await?;
+    Ok(combine(event_id, results))
+}
+
+/// One event's outcome from its groups': processed if any group was, else the first's.
+fn combine(event_id: i64, mut results: Vec<Ingested>) -> Ingested {
+    if results.len() <= 1 {
+        return results
+            .pop()
+            .unwrap_or_else(|| verdict(event_id, Outcome::Processed, None, "no commands"));
+    }
+    let detail = results
+        .iter()
+        .filter_map(|r| r.detail.as_deref())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let first_processed = results.iter().position(|r| r.outcome == Outcome::Processed);
+    let mut result = results.swap_remove(first_processed.unwrap_or(0));
+    result.detail = Some(detail);
+    result
+}
+
+/// Applies the commands for one location of the partner.
+async fn apply_group(
+    conn: &mut AnyConnection,
+    event_id: i64,
+    partner: &str,
+    location_id: &str,
+    commands: Vec<Command>,
+    now: DateTime<Utc>,
+) -> Result<Ingested, StoreError> {
+    let Some(venue) = venue_of_location(conn, partner, location_id).await? else {
         let detail = format!("location {location_id} is not mapped to a venue");
         return Ok(verdict(
             event_id,
@@ -104,48 +168,28 @@ pub(super) async fn process(
     let switches_only = commands
         .iter()
         .all(|c| matches!(c, Command::SetIntegration { .. }));
-    if !venue.enabled && !switches_only {
+    let mut result = if !venue.enabled && !switches_only {
         let detail = format!("{partner} integration is disabled for venue {}", venue.id);
-        let mut result = verdict(
+        verdict(
             event_id,
             Outcome::Ignored,
             Some(Reason::IntegrationDisabled),
             detail,
-        );
-        result.venue_id = Some(venue.id);
-        return Ok(result);
-    }
-    let mut savepoint = tx.begin().await?;
-    let mut result = verdict(event_id, Outcome::Processed, None, "no commands");
-    let mut failure = None;
-    for command in commands {
-        let context = Context {
-            event_id,
-            partner,
-            location_id: &location_id,
-            venue: &venue,
-            now,
-        };
-        match apply(&mut savepoint, &context, command).await {
-            Ok(applied) => result = applied,
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
-        }
-    }
-    if let Some(error) = failure {
-        savepoint.rollback().await?;
-        tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
-        result = verdict(
-            event_id,
-            Outcome::Failed,
-            Some(Reason::ProcessingError),
-            error.to_string(),
-        );
+        )
     } else {
-        savepoint.commit().await?;
-    }
+        let mut result = verdict(event_id, Outcome::Processed, None, "no commands");
+        for command in commands {
+            let context = Context {
+                event_id,
+                partner,
+                location_id,
+                venue: &venue,
+                now,
+            };
+            result = apply(conn, &context, command).await?;
+        }
+        result
+    };
     result.venue_id = Some(venue.id);
     Ok(result)
 }

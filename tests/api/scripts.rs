@@ -313,7 +313,46 @@ async fn salesplay_receipts_credit_notes_and_customers(db: Db) {
     );
 }
 
+async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_scripted(db, dir.path(), TILLTASTIC_SCRIPT).await;
+    let first = sydney_venue(&app, "salesplay", SALESPLAY_SHOP).await;
+    let second = sydney_venue(&app, "salesplay", "U2hvcC1Ud28=").await;
+    let path = format!(
+        "{}/tests/fixtures/salesplay/receipts_update.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut body: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+    let mut other = body["receipts"][0].clone();
+    other["receipt_id"] = json!("UmVjZWlwdC0yMDAy");
+    other["shop_id"] = json!("U2hvcC1Ud28=");
+    other["total"] = json!("12.00");
+    body["receipts"]
+        .as_array_mut()
+        .expect("receipts")
+        .push(other);
+    let response = app
+        .client
+        .post(format!(
+            "{}/partners/salesplay/webhooks/callback/receipts.update?token=sp-token",
+            app.base
+        ))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await["outcome"], "processed");
+    for (venue, total) in [(first, "88.00"), (second, "12.00")] {
+        let sales = app.admin_get(&format!("/venues/{venue}/sales")).await;
+        assert_eq!(sales.as_array().map(Vec::len), Some(1), "venue {venue}");
+        assert_eq!(sales[0]["total"], total);
+    }
+}
+
 crate::on_both_stores!(
+    a_salesplay_delivery_batching_two_shops_lands_in_each_venue,
     a_made_up_pos_is_onboarded_with_a_config_entry_and_a_script,
     a_script_over_its_limits_fails_only_that_event,
     a_changed_script_takes_effect_without_a_restart,
