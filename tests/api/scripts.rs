@@ -288,9 +288,7 @@ async fn salesplay_receipts_credit_notes_and_customers(db: Db) {
     assert_eq!(seen["spend"]["refunds"], "20.00");
     assert_eq!(seen["spend"]["tips"], "5.00");
     let sale = &app
-        .admin_get(&format!(
-            "/sales?partner=salesplay&external_id=UmVjZWlwdC0xMDAx"
-        ))
+        .admin_get("/sales?partner=salesplay&external_id=UmVjZWlwdC0xMDAx")
         .await[0];
     assert_eq!(
         sale["opened_at"], "2025-06-30T09:12:40Z",
