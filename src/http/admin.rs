@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -64,6 +64,11 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
     next.run(request).await
 }
 
+/// The JSON answer for something looked up by id, or 404 naming `what`.
+fn found<T>(value: Option<T>, what: &'static str) -> Result<Json<T>, ApiError> {
+    value.map(Json).ok_or(ApiError::NotFound(what))
+}
+
 fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(value)| value)
         .map_err(|rejection| match rejection {
@@ -78,7 +83,10 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
 }
 
-fn id(path: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<i64, ApiError> {
+/// An `{id}` path segment, or why it is not one.
+type IdPath = Result<Path<i64>, PathRejection>;
+
+fn id(path: IdPath) -> Result<i64, ApiError> {
     path.map(|Path(id)| id)
         .map_err(|_| ApiError::BadRequest("the id in the path must be an integer".to_owned()))
 }
@@ -155,12 +163,9 @@ async fn create_venue(
     Ok((StatusCode::CREATED, Json(venue)))
 }
 
-async fn venue(
-    State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn venue(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
     let venue = state.gateway.store().venue(id(path)?).await?;
-    venue.map(Json).ok_or(ApiError::NotFound("venue"))
+    found(venue, "venue")
 }
 
 #[derive(Deserialize)]
@@ -183,7 +188,7 @@ struct TolerancesInput {
 
 async fn update_venue(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     input: Result<Json<VenueSettingsInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
@@ -213,11 +218,7 @@ async fn update_venue(
     };
     let store = state.gateway.store();
     store.update_venue(id, changes).await?;
-    store
-        .venue(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("venue"))
+    found(store.venue(id).await?, "venue")
 }
 
 #[derive(Deserialize)]
@@ -228,7 +229,7 @@ struct DiaryQuery {
 
 async fn diary(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     params: Result<Query<DiaryQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
@@ -246,7 +247,7 @@ struct VenueSalesQuery {
 
 async fn venue_sales(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     params: Result<Query<VenueSalesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let venue_id = id(path)?;
@@ -296,7 +297,7 @@ struct CustomerInput {
 
 async fn create_booking(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     input: Result<Json<BookingInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let venue_id = id(path)?;
@@ -361,7 +362,7 @@ struct BookingChangesInput {
 
 async fn update_booking(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     input: Result<Json<BookingChangesInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
@@ -394,16 +395,12 @@ async fn update_booking(
     };
     let store = state.gateway.store();
     store.update_booking(id, changes).await?;
-    store
-        .booking(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("booking"))
+    found(store.booking(id).await?, "booking")
 }
 
 async fn cancel_booking(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let store = state.gateway.store();
@@ -412,19 +409,12 @@ async fn cancel_booking(
         ..BookingChanges::default()
     };
     store.update_booking(id, changes).await?;
-    store
-        .booking(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("booking"))
+    found(store.booking(id).await?, "booking")
 }
 
-async fn guest(
-    State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn guest(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
     let guest = state.gateway.store().guest(id(path)?).await?;
-    guest.map(Json).ok_or(ApiError::NotFound("guest"))
+    found(guest, "guest")
 }
 
 #[derive(Deserialize)]
@@ -435,40 +425,32 @@ struct MatchInput {
 
 async fn match_sale(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
     input: Result<Json<MatchInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
     let store = state.gateway.store();
     store.match_sale(id, input.booking_id).await?;
-    store
-        .sale(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("sale"))
+    found(store.sale(id).await?, "sale")
 }
 
 async fn unmatch_sale(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let store = state.gateway.store();
     store.unmatch_sale(id).await?;
-    store
-        .sale(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("sale"))
+    found(store.sale(id).await?, "sale")
 }
 
 async fn booking(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let booking = state.gateway.store().booking(id(path)?).await?;
-    booking.map(Json).ok_or(ApiError::NotFound("booking"))
+    found(booking, "booking")
 }
 
 #[derive(Deserialize)]
@@ -496,12 +478,9 @@ async fn sales(
     Ok(Json(state.gateway.store().sales(&filter).await?))
 }
 
-async fn sale(
-    State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn sale(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
     let sale = state.gateway.store().sale(id(path)?).await?;
-    sale.map(Json).ok_or(ApiError::NotFound("sale"))
+    found(sale, "sale")
 }
 
 #[derive(Deserialize)]
@@ -536,12 +515,9 @@ async fn events(
     Ok(Json(state.gateway.store().events(&filter).await?))
 }
 
-async fn event(
-    State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn event(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
     let event = state.gateway.store().event(id(path)?).await?;
-    event.map(Json).ok_or(ApiError::NotFound("event"))
+    found(event, "event")
 }
 
 #[derive(Deserialize, Default)]
@@ -580,7 +556,7 @@ async fn replay(
 
 async fn replay_one(
     State(state): State<AppState>,
-    path: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let store = state.gateway.store();

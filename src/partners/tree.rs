@@ -168,20 +168,7 @@ impl Element {
             map.insert("@attributes".into(), Dynamic::from_map(self.attributes));
         }
         for (name, value) in self.children {
-            match map.get_mut(name.as_str()) {
-                Some(existing) if existing.is_array() => {
-                    if let Some(mut array) = existing.write_lock::<Array>() {
-                        array.push(value);
-                    }
-                }
-                Some(existing) => {
-                    let first = std::mem::take(existing);
-                    *existing = Dynamic::from_array(vec![first, value]);
-                }
-                None => {
-                    map.insert(name.into(), value);
-                }
-            }
+            insert_repeated(&mut map, &name, value);
         }
         if !text.is_empty() {
             map.insert("#text".into(), Dynamic::from(text.to_owned()));
@@ -287,23 +274,27 @@ fn looks_like_form(text: &str) -> bool {
 fn form(text: &str) -> Dynamic {
     let mut map = Map::new();
     for (key, value) in form_urlencoded::parse(text.as_bytes()) {
-        let value = Dynamic::from(value.into_owned());
-        match map.get_mut(key.as_ref()) {
-            Some(existing) if existing.is_array() => {
-                if let Some(mut array) = existing.write_lock::<Array>() {
-                    array.push(value);
-                }
-            }
-            Some(existing) => {
-                let first = std::mem::take(existing);
-                *existing = Dynamic::from_array(vec![first, value]);
-            }
-            None => {
-                map.insert(key.as_ref().into(), value);
-            }
-        }
+        insert_repeated(&mut map, &key, Dynamic::from(value.into_owned()));
     }
     Dynamic::from_map(map)
+}
+
+/// Inserts `value` under `key`; a repeated key turns into an array of its values.
+fn insert_repeated(map: &mut Map, key: &str, value: Dynamic) {
+    match map.get_mut(key) {
+        Some(existing) if existing.is_array() => {
+            if let Some(mut array) = existing.write_lock::<Array>() {
+                array.push(value);
+            }
+        }
+        Some(existing) => {
+            let first = std::mem::take(existing);
+            *existing = Dynamic::from_array(vec![first, value]);
+        }
+        None => {
+            map.insert(key.into(), value);
+        }
+    }
 }
 
 /// Reads a decimal out of a tree value: a `Decimal`, an integer, or a numeric string.
