@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::fetcher;
 use crate::gateway::Gateway;
 use crate::http::{AppState, router};
 use crate::partners::auth::AuthScheme;
@@ -18,6 +19,8 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     store: SqlStoreHandle,
+    gateway: Arc<Gateway>,
+    fetch: fetcher::Cadence,
 }
 
 /// Why the service could not start.
@@ -42,16 +45,23 @@ impl App {
         }
         let store = store::open(&config.database_url).await?;
         let listener = TcpListener::bind(config.listen).await?;
+        let fetch = config.fetch;
+        let admin_token = Arc::new(config.admin_token.clone());
+        let max_body_bytes = config.max_body_bytes;
+        let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
+        let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
         let state = AppState {
-            admin_token: Arc::new(config.admin_token.clone()),
-            max_body_bytes: config.max_body_bytes,
-            partner_names: Arc::new(config.partners.iter().map(|p| p.name.clone()).collect()),
-            gateway: Arc::new(Gateway::new(config, Arc::new(store.clone()))),
+            admin_token,
+            max_body_bytes,
+            partner_names,
+            gateway: Arc::clone(&gateway),
         };
         Ok(App {
             listener,
             router: router(state),
             store,
+            gateway,
+            fetch,
         })
     }
 
@@ -67,8 +77,8 @@ impl App {
         &self.store
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
-    /// store.
+    /// Serves (and runs the fetcher) until `shutdown` completes, then finishes in-flight
+    /// requests, stops the fetcher and closes the store.
     ///
     /// # Errors
     /// When the server fails.
@@ -76,9 +86,13 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop.send(true);
+        let _ = fetcher.await;
         self.store.close().await;
         served
     }

@@ -22,7 +22,9 @@ use crate::partners::auth::{
 use crate::store::Backend;
 
 /// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 10] = [
+    "fetch_interval_ms",
+    "fetch_retry_base_ms",
     "listen",
     "public_url",
     "database_url",
@@ -47,6 +49,8 @@ pub struct Config {
     /// How long a request waits for another request on the same sale before a 409.
     pub sale_lock_wait: Duration,
     pub log_format: LogFormat,
+    /// How often pending fetches are looked for, and the first retry delay (doubling).
+    pub fetch: crate::fetcher::Cadence,
     pub partners: Vec<PartnerConfig>,
 }
 
@@ -95,8 +99,19 @@ struct RawConfig {
     sale_lock_wait_ms: u64,
     #[serde(default)]
     log_format: LogFormat,
+    #[serde(default = "default_fetch_interval_ms")]
+    fetch_interval_ms: u64,
+    #[serde(default = "default_fetch_retry_base_ms")]
+    fetch_retry_base_ms: u64,
     #[serde(default)]
     partners: Vec<RawPartner>,
+}
+
+fn default_fetch_interval_ms() -> u64 {
+    1_000
+}
+fn default_fetch_retry_base_ms() -> u64 {
+    5_000
 }
 
 fn default_listen() -> String {
@@ -119,7 +134,27 @@ struct RawPartner {
     handler: String,
     /// For `handler = "script"`: the script file, relative to the working directory.
     script: Option<std::path::PathBuf>,
+    /// For `handler = "checkfront"`: the account's own status ids -> our booking statuses.
+    #[serde(default)]
+    status_map: std::collections::BTreeMap<String, String>,
+    /// For `handler = "tourcms"`: the account's API access.
+    api: Option<RawApi>,
     auth: RawAuth,
+}
+
+/// `[partners.api]`: how to call the partner's API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    base_url: String,
+    #[serde(default = "default_marketplace")]
+    marketplace_id: String,
+    private_key: Option<SecretString>,
+    private_key_env: Option<String>,
+}
+
+fn default_marketplace() -> String {
+    "0".to_owned()
 }
 
 /// `[partners.auth]`: every key any scheme uses; which are required depends on `scheme`.
@@ -226,6 +261,10 @@ impl RawConfig {
             max_body_bytes: self.max_body_bytes,
             sale_lock_wait: Duration::from_millis(self.sale_lock_wait_ms),
             log_format: self.log_format,
+            fetch: crate::fetcher::Cadence {
+                interval: Duration::from_millis(self.fetch_interval_ms.max(10)),
+                retry_base: Duration::from_millis(self.fetch_retry_base_ms.max(10)),
+            },
             partners,
         })
     }
@@ -243,7 +282,33 @@ impl RawPartner {
                 "partner name {name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
             )));
         }
-        let handler = HandlerSpec::parse(&self.handler, self.script)
+        let api = match self.api {
+            None => None,
+            Some(api) => {
+                if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
+                    return Err(invalid(format!(
+                        "partner {name}: api.base_url must start with https://"
+                    )));
+                }
+                let private_key = required(
+                    "private_key",
+                    api.private_key,
+                    api.private_key_env.as_deref(),
+                )
+                .map_err(|e| invalid(format!("partner {name}: api.{e}")))?;
+                Some(crate::partners::tourcms::TourCmsApi {
+                    base_url: api.base_url.trim_end_matches('/').to_owned(),
+                    marketplace_id: api.marketplace_id,
+                    private_key: std::sync::Arc::new(private_key),
+                })
+            }
+        };
+        let options = crate::partners::HandlerOptions {
+            script: self.script,
+            status_map: self.status_map,
+            api,
+        };
+        let handler = HandlerSpec::parse(&self.handler, options)
             .map_err(|e| invalid(format!("partner {name}: {e}")))?;
         let auth = self
             .auth

@@ -238,6 +238,10 @@ impl Gateway {
             .ingest(event.clone(), mapped, &lock_keys, lock_wait)
             .await
         {
+            Ok(ingested) if ingested.outcome == Outcome::Rejected => Receipt::Refused {
+                event_id: Some(ingested.event_id),
+                reason: ingested.reason.unwrap_or(Reason::BadSignature),
+            },
             Ok(ingested) if ingested.outcome == Outcome::Failed => Receipt::Failed {
                 event_id: Some(ingested.event_id),
                 reason: ingested.reason.unwrap_or(Reason::ProcessingError),
@@ -348,11 +352,20 @@ impl Gateway {
         Ok(summary)
     }
 
-    /// Replays one stored event; `None` when its partner is no longer configured.
-    async fn replay_event(&self, event: &StoredEvent) -> Result<Option<Ingested>, StoreError> {
-        let Some(partner) = self.partners.get(&event.partner) else {
-            return Ok(None);
-        };
+    /// A configured partner's handler, with its spec.
+    pub(crate) fn partner_handler(
+        &self,
+        name: &str,
+    ) -> Option<(&HandlerSpec, &Arc<dyn PartnerHandler>)> {
+        self.partners.get(name).map(|p| (&p.spec, &p.handler))
+    }
+
+    /// Maps a stored event again with `handler`, from its stored headers, query and body.
+    pub(crate) fn map_stored(
+        &self,
+        handler: &Arc<dyn PartnerHandler>,
+        event: &StoredEvent,
+    ) -> (Mapped, Option<String>) {
         let mut headers = HeaderMap::new();
         for (name, value) in &event.headers {
             if let (Ok(name), Ok(value)) = (
@@ -362,17 +375,34 @@ impl Gateway {
                 headers.insert(name, value);
             }
         }
-        let (mapped, version) = partner.handler.map_versioned(Delivery {
+        handler.map_versioned(Delivery {
             event_type: &event.event_type,
             headers: &headers,
             query: event.query.as_deref(),
             body: &event.body,
-        });
+        })
+    }
+
+    /// Applies a fresh mapping to a stored event and records its new outcome.
+    pub(crate) async fn reapply(
+        &self,
+        event: &StoredEvent,
+        mapped: Mapped,
+        version: Option<String>,
+    ) -> Result<Ingested, StoreError> {
         let keys = lock_keys(&event.partner, &mapped);
-        let ingested = self
-            .store
+        self.store
             .reprocess(event.id, mapped, version, &keys, CALLBACK_LOCK_WAIT)
-            .await?;
+            .await
+    }
+
+    /// Replays one stored event; `None` when its partner is no longer configured.
+    async fn replay_event(&self, event: &StoredEvent) -> Result<Option<Ingested>, StoreError> {
+        let Some(partner) = self.partners.get(&event.partner) else {
+            return Ok(None);
+        };
+        let (mapped, version) = self.map_stored(&partner.handler, event);
+        let ingested = self.reapply(event, mapped, version).await?;
         tracing::info!(partner = %event.partner, event_id = event.id, outcome = %ingested.outcome, "event replayed");
         Ok(Some(ingested))
     }

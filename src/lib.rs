@@ -10,7 +10,8 @@
 //!   No HTTP, no SQL.
 //! - [`partners`]: one module per partner behind [`partners::PartnerHandler`], plus the
 //!   authentication schemes ([`partners::auth`]) and shared wire readers.
-//! - [`gateway`]: the pipeline from a raw delivery to a committed outcome ([`gateway::Receipt`]).
+//! - [`gateway`]: the pipeline from a raw delivery to a committed outcome ([`gateway::Receipt`]),
+//!   and replay; [`fetcher`]: fetches the details of notifications that only point at them.
 //! - [`store`]: the [`store::Store`] trait, its SQL implementation, SQLite and PostgreSQL
 //!   dialects and migrations.
 //! - [`http`]: routes only: partner endpoints, admin API, health.
@@ -23,6 +24,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fetcher;
 pub mod gateway;
 pub mod http;
 pub mod partners;

@@ -12,6 +12,8 @@ CREATE TABLE venues (
     table_aliases        TEXT    NOT NULL DEFAULT '{}',
     -- 1: an unmatched sale on a table creates a walk-in booking.
     walk_ins             INTEGER NOT NULL DEFAULT 0,
+    -- JSON object: a booking platform's SKU or product id -> normalised diary table name.
+    sku_tables           TEXT    NOT NULL DEFAULT '{}',
     created_at           INTEGER NOT NULL
 );
 
@@ -56,12 +58,37 @@ CREATE TABLE bookings (
     source           TEXT    NOT NULL DEFAULT 'admin',
     -- The last status a partner reported in its own words (e.g. Lightspeed SEATED).
     partner_status   TEXT,
+    -- For bookings a booking platform owns: its key (unique per partner and venue), the
+    -- money it reports, its update time and a fingerprint of its last snapshot.
+    external_key     TEXT,
+    total            TEXT,
+    paid             TEXT,
+    currency         TEXT,
+    partner_version  INTEGER,
+    fingerprint      TEXT,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL,
     UNIQUE (venue_id, reference)
 );
 CREATE INDEX bookings_venue_start ON bookings(venue_id, start_at);
 CREATE INDEX bookings_guest ON bookings(guest_id);
+CREATE UNIQUE INDEX bookings_external ON bookings(venue_id, source, external_key);
+
+-- Payments and refunds booking platforms took, once per transaction; linked to their
+-- booking by reference, so a payment that arrives first finds its booking later.
+CREATE TABLE platform_payments (
+    id                INTEGER PRIMARY KEY,
+    venue_id          INTEGER NOT NULL REFERENCES venues(id),
+    partner           TEXT    NOT NULL,
+    booking_reference TEXT    NOT NULL,
+    transaction_id    TEXT    NOT NULL,
+    amount            TEXT    NOT NULL,
+    refund            INTEGER NOT NULL,
+    at                INTEGER,
+    event_id          INTEGER NOT NULL,
+    UNIQUE (venue_id, partner, transaction_id)
+);
+CREATE INDEX platform_payments_booking ON platform_payments(venue_id, partner, booking_reference);
 
 CREATE TABLE booking_tables (
     booking_id INTEGER NOT NULL REFERENCES bookings(id),
@@ -158,6 +185,9 @@ CREATE TABLE events (
     handler      TEXT,
     handler_version TEXT,
     replays      INTEGER NOT NULL DEFAULT 0,
+    -- Pending events (details to fetch): tries so far and when to try next.
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
     outcome      TEXT    NOT NULL,
     reason       TEXT,
     detail       TEXT,
@@ -167,3 +197,4 @@ CREATE TABLE events (
 );
 CREATE INDEX events_partner_outcome ON events(partner, outcome, id);
 CREATE INDEX events_received ON events(received_at);
+CREATE INDEX events_due ON events(outcome, next_attempt_at);

@@ -1,5 +1,8 @@
 //! What a partner handler asks the gateway to do with one event.
 
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
 use super::booking::{BookingStatus, Customer};
 use super::event::Reason;
 use super::sale::SaleSnapshot;
@@ -17,6 +20,101 @@ pub enum Command {
     SetIntegration { enabled: bool },
     /// A guest profile the partner knows (e.g. a POS customer record).
     UpsertGuest(Customer),
+    /// Create or update a booking from a booking platform's full snapshot.
+    UpsertBooking(Box<BookingSnapshot>),
+    /// A payment or refund a booking platform took for a booking.
+    RecordPayment(PlatformPayment),
+}
+
+/// A booking as a booking platform reports it: the whole booking, every time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingSnapshot {
+    /// The partner's key for the booking, unique per partner account (Checkfront's `code`,
+    /// TourCMS's `account_id/booking_id`).
+    pub external_key: String,
+    /// The reference POS sales may carry to name this booking.
+    pub reference: String,
+    /// Our status for the partner's; `None` for a status we do not map (kept as it is).
+    pub status: Option<BookingStatus>,
+    /// The partner's own status, kept for the record.
+    pub partner_status: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub covers: Option<i64>,
+    /// What was booked (SKUs, product ids), for the venue's SKU-to-table map.
+    pub skus: Vec<String>,
+    pub customer: Customer,
+    pub total: Option<Decimal>,
+    /// What the guest has paid the platform so far.
+    pub paid: Option<Decimal>,
+    pub currency: Option<String>,
+    /// Orders snapshots (the partner's update time, ms); `None` when it gives none.
+    pub version: Option<i64>,
+    /// `start` and `end` are the venue's wall-clock time (the partner gave local dates and
+    /// times without a zone) until [`BookingSnapshot::localise`] turns them into instants.
+    pub wall_clock: bool,
+}
+
+impl BookingSnapshot {
+    /// Turns wall-clock times into instants in the venue's `zone`.
+    pub fn localise(&mut self, zone: chrono_tz::Tz) {
+        if self.wall_clock {
+            self.start = super::sale::wall_clock_instant(zone, self.start);
+            self.end = super::sale::wall_clock_instant(zone, self.end);
+            self.wall_clock = false;
+        }
+    }
+
+    /// Everything the snapshot says, as one string: two deliveries of the same booking state
+    /// (Checkfront fires "Booking Modified" and "Booking Status Change" for one change) have
+    /// the same fingerprint, so the second changes nothing.
+    pub fn fingerprint(&self) -> String {
+        let c = &self.customer;
+        let mut skus = self.skus.clone();
+        skus.sort();
+        format!(
+            "{}|{}|{:?}|{}|{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.external_key,
+            self.reference,
+            self.status,
+            self.partner_status,
+            self.start.timestamp_millis(),
+            self.end.timestamp_millis(),
+            self.covers,
+            skus.join(","),
+            c.name,
+            c.email,
+            c.phone,
+            self.total,
+            self.paid,
+            self.currency,
+            self.version,
+        )
+    }
+}
+
+/// A payment (or refund) taken by a booking platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformPayment {
+    /// The booking it is for, by its reference (Checkfront's booking `code`).
+    pub booking_reference: String,
+    /// The partner's id for the transaction: a payment is recorded once.
+    pub transaction_id: String,
+    /// Positive; `refund` says which way it went.
+    pub amount: Decimal,
+    pub refund: bool,
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A notification that names a booking but carries no details: the details are fetched
+/// from the partner's API after the notification is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub location_id: String,
+    pub booking_id: String,
+    pub channel_id: String,
+    /// The partner's event name, which decides the booking's status.
+    pub event: String,
 }
 
 /// A partner's statement about one booking, found by its reference.
@@ -36,9 +134,7 @@ impl Command {
     pub fn sale_external_id(&self) -> Option<&str> {
         match self {
             Command::UpsertSale(sale) => Some(&sale.external_id),
-            Command::UpdateBooking(_)
-            | Command::SetIntegration { .. }
-            | Command::UpsertGuest(_) => None,
+            _ => None,
         }
     }
 }
@@ -60,6 +156,11 @@ pub enum Mapped {
     /// The handler itself failed (e.g. a script hit a limit): the event is stored as `failed`
     /// and the partner asked to retry; a fixed handler recovers it by replay.
     Fail { reason: Reason, detail: String },
+    /// Store the event as `pending` and fetch the details later (see [`FetchRequest`]).
+    Fetch(FetchRequest),
+    /// The body failed a check the partner signs into it (e.g. TourCMS's `<signed>`):
+    /// stored as `rejected` and answered 400, like a bad signature header.
+    Reject { reason: Reason, detail: String },
     /// Store the event and do nothing, for `reason` (`detail` is for the operator).
     Ignore { reason: Reason, detail: String },
 }

@@ -57,6 +57,7 @@ pub enum Reason {
     IntegrationDisabled,
     UnrecognisedModel,
     UnknownBooking,
+    AwaitingFetch,
     MalformedPayload,
     InvalidPayload,
     BodyTooLarge,
@@ -65,6 +66,7 @@ pub enum Reason {
     SaleInFlight,
     ProcessingError,
     ScriptError,
+    FetchFailed,
     StoreError,
 }
 
@@ -79,6 +81,7 @@ impl Reason {
             Self::IntegrationDisabled => "integration_disabled",
             Self::UnrecognisedModel => "unrecognised_model",
             Self::UnknownBooking => "unknown_booking",
+            Self::AwaitingFetch => "awaiting_fetch",
             Self::MalformedPayload => "malformed_payload",
             Self::InvalidPayload => "invalid_payload",
             Self::BodyTooLarge => "body_too_large",
@@ -87,6 +90,7 @@ impl Reason {
             Self::SaleInFlight => "sale_in_flight",
             Self::ProcessingError => "processing_error",
             Self::ScriptError => "script_error",
+            Self::FetchFailed => "fetch_failed",
             Self::StoreError => "store_error",
         }
     }

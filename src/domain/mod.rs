@@ -16,7 +16,7 @@ pub mod table;
 pub mod venue;
 
 pub use booking::{BookingStatus, Customer, Mover};
-pub use command::{BookingUpdate, Command, Mapped};
+pub use command::{BookingSnapshot, BookingUpdate, Command, FetchRequest, Mapped, PlatformPayment};
 pub use event::{Outcome, Reason};
 pub use matching::{MatchDecision, MatchRule, MatchedBooking};
 pub use sale::{SaleFacts, SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals};

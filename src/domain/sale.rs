@@ -183,7 +183,7 @@ impl SaleSnapshot {
 }
 
 /// The instant a wall-clock time (held as if it were UTC) stands for in `zone`.
-fn wall_clock_instant(zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn wall_clock_instant(zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateTime<Utc> {
     use chrono::TimeZone;
     let local = t.naive_utc();
     zone.from_local_datetime(&local)

@@ -177,6 +177,7 @@ struct VenueSettingsInput {
     tolerances: Option<TolerancesInput>,
     table_aliases: Option<std::collections::BTreeMap<String, String>>,
     walk_ins: Option<bool>,
+    sku_tables: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +216,7 @@ async fn update_venue(
         }),
         table_aliases: input.table_aliases,
         walk_ins: input.walk_ins,
+        sku_tables: input.sku_tables,
     };
     let store = state.gateway.store();
     store.update_venue(id, changes).await?;

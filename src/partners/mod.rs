@@ -7,18 +7,21 @@
 //! limits live once, outside the handlers.
 
 pub mod auth;
+pub mod checkfront;
 pub mod lightspeed;
 pub mod script;
+pub mod tourcms;
 pub mod tree;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::domain::Mapped;
+use crate::domain::{BookingStatus, Mapped};
 
 /// One delivery as a handler sees it: already authenticated, not yet parsed.
 #[derive(Debug, Clone, Copy)]
@@ -47,32 +50,68 @@ pub trait PartnerHandler: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandlerSpec {
     LightspeedKSeries,
+    /// Checkfront, with the account's custom statuses mapped (`[partners.status_map]`).
+    Checkfront(BTreeMap<String, BookingStatus>),
+    /// TourCMS, with the account's API access for fetching bookings (`[partners.api]`).
+    TourCms(tourcms::TourCmsApi),
     /// `handler = "script"` with `script = "partners/acme.rhai"`.
     Script(PathBuf),
 }
 
+/// What a partner's config says beyond `handler`, for the handlers that take it.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerOptions {
+    pub script: Option<PathBuf>,
+    /// Partner status id -> our booking status name.
+    pub status_map: BTreeMap<String, String>,
+    /// API access, for the handlers that fetch from the partner.
+    pub api: Option<tourcms::TourCmsApi>,
+}
+
 impl HandlerSpec {
     /// The handler names the config accepts.
-    pub const NAMES: [&'static str; 2] = ["lightspeed-kseries", "script"];
+    pub const NAMES: [&'static str; 4] = ["lightspeed-kseries", "checkfront", "tourcms", "script"];
 
-    /// Reads a config's `handler` (and `script`, which only the script handler takes).
+    /// Reads a config's `handler` and the options it takes.
     ///
     /// # Errors
     /// A message naming the mistake.
-    pub fn parse(handler: &str, script: Option<PathBuf>) -> Result<HandlerSpec, String> {
-        match (handler, script) {
-            ("lightspeed-kseries", None) => Ok(Self::LightspeedKSeries),
-            ("script", Some(path)) => {
+    pub fn parse(handler: &str, options: HandlerOptions) -> Result<HandlerSpec, String> {
+        if options.script.is_some() && handler != "script" {
+            return Err(format!("handler {handler:?} takes no script"));
+        }
+        if !options.status_map.is_empty() && handler != "checkfront" {
+            return Err(format!("handler {handler:?} takes no status_map"));
+        }
+        if options.api.is_some() && handler != "tourcms" {
+            return Err(format!("handler {handler:?} takes no [partners.api]"));
+        }
+        match handler {
+            "lightspeed-kseries" => Ok(Self::LightspeedKSeries),
+            "checkfront" => {
+                let map = options
+                    .status_map
+                    .into_iter()
+                    .map(|(id, status)| {
+                        let status = status
+                            .parse::<BookingStatus>()
+                            .map_err(|e| format!("status_map {id}: {e}"))?;
+                        Ok((id, status))
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Self::Checkfront(map))
+            }
+            "tourcms" => options.api.map(Self::TourCms).ok_or_else(|| {
+                "handler \"tourcms\" needs [partners.api] with base_url and private_key".to_owned()
+            }),
+            "script" => {
+                let path = options
+                    .script
+                    .ok_or("handler \"script\" needs script = \"path/to/file.rhai\"")?;
                 script::check(&path)?;
                 Ok(Self::Script(path))
             }
-            ("script", None) => {
-                Err("handler \"script\" needs script = \"path/to/file.rhai\"".to_owned())
-            }
-            (name, Some(_)) if Self::NAMES.contains(&name) => {
-                Err(format!("handler {name:?} takes no script"))
-            }
-            (name, _) => Err(format!(
+            name => Err(format!(
                 "unknown handler {name:?}; known handlers: {}",
                 Self::NAMES.join(", ")
             )),
@@ -82,6 +121,8 @@ impl HandlerSpec {
     pub fn name(&self) -> &'static str {
         match self {
             Self::LightspeedKSeries => "lightspeed-kseries",
+            Self::Checkfront(_) => "checkfront",
+            Self::TourCms(_) => "tourcms",
             Self::Script(_) => "script",
         }
     }
@@ -89,6 +130,10 @@ impl HandlerSpec {
     pub fn build(&self) -> Arc<dyn PartnerHandler> {
         match self {
             Self::LightspeedKSeries => Arc::new(lightspeed::LightspeedKSeries),
+            Self::Checkfront(status_map) => Arc::new(checkfront::Checkfront {
+                status_map: status_map.clone(),
+            }),
+            Self::TourCms(api) => Arc::new(tourcms::TourCms { api: api.clone() }),
             Self::Script(path) => Arc::new(script::ScriptHandler::new(path.clone())),
         }
     }

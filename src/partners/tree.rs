@@ -271,12 +271,44 @@ fn looks_like_form(text: &str) -> bool {
     text.contains('=') && !text.contains(char::is_whitespace)
 }
 
+/// A form body; PHP-style bracket keys nest: `booking[order][total]=48.30` becomes
+/// `{booking: {order: {total: "48.30"}}}`, and `items[0][sku]` a map keyed `"0"`.
 fn form(text: &str) -> Dynamic {
     let mut map = Map::new();
     for (key, value) in form_urlencoded::parse(text.as_bytes()) {
-        insert_repeated(&mut map, &key, Dynamic::from(value.into_owned()));
+        let path = bracket_path(&key);
+        insert_at(&mut map, &path, Dynamic::from(value.into_owned()), 0);
     }
     Dynamic::from_map(map)
+}
+
+/// `a[b][c]` as `["a", "b", "c"]`; a key without brackets as itself.
+fn bracket_path(key: &str) -> Vec<&str> {
+    let Some((head, rest)) = key.split_once('[') else {
+        return vec![key];
+    };
+    let mut path = vec![head];
+    path.extend(rest.trim_end_matches(']').split("]["));
+    path
+}
+
+fn insert_at(map: &mut Map, path: &[&str], value: Dynamic, depth: usize) {
+    match path {
+        [] => {}
+        [last] => insert_repeated(map, last, value),
+        [first, rest @ ..] if depth < MAX_DEPTH => {
+            let child = map
+                .entry((*first).into())
+                .or_insert_with(|| Dynamic::from_map(Map::new()));
+            if !child.is_map() {
+                *child = Dynamic::from_map(Map::new());
+            }
+            if let Some(mut inner) = child.write_lock::<Map>() {
+                insert_at(&mut inner, rest, value, depth + 1);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Inserts `value` under `key`; a repeated key turns into an array of its values.
@@ -295,6 +327,64 @@ fn insert_repeated(map: &mut Map, key: &str, value: Dynamic) {
             map.insert(key.into(), value);
         }
     }
+}
+
+/// The value at `path` below `node`, if every step is a map holding the next key.
+pub fn at(node: &Dynamic, path: &[&str]) -> Option<Dynamic> {
+    let mut current = node.clone();
+    for key in path {
+        let next = current.read_lock::<Map>()?.get(*key).cloned()?;
+        current = next;
+    }
+    Some(current)
+}
+
+/// A scalar as text (strings as they are, numbers in their own digits); `None` for `()`,
+/// empty strings and the empty maps XML-to-JSON conversions put for empty elements.
+pub fn text_of(value: &Dynamic) -> Option<String> {
+    if value.is_unit() || value.is_map() || value.is_array() {
+        return None;
+    }
+    let text = if value.is_string() {
+        value.clone().into_string().ok()?
+    } else {
+        value.to_string()
+    };
+    let text = text.trim().to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The text at `path`; see [`text_of`].
+pub fn text_at(node: &Dynamic, path: &[&str]) -> Option<String> {
+    at(node, path).as_ref().and_then(text_of)
+}
+
+/// One or many: an array as its items, a map keyed `"0"`, `"1"`, ... (PHP-style forms) as
+/// its values in order, anything else but `()` as a single item.
+pub fn items(value: Option<Dynamic>) -> Vec<Dynamic> {
+    let Some(value) = value.filter(|v| !v.is_unit()) else {
+        return Vec::new();
+    };
+    if value.is_array() {
+        return value.into_array().unwrap_or_default();
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        let mut numbered: Vec<(usize, Dynamic)> = Vec::with_capacity(map.len());
+        for (key, item) in map.iter() {
+            match key.parse::<usize>() {
+                Ok(index) => numbered.push((index, item.clone())),
+                Err(_) => {
+                    numbered.clear();
+                    break;
+                }
+            }
+        }
+        if !numbered.is_empty() && numbered.len() == map.len() {
+            numbered.sort_by_key(|(index, _)| *index);
+            return numbered.into_iter().map(|(_, item)| item).collect();
+        }
+    }
+    vec![value]
 }
 
 /// Reads a decimal out of a tree value: a `Decimal`, an integer, or a numeric string.
@@ -393,11 +483,19 @@ mod tests {
 
     #[test]
     fn forms_and_text_and_broken_bodies() {
-        let (format, tree) = parse(b"booking%5Bcode%5D=KMVQ&x=1&x=2").expect("parses");
+        let (format, tree) =
+            parse(b"booking%5Bcode%5D=KMVQ&booking%5Border%5D%5Btotal%5D=48.30&x=1&x=2")
+                .expect("parses");
         assert_eq!(format, Format::Form);
         assert_eq!(
-            path(&tree, &["booking[code]"]).into_string().as_deref(),
+            path(&tree, &["booking", "code"]).into_string().as_deref(),
             Ok("KMVQ")
+        );
+        assert_eq!(
+            path(&tree, &["booking", "order", "total"])
+                .into_string()
+                .as_deref(),
+            Ok("48.30")
         );
         assert_eq!(path(&tree, &["x"]).into_array().map(|a| a.len()), Ok(2));
         assert_eq!(parse(b"hello world").expect("text").0, Format::Text);

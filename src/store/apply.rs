@@ -19,8 +19,9 @@ use crate::domain::matching::{
 };
 use crate::domain::sale::{BookingRef, Freshness};
 use crate::domain::{
-    BookingStatus, BookingUpdate, Command, Mapped, MatchDecision, MatchRule, Mover, Outcome,
-    Reason, SaleFacts, SaleKind, SaleSnapshot, SaleState, TableKey, Tolerances,
+    BookingSnapshot, BookingStatus, BookingUpdate, Command, Mapped, MatchDecision, MatchRule,
+    Mover, Outcome, PlatformPayment, Reason, SaleFacts, SaleKind, SaleSnapshot, SaleState,
+    TableKey, Tolerances,
 };
 
 /// Default length of a walk-in booking created from a sale.
@@ -36,6 +37,8 @@ pub(super) struct Venue {
     pub walk_ins: bool,
     /// The venue's zone, for partners that send wall-clock times.
     pub zone: chrono_tz::Tz,
+    /// A booking platform's SKU -> normalised diary table.
+    pub sku_tables: HashMap<String, String>,
 }
 
 impl Venue {
@@ -86,6 +89,21 @@ pub(super) async fn process(
         }
         Mapped::Fail { reason, detail } => {
             return Ok(verdict(event_id, Outcome::Failed, Some(reason), detail));
+        }
+        Mapped::Reject { reason, detail } => {
+            return Ok(verdict(event_id, Outcome::Rejected, Some(reason), detail));
+        }
+        Mapped::Fetch(request) => {
+            let detail = format!(
+                "booking {} of {} to fetch ({})",
+                request.booking_id, request.location_id, request.event
+            );
+            return Ok(verdict(
+                event_id,
+                Outcome::Pending,
+                Some(Reason::AwaitingFetch),
+                detail,
+            ));
         }
         Mapped::Apply {
             location_id,
@@ -213,6 +231,11 @@ async fn apply(
             sale.localise(cx.venue.zone);
             upsert_sale(conn, cx, &sale).await
         }
+        Command::UpsertBooking(mut booking) => {
+            booking.localise(cx.venue.zone);
+            upsert_booking(conn, cx, &booking).await
+        }
+        Command::RecordPayment(payment) => record_payment(conn, cx, &payment).await,
         Command::UpsertGuest(customer) => {
             let guest = super::bookings::link_guest(conn, cx.venue.id, &customer, cx.now).await?;
             let detail = match guest {
@@ -246,7 +269,7 @@ async fn apply(
 }
 
 const VENUE_COLUMNS: &str = "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases,
-    v.walk_ins, v.timezone";
+    v.walk_ins, v.timezone, v.sku_tables";
 
 fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, StoreError> {
     let aliases: String = row.try_get("table_aliases")?;
@@ -263,6 +286,10 @@ fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, Store
             let zone: String = row.try_get("timezone")?;
             zone.parse()
                 .map_err(|_| StoreError::Corrupt(format!("time zone {zone:?}")))?
+        },
+        sku_tables: {
+            let skus: String = row.try_get("sku_tables")?;
+            serde_json::from_str(&skus).unwrap_or_default()
         },
     })
 }
@@ -1038,4 +1065,225 @@ pub(super) async fn rematch_around_booking(
         follow_sales(conn, id, cause, event_id, now).await?;
     }
     Ok(())
+}
+
+/// A booking platform's snapshot of one of its bookings: create or update it (found by the
+/// partner's key, or adopting a booking made with the same reference by hand), move its
+/// status as a partner may, and let the venue's waiting sales find it.
+async fn upsert_booking(
+    conn: &mut AnyConnection,
+    cx: &Context<'_>,
+    booking: &BookingSnapshot,
+) -> Result<Ingested, StoreError> {
+    let by_key = sqlx::query(
+        "SELECT id, partner_version, fingerprint FROM bookings WHERE venue_id = $1 AND source = $2 AND external_key = $3",
+    )
+    .bind(cx.venue.id)
+    .bind(cx.partner)
+    .bind(booking.external_key.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let existing = match by_key {
+        Some(row) => Some(row),
+        None => {
+            sqlx::query(
+                "SELECT id, partner_version, fingerprint FROM bookings
+                 WHERE venue_id = $1 AND reference = $2 AND external_key IS NULL",
+            )
+            .bind(cx.venue.id)
+            .bind(booking.reference.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    let fingerprint = booking.fingerprint();
+    if let Some(row) = &existing {
+        let id: i64 = row.try_get("id")?;
+        let stored_version: Option<i64> = row.try_get("partner_version")?;
+        let stored_print: Option<String> = row.try_get("fingerprint")?;
+        let skipped = if stored_print.as_deref() == Some(fingerprint.as_str()) {
+            Some((
+                Reason::DuplicateEvent,
+                format!("booking {id} already holds this snapshot"),
+            ))
+        } else {
+            match (booking.version, stored_version) {
+                (Some(new), Some(old)) if new < old => Some((
+                    Reason::StaleUpdate,
+                    format!("snapshot version {new} is older than the stored {old}"),
+                )),
+                _ => None,
+            }
+        };
+        if let Some((reason, detail)) = skipped {
+            let mut result = verdict(cx.event_id, Outcome::Ignored, Some(reason), detail);
+            result.venue_id = Some(cx.venue.id);
+            return Ok(result);
+        }
+    }
+    let reference_free: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+            .bind(cx.venue.id)
+            .bind(booking.reference.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    let existing_id: Option<i64> = existing.as_ref().map(|r| r.try_get("id")).transpose()?;
+    let reference = match reference_free {
+        Some(other) if Some(other) != existing_id => None,
+        _ => Some(booking.reference.as_str()),
+    };
+    let guest_id =
+        super::bookings::link_guest(conn, cx.venue.id, &booking.customer, cx.now).await?;
+    let now = cx.now.timestamp_millis();
+    let id = match existing_id {
+        Some(id) => {
+            sqlx::query(
+                "UPDATE bookings SET reference = COALESCE($1, reference), start_at = $2, end_at = $3,
+                     covers = COALESCE($4, covers), customer_name = $5, customer_email = $6,
+                     customer_phone = $7, guest_id = COALESCE($8, guest_id), source = $9,
+                     external_key = $10, total = $11, paid = $12, currency = $13,
+                     partner_version = $14, fingerprint = $15, partner_status = $16, updated_at = $17
+                 WHERE id = $18",
+            )
+            .bind(reference)
+            .bind(booking.start.timestamp_millis())
+            .bind(booking.end.timestamp_millis())
+            .bind(booking.covers)
+            .bind(booking.customer.name.as_deref())
+            .bind(booking.customer.email.as_deref())
+            .bind(booking.customer.phone.as_deref())
+            .bind(guest_id)
+            .bind(cx.partner)
+            .bind(booking.external_key.as_str())
+            .bind(booking.total.map(decimal_text))
+            .bind(booking.paid.map(decimal_text))
+            .bind(booking.currency.as_deref())
+            .bind(booking.version)
+            .bind(fingerprint.as_str())
+            .bind(booking.partner_status.as_str())
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            id
+        }
+        None => {
+            sqlx::query_scalar(
+                "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
+                     customer_name, customer_email, customer_phone, guest_id, source, external_key,
+                     total, paid, currency, partner_version, fingerprint, partner_status,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                     $18, $19, $19)
+                 RETURNING id",
+            )
+            .bind(cx.venue.id)
+            .bind(reference)
+            .bind(booking.start.timestamp_millis())
+            .bind(booking.end.timestamp_millis())
+            .bind(booking.covers.unwrap_or(0).max(0))
+            .bind(booking.status.unwrap_or(BookingStatus::Confirmed).as_str())
+            .bind(booking.customer.name.as_deref())
+            .bind(booking.customer.email.as_deref())
+            .bind(booking.customer.phone.as_deref())
+            .bind(guest_id)
+            .bind(cx.partner)
+            .bind(booking.external_key.as_str())
+            .bind(booking.total.map(decimal_text))
+            .bind(booking.paid.map(decimal_text))
+            .bind(booking.currency.as_deref())
+            .bind(booking.version)
+            .bind(fingerprint.as_str())
+            .bind(booking.partner_status.as_str())
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?
+        }
+    };
+    let mut tables: Vec<TableKey> = booking
+        .skus
+        .iter()
+        .filter_map(|sku| cx.venue.sku_tables.get(sku))
+        .map(|table| TableKey::from_normalised(table.clone()))
+        .collect();
+    tables.dedup();
+    if !tables.is_empty() {
+        write_booking_tables(conn, id, &tables).await?;
+    }
+    let current = booking_status(conn, id).await?;
+    let cause = format!("{} reported {}", cx.partner, booking.partner_status);
+    let mut detail = format!(
+        "booking {id} {} from {} {}",
+        if existing_id.is_some() {
+            "updated"
+        } else {
+            "created"
+        },
+        cx.partner,
+        booking.external_key
+    );
+    match booking.status {
+        Some(next) if existing_id.is_some() && current.may_move_to(next, Mover::Partner) => {
+            record_transition(conn, id, current, next, &cause, Some(cx.event_id), cx.now).await?;
+            detail.push_str(&format!(", {current} -> {next}"));
+        }
+        Some(next) if next != current && existing_id.is_some() => {
+            detail.push_str(&format!(", stays {current} (no move to {next})"));
+        }
+        None => detail.push_str(&format!(
+            ", status {} kept as {current}",
+            booking.partner_status
+        )),
+        _ => detail.push_str(&format!(", {current}")),
+    }
+    rematch_around_booking(conn, cx.venue, id, &cause, Some(cx.event_id), cx.now).await?;
+    let mut result = verdict(cx.event_id, Outcome::Processed, None, detail);
+    result.venue_id = Some(cx.venue.id);
+    Ok(result)
+}
+
+/// Records a platform's payment or refund once per transaction id.
+async fn record_payment(
+    conn: &mut AnyConnection,
+    cx: &Context<'_>,
+    payment: &PlatformPayment,
+) -> Result<Ingested, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO platform_payments (venue_id, partner, booking_reference, transaction_id, amount,
+             refund, at, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (venue_id, partner, transaction_id) DO NOTHING",
+    )
+    .bind(cx.venue.id)
+    .bind(cx.partner)
+    .bind(payment.booking_reference.as_str())
+    .bind(payment.transaction_id.as_str())
+    .bind(decimal_text(payment.amount))
+    .bind(i64::from(payment.refund))
+    .bind(payment.at.map(|t| t.timestamp_millis()))
+    .bind(cx.event_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let what = if payment.refund { "refund" } else { "payment" };
+    let mut result = if inserted == 0 {
+        verdict(
+            cx.event_id,
+            Outcome::Ignored,
+            Some(Reason::DuplicateEvent),
+            format!("{what} {} is already recorded", payment.transaction_id),
+        )
+    } else {
+        verdict(
+            cx.event_id,
+            Outcome::Processed,
+            None,
+            format!(
+                "{what} {} of {} for booking {}",
+                payment.transaction_id, payment.amount, payment.booking_reference
+            ),
+        )
+    };
+    result.venue_id = Some(cx.venue.id);
+    Ok(result)
 }

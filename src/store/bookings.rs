@@ -334,6 +334,18 @@ pub(super) async fn update_venue(
             .execute(&mut *conn)
             .await?;
     }
+    if let Some(skus) = &changes.sku_tables {
+        let normalised: std::collections::BTreeMap<String, String> = skus
+            .iter()
+            .filter_map(|(sku, table)| Some((sku.clone(), TableKey::parse(table)?.to_string())))
+            .collect();
+        let json = serde_json::to_string(&normalised).unwrap_or_else(|_| "{}".to_owned());
+        sqlx::query("UPDATE venues SET sku_tables = $1 WHERE id = $2")
+            .bind(json)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
     if let Some(walk_ins) = changes.walk_ins {
         sqlx::query("UPDATE venues SET walk_ins = $1 WHERE id = $2")
             .bind(i64::from(walk_ins))
@@ -348,7 +360,8 @@ pub(super) async fn update_venue(
 pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>, StoreError> {
     let Some(row) = sqlx::query(
         "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status,
-             b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency
+             b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency,
+             b.external_key, b.total, b.paid, b.currency AS booked_currency
          FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
     )
     .bind(id)
@@ -415,9 +428,66 @@ pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>,
             phone: row.try_get("customer_phone")?,
         },
         guest_id: row.try_get("guest_id")?,
+        platform: platform(pool, &row).await?,
         sales,
         spend,
         transitions,
+    }))
+}
+
+/// A platform-owned booking's money and the payments its platform recorded for it.
+async fn platform(
+    pool: &AnyPool,
+    row: &sqlx::any::AnyRow,
+) -> Result<Option<PlatformRecord>, StoreError> {
+    let Some(external_key) = row.try_get::<Option<String>, _>("external_key")? else {
+        return Ok(None);
+    };
+    let partner: String = row.try_get("source")?;
+    let venue_id: i64 = row.try_get("venue_id")?;
+    let reference: Option<String> = row.try_get("reference")?;
+    let mut payments = Vec::new();
+    if let Some(reference) = reference {
+        let rows = sqlx::query(
+            "SELECT transaction_id, amount, refund, at FROM platform_payments
+             WHERE venue_id = $1 AND partner = $2 AND booking_reference = $3 ORDER BY id",
+        )
+        .bind(venue_id)
+        .bind(partner.as_str())
+        .bind(reference)
+        .fetch_all(pool)
+        .await?;
+        for p in rows {
+            let amount: String = p.try_get("amount")?;
+            payments.push(PlatformPaymentRecord {
+                transaction_id: p.try_get("transaction_id")?,
+                amount: super::sql::decimal(&amount)?,
+                refund: p.try_get::<i64, _>("refund")? != 0,
+                at: p
+                    .try_get::<Option<i64>, _>("at")?
+                    .map(from_millis)
+                    .transpose()?,
+            });
+        }
+    }
+    let payments_net = payments
+        .iter()
+        .map(|p| if p.refund { -p.amount } else { p.amount })
+        .sum();
+    let money = |column: &str| -> Result<Option<Decimal>, StoreError> {
+        row.try_get::<Option<String>, _>(column)?
+            .as_deref()
+            .map(super::sql::decimal)
+            .transpose()
+    };
+    Ok(Some(PlatformRecord {
+        partner,
+        external_key,
+        total: money("total")?,
+        paid: money("paid")?,
+        currency: row.try_get("booked_currency")?,
+        payments_net,
+        payments,
     }))
 }
 

@@ -139,6 +139,22 @@ pub trait Store: Send + Sync + fmt::Debug {
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError>;
 
+    /// Pending events whose next fetch is due at `now`, oldest first.
+    async fn due_fetches(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Records a failed fetch of a pending event: it stays `pending` until `retry_at`, or,
+    /// without one, is given up as `failed` (`fetch_failed`).
+    async fn fetch_failed(
+        &self,
+        event_id: i64,
+        attempts: i64,
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
     /// Stores a raw event with an outcome decided without processing it.
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError>;
 

@@ -87,6 +87,8 @@ pub struct VenueRecord {
     pub table_aliases: BTreeMap<String, String>,
     /// Whether an unmatched sale on a table creates a walk-in booking.
     pub walk_ins: bool,
+    /// A booking platform's SKU or product id -> the diary table it stands for.
+    pub sku_tables: BTreeMap<String, String>,
     pub locations: Vec<LocationRecord>,
 }
 
@@ -101,6 +103,7 @@ pub struct VenueChanges {
     /// Raw names, normalised on the way in.
     pub table_aliases: Option<BTreeMap<String, String>>,
     pub walk_ins: Option<bool>,
+    pub sku_tables: Option<BTreeMap<String, String>>,
 }
 
 /// Changes to a booking; `None` leaves a field as it is.
@@ -202,9 +205,36 @@ pub struct BookingView {
     pub source: String,
     pub customer: CustomerRecord,
     pub guest_id: Option<i64>,
+    /// For a booking a booking platform owns: its key and money, and the payments it took.
+    pub platform: Option<PlatformRecord>,
     pub sales: Vec<SaleRecord>,
     pub spend: SpendRecord,
     pub transitions: Vec<TransitionRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlatformRecord {
+    pub partner: String,
+    pub external_key: String,
+    #[serde(serialize_with = "opt_money")]
+    pub total: Option<Decimal>,
+    /// What the platform's last snapshot says was paid.
+    #[serde(serialize_with = "opt_money")]
+    pub paid: Option<Decimal>,
+    pub currency: Option<String>,
+    /// Payments less refunds recorded from the platform's payment notifications.
+    #[serde(serialize_with = "money")]
+    pub payments_net: Decimal,
+    pub payments: Vec<PlatformPaymentRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlatformPaymentRecord {
+    pub transaction_id: String,
+    #[serde(serialize_with = "money")]
+    pub amount: Decimal,
+    pub refund: bool,
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -359,6 +389,8 @@ pub struct StoredEvent {
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub outcome: String,
+    /// Fetches tried so far (pending events).
+    pub attempts: i64,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -283,6 +283,23 @@ impl Conditions {
     }
 }
 
+const STORED_EVENT: &str =
+    "SELECT id, partner, event_type, query, headers, body, outcome, attempts FROM events";
+
+fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let headers: String = row.try_get("headers")?;
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        partner: row.try_get("partner")?,
+        event_type: row.try_get("event_type")?,
+        query: row.try_get("query")?,
+        headers: serde_json::from_str(&headers).unwrap_or_default(),
+        body: row.try_get("body")?,
+        outcome: row.try_get("outcome")?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
 fn replay_conditions(filter: &ReplayFilter) -> Conditions {
     let mut conditions = Conditions::default();
     conditions.clauses.push("outcome <> 'rejected'".to_owned());
@@ -348,24 +365,61 @@ impl Store for SqlStore {
         let rows = conditions
             .fetch_all(
                 &self.reader,
-                "SELECT id, partner, event_type, query, headers, body, outcome FROM events",
+                STORED_EVENT,
                 &format!("ORDER BY id LIMIT {}", limit.clamp(1, 10_000)),
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let headers: String = row.try_get("headers")?;
-                Ok(StoredEvent {
-                    id: row.try_get("id")?,
-                    partner: row.try_get("partner")?,
-                    event_type: row.try_get("event_type")?,
-                    query: row.try_get("query")?,
-                    headers: serde_json::from_str(&headers).unwrap_or_default(),
-                    body: row.try_get("body")?,
-                    outcome: row.try_get("outcome")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn due_fetches(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let filter = ReplayFilter {
+            outcome: Some(Outcome::Pending.as_str().to_owned()),
+            ..ReplayFilter::default()
+        };
+        let mut conditions = replay_conditions(&filter);
+        conditions.push(
+            "(next_attempt_at IS NULL OR next_attempt_at <= $?)",
+            Arg::Int(now.timestamp_millis()),
+        );
+        let rows = conditions
+            .fetch_all(
+                &self.reader,
+                STORED_EVENT,
+                &format!("ORDER BY id LIMIT {}", limit.clamp(1, 1000)),
+            )
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn fetch_failed(
+        &self,
+        event_id: i64,
+        attempts: i64,
+        retry_at: Option<DateTime<Utc>>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let (outcome, reason) = match retry_at {
+            Some(_) => (Outcome::Pending, crate::domain::Reason::AwaitingFetch),
+            None => (Outcome::Failed, crate::domain::Reason::FetchFailed),
+        };
+        sqlx::query(
+            "UPDATE events SET attempts = $1, next_attempt_at = $2, outcome = $3, reason = $4, detail = $5
+             WHERE id = $6 AND outcome = 'pending'",
+        )
+        .bind(attempts)
+        .bind(retry_at.map(|t| t.timestamp_millis()))
+        .bind(outcome.as_str())
+        .bind(reason.as_str())
+        .bind(detail)
+        .bind(event_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
@@ -479,7 +533,7 @@ impl Store for SqlStore {
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError> {
         let Some(row) = sqlx::query(
             "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min,
-                 table_aliases, walk_ins
+                 table_aliases, walk_ins, sku_tables
              FROM venues WHERE id = $1",
         )
         .bind(id)
@@ -508,6 +562,10 @@ impl Store for SqlStore {
         Ok(Some(VenueRecord {
             id: row.try_get("id")?,
             table_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+            sku_tables: {
+                let skus: String = row.try_get("sku_tables")?;
+                serde_json::from_str(&skus).unwrap_or_default()
+            },
             walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
             name: row.try_get("name")?,
             timezone: row.try_get("timezone")?,
