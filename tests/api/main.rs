@@ -9,4 +9,5 @@ mod contract;
 mod diary;
 mod lightspeed;
 mod ordering;
+mod platforms;
 mod scripts;

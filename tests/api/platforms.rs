@@ -1,0 +1,609 @@
+//! Booking platforms through HTTP: Checkfront (JSON, XML, form; payments) and TourCMS
+//! (async notifications fetched from a fake Show Booking API on loopback, inline signed).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::{Db, TestApp, json_of, spawn_with};
+
+const HOST: &str = "your-company.checkfront.com";
+const PRIVATE_KEY: &str = "tourcms-test-private-key";
+
+fn fixture(dir: &str, name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// A stand-in for TourCMS's Show Booking API that checks signatures as TourCMS would.
+#[derive(Clone, Default)]
+struct FakeTourCms {
+    down: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicBool>,
+}
+
+fn expected_signature(channel: &str, marketplace: &str, time: i64, path: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(PRIVATE_KEY.as_bytes()).expect("key");
+    mac.update(format!("{channel}/{marketplace}/GET/{time}{path}").as_bytes());
+    let raw = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    raw.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+async fn show_booking(
+    State(fake): State<FakeTourCms>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> (AxumStatus, String) {
+    fake.requests.fetch_add(1, Ordering::SeqCst);
+    if fake.down.load(Ordering::SeqCst) {
+        return (AxumStatus::SERVICE_UNAVAILABLE, "down".into());
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let Some(time) = chrono::DateTime::parse_from_rfc2822(&header("date"))
+        .ok()
+        .map(|d| d.timestamp())
+    else {
+        return (AxumStatus::UNAUTHORIZED, "no date".into());
+    };
+    let authorization = header("authorization");
+    let Some((channel, marketplace, signature)) =
+        authorization.strip_prefix("TourCMS ").and_then(|rest| {
+            let mut parts = rest.splitn(3, ':');
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+            ))
+        })
+    else {
+        return (AxumStatus::UNAUTHORIZED, "no authorization".into());
+    };
+    let booking = query.get("booking_id").cloned().unwrap_or_default();
+    let path = format!("/c/booking/show.xml?booking_id={booking}");
+    if signature != expected_signature(&channel, &marketplace, time, &path) {
+        return (AxumStatus::UNAUTHORIZED, "bad signature".into());
+    }
+    let file = match (channel.as_str(), booking.as_str()) {
+        ("3930", "1234") if fake.cancelled.load(Ordering::SeqCst) => {
+            "show_booking_1234_cancelled.xml"
+        }
+        ("3930", "1234") => "show_booking_1234.xml",
+        ("4001", "1234") => "show_booking_1234_other_account.xml",
+        _ => "show_booking_error.xml",
+    };
+    (
+        AxumStatus::OK,
+        String::from_utf8(fixture("tourcms", file)).expect("utf-8"),
+    )
+}
+
+async fn start_fake_tourcms() -> (String, FakeTourCms) {
+    let fake = FakeTourCms::default();
+    let app = axum::Router::new()
+        .route("/c/booking/show.xml", axum::routing::get(show_booking))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, fake)
+}
+
+async fn spawn_platforms(db: Db, tourcms_url: &str) -> TestApp {
+    let extra = format!(
+        r#"
+fetch_interval_ms = 50
+fetch_retry_base_ms = 100
+
+[[partners]]
+name = "checkfront"
+handler = "checkfront"
+[partners.status_map]
+XCHK = "arrived"
+[partners.auth]
+scheme = "url-token"
+secret = "cf-token"
+
+[[partners]]
+name = "tourcms"
+handler = "tourcms"
+[partners.api]
+base_url = "{tourcms_url}"
+private_key = "{PRIVATE_KEY}"
+[partners.auth]
+scheme = "url-token"
+secret = "tc-token"
+"#
+    );
+    spawn_with(db, &extra).await
+}
+
+async fn venue(app: &TestApp, timezone: &str, locations: Value) -> i64 {
+    let (status, venue) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "Harbour", "timezone": timezone, "locations": locations }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{venue}");
+    venue["id"].as_i64().expect("venue id")
+}
+
+async fn post_checkfront(app: &TestApp, body: Vec<u8>, content_type: &str) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(format!(
+            "{}/partners/checkfront/webhooks/callback/booking?token=cf-token",
+            app.base
+        ))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, json_of(response).await)
+}
+
+/// The one booking of a venue on a local day, from the diary.
+async fn only_booking(app: &TestApp, venue: i64, date: &str) -> Value {
+    let diary = app
+        .admin_get(&format!("/venues/{venue}/diary?date={date}"))
+        .await;
+    let bookings = diary["bookings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bookings.len(), 1, "{diary}");
+    bookings[0].clone()
+}
+
+async fn checkfront_bookings_arrive_in_json_xml_and_form_alike(db: Db) {
+    for (file, content_type) in [
+        ("booking.json", "application/json"),
+        ("booking.xml", "text/xml"),
+        ("booking_form.txt", "application/x-www-form-urlencoded"),
+        ("booking.json", "text/plain"),
+    ] {
+        let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+        let venue = venue(
+            &app,
+            "America/Vancouver",
+            json!([{ "partner": "checkfront", "location_id": HOST }]),
+        )
+        .await;
+        let (status, answer) =
+            post_checkfront(&app, fixture("checkfront", file), content_type).await;
+        assert_eq!(status, StatusCode::OK, "{file}: {answer}");
+        assert_eq!(answer["outcome"], "processed", "{file}: {answer}");
+        let booking = only_booking(&app, venue, "2014-03-06").await;
+        assert_eq!(booking["reference"], "KMVQ-060314", "{file}");
+        assert_eq!(booking["status"], "provisional", "{file}: HOLD");
+        assert_eq!(booking["partner_status"], "HOLD");
+        assert_eq!(
+            booking["start"], "2014-03-06T18:00:00Z",
+            "{file}: 10:00 in Vancouver"
+        );
+        assert_eq!(booking["customer"]["name"], "Your Customer", "{file}");
+        assert_eq!(
+            booking["customer"]["email"], "support@checkfront.com",
+            "{file}"
+        );
+        assert_eq!(booking["platform"]["total"], "48.30", "{file}");
+        assert_eq!(booking["platform"]["paid"], "0.00", "{file}");
+        assert_eq!(booking["platform"]["currency"], "CAD", "{file}");
+        assert_eq!(booking["platform"]["external_key"], "KMVQ-060314");
+    }
+}
+
+async fn checkfront_shapes_statuses_and_duplicates(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    let venue = venue(
+        &app,
+        "America/Vancouver",
+        json!([{ "partner": "checkfront", "location_id": HOST },
+        { "partner": "checkfront", "location_id": "harbour-kayaks.checkfront.com" }]),
+    )
+    .await;
+    for file in ["booking_single_item.json", "booking_single_item.xml"] {
+        let (status, answer) =
+            post_checkfront(&app, fixture("checkfront", file), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let single = only_booking(&app, venue, "2026-05-12").await;
+    assert_eq!(single["reference"], "PQRS-120526");
+    assert_eq!(single["status"], "confirmed", "PAID");
+    assert_eq!(single["platform"]["currency"], "EUR");
+    assert_eq!(single["start"], "2026-05-12T17:00:00Z", "10:00 PDT");
+
+    let (_, first) = post_checkfront(
+        &app,
+        fixture("checkfront", "booking.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(first["outcome"], "processed");
+    let (_, again) = post_checkfront(
+        &app,
+        fixture("checkfront", "booking.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        again["reason"], "duplicate_event",
+        "Booking Modified and Status Change fire together"
+    );
+    // The fields.customer_* layout reads as the same customer: the same snapshot again.
+    let (_, layout) = post_checkfront(
+        &app,
+        fixture("checkfront", "booking_new_layout_only.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(layout["reason"], "duplicate_event", "{layout}");
+    let booking = only_booking(&app, venue, "2014-03-06").await;
+    assert_eq!(booking["customer"]["email"], "support@checkfront.com");
+
+    let (_, custom) = post_checkfront(
+        &app,
+        fixture("checkfront", "booking_custom_status.json"),
+        "application/json",
+    )
+    .await;
+    assert!(
+        custom["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("-> arrived"),
+        "{custom}"
+    );
+    let (_, stop) = post_checkfront(
+        &app,
+        fixture("checkfront", "booking_stop.json"),
+        "application/json",
+    )
+    .await;
+    assert!(
+        stop["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("-> cancelled"),
+        "{stop}"
+    );
+    assert_eq!(
+        only_booking(&app, venue, "2014-03-06").await["status"],
+        "cancelled"
+    );
+}
+
+async fn checkfront_payments_and_refunds_update_what_was_paid(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    let venue = venue(
+        &app,
+        "America/Vancouver",
+        json!([{ "partner": "checkfront", "location_id": HOST },
+        { "partner": "checkfront", "location_id": "your-website.checkfront.com" }]),
+    )
+    .await;
+    // A payment before its booking is kept and found once the booking arrives.
+    let (_, paid) = post_checkfront(
+        &app,
+        fixture("checkfront", "payment_for_current_booking.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(paid["outcome"], "processed", "{paid}");
+    post_checkfront(
+        &app,
+        fixture("checkfront", "booking.json"),
+        "application/json",
+    )
+    .await;
+    let (_, refund) = post_checkfront(
+        &app,
+        fixture("checkfront", "refund.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(refund["outcome"], "processed", "{refund}");
+    let (_, again) = post_checkfront(
+        &app,
+        fixture("checkfront", "refund.json"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(again["reason"], "duplicate_event");
+    let booking = only_booking(&app, venue, "2014-03-06").await;
+    assert_eq!(
+        booking["platform"]["payments_net"], "10.00",
+        "20.00 paid less 10.00 refunded"
+    );
+    assert_eq!(
+        booking["platform"]["payments"].as_array().map(Vec::len),
+        Some(2)
+    );
+    for file in ["payment.json", "payment.xml"] {
+        let (status, answer) =
+            post_checkfront(&app, fixture("checkfront", file), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert_eq!(answer["outcome"], "processed", "{file}: {answer}");
+    }
+}
+
+async fn checkfront_malformed_and_hostile_bodies_are_stored_and_answered(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    venue(
+        &app,
+        "America/Vancouver",
+        json!([{ "partner": "checkfront", "location_id": HOST }]),
+    )
+    .await;
+    for file in [
+        "malformed.json",
+        "malformed.xml",
+        "xxe.xml",
+        "billion_laughs.xml",
+        "wrong_types.json",
+    ] {
+        let body = fixture("checkfront", file);
+        let (status, answer) = post_checkfront(&app, body.clone(), "application/xml").await;
+        assert_eq!(status, StatusCode::OK, "{file}: {answer}");
+        assert_eq!(answer["outcome"], "ignored", "{file}: {answer}");
+        let event = app.event(&answer["event_id"]).await;
+        assert_eq!(
+            event["body"].as_str().map(str::as_bytes),
+            Some(body.as_slice()),
+            "{file} kept whole"
+        );
+    }
+}
+
+async fn a_pos_sale_finds_the_checkfront_booking_by_code_or_by_its_tables(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    let venue = venue(
+        &app,
+        "America/Vancouver",
+        json!([
+        { "partner": "checkfront", "location_id": HOST },
+        { "partner": "lightspeed", "location_id": "41910290874370" }]),
+    )
+    .await;
+    let (status, _) = app
+        .client
+        .patch(format!("{}/api/v1/venues/{venue}", app.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&json!({ "sku_tables": { "paddleboard": "Table 1" } }))
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .expect("request");
+    assert_eq!(status, StatusCode::OK);
+    post_checkfront(
+        &app,
+        fixture("checkfront", "booking.json"),
+        "application/json",
+    )
+    .await;
+    let booking = only_booking(&app, venue, "2014-03-06").await;
+    assert_eq!(booking["tables"], json!(["1"]), "paddleboard -> table 1");
+
+    // A Lightspeed order carrying the Checkfront code as its reservation id.
+    let mut order: Value =
+        serde_json::from_slice(&crate::helpers::fixture("open_regular_tax_inclusive.json"))
+            .expect("json");
+    order["platformReservationId"] = json!("KMVQ-060314");
+    let response = app.post_lightspeed(order.to_string().as_bytes()).await;
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer["detail"],
+        "matched by booking_reference: booking reference KMVQ-060314 in platformReservationId"
+    );
+
+    // Another order, no reference, at table 1 ten minutes after the booking's start.
+    let mut walk = order.clone();
+    walk["platformReservationId"] = Value::Null;
+    walk["account"]["id"] = json!("99");
+    walk["account"]["externalReferences"] = json!([]);
+    walk["account"]["openDate"] = json!(1394129400000i64);
+    walk["account"]["updateDate"] = json!(1394129400001i64);
+    let response = app.post_lightspeed(walk.to_string().as_bytes()).await;
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer["detail"], "matched by table_time: table 1, opened 10 min after the booking's start",
+        "{answer}"
+    );
+}
+
+async fn notify_tourcms(app: &TestApp, query: &str) -> Value {
+    let response = app
+        .client
+        .get(format!(
+            "{}/partners/tourcms/webhooks/callback/booking?token=tc-token&{query}",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    json_of(response).await
+}
+
+/// Waits (bounded) until an event leaves `pending`.
+async fn settled(app: &TestApp, event_id: &Value) -> Value {
+    for _ in 0..100 {
+        let event = app.event(event_id).await;
+        if event["outcome"] != "pending" {
+            return event;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.event(event_id).await
+}
+
+async fn tourcms_notifications_fetch_the_booking_they_name(db: Db) {
+    let (url, fake) = start_fake_tourcms().await;
+    let app = spawn_platforms(db, &url).await;
+    let venue = venue(
+        &app,
+        "Australia/Sydney",
+        json!([{ "partner": "tourcms", "location_id": "4069" }]),
+    )
+    .await;
+    let other = venue_other(&app).await;
+    let answer = notify_tourcms(&app, "event=new_confirmed_web&account_id=4069&account_name=testoperator&channel_id=3930&booking_id=1234").await;
+    assert_eq!(
+        answer["outcome"], "pending",
+        "stored before anything is fetched: {answer}"
+    );
+    let event = settled(&app, &answer["event_id"]).await;
+    assert_eq!(event["outcome"], "processed", "{event}");
+    let booking = only_booking(&app, venue, "2026-03-14").await;
+    assert_eq!(booking["status"], "confirmed");
+    assert_eq!(booking["reference"], "1234");
+    assert_eq!(booking["platform"]["external_key"], "4069/1234");
+    assert!(
+        booking["start"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("2026-03-14T08:00:00"),
+        "19:00 in Sydney: {booking}"
+    );
+    assert!(booking["customer"]["name"].is_string());
+    assert!(booking["covers"].as_i64().unwrap_or_default() > 0);
+
+    // booking_id 1234 of another account is another booking.
+    let answer = notify_tourcms(&app, "event=new_confirmed_web&account_id=5120&account_name=otheroperator&channel_id=4001&booking_id=1234&foo=bar").await;
+    assert_eq!(
+        settled(&app, &answer["event_id"]).await["outcome"],
+        "processed"
+    );
+    let theirs = only_booking(&app, other, "2026-03-15").await;
+    assert_eq!(theirs["platform"]["external_key"], "5120/1234");
+
+    fake.cancelled.store(true, Ordering::SeqCst);
+    let answer = notify_tourcms(
+        &app,
+        "event=cancelled&account_id=4069&account_name=testoperator&channel_id=3930&booking_id=1234",
+    )
+    .await;
+    assert_eq!(
+        settled(&app, &answer["event_id"]).await["outcome"],
+        "processed"
+    );
+    assert_eq!(
+        only_booking(&app, venue, "2026-03-14").await["status"],
+        "cancelled"
+    );
+}
+
+async fn venue_other(app: &TestApp) -> i64 {
+    venue(
+        app,
+        "Pacific/Auckland",
+        json!([{ "partner": "tourcms", "location_id": "5120" }]),
+    )
+    .await
+}
+
+async fn an_unreachable_tourcms_keeps_the_event_pending_and_retries(db: Db) {
+    let (url, fake) = start_fake_tourcms().await;
+    fake.down.store(true, Ordering::SeqCst);
+    let app = spawn_platforms(db, &url).await;
+    let venue = venue(
+        &app,
+        "Australia/Sydney",
+        json!([{ "partner": "tourcms", "location_id": "4069" }]),
+    )
+    .await;
+    let answer = notify_tourcms(&app, "event=new_provisional_web&account_id=4069&account_name=testoperator&channel_id=3930&booking_id=1234").await;
+    for _ in 0..100 {
+        if fake.requests.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event = app.event(&answer["event_id"]).await;
+    assert_eq!(event["outcome"], "pending", "{event}");
+    assert!(
+        event["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed: TourCMS answered 503"),
+        "{event}"
+    );
+    let pending = app.admin_get("/events?outcome=pending").await;
+    assert_eq!(
+        pending.as_array().map(Vec::len),
+        Some(1),
+        "the operator sees it"
+    );
+    fake.down.store(false, Ordering::SeqCst);
+    let event = settled(&app, &answer["event_id"]).await;
+    assert_eq!(event["outcome"], "processed", "{event}");
+    assert_eq!(
+        only_booking(&app, venue, "2026-03-14").await["status"],
+        "provisional"
+    );
+}
+
+async fn tourcms_inline_notifications_are_verified_before_use(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    venue(
+        &app,
+        "Australia/Sydney",
+        json!([{ "partner": "tourcms", "location_id": "4069" }]),
+    )
+    .await;
+    let post = |file: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(format!(
+                    "{}/partners/tourcms/webhooks/callback/booking?token=tc-token&event=new_temporary_web&account_id=4069&channel_id=3930&booking_id=5678",
+                    app.base
+                ))
+                .header("content-type", "application/xml")
+                .body(fixture("tourcms", file))
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            (status, json_of(response).await)
+        }
+    };
+    let (status, answer) = post("inline_new_temporary_web.xml").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    for file in ["inline_tampered.xml", "inline_unsigned.xml"] {
+        let (status, answer) = post(file).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{file}: {answer}");
+        assert_eq!(answer["error"], "bad_signature", "{file}");
+    }
+}
+
+crate::on_both_stores!(
+    checkfront_bookings_arrive_in_json_xml_and_form_alike,
+    checkfront_shapes_statuses_and_duplicates,
+    checkfront_payments_and_refunds_update_what_was_paid,
+    checkfront_malformed_and_hostile_bodies_are_stored_and_answered,
+    a_pos_sale_finds_the_checkfront_booking_by_code_or_by_its_tables,
+    tourcms_notifications_fetch_the_booking_they_name,
+    an_unreachable_tourcms_keeps_the_event_pending_and_retries,
+    tourcms_inline_notifications_are_verified_before_use,
+);
