@@ -1,10 +1,13 @@
 //! Partners: how each one authenticates and how its native payloads map onto our model.
 //!
 //! Every partner handler has the same narrow shape ([`PartnerHandler`]): it reads one raw
-//! delivery and returns [`Mapped`] commands or a reason to ignore it. Handlers do no I/O and
-//! keep no state, so the same stored event always maps the same way, which is what makes
-//! replaying stored events after a handler fix safe. Transport, authentication, storage and
-//! limits live once, outside the handlers.
+//! delivery and returns [`Mapped`] commands or a reason to ignore it. Handlers make no network
+//! calls and their answer depends only on the delivery (and, for a script, on the script's
+//! version, which is recorded with each event), so the same stored event maps the same way
+//! again: that is what makes replaying stored events after a handler fix safe. Partners whose
+//! notifications only point at data map to [`Mapped::Fetch`]; the fetching is
+//! `crate::fetcher`'s. Transport, authentication, storage and limits live once, outside the
+//! handlers.
 
 pub mod auth;
 pub mod checkfront;

@@ -1135,71 +1135,56 @@ async fn upsert_booking(
     let guest_id =
         super::bookings::link_guest(conn, cx.venue.id, &booking.customer, cx.now).await?;
     let now = cx.now.timestamp_millis();
+    // A new booking starts as a minimal row; one UPDATE then writes the snapshot either way.
     let id = match existing_id {
-        Some(id) => {
-            sqlx::query(
-                "UPDATE bookings SET reference = COALESCE($1, reference), start_at = $2, end_at = $3,
-                     covers = COALESCE($4, covers), customer_name = $5, customer_email = $6,
-                     customer_phone = $7, guest_id = COALESCE($8, guest_id), source = $9,
-                     external_key = $10, total = $11, paid = $12, currency = $13,
-                     partner_version = $14, fingerprint = $15, partner_status = $16, updated_at = $17
-                 WHERE id = $18",
-            )
-            .bind(reference)
-            .bind(booking.start.timestamp_millis())
-            .bind(booking.end.timestamp_millis())
-            .bind(booking.covers)
-            .bind(booking.customer.name.as_deref())
-            .bind(booking.customer.email.as_deref())
-            .bind(booking.customer.phone.as_deref())
-            .bind(guest_id)
-            .bind(cx.partner)
-            .bind(booking.external_key.as_str())
-            .bind(booking.total.map(decimal_text))
-            .bind(booking.paid.map(decimal_text))
-            .bind(booking.currency.as_deref())
-            .bind(booking.version)
-            .bind(fingerprint.as_str())
-            .bind(booking.partner_status.as_str())
-            .bind(now)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            id
-        }
+        Some(id) => id,
         None => {
             sqlx::query_scalar(
-                "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
-                     customer_name, customer_email, customer_phone, guest_id, source, external_key,
-                     total, paid, currency, partner_version, fingerprint, partner_status,
+                "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, external_key,
                      created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $19)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
                  RETURNING id",
             )
             .bind(cx.venue.id)
-            .bind(reference)
             .bind(booking.start.timestamp_millis())
             .bind(booking.end.timestamp_millis())
             .bind(booking.covers.unwrap_or(0).max(0))
             .bind(booking.status.unwrap_or(BookingStatus::Confirmed).as_str())
-            .bind(booking.customer.name.as_deref())
-            .bind(booking.customer.email.as_deref())
-            .bind(booking.customer.phone.as_deref())
-            .bind(guest_id)
             .bind(cx.partner)
             .bind(booking.external_key.as_str())
-            .bind(booking.total.map(decimal_text))
-            .bind(booking.paid.map(decimal_text))
-            .bind(booking.currency.as_deref())
-            .bind(booking.version)
-            .bind(fingerprint.as_str())
-            .bind(booking.partner_status.as_str())
             .bind(now)
             .fetch_one(&mut *conn)
             .await?
         }
     };
+    sqlx::query(
+        "UPDATE bookings SET reference = COALESCE($1, reference), start_at = $2, end_at = $3,
+             covers = COALESCE($4, covers), customer_name = $5, customer_email = $6,
+             customer_phone = $7, guest_id = COALESCE($8, guest_id), source = $9,
+             external_key = $10, total = $11, paid = $12, currency = $13,
+             partner_version = $14, fingerprint = $15, partner_status = $16, updated_at = $17
+         WHERE id = $18",
+    )
+    .bind(reference)
+    .bind(booking.start.timestamp_millis())
+    .bind(booking.end.timestamp_millis())
+    .bind(booking.covers)
+    .bind(booking.customer.name.as_deref())
+    .bind(booking.customer.email.as_deref())
+    .bind(booking.customer.phone.as_deref())
+    .bind(guest_id)
+    .bind(cx.partner)
+    .bind(booking.external_key.as_str())
+    .bind(booking.total.map(decimal_text))
+    .bind(booking.paid.map(decimal_text))
+    .bind(booking.currency.as_deref())
+    .bind(booking.version)
+    .bind(fingerprint.as_str())
+    .bind(booking.partner_status.as_str())
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     let mut tables: Vec<TableKey> = booking
         .skus
         .iter()

@@ -458,10 +458,9 @@ async fn platform(
         .fetch_all(pool)
         .await?;
         for p in rows {
-            let amount: String = p.try_get("amount")?;
             payments.push(PlatformPaymentRecord {
                 transaction_id: p.try_get("transaction_id")?,
-                amount: super::sql::decimal(&amount)?,
+                amount: super::sql::money_column(&p, "amount")?,
                 refund: p.try_get::<i64, _>("refund")? != 0,
                 at: p
                     .try_get::<Option<i64>, _>("at")?

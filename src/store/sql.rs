@@ -69,6 +69,11 @@ pub(super) fn decimal(text: &str) -> Result<Decimal, StoreError> {
     Decimal::from_str(text).map_err(|_| StoreError::Corrupt(format!("amount {text:?}")))
 }
 
+/// A decimal column (stored as text) of a row.
+pub(super) fn money_column(row: &AnyRow, column: &str) -> Result<Decimal, StoreError> {
+    decimal(&row.try_get::<String, _>(column)?)
+}
+
 fn opt_decimal(text: Option<String>) -> Result<Option<Decimal>, StoreError> {
     text.as_deref().map(decimal).transpose()
 }
@@ -159,14 +164,6 @@ pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let rule: Option<String> = row.try_get("match_rule")?;
-    let total: String = row.try_get("total")?;
-    let paid: String = row.try_get("paid")?;
-    let tax: String = row.try_get("tax")?;
-    let net: String = row.try_get("net")?;
-    let tip: String = row.try_get("tip")?;
-    let service_charge: String = row.try_get("service_charge")?;
-    let discount: String = row.try_get("discount")?;
-    let deposit: String = row.try_get("deposit")?;
     Ok(SaleRecord {
         id: row.try_get("id")?,
         venue_id: row.try_get("venue_id")?,
@@ -184,14 +181,14 @@ pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
         closed_at: opt_millis(row.try_get("closed_at")?)?,
         version: row.try_get("version")?,
         currency: row.try_get("currency")?,
-        total: decimal(&total)?,
-        paid: decimal(&paid)?,
-        tax: decimal(&tax)?,
-        net: decimal(&net)?,
-        tip: decimal(&tip)?,
-        service_charge: decimal(&service_charge)?,
-        discount: decimal(&discount)?,
-        deposit: decimal(&deposit)?,
+        total: money_column(row, "total")?,
+        paid: money_column(row, "paid")?,
+        tax: money_column(row, "tax")?,
+        net: money_column(row, "net")?,
+        tip: money_column(row, "tip")?,
+        service_charge: money_column(row, "service_charge")?,
+        discount: money_column(row, "discount")?,
+        deposit: money_column(row, "deposit")?,
         covers: row.try_get("covers")?,
         tables: parse_json_list(row.try_get("tables")?),
         match_: MatchRecord {
@@ -664,15 +661,12 @@ impl Store for SqlStore {
         .await?
         .iter()
         .map(|l| {
-            let quantity: String = l.try_get("quantity")?;
-            let unit_amount: String = l.try_get("unit_amount")?;
-            let amount: String = l.try_get("amount")?;
             Ok(SaleLineRecord {
                 external_id: l.try_get("external_id")?,
                 description: l.try_get("description")?,
-                quantity: decimal(&quantity)?,
-                unit_amount: decimal(&unit_amount)?,
-                amount: decimal(&amount)?,
+                quantity: money_column(l, "quantity")?,
+                unit_amount: money_column(l, "unit_amount")?,
+                amount: money_column(l, "amount")?,
                 tax_rate: opt_decimal(l.try_get("tax_rate")?)?,
                 tax_included: l.try_get::<Option<i64>, _>("tax_included")?.map(|v| v != 0),
             })
@@ -687,13 +681,11 @@ impl Store for SqlStore {
         .await?
         .iter()
         .map(|p| {
-            let amount: String = p.try_get("amount")?;
-            let tip: String = p.try_get("tip")?;
             Ok(PaymentRecord {
                 external_id: p.try_get("external_id")?,
                 method: p.try_get("method")?,
-                amount: decimal(&amount)?,
-                tip: decimal(&tip)?,
+                amount: money_column(p, "amount")?,
+                tip: money_column(p, "tip")?,
                 paid_at: opt_millis(p.try_get("paid_at")?)?,
             })
         })
