@@ -11,6 +11,7 @@
 
 mod apply;
 mod bookings;
+mod group_commit;
 mod in_flight;
 pub mod postgres;
 pub mod records;

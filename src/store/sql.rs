@@ -31,15 +31,20 @@ pub struct SqlStore {
     writer: AnyPool,
     reader: AnyPool,
     in_flight: InFlight,
+    /// SQLite: the group-commit writer every ingest goes through.
+    group: Option<super::group_commit::GroupWriter>,
 }
 
 impl SqlStore {
     pub(super) fn new(backend: Backend, writer: AnyPool, reader: AnyPool) -> SqlStore {
+        let group = (backend == Backend::Sqlite)
+            .then(|| super::group_commit::GroupWriter::start(writer.clone()));
         SqlStore {
             backend,
             writer,
             reader,
             in_flight: InFlight::default(),
+            group,
         }
     }
 
@@ -101,7 +106,7 @@ fn parse_json_list<T: serde::de::DeserializeOwned>(text: Option<String>) -> Vec<
         .unwrap_or_default()
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut AnyConnection,
     event: &NewEvent,
     verdict: &Verdict,
@@ -134,7 +139,7 @@ async fn insert_event(
     Ok(id)
 }
 
-async fn record_outcome(
+pub(super) async fn record_outcome(
     conn: &mut AnyConnection,
     result: &Ingested,
     now: DateTime<Utc>,
@@ -333,6 +338,9 @@ impl Store for SqlStore {
     ) -> Result<Ingested, StoreError> {
         let deadline = Instant::now() + lock_wait;
         let _held = self.in_flight.acquire(lock_keys, deadline).await?;
+        if let Some(group) = &self.group {
+            return group.ingest(event, mapped).await;
+        }
         let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             let left = deadline.saturating_duration_since(Instant::now());

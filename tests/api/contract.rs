@@ -228,6 +228,51 @@ async fn our_own_failure_is_500_and_the_raw_event_survives(db: Db) {
     );
 }
 
+async fn concurrent_events_fail_alone_and_none_is_lost(db: Db) {
+    let app = spawn(db).await;
+    app.venue_with_location("lightspeed", REGULAR_LOCATION, true)
+        .await;
+    break_sale_lines(&app.database_url, db).await;
+    let sale: Value =
+        serde_json::from_slice(&fixture("open_regular_tax_inclusive.json")).expect("json");
+    let notice = fixture("error_notification.json");
+    async fn post(
+        app: &crate::helpers::TestApp,
+        body: Vec<u8>,
+        is_sale: bool,
+    ) -> (bool, StatusCode) {
+        (is_sale, app.post_lightspeed(&body).await.status())
+    }
+    let mut requests = Vec::new();
+    for i in 0..20 {
+        let mut order = sale.clone();
+        order["account"]["id"] = json!(format!("concurrent-{i}"));
+        requests.push(post(&app, order.to_string().into_bytes(), true));
+        requests.push(post(&app, notice.clone(), false));
+    }
+    let answers = futures_util::future::join_all(requests).await;
+    for (is_sale, status) in &answers {
+        let expected = if *is_sale {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(*status, expected, "sale: {is_sale}");
+    }
+    let processed = app.admin_get("/events?outcome=processed&limit=1000").await;
+    let failed = app.admin_get("/events?outcome=failed&limit=1000").await;
+    assert_eq!(
+        processed.as_array().map(Vec::len),
+        Some(20),
+        "every notice committed"
+    );
+    assert_eq!(
+        failed.as_array().map(Vec::len),
+        Some(20),
+        "every failed sale kept"
+    );
+}
+
 /// Sabotages the schema under the running service so that applying a sale fails.
 async fn break_sale_lines(database_url: &str, db: Db) {
     let sql = "ALTER TABLE sale_lines RENAME TO sale_lines_gone";
@@ -315,6 +360,7 @@ crate::on_both_stores!(
     a_body_over_the_limit_is_refused_413_never_truncated,
     the_same_sale_in_flight_gets_409_with_retry_after,
     our_own_failure_is_500_and_the_raw_event_survives,
+    concurrent_events_fail_alone_and_none_is_lost,
     the_callback_route_accepts_get_with_a_query_string_only,
     the_callback_route_processes_like_the_sales_route,
     the_service_reports_health_and_readiness,
