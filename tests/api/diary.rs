@@ -12,33 +12,10 @@ const LEGACY_LOCATION: &str = "40570261078018";
 const SAMPLE_LOCATION: &str = "9765040300495493";
 const SPLIT_ORIGINAL: &str = "2190678134095876";
 
-async fn deliver_ok(app: &TestApp, fixture: &str) -> Value {
-    let (status, answer) = app.deliver(fixture).await;
-    assert_eq!(status, StatusCode::OK, "{fixture}: {answer}");
-    answer
-}
-
 async fn post_ok(app: &TestApp, body: &Value) -> Value {
     let response = app.post_lightspeed(body.to_string().as_bytes()).await;
     assert_eq!(response.status(), StatusCode::OK);
     json_of(response).await
-}
-
-async fn booking(app: &TestApp, id: i64) -> Value {
-    app.admin_get(&format!("/bookings/{id}")).await
-}
-
-async fn patch(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .patch(format!("{}/api/v1{path}", app.base))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, json_of(response).await)
 }
 
 fn fixture_json(name: &str) -> Value {
@@ -55,7 +32,7 @@ async fn a_sale_that_arrived_before_its_booking_finds_it(db: Db) {
         .venue_with_location("lightspeed", R224_LOCATION, true)
         .await;
     assert_eq!(
-        deliver_ok(&app, "open_regular_tax_inclusive.json").await["detail"],
+        app.deliver_ok("open_regular_tax_inclusive.json").await["detail"],
         "unmatched"
     );
     let id = app
@@ -64,7 +41,7 @@ async fn a_sale_that_arrived_before_its_booking_finds_it(db: Db) {
             json!({ "reference": "224", "start": "2024-04-04T15:30:00Z", "covers": 4 }),
         )
         .await;
-    let healed = booking(&app, id).await;
+    let healed = app.booking_view(id).await;
     assert_eq!(healed["sales"][0]["match"]["rule"], "booking_reference");
     assert_eq!(
         healed["status"], "seated",
@@ -79,10 +56,10 @@ async fn a_sale_that_arrived_before_its_booking_finds_it(db: Db) {
     let split_venue = app
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
-    deliver_ok(&app, "open_split_check_original.json").await;
+    app.deliver_ok("open_split_check_original.json").await;
     let id = app.booking(split_venue, split_venue_booking()).await;
     assert_eq!(
-        booking(&app, id).await["sales"][0]["match"]["rule"],
+        app.booking_view(id).await["sales"][0]["match"]["rule"],
         "table_time"
     );
 }
@@ -99,8 +76,8 @@ async fn a_manual_match_is_never_overridden(db: Db) {
             json!({ "start": "2025-12-29T18:00:00Z", "covers": 2, "tables": ["4"] }),
         )
         .await;
-    deliver_ok(&app, "open_split_check_original.json").await;
-    let sale_id = booking(&app, by_table).await["sales"][0]["id"]
+    app.deliver_ok("open_split_check_original.json").await;
+    let sale_id = app.booking_view(by_table).await["sales"][0]["id"]
         .as_i64()
         .expect("sale id");
 
@@ -112,7 +89,7 @@ async fn a_manual_match_is_never_overridden(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK, "{sale}");
     assert_eq!(sale["match"]["rule"], "manual");
-    deliver_ok(&app, "split_original_update.json").await;
+    app.deliver_ok("split_original_update.json").await;
     let kept = &app.sales_with_external_id(SPLIT_ORIGINAL).await[0];
     assert_eq!(
         (
@@ -121,13 +98,10 @@ async fn a_manual_match_is_never_overridden(db: Db) {
         ),
         (Some("manual"), Some(chosen))
     );
-    assert_eq!(booking(&app, chosen).await["status"], "seated");
-    let (status, _) = patch(
-        &app,
-        &format!("/bookings/{by_table}"),
-        json!({ "covers": 3 }),
-    )
-    .await;
+    assert_eq!(app.booking_view(chosen).await["status"], "seated");
+    let (status, _) = app
+        .admin_patch(&format!("/bookings/{by_table}"), json!({ "covers": 3 }))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         app.sales_with_external_id(SPLIT_ORIGINAL).await[0]["match"]["booking_id"],
@@ -140,7 +114,7 @@ async fn a_manual_match_is_never_overridden(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(sale["match"]["booking_id"], Value::Null);
-    deliver_ok(&app, "split_original_close.json").await;
+    app.deliver_ok("split_original_close.json").await;
     assert_eq!(
         app.sales_with_external_id(SPLIT_ORIGINAL).await[0]["match"]["booking_id"],
         Value::Null,
@@ -172,7 +146,7 @@ async fn a_manually_unmatched_split_is_not_adopted_by_its_origin(db: Db) {
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
     let id = app.booking(venue, split_venue_booking()).await;
-    deliver_ok(&app, "split_child_open.json").await;
+    app.deliver_ok("split_child_open.json").await;
     let child = app.sales_with_external_id("2190678134095890").await[0]["id"]
         .as_i64()
         .expect("sale id");
@@ -180,8 +154,8 @@ async fn a_manually_unmatched_split_is_not_adopted_by_its_origin(db: Db) {
         .admin_post(&format!("/sales/{child}/unmatch"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK);
-    deliver_ok(&app, "open_split_check_original.json").await;
-    let sales = booking(&app, id).await["sales"].clone();
+    app.deliver_ok("open_split_check_original.json").await;
+    let sales = app.booking_view(id).await["sales"].clone();
     let on_booking: Vec<&str> = sales
         .as_array()
         .expect("sales")
@@ -201,32 +175,31 @@ async fn moving_or_cancelling_a_booking_releases_its_table_sales(db: Db) {
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
     let id = app.booking(venue, split_venue_booking()).await;
-    deliver_ok(&app, "open_split_check_original.json").await;
+    app.deliver_ok("open_split_check_original.json").await;
     assert_eq!(
-        booking(&app, id).await["sales"].as_array().map(Vec::len),
+        app.booking_view(id).await["sales"].as_array().map(Vec::len),
         Some(1)
     );
 
-    let (status, moved) = patch(
-        &app,
-        &format!("/bookings/{id}"),
-        json!({ "start": "2025-12-29T19:00:00Z" }),
-    )
-    .await;
+    let (status, moved) = app
+        .admin_patch(
+            &format!("/bookings/{id}"),
+            json!({ "start": "2025-12-29T19:00:00Z" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         moved["sales"],
         json!([]),
         "the lunch sale no longer fits an evening booking"
     );
-    patch(
-        &app,
+    app.admin_patch(
         &format!("/bookings/{id}"),
         json!({ "start": "2025-12-29T11:45:00Z" }),
     )
     .await;
     assert_eq!(
-        booking(&app, id).await["sales"].as_array().map(Vec::len),
+        app.booking_view(id).await["sales"].as_array().map(Vec::len),
         Some(1),
         "and finds it again"
     );
@@ -260,7 +233,7 @@ async fn pos_reservation_updates_move_the_booking_forwards_only(db: Db) {
     let seated = fixture_json("pos_reservation_seated.json");
     let answer = post_ok(&app, &seated).await;
     assert_eq!(answer["outcome"], "processed", "{answer}");
-    let after = booking(&app, id).await;
+    let after = app.booking_view(id).await;
     assert_eq!(after["status"], "seated");
     assert_eq!(after["partner_status"], "SEATED");
     assert_eq!(after["tables"], json!(["1A", "2B"]));
@@ -275,19 +248,19 @@ async fn pos_reservation_updates_move_the_booking_forwards_only(db: Db) {
     arrived["status"] = json!("ARRIVED");
     post_ok(&app, &arrived).await;
     assert_eq!(
-        booking(&app, id).await["status"],
+        app.booking_view(id).await["status"],
         "seated",
         "a late ARRIVED never moves it back"
     );
     let mut departed = seated.clone();
     departed["status"] = json!("DEPARTED");
     post_ok(&app, &departed).await;
-    assert_eq!(booking(&app, id).await["status"], "completed");
+    assert_eq!(app.booking_view(id).await["status"], "completed");
     let mut no_show = seated.clone();
     no_show["status"] = json!("NO_SHOW");
     post_ok(&app, &no_show).await;
     assert_eq!(
-        booking(&app, id).await["status"],
+        app.booking_view(id).await["status"],
         "completed",
         "completed is terminal"
     );
@@ -350,8 +323,8 @@ async fn a_refund_of_a_matched_sale_reduces_the_bookings_spend(db: Db) {
             .unwrap_or_default()
             .contains("table_time")
     );
-    deliver_ok(&app, "legacy_rtn_close_transitory.json").await;
-    let booking = booking(&app, id).await;
+    app.deliver_ok("legacy_rtn_close_transitory.json").await;
+    let booking = app.booking_view(id).await;
     let rules: Vec<&str> = booking["sales"]
         .as_array()
         .expect("sales")
@@ -388,21 +361,21 @@ async fn guests_are_deduplicated_and_their_lifetime_spend_follows_their_sales(db
     let third = app
         .booking(venue, json!({ "reference": "226", "start": "2024-06-04T15:30:00Z", "customer": { "phone": "0044 20 7946 0018" } }))
         .await;
-    let guest_id = booking(&app, first).await["guest_id"]
+    let guest_id = app.booking_view(first).await["guest_id"]
         .as_i64()
         .expect("guest");
     assert_eq!(
-        booking(&app, second).await["guest_id"],
+        app.booking_view(second).await["guest_id"],
         guest_id,
         "same e-mail, other case"
     );
     assert_ne!(
-        booking(&app, third).await["guest_id"],
+        app.booking_view(third).await["guest_id"],
         guest_id,
         "0044... is not +44...: no guess"
     );
     for fixture in ["open_regular_tax_inclusive.json", "r224_close.json"] {
-        deliver_ok(&app, fixture).await;
+        app.deliver_ok(fixture).await;
     }
     let guest = app.admin_get(&format!("/guests/{guest_id}")).await;
     assert_eq!(guest["visits"], 1, "the second booking has not come yet");
@@ -416,15 +389,12 @@ async fn a_walk_in_gets_a_booking_when_the_venue_wants_it(db: Db) {
     let venue = app
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
-    let (status, settings) = patch(
-        &app,
-        &format!("/venues/{venue}"),
-        json!({ "walk_ins": true }),
-    )
-    .await;
+    let (status, settings) = app
+        .admin_patch(&format!("/venues/{venue}"), json!({ "walk_ins": true }))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(settings["walk_ins"], true);
-    let answer = deliver_ok(&app, "open_split_check_original.json").await;
+    let answer = app.deliver_ok("open_split_check_original.json").await;
     assert_eq!(
         answer["detail"],
         "matched by table_time: walk-in booking created for table 10"
@@ -445,12 +415,12 @@ async fn venue_table_aliases_link_pos_names_to_diary_tables(db: Db) {
     let venue = app
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
-    let (status, _) = patch(
-        &app,
-        &format!("/venues/{venue}"),
-        json!({ "table_aliases": { "Patio 3": "P3" } }),
-    )
-    .await;
+    let (status, _) = app
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "table_aliases": { "Patio 3": "P3" } }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let id = app
         .booking(
@@ -466,7 +436,7 @@ async fn venue_table_aliases_link_pos_names_to_diary_tables(db: Db) {
         "matched by table_time: table P3, opened 8 min after the booking's start"
     );
     assert_eq!(
-        booking(&app, id).await["sales"].as_array().map(Vec::len),
+        app.booking_view(id).await["sales"].as_array().map(Vec::len),
         Some(1)
     );
 }
@@ -477,12 +447,12 @@ async fn venue_tolerances_decide_how_far_from_a_booking_a_sale_may_open(db: Db) 
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
     // The order opens at 11:53; the booking starts at 12:00.
-    let (status, _) = patch(
-        &app,
-        &format!("/venues/{venue}"),
-        json!({ "tolerances": { "before_start_minutes": 5, "after_end_minutes": 60 } }),
-    )
-    .await;
+    let (status, _) = app
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "tolerances": { "before_start_minutes": 5, "after_end_minutes": 60 } }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let id = app
         .booking(
@@ -491,18 +461,19 @@ async fn venue_tolerances_decide_how_far_from_a_booking_a_sale_may_open(db: Db) 
         )
         .await;
     assert_eq!(
-        deliver_ok(&app, "open_split_check_original.json").await["detail"],
+        app.deliver_ok("open_split_check_original.json").await["detail"],
         "unmatched"
     );
-    let (_, widened) = patch(
-        &app,
-        &format!("/venues/{venue}"),
-        json!({ "tolerances": { "before_start_minutes": 10, "after_end_minutes": 60 } }),
-    )
-    .await;
+    let (_, widened) = app
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "tolerances": { "before_start_minutes": 10, "after_end_minutes": 60 } }),
+        )
+        .await;
     assert_eq!(widened["tolerances"]["before_start_minutes"], 10);
-    patch(&app, &format!("/bookings/{id}"), json!({ "covers": 2 })).await;
-    let matched = booking(&app, id).await;
+    app.admin_patch(&format!("/bookings/{id}"), json!({ "covers": 2 }))
+        .await;
+    let matched = app.booking_view(id).await;
     assert_eq!(
         matched["sales"][0]["match"]["reason"],
         "table 10, opened 6 min before the booking's start"
@@ -568,7 +539,7 @@ async fn the_diary_day_sums_spend_and_counts_unmatched_sales(db: Db) {
         "split_original_update.json",
         "split_child_open.json",
     ] {
-        deliver_ok(&app, fixture).await;
+        app.deliver_ok(fixture).await;
     }
     let mut stray = fixture_json("open_split_check_original.json");
     stray["account"]["id"] = json!("777");

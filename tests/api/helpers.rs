@@ -222,9 +222,22 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_send(reqwest::Method::PATCH, path, body).await
+    }
+
+    async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .client
-            .post(format!("{}/api/v1{path}", self.base))
+            .request(method, format!("{}/api/v1{path}", self.base))
             .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
@@ -232,6 +245,17 @@ impl TestApp {
             .expect("request");
         let status = response.status();
         (status, json_of(response).await)
+    }
+
+    /// Posts a Lightspeed fixture and insists on a 200; returns the answer.
+    pub async fn deliver_ok(&self, fixture_name: &str) -> Value {
+        let (status, answer) = self.deliver(fixture_name).await;
+        assert_eq!(status, StatusCode::OK, "{fixture_name}: {answer}");
+        answer
+    }
+
+    pub async fn booking_view(&self, id: i64) -> Value {
+        self.admin_get(&format!("/bookings/{id}")).await
     }
 
     /// Creates a venue with one location of `partner`, enabled or not; returns its id.

@@ -1,7 +1,6 @@
 //! Lightspeed K-Series order notifications (seed 001 and fixtures derived from it) through
 //! HTTP into bookings, sales and events.
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Db, TestApp, spawn};
@@ -42,16 +41,6 @@ async fn booking_at_table_10(app: &TestApp) -> i64 {
     .await
 }
 
-async fn deliver_ok(app: &TestApp, fixture: &str) -> Value {
-    let (status, answer) = app.deliver(fixture).await;
-    assert_eq!(status, StatusCode::OK, "{fixture}: {answer}");
-    answer
-}
-
-async fn booking(app: &TestApp, id: i64) -> Value {
-    app.admin_get(&format!("/bookings/{id}")).await
-}
-
 async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
     let app = spawn(db).await;
     let r224 = booking_224(&app, "confirmed").await;
@@ -77,9 +66,9 @@ async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
         ("open_regular_tax_exclusive.json", r438),
         ("open_deposit_tax_exclusive.json", r94),
     ] {
-        let answer = deliver_ok(&app, fixture).await;
+        let answer = app.deliver_ok(fixture).await;
         assert_eq!(answer["outcome"], "processed", "{fixture}");
-        let booking = booking(&app, booking_id).await;
+        let booking = app.booking_view(booking_id).await;
         assert_eq!(booking["status"], "seated", "{fixture}");
         assert_eq!(
             booking["sales"].as_array().map(Vec::len),
@@ -93,7 +82,7 @@ async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
     }
     // The two CAD reservations share table 1 but each sale found its own by reference.
     assert_eq!(
-        booking(&app, r94).await["sales"][0]["external_id"],
+        app.booking_view(r94).await["sales"][0]["external_id"],
         "1717819414675459"
     );
 
@@ -101,7 +90,7 @@ async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
     let split_venue = app
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
-    deliver_ok(&app, "open_split_check_original.json").await;
+    app.deliver_ok("open_split_check_original.json").await;
     let unmatched = app
         .admin_get(&format!("/sales?venue={split_venue}&unmatched=true"))
         .await;
@@ -110,7 +99,7 @@ async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
     assert_eq!(unmatched[0]["match"]["rule"], Value::Null);
 
     // The legacy RTN transfer (numeric ids, negative amounts) at the deposit venue.
-    let answer = deliver_ok(&app, "legacy_rtn_close_transitory.json").await;
+    let answer = app.deliver_ok("legacy_rtn_close_transitory.json").await;
     assert_eq!(answer["outcome"], "processed");
     let sale = &app.sales_with_external_id("379610684457348").await[0];
     assert_eq!(
@@ -122,13 +111,13 @@ async fn every_seed_order_notification_lands_on_its_reservation(db: Db) {
     // The other reservation webhooks: notices are processed for the operator; the
     // integration and POS reservation samples name a location no venue owns.
     for fixture in ["onboarding.json", "error_notification.json"] {
-        let answer = deliver_ok(&app, fixture).await;
+        let answer = app.deliver_ok(fixture).await;
         assert_eq!(answer["outcome"], "processed", "{fixture}");
         assert_eq!(answer["reason"], Value::Null, "{fixture}");
     }
     for fixture in ["integration_activated.json", "pos_reservation_seated.json"] {
         assert_eq!(
-            deliver_ok(&app, fixture).await["reason"],
+            app.deliver_ok(fixture).await["reason"],
             "unknown_location",
             "{fixture}"
         );
@@ -143,11 +132,11 @@ async fn a_reservation_lifecycle_makes_the_booking_paid_with_exact_spend(db: Db)
         "r224_update_items.json",
         "r224_update_payment.json",
     ] {
-        deliver_ok(&app, fixture).await;
-        assert_eq!(booking(&app, id).await["status"], "seated", "{fixture}");
+        app.deliver_ok(fixture).await;
+        assert_eq!(app.booking_view(id).await["status"], "seated", "{fixture}");
     }
-    let close = deliver_ok(&app, "r224_close.json").await;
-    let booking = booking(&app, id).await;
+    let close = app.deliver_ok("r224_close.json").await;
+    let booking = app.booking_view(id).await;
     assert_eq!(booking["status"], "paid");
     assert_eq!(
         booking["spend"],
@@ -188,12 +177,12 @@ async fn a_reservation_lifecycle_makes_the_booking_paid_with_exact_spend(db: Db)
 async fn a_resubmitted_notification_changes_nothing(db: Db) {
     let app = spawn(db).await;
     let id = booking_224(&app, "confirmed").await;
-    deliver_ok(&app, "r224_update_items.json").await;
-    let before = booking(&app, id).await;
-    let again = deliver_ok(&app, "r224_update_items.json").await;
+    app.deliver_ok("r224_update_items.json").await;
+    let before = app.booking_view(id).await;
+    let again = app.deliver_ok("r224_update_items.json").await;
     assert_eq!(again["outcome"], "ignored");
     assert_eq!(again["reason"], "duplicate_event");
-    let after = booking(&app, id).await;
+    let after = app.booking_view(id).await;
     assert_eq!(after["spend"], before["spend"]);
     assert_eq!(after["transitions"], before["transitions"]);
     assert_eq!(
@@ -206,17 +195,17 @@ async fn a_resubmitted_notification_changes_nothing(db: Db) {
 async fn an_older_update_arriving_late_does_not_regress_the_sale(db: Db) {
     let app = spawn(db).await;
     let id = booking_224(&app, "confirmed").await;
-    deliver_ok(&app, "r224_update_items.json").await;
-    deliver_ok(&app, "r224_close.json").await;
+    app.deliver_ok("r224_update_items.json").await;
+    app.deliver_ok("r224_close.json").await;
     for late in [
         "r224_update_stale.json",
         "open_regular_tax_inclusive.json",
         "r224_update_payment.json",
     ] {
-        let answer = deliver_ok(&app, late).await;
+        let answer = app.deliver_ok(late).await;
         assert_eq!(answer["reason"], "stale_update", "{late}");
     }
-    let booking = booking(&app, id).await;
+    let booking = app.booking_view(id).await;
     assert_eq!(booking["status"], "paid");
     assert_eq!(booking["sales"][0]["state"], "closed");
     assert_eq!(booking["spend"]["total"], "63.20");
@@ -225,15 +214,15 @@ async fn an_older_update_arriving_late_does_not_regress_the_sale(db: Db) {
 async fn a_split_order_belongs_to_its_origins_booking_and_is_summed_once(db: Db) {
     let app = spawn(db).await;
     let id = booking_at_table_10(&app).await;
-    let first = deliver_ok(&app, "open_split_check_original.json").await;
+    let first = app.deliver_ok("open_split_check_original.json").await;
     assert_eq!(
         first["detail"],
         "matched by table_time: table 10, opened 8 min after the booking's start"
     );
     for fixture in ["split_original_update.json", "split_child_open.json"] {
-        deliver_ok(&app, fixture).await;
+        app.deliver_ok(fixture).await;
     }
-    let seated = booking(&app, id).await;
+    let seated = app.booking_view(id).await;
     assert_eq!(seated["status"], "seated");
     let child = seated["sales"]
         .as_array()
@@ -242,14 +231,14 @@ async fn a_split_order_belongs_to_its_origins_booking_and_is_summed_once(db: Db)
         .expect("the split child is on the booking");
     assert_eq!(child["match"]["rule"], "lineage");
     assert_eq!(child["kind"], "split");
-    deliver_ok(&app, "split_original_close.json").await;
+    app.deliver_ok("split_original_close.json").await;
     assert_eq!(
-        booking(&app, id).await["status"],
+        app.booking_view(id).await["status"],
         "seated",
         "one check is still open"
     );
-    deliver_ok(&app, "split_child_close.json").await;
-    let paid = booking(&app, id).await;
+    app.deliver_ok("split_child_close.json").await;
+    let paid = app.booking_view(id).await;
     assert_eq!(paid["status"], "paid");
     assert_eq!(
         paid["spend"]["total"], "50.71",
@@ -272,9 +261,9 @@ async fn a_split_that_arrives_before_its_origin_is_adopted_later(db: Db) {
             json!({ "start": "2025-12-29T11:00:00Z", "duration_minutes": 30, "tables": ["10"] }),
         )
         .await;
-    let child_first = deliver_ok(&app, "split_child_open.json").await;
+    let child_first = app.deliver_ok("split_child_open.json").await;
     assert_eq!(child_first["detail"], "unmatched");
-    deliver_ok(&app, "open_split_check_original.json").await;
+    app.deliver_ok("open_split_check_original.json").await;
     let child = &app.sales_with_external_id(SPLIT_CHILD).await[0];
     assert_eq!(child["match"]["booking_id"], id);
     assert_eq!(child["match"]["rule"], "lineage");
@@ -283,7 +272,7 @@ async fn a_split_that_arrives_before_its_origin_is_adopted_later(db: Db) {
         format!("split of sale {SPLIT_ORIGINAL}")
     );
     assert_eq!(
-        booking(&app, id).await["sales"].as_array().map(Vec::len),
+        app.booking_view(id).await["sales"].as_array().map(Vec::len),
         Some(2)
     );
 }
@@ -296,9 +285,9 @@ async fn a_cancelled_order_is_voided_and_does_not_count(db: Db) {
     let id = app
         .booking(venue, json!({ "reference": "438", "start": "2024-09-18T20:00:00Z", "covers": 2, "tables": ["1"] }))
         .await;
-    deliver_ok(&app, "open_regular_tax_exclusive.json").await;
-    deliver_ok(&app, "r438_cancel.json").await;
-    let booking = booking(&app, id).await;
+    app.deliver_ok("open_regular_tax_exclusive.json").await;
+    app.deliver_ok("r438_cancel.json").await;
+    let booking = app.booking_view(id).await;
     assert_eq!(booking["sales"][0]["state"], "voided");
     assert_eq!(
         booking["sales"][0]["total"], "18.93",
@@ -320,9 +309,9 @@ async fn a_tax_exclusive_close_adds_tax_on_top(db: Db) {
         .booking(venue, json!({ "reference": "438", "start": "2024-09-18T20:00:00Z", "covers": 2, "tables": ["1"] }))
         .await;
     // The CLOSE is newer than the CANCEL, so the order ends closed whatever the arrival order.
-    deliver_ok(&app, "r438_close_tax_exclusive.json").await;
-    deliver_ok(&app, "r438_cancel.json").await;
-    let booking = booking(&app, id).await;
+    app.deliver_ok("r438_close_tax_exclusive.json").await;
+    app.deliver_ok("r438_cancel.json").await;
+    let booking = app.booking_view(id).await;
     assert_eq!(booking["status"], "paid");
     assert_eq!(booking["spend"]["net"], "61.55");
     assert_eq!(booking["spend"]["tax"], "8.00");
@@ -334,9 +323,9 @@ async fn a_cancelled_booking_is_never_moved(db: Db) {
     let app = spawn(db).await;
     let id = booking_224(&app, "cancelled").await;
     for fixture in ["open_regular_tax_inclusive.json", "r224_close.json"] {
-        deliver_ok(&app, fixture).await;
+        app.deliver_ok(fixture).await;
     }
-    let booking = booking(&app, id).await;
+    let booking = app.booking_view(id).await;
     assert_eq!(booking["status"], "cancelled");
     assert_eq!(booking["transitions"], json!([]));
 }
@@ -351,7 +340,7 @@ async fn table_and_time_never_matches_a_cancelled_booking(db: Db) {
         json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"], "status": "cancelled" }),
     )
     .await;
-    let answer = deliver_ok(&app, "open_split_check_original.json").await;
+    let answer = app.deliver_ok("open_split_check_original.json").await;
     assert_eq!(answer["detail"], "unmatched");
 }
 
@@ -372,7 +361,7 @@ async fn two_bookings_on_the_same_table_and_time_leave_the_sale_ambiguous(db: Db
             json!({ "start": "2025-12-29T11:40:00Z", "tables": ["table 10"] }),
         )
         .await;
-    let answer = deliver_ok(&app, "open_split_check_original.json").await;
+    let answer = app.deliver_ok("open_split_check_original.json").await;
     assert!(
         answer["detail"]
             .as_str()

@@ -390,14 +390,11 @@ async fn a_pos_sale_finds_the_checkfront_booking_by_code_or_by_its_tables(db: Db
     )
     .await;
     let (status, _) = app
-        .client
-        .patch(format!("{}/api/v1/venues/{venue}", app.base))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .json(&json!({ "sku_tables": { "paddleboard": "Table 1" } }))
-        .send()
-        .await
-        .map(|r| (r.status(), ()))
-        .expect("request");
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "sku_tables": { "paddleboard": "Table 1" } }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     post_checkfront(
         &app,
