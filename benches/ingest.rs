@@ -211,50 +211,40 @@ fn config_text(database_url: &str) -> String {
 }
 
 /// 1,000 venues each owning one Lightspeed location, and 100,000 bookings across them.
-async fn seed(database_url: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(database_url)
-        .await
-        .expect("connect");
-    let mut tx = conn.begin().await.expect("begin");
+fn seed(database_url: &str) {
+    let path = database_url.trim_start_matches("sqlite://");
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    let tx = conn.transaction().expect("begin");
     for venue in 0..VENUES as i64 {
-        sqlx::query("INSERT INTO venues (id, name, timezone, created_at) VALUES ($1, $2, 'Europe/Paris', 0)")
-            .bind(venue + 1)
-            .bind(format!("Venue {venue}"))
-            .execute(&mut *tx)
-            .await
-            .expect("venue");
-        sqlx::query("INSERT INTO partner_locations (venue_id, partner, location_id, enabled) VALUES ($1, 'lightspeed', $2, 1)")
-            .bind(venue + 1)
-            .bind(venue.to_string())
-            .execute(&mut *tx)
-            .await
-            .expect("location");
+        tx.execute(
+            "INSERT INTO venues (id, name, timezone, created_at) VALUES (?1, ?2, 'Europe/Paris', 0)",
+            rusqlite::params![venue + 1, format!("Venue {venue}")],
+        )
+        .expect("venue");
+        tx.execute(
+            "INSERT INTO partner_locations (venue_id, partner, location_id, enabled) VALUES (?1, 'lightspeed', ?2, 1)",
+            rusqlite::params![venue + 1, venue.to_string()],
+        )
+        .expect("location");
     }
     let day = 86_400_000i64;
     for booking in 0..BOOKINGS as i64 {
         let start = 1_766_966_400_000 + (booking % 30) * day + (booking % 8) * 1_800_000;
-        sqlx::query(
+        tx.execute(
             "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 2, 'confirmed', 0, 0)",
+             VALUES (?1, ?2, ?3, ?4, 2, 'confirmed', 0, 0)",
+            rusqlite::params![booking % VENUES as i64 + 1, format!("B{booking}"), start, start + 5_400_000],
         )
-        .bind(booking % VENUES as i64 + 1)
-        .bind(format!("B{booking}"))
-        .bind(start)
-        .bind(start + 5_400_000)
-        .execute(&mut *tx)
-        .await
         .expect("booking");
-        sqlx::query(
-            "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, 0, $2)",
+        tx.execute(
+            "INSERT INTO booking_tables (booking_id, position, table_key) VALUES (?1, 0, ?2)",
+            rusqlite::params![booking + 1, ((booking % 20) + 1).to_string()],
         )
-        .bind(booking + 1)
-        .bind(((booking % 20) + 1).to_string())
-        .execute(&mut *tx)
-        .await
         .expect("table");
     }
-    tx.commit().await.expect("commit");
+    tx.execute("UPDATE venues SET longest_booking_ms = 5400000", [])
+        .expect("span");
+    tx.commit().expect("commit");
 }
 
 async fn run() {
@@ -276,7 +266,7 @@ async fn run() {
         .await
         .expect("app");
     let seeding = Instant::now();
-    seed(&database_url).await;
+    seed(&database_url);
     println!(
         "seeded {VENUES} venues and {BOOKINGS} bookings in {:.1} s",
         seeding.elapsed().as_secs_f64()

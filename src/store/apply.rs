@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Acquire, AnyConnection, Row, Transaction};
 
+use super::db::{self, Conn, Row};
 use super::sql::{decimal_text, from_millis, json_list, parse_status};
 use super::{Ingested, StoreError};
 use crate::domain::booking::SalesSummary;
@@ -74,7 +74,7 @@ fn verdict(
 /// savepoint is rolled back and the event is marked `failed`, so the raw event still commits.
 /// A batch for several locations applies all or nothing.
 pub(super) async fn process(
-    tx: &mut Transaction<'_, sqlx::Any>,
+    conn: &mut Conn<'_>,
     event_id: i64,
     partner: &str,
     mapped: Mapped,
@@ -111,20 +111,11 @@ pub(super) async fn process(
         } => vec![(location_id, commands)],
         Mapped::Batch(groups) => groups,
     };
-    let mut savepoint = tx.begin().await?;
+    let savepoint = conn.savepoint().await?;
     let mut results = Vec::with_capacity(groups.len());
     let mut failure = None;
     for (location_id, commands) in groups {
-        match apply_group(
-            &mut savepoint,
-            event_id,
-            partner,
-            &location_id,
-            commands,
-            now,
-        )
-        .await
-        {
+        match apply_group(conn, event_id, partner, &location_id, commands, now).await {
             Ok(result) => results.push(result),
             Err(error) => {
                 failure = Some(error);
@@ -133,7 +124,7 @@ pub(super) async fn process(
         }
     }
     if let Some(error) = failure {
-        savepoint.rollback().await?;
+        savepoint.rollback(conn).await?;
         tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
         return Ok(verdict(
             event_id,
@@ -142,7 +133,7 @@ pub(super) async fn process(
             error.to_string(),
         ));
     }
-    savepoint.commit().await?;
+    savepoint.release(conn).await?;
     Ok(combine(event_id, results))
 }
 
@@ -166,7 +157,7 @@ fn combine(event_id: i64, mut results: Vec<Ingested>) -> Ingested {
 
 /// Applies the commands for one location of the partner.
 async fn apply_group(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     event_id: i64,
     partner: &str,
     location_id: &str,
@@ -222,7 +213,7 @@ struct Context<'a> {
 }
 
 async fn apply(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     command: Command,
 ) -> Result<Ingested, StoreError> {
@@ -246,13 +237,13 @@ async fn apply(
         }
         Command::UpdateBooking(update) => update_booking_from_partner(conn, cx, update).await,
         Command::SetIntegration { enabled } => {
-            sqlx::query(
+            db::query(
                 "UPDATE partner_locations SET enabled = $1 WHERE partner = $2 AND location_id = $3",
             )
             .bind(i64::from(enabled))
             .bind(cx.partner)
             .bind(cx.location_id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
             let state = if enabled { "enabled" } else { "disabled" };
             Ok(verdict(
@@ -271,7 +262,7 @@ async fn apply(
 const VENUE_COLUMNS: &str = "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases,
     v.walk_ins, v.timezone, v.sku_tables";
 
-fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, StoreError> {
+fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
     let aliases: String = row.try_get("table_aliases")?;
     Ok(Venue {
         id: row.try_get("id")?,
@@ -281,7 +272,7 @@ fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, Store
             after_end: Duration::minutes(row.try_get("tolerance_after_min")?),
         },
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
-        walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
+        walk_ins: row.try_get::<i64>("walk_ins")? != 0,
         zone: {
             let zone: String = row.try_get("timezone")?;
             zone.parse()
@@ -295,32 +286,32 @@ fn venue_from_row(row: &sqlx::any::AnyRow, enabled: bool) -> Result<Venue, Store
 }
 
 async fn venue_of_location(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     partner: &str,
     location_id: &str,
 ) -> Result<Option<Venue>, StoreError> {
-    let row = sqlx::query(&format!(
+    let row = db::query(format!(
         "SELECT {VENUE_COLUMNS}, l.enabled FROM partner_locations l JOIN venues v ON v.id = l.venue_id
          WHERE l.partner = $1 AND l.location_id = $2"
     ))
     .bind(partner)
     .bind(location_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     row.map(|row| {
-        let enabled = row.try_get::<i64, _>("enabled")? != 0;
+        let enabled = row.try_get::<i64>("enabled")? != 0;
         venue_from_row(&row, enabled)
     })
     .transpose()
 }
 
 /// A venue by id, for the re-matching that admin changes trigger.
-pub(super) async fn venue(conn: &mut AnyConnection, venue_id: i64) -> Result<Venue, StoreError> {
-    let row = sqlx::query(&format!(
+pub(super) async fn venue(conn: &mut Conn<'_>, venue_id: i64) -> Result<Venue, StoreError> {
+    let row = db::query(format!(
         "SELECT {VENUE_COLUMNS} FROM venues v WHERE v.id = $1"
     ))
     .bind(venue_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?
     .ok_or(StoreError::NotFound("venue"))?;
     venue_from_row(&row, true)
@@ -344,19 +335,19 @@ struct StoredSale {
 }
 
 async fn stored_sale(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     partner: &str,
     venue_id: i64,
     external_id: &str,
 ) -> Result<Option<StoredSale>, StoreError> {
-    let row = sqlx::query(
+    let row = db::query(
         "SELECT id, version, state, booking_id, match_rule, match_reason FROM sales
          WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
     )
     .bind(partner)
     .bind(venue_id)
     .bind(external_id)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     row.map(|row| {
         let state: String = row.try_get("state")?;
@@ -421,7 +412,7 @@ impl Link {
 }
 
 async fn upsert_sale(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     sale: &SaleSnapshot,
 ) -> Result<Ingested, StoreError> {
@@ -491,13 +482,13 @@ async fn upsert_sale(
 
 /// Creates the walk-in booking an unmatched sale on a table stands for.
 async fn create_walk_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     sale: &SaleSnapshot,
     tables: &[TableKey],
 ) -> Result<Link, StoreError> {
     let start = sale.opened_at;
-    let booking_id: i64 = sqlx::query_scalar(
+    let booking_id: i64 = db::query_scalar(
         "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'walk_in', $6, $6) RETURNING id",
     )
@@ -507,7 +498,7 @@ async fn create_walk_in(
     .bind(sale.covers.unwrap_or(0).max(0))
     .bind(BookingStatus::Confirmed.as_str())
     .bind(cx.now.timestamp_millis())
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
     write_booking_tables(conn, booking_id, tables).await?;
     let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
@@ -523,29 +514,29 @@ async fn create_walk_in(
 }
 
 pub(super) async fn write_booking_tables(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     booking_id: i64,
     tables: &[TableKey],
 ) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM booking_tables WHERE booking_id = $1")
+    db::query("DELETE FROM booking_tables WHERE booking_id = $1")
         .bind(booking_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     for (position, table) in (0i64..).zip(tables) {
-        sqlx::query(
+        db::query(
             "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, $2, $3)",
         )
         .bind(booking_id)
         .bind(position)
         .bind(table.as_str())
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     }
     Ok(())
 }
 
 async fn decide_match(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     partner: &str,
     venue: &Venue,
     sale: &SaleFacts,
@@ -566,11 +557,11 @@ async fn decide_match(
     }
     if let Some(origin) = &sale.origin_external_id {
         let origin_booking: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT booking_id FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3")
+            db::query_scalar("SELECT booking_id FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3")
                 .bind(partner)
                 .bind(venue.id)
                 .bind(origin.as_str())
-                .fetch_optional(&mut *conn)
+                .fetch_optional(conn)
                 .await?;
         if let Some(booking) = origin_booking.flatten() {
             return Ok(decide(input(&[], Some(booking), &[])));
@@ -588,7 +579,7 @@ const CANDIDATE_COLUMNS: &str =
      FROM bookings b LEFT JOIN booking_tables t ON t.booking_id = b.id";
 
 async fn bookings_by_reference(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue_id: i64,
     references: &[&str],
 ) -> Result<Vec<CandidateBooking>, StoreError> {
@@ -599,16 +590,16 @@ async fn bookings_by_reference(
         "{CANDIDATE_COLUMNS} WHERE b.venue_id = $1 AND b.reference IN ({}) ORDER BY b.id, t.position",
         placeholders.join(", ")
     );
-    let mut query = sqlx::query(&sql).bind(venue_id);
+    let mut query = db::query(&sql).bind(venue_id);
     for reference in references {
         query = query.bind(*reference);
     }
-    candidates(query.fetch_all(&mut *conn).await?)
+    candidates(query.fetch_all(conn).await?)
 }
 
 /// Bookings whose window, widened by the venue's tolerances, contains `opened`.
 async fn bookings_near(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue: &Venue,
     opened: DateTime<Utc>,
 ) -> Result<Vec<CandidateBooking>, StoreError> {
@@ -618,17 +609,17 @@ async fn bookings_near(
         "{CANDIDATE_COLUMNS} WHERE b.venue_id = $1 AND b.start_at <= $2 AND b.end_at >= $3
          AND b.status NOT IN ('cancelled', 'no_show') ORDER BY b.id, t.position"
     );
-    let rows = sqlx::query(&sql)
+    let rows = db::query(&sql)
         .bind(venue.id)
         .bind(latest_start)
         .bind(earliest_end)
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     candidates(rows)
 }
 
 /// Folds booking rows joined with their tables into candidates.
-fn candidates(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<CandidateBooking>, StoreError> {
+fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBooking>, StoreError> {
     let mut out: Vec<CandidateBooking> = Vec::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
@@ -652,7 +643,7 @@ fn candidates(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<CandidateBooking>, Sto
 }
 
 async fn write_sale(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     sale: &SaleSnapshot,
     link: &Link,
@@ -664,7 +655,7 @@ async fn write_sale(
     }));
     let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
     let totals = &sale.totals;
-    let sale_id: i64 = sqlx::query_scalar(
+    let sale_id: i64 = db::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
              discount, deposit, covers, tables, booking_refs, booking_id, match_rule, match_reason,
@@ -713,15 +704,15 @@ async fn write_sale(
     .bind(candidates)
     .bind(cx.event_id)
     .bind(cx.now.timestamp_millis())
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
 
-    sqlx::query("DELETE FROM sale_lines WHERE sale_id = $1")
+    db::query("DELETE FROM sale_lines WHERE sale_id = $1")
         .bind(sale_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     for (position, line) in (0i64..).zip(&sale.lines) {
-        sqlx::query(
+        db::query(
             "INSERT INTO sale_lines (sale_id, position, external_id, description, quantity,
                  unit_amount, amount, tax_rate, tax_included)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -735,15 +726,15 @@ async fn write_sale(
         .bind(decimal_text(line.amount))
         .bind(line.tax_rate.map(decimal_text))
         .bind(line.tax_included.map(i64::from))
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     }
-    sqlx::query("DELETE FROM sale_payments WHERE sale_id = $1")
+    db::query("DELETE FROM sale_payments WHERE sale_id = $1")
         .bind(sale_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     for (position, payment) in (0i64..).zip(&sale.payments) {
-        sqlx::query(
+        db::query(
             "INSERT INTO sale_payments (sale_id, position, external_id, method, amount, tip, paid_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -754,7 +745,7 @@ async fn write_sale(
         .bind(decimal_text(payment.amount))
         .bind(decimal_text(payment.tip))
         .bind(payment.paid_at.map(|t| t.timestamp_millis()))
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     }
     Ok(sale_id)
@@ -765,13 +756,13 @@ async fn write_sale(
 /// lineage ranks above table and time, so the final link does not depend on arrival order.
 /// Returns the bookings such sales left.
 async fn adopt_lineage(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     partner: &str,
     venue_id: i64,
     origin: &str,
     booking_id: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT id, kind, booking_id FROM sales
          WHERE partner = $1 AND venue_id = $2 AND origin_external_id = $3
            AND ((booking_id IS NULL AND match_rule IS NULL) OR match_rule = 'table_time')",
@@ -779,13 +770,13 @@ async fn adopt_lineage(
     .bind(partner)
     .bind(venue_id)
     .bind(origin)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
     let mut left = Vec::new();
     for row in rows {
         let kind: String = row.try_get("kind")?;
         let kind = SaleKind::parse(&kind).unwrap_or(SaleKind::Sale);
-        left.extend(row.try_get::<Option<i64>, _>("booking_id")?);
+        left.extend(row.try_get::<Option<i64>>("booking_id")?);
         let link = Link {
             booking_id: Some(booking_id),
             rule: Some(MatchRule::Lineage.as_str()),
@@ -798,34 +789,34 @@ async fn adopt_lineage(
 }
 
 pub(super) async fn set_link(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     sale_id: i64,
     link: &Link,
 ) -> Result<(), StoreError> {
     let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
-    sqlx::query("UPDATE sales SET booking_id = $1, match_rule = $2, match_reason = $3, match_candidates = $4 WHERE id = $5")
+    db::query("UPDATE sales SET booking_id = $1, match_rule = $2, match_reason = $3, match_candidates = $4 WHERE id = $5")
         .bind(link.booking_id)
         .bind(link.rule)
         .bind(link.reason.as_deref())
         .bind(candidates)
         .bind(sale_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     Ok(())
 }
 
 /// Moves a booking to the status its sales imply, if the state machine allows it.
 pub(super) async fn follow_sales(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     booking_id: i64,
     cause: &str,
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let current = booking_status(conn, booking_id).await?;
-    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM sales WHERE booking_id = $1")
+    let states: Vec<String> = db::query_scalar("SELECT state FROM sales WHERE booking_id = $1")
         .bind(booking_id)
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     let mut summary = SalesSummary::default();
     for state in states.iter().filter_map(|s| SaleState::parse(s)) {
@@ -841,18 +832,18 @@ pub(super) async fn follow_sales(
 }
 
 pub(super) async fn booking_status(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     booking_id: i64,
 ) -> Result<BookingStatus, StoreError> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM bookings WHERE id = $1")
+    let status: Option<String> = db::query_scalar("SELECT status FROM bookings WHERE id = $1")
         .bind(booking_id)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(conn)
         .await?;
     parse_status(&status.ok_or(StoreError::NotFound("booking"))?)
 }
 
 pub(super) async fn record_transition(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     booking_id: i64,
     from: BookingStatus,
     to: BookingStatus,
@@ -860,13 +851,13 @@ pub(super) async fn record_transition(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
+    db::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
         .bind(to.as_str())
         .bind(now.timestamp_millis())
         .bind(booking_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO booking_transitions (booking_id, from_status, to_status, cause, event_id, at)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -876,22 +867,22 @@ pub(super) async fn record_transition(
     .bind(cause)
     .bind(event_id)
     .bind(now.timestamp_millis())
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// A partner's statement about a booking (e.g. Lightspeed's POS reservation status).
 async fn update_booking_from_partner(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     update: BookingUpdate,
 ) -> Result<Ingested, StoreError> {
     let booking_id: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+        db::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
             .bind(cx.venue.id)
             .bind(update.reference.as_str())
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
     let Some(booking_id) = booking_id else {
         let detail = format!(
@@ -905,17 +896,17 @@ async fn update_booking_from_partner(
             detail,
         ));
     };
-    sqlx::query("UPDATE bookings SET partner_status = $1, updated_at = $2 WHERE id = $3")
+    db::query("UPDATE bookings SET partner_status = $1, updated_at = $2 WHERE id = $3")
         .bind(update.partner_status.as_str())
         .bind(cx.now.timestamp_millis())
         .bind(booking_id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     if let Some(covers) = update.covers.filter(|c| *c > 0) {
-        sqlx::query("UPDATE bookings SET covers = $1 WHERE id = $2")
+        db::query("UPDATE bookings SET covers = $1 WHERE id = $2")
             .bind(covers)
             .bind(booking_id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     let tables_changed = match &update.tables {
@@ -973,7 +964,7 @@ struct StoredFacts {
     booking_id: Option<i64>,
 }
 
-fn stored_facts(row: &sqlx::any::AnyRow) -> Result<StoredFacts, StoreError> {
+fn stored_facts(row: &Row) -> Result<StoredFacts, StoreError> {
     let kind: String = row.try_get("kind")?;
     let tables: String = row.try_get("tables")?;
     let refs: String = row.try_get("booking_refs")?;
@@ -1005,16 +996,16 @@ fn stored_facts(row: &sqlx::any::AnyRow) -> Result<StoredFacts, StoreError> {
 /// and time (which may no longer fit). Manual decisions are left alone. Then every booking
 /// that gained or lost a sale follows its sales' states.
 pub(super) async fn rematch_around_booking(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue: &Venue,
     booking_id: i64,
     cause: &str,
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("SELECT start_at, end_at, reference FROM bookings WHERE id = $1")
+    let row = db::query("SELECT start_at, end_at, reference FROM bookings WHERE id = $1")
         .bind(booking_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await?;
     let (from, to) = widened_window(
         from_millis(row.try_get("start_at")?)?,
@@ -1022,7 +1013,7 @@ pub(super) async fn rematch_around_booking(
         venue.tolerances,
     );
     let reference: Option<String> = row.try_get("reference")?;
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT id, partner, external_id, kind, origin_external_id, opened_at, tables, booking_refs, booking_id FROM sales
          WHERE venue_id = $1 AND (match_rule IS NULL OR match_rule <> 'manual') AND (
              (booking_id IS NULL AND ((opened_at >= $2 AND opened_at <= $3) OR booking_refs <> '[]'))
@@ -1033,7 +1024,7 @@ pub(super) async fn rematch_around_booking(
     .bind(from.timestamp_millis())
     .bind(to.timestamp_millis())
     .bind(booking_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
     let mut touched = vec![booking_id];
     for row in &rows {
@@ -1071,28 +1062,28 @@ pub(super) async fn rematch_around_booking(
 /// partner's key, or adopting a booking made with the same reference by hand), move its
 /// status as a partner may, and let the venue's waiting sales find it.
 async fn upsert_booking(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     booking: &BookingSnapshot,
 ) -> Result<Ingested, StoreError> {
-    let by_key = sqlx::query(
+    let by_key = db::query(
         "SELECT id, partner_version, fingerprint FROM bookings WHERE venue_id = $1 AND source = $2 AND external_key = $3",
     )
     .bind(cx.venue.id)
     .bind(cx.partner)
     .bind(booking.external_key.as_str())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     let existing = match by_key {
         Some(row) => Some(row),
         None => {
-            sqlx::query(
+            db::query(
                 "SELECT id, partner_version, fingerprint FROM bookings
                  WHERE venue_id = $1 AND reference = $2 AND external_key IS NULL",
             )
             .bind(cx.venue.id)
             .bind(booking.reference.as_str())
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?
         }
     };
@@ -1122,10 +1113,10 @@ async fn upsert_booking(
         }
     }
     let reference_free: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+        db::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
             .bind(cx.venue.id)
             .bind(booking.reference.as_str())
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
     let existing_id: Option<i64> = existing.as_ref().map(|r| r.try_get("id")).transpose()?;
     let reference = match reference_free {
@@ -1139,7 +1130,7 @@ async fn upsert_booking(
     let id = match existing_id {
         Some(id) => id,
         None => {
-            sqlx::query_scalar(
+            db::query_scalar(
                 "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, external_key,
                      created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
@@ -1153,11 +1144,11 @@ async fn upsert_booking(
             .bind(cx.partner)
             .bind(booking.external_key.as_str())
             .bind(now)
-            .fetch_one(&mut *conn)
+            .fetch_one(conn)
             .await?
         }
     };
-    sqlx::query(
+    db::query(
         "UPDATE bookings SET reference = COALESCE($1, reference), start_at = $2, end_at = $3,
              covers = COALESCE($4, covers), customer_name = $5, customer_email = $6,
              customer_phone = $7, guest_id = COALESCE($8, guest_id), source = $9,
@@ -1183,7 +1174,7 @@ async fn upsert_booking(
     .bind(booking.partner_status.as_str())
     .bind(now)
     .bind(id)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     let mut tables: Vec<TableKey> = booking
         .skus
@@ -1229,11 +1220,11 @@ async fn upsert_booking(
 
 /// Records a platform's payment or refund once per transaction id.
 async fn record_payment(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     cx: &Context<'_>,
     payment: &PlatformPayment,
 ) -> Result<Ingested, StoreError> {
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "INSERT INTO platform_payments (venue_id, partner, booking_reference, transaction_id, amount,
              refund, at, event_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -1247,9 +1238,8 @@ async fn record_payment(
     .bind(i64::from(payment.refund))
     .bind(payment.at.map(|t| t.timestamp_millis()))
     .bind(cx.event_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .execute(conn)
+    .await?;
     let what = if payment.refund { "refund" } else { "payment" };
     let mut result = if inserted == 0 {
         verdict(

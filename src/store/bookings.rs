@@ -8,10 +8,10 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
-use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::StoreError;
 use super::apply::{self, Link};
+use super::db::{self, Conn, Row};
 use super::records::*;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use crate::domain::spend::SaleFigures;
@@ -37,7 +37,7 @@ fn phone_key(phone: Option<&str>) -> Option<String> {
 
 /// The guest profile of `customer` at a venue, found by e-mail or phone, else created.
 pub(super) async fn link_guest(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue_id: i64,
     customer: &Customer,
     now: DateTime<Utc>,
@@ -47,16 +47,16 @@ pub(super) async fn link_guest(
     if email.is_none() && phone.is_none() {
         return Ok(None);
     }
-    let existing: Option<i64> = sqlx::query_scalar(
+    let existing: Option<i64> = db::query_scalar(
         "SELECT id FROM guests WHERE venue_id = $1 AND (email_key = $2 OR phone_key = $3) ORDER BY id LIMIT 1",
     )
     .bind(venue_id)
     .bind(email.as_deref())
     .bind(phone.as_deref())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(conn)
     .await?;
     if let Some(id) = existing {
-        sqlx::query(
+        db::query(
             "UPDATE guests SET name = COALESCE(name, $1), email = COALESCE(email, $2),
                  email_key = COALESCE(email_key, $3), phone = COALESCE(phone, $4),
                  phone_key = COALESCE(phone_key, $5), updated_at = $6
@@ -69,11 +69,11 @@ pub(super) async fn link_guest(
         .bind(phone.as_deref())
         .bind(now.timestamp_millis())
         .bind(id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
         return Ok(Some(id));
     }
-    let id = sqlx::query_scalar(
+    let id = db::query_scalar(
         "INSERT INTO guests (venue_id, name, email, phone, email_key, phone_key, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
     )
@@ -84,22 +84,22 @@ pub(super) async fn link_guest(
     .bind(email.as_deref())
     .bind(phone.as_deref())
     .bind(now.timestamp_millis())
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
     Ok(Some(id))
 }
 
 async fn reference_taken(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue_id: i64,
     reference: &str,
     except: Option<i64>,
 ) -> Result<(), StoreError> {
     let taken: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+        db::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
             .bind(venue_id)
             .bind(reference)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
     match taken {
         Some(other) if Some(other) != except => Err(StoreError::Conflict(format!(
@@ -114,7 +114,7 @@ fn table_keys(tables: &[String]) -> Vec<TableKey> {
 }
 
 pub(super) async fn create(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     venue_id: i64,
     booking: NewBooking,
 ) -> Result<i64, StoreError> {
@@ -125,7 +125,7 @@ pub(super) async fn create(
     let now = Utc::now();
     let guest_id = link_guest(conn, venue_id, &booking.customer, now).await?;
     let end = booking.start + Duration::minutes(booking.duration_minutes);
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = db::query_scalar(
         "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
              customer_name, customer_email, customer_phone, guest_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
@@ -142,7 +142,7 @@ pub(super) async fn create(
     .bind(booking.customer.phone.as_deref())
     .bind(guest_id)
     .bind(now.timestamp_millis())
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await?;
     apply::write_booking_tables(conn, id, &table_keys(&booking.tables)).await?;
     apply::rematch_around_booking(
@@ -158,13 +158,13 @@ pub(super) async fn create(
 }
 
 pub(super) async fn update(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     id: i64,
     changes: BookingChanges,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("SELECT venue_id, start_at, end_at FROM bookings WHERE id = $1")
+    let row = db::query("SELECT venue_id, start_at, end_at FROM bookings WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(conn)
         .await?
         .ok_or(StoreError::NotFound("booking"))?;
     let venue_id: i64 = row.try_get("venue_id")?;
@@ -174,10 +174,10 @@ pub(super) async fn update(
     let old_end = from_millis(row.try_get("end_at")?)?;
     if let Some(reference) = &changes.reference {
         reference_taken(conn, venue_id, reference, Some(id)).await?;
-        sqlx::query("UPDATE bookings SET reference = $1 WHERE id = $2")
+        db::query("UPDATE bookings SET reference = $1 WHERE id = $2")
             .bind(reference.as_str())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if changes.start.is_some() || changes.duration_minutes.is_some() {
@@ -185,18 +185,18 @@ pub(super) async fn update(
         let minutes = changes
             .duration_minutes
             .unwrap_or((old_end - old_start).num_minutes());
-        sqlx::query("UPDATE bookings SET start_at = $1, end_at = $2 WHERE id = $3")
+        db::query("UPDATE bookings SET start_at = $1, end_at = $2 WHERE id = $3")
             .bind(start.timestamp_millis())
             .bind((start + Duration::minutes(minutes)).timestamp_millis())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(covers) = changes.covers {
-        sqlx::query("UPDATE bookings SET covers = $1 WHERE id = $2")
+        db::query("UPDATE bookings SET covers = $1 WHERE id = $2")
             .bind(covers)
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(tables) = &changes.tables {
@@ -204,13 +204,13 @@ pub(super) async fn update(
     }
     if let Some(customer) = &changes.customer {
         let guest_id = link_guest(conn, venue_id, customer, now).await?;
-        sqlx::query("UPDATE bookings SET customer_name = $1, customer_email = $2, customer_phone = $3, guest_id = $4 WHERE id = $5")
+        db::query("UPDATE bookings SET customer_name = $1, customer_email = $2, customer_phone = $3, guest_id = $4 WHERE id = $5")
             .bind(customer.name.as_deref())
             .bind(customer.email.as_deref())
             .bind(customer.phone.as_deref())
             .bind(guest_id)
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(status) = changes.status {
@@ -219,10 +219,10 @@ pub(super) async fn update(
             apply::record_transition(conn, id, current, status, "manual", None, now).await?;
         }
     }
-    sqlx::query("UPDATE bookings SET updated_at = $1 WHERE id = $2")
+    db::query("UPDATE bookings SET updated_at = $1 WHERE id = $2")
         .bind(now.timestamp_millis())
         .bind(id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     apply::rematch_around_booking(
         conn,
@@ -237,13 +237,13 @@ pub(super) async fn update(
 
 /// Sets a sale's link by hand and lets the bookings it left and joined follow their sales.
 pub(super) async fn set_manual_link(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     sale_id: i64,
     booking_id: Option<i64>,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query("SELECT venue_id, booking_id, external_id FROM sales WHERE id = $1")
+    let row = db::query("SELECT venue_id, booking_id, external_id FROM sales WHERE id = $1")
         .bind(sale_id)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(conn)
         .await?
         .ok_or(StoreError::NotFound("sale"))?;
     let venue_id: i64 = row.try_get("venue_id")?;
@@ -252,9 +252,9 @@ pub(super) async fn set_manual_link(
     let reason = match booking_id {
         Some(booking_id) => {
             let booking_venue: Option<i64> =
-                sqlx::query_scalar("SELECT venue_id FROM bookings WHERE id = $1")
+                db::query_scalar("SELECT venue_id FROM bookings WHERE id = $1")
                     .bind(booking_id)
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(conn)
                     .await?;
             match booking_venue {
                 None => return Err(StoreError::NotFound("booking")),
@@ -281,40 +281,40 @@ pub(super) async fn set_manual_link(
 }
 
 pub(super) async fn update_venue(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     id: i64,
     changes: VenueChanges,
 ) -> Result<(), StoreError> {
     apply::venue(conn, id).await?;
     if let Some(name) = &changes.name {
-        sqlx::query("UPDATE venues SET name = $1 WHERE id = $2")
+        db::query("UPDATE venues SET name = $1 WHERE id = $2")
             .bind(name.as_str())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(timezone) = &changes.timezone {
-        sqlx::query("UPDATE venues SET timezone = $1 WHERE id = $2")
+        db::query("UPDATE venues SET timezone = $1 WHERE id = $2")
             .bind(timezone.as_str())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(currency) = &changes.currency {
-        sqlx::query("UPDATE venues SET currency = $1 WHERE id = $2")
+        db::query("UPDATE venues SET currency = $1 WHERE id = $2")
             .bind(currency.as_str())
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(tolerances) = &changes.tolerances {
-        sqlx::query(
+        db::query(
             "UPDATE venues SET tolerance_before_min = $1, tolerance_after_min = $2 WHERE id = $3",
         )
         .bind(tolerances.before_start_minutes)
         .bind(tolerances.after_end_minutes)
         .bind(id)
-        .execute(&mut *conn)
+        .execute(conn)
         .await?;
     }
     if let Some(aliases) = &changes.table_aliases {
@@ -328,10 +328,10 @@ pub(super) async fn update_venue(
             })
             .collect();
         let json = serde_json::to_string(&normalised).unwrap_or_else(|_| "{}".to_owned());
-        sqlx::query("UPDATE venues SET table_aliases = $1 WHERE id = $2")
+        db::query("UPDATE venues SET table_aliases = $1 WHERE id = $2")
             .bind(json)
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(skus) = &changes.sku_tables {
@@ -340,56 +340,56 @@ pub(super) async fn update_venue(
             .filter_map(|(sku, table)| Some((sku.clone(), TableKey::parse(table)?.to_string())))
             .collect();
         let json = serde_json::to_string(&normalised).unwrap_or_else(|_| "{}".to_owned());
-        sqlx::query("UPDATE venues SET sku_tables = $1 WHERE id = $2")
+        db::query("UPDATE venues SET sku_tables = $1 WHERE id = $2")
             .bind(json)
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     if let Some(walk_ins) = changes.walk_ins {
-        sqlx::query("UPDATE venues SET walk_ins = $1 WHERE id = $2")
+        db::query("UPDATE venues SET walk_ins = $1 WHERE id = $2")
             .bind(i64::from(walk_ins))
             .bind(id)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
     }
     Ok(())
 }
 
 /// A booking with its tables, sales, spend and transitions.
-pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>, StoreError> {
-    let Some(row) = sqlx::query(
+pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingView>, StoreError> {
+    let Some(row) = db::query(
         "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status,
              b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency,
              b.external_key, b.total, b.paid, b.currency AS booked_currency
          FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?
     else {
         return Ok(None);
     };
-    let tables: Vec<String> = sqlx::query_scalar(
+    let tables: Vec<String> = db::query_scalar(
         "SELECT table_key FROM booking_tables WHERE booking_id = $1 ORDER BY position",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
-    let sales = sqlx::query(&format!(
+    let sales = db::query(format!(
         "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
     ))
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?
     .iter()
     .map(sale_record)
     .collect::<Result<Vec<_>, _>>()?;
-    let transitions = sqlx::query(
+    let transitions = db::query(
         "SELECT from_status, to_status, cause, event_id, at FROM booking_transitions WHERE booking_id = $1 ORDER BY id",
     )
     .bind(id)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?
     .iter()
     .map(|t| {
@@ -428,7 +428,7 @@ pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>,
             phone: row.try_get("customer_phone")?,
         },
         guest_id: row.try_get("guest_id")?,
-        platform: platform(pool, &row).await?,
+        platform: platform(conn, &row).await?,
         sales,
         spend,
         transitions,
@@ -436,11 +436,8 @@ pub(super) async fn view(pool: &AnyPool, id: i64) -> Result<Option<BookingView>,
 }
 
 /// A platform-owned booking's money and the payments its platform recorded for it.
-async fn platform(
-    pool: &AnyPool,
-    row: &sqlx::any::AnyRow,
-) -> Result<Option<PlatformRecord>, StoreError> {
-    let Some(external_key) = row.try_get::<Option<String>, _>("external_key")? else {
+async fn platform(conn: &mut Conn<'_>, row: &Row) -> Result<Option<PlatformRecord>, StoreError> {
+    let Some(external_key) = row.try_get::<Option<String>>("external_key")? else {
         return Ok(None);
     };
     let partner: String = row.try_get("source")?;
@@ -448,22 +445,22 @@ async fn platform(
     let reference: Option<String> = row.try_get("reference")?;
     let mut payments = Vec::new();
     if let Some(reference) = reference {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT transaction_id, amount, refund, at FROM platform_payments
              WHERE venue_id = $1 AND partner = $2 AND booking_reference = $3 ORDER BY id",
         )
         .bind(venue_id)
         .bind(partner.as_str())
         .bind(reference)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
         for p in rows {
             payments.push(PlatformPaymentRecord {
                 transaction_id: p.try_get("transaction_id")?,
                 amount: super::sql::money_column(&p, "amount")?,
-                refund: p.try_get::<i64, _>("refund")? != 0,
+                refund: p.try_get::<i64>("refund")? != 0,
                 at: p
-                    .try_get::<Option<i64>, _>("at")?
+                    .try_get::<Option<i64>>("at")?
                     .map(from_millis)
                     .transpose()?,
             });
@@ -474,7 +471,7 @@ async fn platform(
         .map(|p| if p.refund { -p.amount } else { p.amount })
         .sum();
     let money = |column: &str| -> Result<Option<Decimal>, StoreError> {
-        row.try_get::<Option<String>, _>(column)?
+        row.try_get::<Option<String>>(column)?
             .as_deref()
             .map(super::sql::decimal)
             .transpose()
@@ -544,37 +541,37 @@ fn local_day(zone: chrono_tz::Tz, date: NaiveDate) -> Option<(DateTime<Utc>, Dat
 }
 
 pub(super) async fn diary(
-    pool: &AnyPool,
+    conn: &mut Conn<'_>,
     venue_id: i64,
     date: NaiveDate,
 ) -> Result<DiaryView, StoreError> {
-    let timezone: Option<String> = sqlx::query_scalar("SELECT timezone FROM venues WHERE id = $1")
+    let timezone: Option<String> = db::query_scalar("SELECT timezone FROM venues WHERE id = $1")
         .bind(venue_id)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await?;
     let timezone = timezone.ok_or(StoreError::NotFound("venue"))?;
     let zone = chrono_tz::Tz::from_str(&timezone)
         .map_err(|_| StoreError::Corrupt(format!("time zone {timezone:?}")))?;
     let (from, to) =
         local_day(zone, date).ok_or_else(|| StoreError::Corrupt(format!("date {date}")))?;
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at, id")
+    let ids: Vec<i64> = db::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at, id")
         .bind(venue_id)
         .bind(from.timestamp_millis())
         .bind(to.timestamp_millis())
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     let mut bookings = Vec::with_capacity(ids.len());
     for id in ids {
-        bookings.extend(view(pool, id).await?);
+        bookings.extend(view(conn, id).await?);
     }
-    let unmatched_sales: i64 = sqlx::query_scalar(
+    let unmatched_sales: i64 = db::query_scalar(
         "SELECT COUNT(*) FROM sales WHERE venue_id = $1 AND booking_id IS NULL AND state <> 'voided'
          AND opened_at >= $2 AND opened_at < $3",
     )
     .bind(venue_id)
     .bind(from.timestamp_millis())
     .bind(to.timestamp_millis())
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     let live = bookings
         .iter()
@@ -600,24 +597,23 @@ pub(super) async fn diary(
     })
 }
 
-pub(super) async fn guest(pool: &AnyPool, id: i64) -> Result<Option<GuestView>, StoreError> {
-    let Some(row) =
-        sqlx::query("SELECT id, venue_id, name, email, phone FROM guests WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await?
+pub(super) async fn guest(conn: &mut Conn<'_>, id: i64) -> Result<Option<GuestView>, StoreError> {
+    let Some(row) = db::query("SELECT id, venue_id, name, email, phone FROM guests WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
     else {
         return Ok(None);
     };
     let ids: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM bookings WHERE guest_id = $1 ORDER BY start_at, id")
+        db::query_scalar("SELECT id FROM bookings WHERE guest_id = $1 ORDER BY start_at, id")
             .bind(id)
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?;
     let mut visits = 0i64;
     let mut lifetime_spend = Decimal::ZERO;
     for booking_id in &ids {
-        let Some(booking) = view(pool, *booking_id).await? else {
+        let Some(booking) = view(conn, *booking_id).await? else {
             continue;
         };
         if VISITED.iter().any(|s| s.as_str() == booking.status) {

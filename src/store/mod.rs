@@ -1,17 +1,19 @@
 //! Persistence: the [`Store`] trait and its SQL implementation for SQLite and PostgreSQL.
 //!
-//! One SQL implementation ([`sql::SqlStore`]) serves both backends through sqlx's `Any`
-//! driver; everything that differs lives in the dialect modules: connection set-up and
-//! durability settings, migrations, and how the in-flight lock on a sale is taken
-//! ([`sqlite`]: one writer connection, so writes are serialised in-process; [`postgres`]: a
-//! pool, with a transaction-scoped advisory lock so the guarantee holds across processes).
+//! One SQL implementation ([`sql::SqlStore`], with `apply` and `bookings`) serves both
+//! backends through one thin layer ([`db`]: `$n` statements, typed parameters, owned rows).
+//! What differs lives in the engine modules: connections, durability and how writes are
+//! batched ([`sqlite`]: one writer thread doing group commit; [`postgres`]: a pool, one
+//! transaction per write), migrations, and how the in-flight lock on a sale is taken
+//! (in-process on SQLite; a transaction-scoped advisory lock on PostgreSQL, so the guarantee
+//! holds across processes).
 //!
 //! Money is stored as decimal text exactly as the partner wrote it; times as UTC epoch
 //! milliseconds.
 
 mod apply;
 mod bookings;
-mod group_commit;
+pub mod db;
 mod in_flight;
 pub mod postgres;
 pub mod records;
@@ -54,6 +56,8 @@ impl Backend {
 pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// Another request holds the in-flight lock of the same sale.
@@ -193,8 +197,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// migrations fail.
 pub async fn open(database_url: &str) -> Result<sql::SqlStore, StoreError> {
     match Backend::of_url(database_url) {
-        Some(Backend::Sqlite) => sqlite::open(database_url).await,
-        Some(Backend::Postgres) => postgres::open(database_url).await,
+        Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(
+            sqlite::open(database_url, None).await?,
+        )),
+        Some(Backend::Postgres) => Ok(sql::SqlStore::postgres(postgres::open(database_url).await?)),
         None => Err(StoreError::Unsupported(format!(
             "database_url must start with sqlite: or postgres://, got scheme {:?}",
             database_url.split(':').next().unwrap_or_default()

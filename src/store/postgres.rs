@@ -1,42 +1,86 @@
-//! The PostgreSQL dialect: the scale-out path, several stateless processes on one database.
+//! The PostgreSQL engine: the scale-out path, several stateless processes on one database.
 //!
-//! The in-flight lock on a sale must hold across processes, so it lives in the database: a
-//! transaction-scoped advisory lock per sale, taken before the event is written and released
-//! by the commit. A request that cannot get it within the wait is answered 409.
+//! Each write is its own transaction on a pooled connection; PostgreSQL's own group commit
+//! shares WAL flushes between concurrent commits. The in-flight lock on a sale must hold
+//! across processes, so it lives in the database: a transaction-scoped advisory lock per
+//! sale, taken before the event is written and released by the commit. A request that cannot
+//! get it within the wait is answered 409.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyPoolOptions;
+use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
-use sqlx::{AnyConnection, Transaction};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::sql::SqlStore;
-use super::{Backend, SaleKey, StoreError};
+use super::db::{BoxFuture, Conn};
+use super::{SaleKey, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-/// Connections per process; PostgreSQL's own group commit batches their fsyncs.
+/// Connections per process.
 const POOL_SIZE: u32 = 16;
 
 /// PostgreSQL's SQLSTATE for `lock_timeout` expiring.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-static DRIVERS: LazyLock<()> = LazyLock::new(sqlx::any::install_default_drivers);
+/// A pool on one database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pool: PgPool,
+}
 
 /// Connects to and migrates the database at `url` (`postgres://...`).
 ///
 /// # Errors
 /// When the server cannot be reached or a migration fails.
-pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
-    LazyLock::force(&DRIVERS);
-    let pool = AnyPoolOptions::new()
+pub async fn open(url: &str) -> Result<Postgres, StoreError> {
+    let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .connect(url)
         .await?;
     MIGRATOR.run(&pool).await?;
-    Ok(SqlStore::new(Backend::Postgres, pool.clone(), pool))
+    Ok(Postgres { pool })
+}
+
+impl Postgres {
+    /// Runs `op` in a transaction of its own and commits it.
+    ///
+    /// # Errors
+    /// What `op` returns (the transaction is rolled back), or the commit's failure.
+    pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let result = op(&mut Conn::postgres(&mut tx)).await;
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = tx.rollback().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `op` on a pooled connection, outside any transaction.
+    ///
+    /// # Errors
+    /// What `op` returns, or a failure to get a connection.
+    pub async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
+    {
+        let mut conn = self.pool.acquire().await?;
+        op(&mut Conn::postgres(&mut conn)).await
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 /// The advisory lock id of a sale: stable across processes, releases and backends (it is a
@@ -59,21 +103,18 @@ pub fn advisory_key(key: &SaleKey) -> i64 {
 /// # Errors
 /// [`StoreError::SaleBusy`] when another transaction still holds one after `wait`.
 pub(super) async fn lock_sales(
-    tx: &mut Transaction<'_, sqlx::Any>,
+    conn: &mut PgConnection,
     keys: &[SaleKey],
     wait: Duration,
 ) -> Result<(), StoreError> {
     if keys.is_empty() {
         return Ok(());
     }
-    let conn: &mut AnyConnection = tx;
     let mut ids: Vec<i64> = keys.iter().map(advisory_key).collect();
     ids.sort_unstable();
     ids.dedup();
     let millis = wait.as_millis().clamp(1, 600_000);
-    sqlx::query(&format!("SET LOCAL lock_timeout = {millis}"))
-        .execute(&mut *conn)
-        .await?;
+    set_lock_timeout(conn, &format!("{millis}ms")).await?;
     for id in ids {
         let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(id)
@@ -90,7 +131,13 @@ pub(super) async fn lock_sales(
             }
         }
     }
-    sqlx::query("SET LOCAL lock_timeout = 0")
+    set_lock_timeout(conn, "0").await
+}
+
+/// `SET LOCAL lock_timeout`, as a statement that takes a parameter.
+async fn set_lock_timeout(conn: &mut PgConnection, timeout: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(timeout)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -8,43 +8,46 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use sqlx::AnyPool;
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use tokio::time::Instant;
 
+use super::db::{self, BoxFuture, Conn, Param, Row};
+use super::postgres::Postgres;
 use super::records::*;
+use super::sqlite::Sqlite;
 use super::{
     Backend, InFlight, Ingested, SaleKey, Store, StoreError, Verdict, apply, bookings, postgres,
 };
-use crate::domain::{BookingStatus, MatchRule, Outcome, SaleKind, SaleState};
+use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
 /// A store over a SQL database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    backend: Backend,
-    /// Every write goes through this pool: one connection on SQLite, the pool on PostgreSQL.
-    writer: AnyPool,
-    reader: AnyPool,
+    engine: Engine,
     in_flight: InFlight,
-    /// SQLite: the group-commit writer every ingest goes through.
-    group: Option<super::group_commit::GroupWriter>,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
 }
 
 impl SqlStore {
-    pub(super) fn new(backend: Backend, writer: AnyPool, reader: AnyPool) -> SqlStore {
-        let group = (backend == Backend::Sqlite)
-            .then(|| super::group_commit::GroupWriter::start(writer.clone()));
+    pub(super) fn sqlite(engine: Sqlite) -> SqlStore {
         SqlStore {
-            backend,
-            writer,
-            reader,
+            engine: Engine::Sqlite(engine),
             in_flight: InFlight::default(),
-            group,
+        }
+    }
+
+    pub(super) fn postgres(engine: Postgres) -> SqlStore {
+        SqlStore {
+            engine: Engine::Postgres(engine),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -53,16 +56,41 @@ impl SqlStore {
         &self.in_flight
     }
 
-    /// The pool writes go through (for dialect-level checks).
-    #[cfg(test)]
-    pub(super) fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// Runs `op` in a write transaction (on SQLite: the next group commit) and answers once
+    /// it is durable.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.write(op).await,
+            Engine::Postgres(postgres) => postgres.write(op).await,
+        }
     }
 
-    /// Closes the pools, waiting for connections in use to be returned.
+    /// Runs `op` on a reading connection.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.read(op).await,
+            Engine::Postgres(postgres) => postgres.read(op).await,
+        }
+    }
+
+    /// Waits for writes in progress, then closes the connections it can.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.flush().await,
+            Engine::Postgres(postgres) => postgres.close().await,
+        }
     }
 }
 
@@ -75,8 +103,8 @@ pub(super) fn decimal(text: &str) -> Result<Decimal, StoreError> {
 }
 
 /// A decimal column (stored as text) of a row.
-pub(super) fn money_column(row: &AnyRow, column: &str) -> Result<Decimal, StoreError> {
-    decimal(&row.try_get::<String, _>(column)?)
+pub(super) fn money_column(row: &Row, column: &str) -> Result<Decimal, StoreError> {
+    decimal(&row.try_get::<String>(column)?)
 }
 
 fn opt_decimal(text: Option<String>) -> Result<Option<Decimal>, StoreError> {
@@ -107,13 +135,13 @@ fn parse_json_list<T: serde::de::DeserializeOwned>(text: Option<String>) -> Vec<
 }
 
 pub(super) async fn insert_event(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     event: &NewEvent,
     verdict: &Verdict,
 ) -> Result<i64, StoreError> {
     let headers = serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".to_owned());
     let sha = hex::encode(Sha256::digest(&event.body));
-    let id = sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO events (received_at, partner, route, method, event_type, path, query, headers,
              body, body_sha256, handler, handler_version, outcome, reason, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -134,17 +162,16 @@ pub(super) async fn insert_event(
     .bind(verdict.outcome.as_str())
     .bind(verdict.reason.map(|r| r.as_str()))
     .bind(verdict.detail.as_deref())
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(id)
+    .fetch_one(conn)
+    .await
 }
 
 pub(super) async fn record_outcome(
-    conn: &mut AnyConnection,
+    conn: &mut Conn<'_>,
     result: &Ingested,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    db::query(
         "UPDATE events SET outcome = $1, reason = $2, detail = $3, venue_id = $4, sale_id = $5,
              processed_at = $6
          WHERE id = $7",
@@ -156,16 +183,146 @@ pub(super) async fn record_outcome(
     .bind(result.sale_id)
     .bind(now.timestamp_millis())
     .bind(result.event_id)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
+}
+
+/// On PostgreSQL, takes the sales' advisory locks for the transaction, waiting until
+/// `deadline` at most (on SQLite the in-process lock already serialises them).
+async fn lock_across_nodes(
+    conn: &mut Conn<'_>,
+    keys: &[SaleKey],
+    deadline: Instant,
+) -> Result<(), StoreError> {
+    if let Some(postgres) = conn.as_postgres() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        postgres::lock_sales(postgres, keys, left).await?;
+    }
+    Ok(())
+}
+
+async fn ingest_locked(
+    conn: &mut Conn<'_>,
+    keys: Vec<SaleKey>,
+    deadline: Instant,
+    event: NewEvent,
+    mapped: Mapped,
+) -> Result<Ingested, StoreError> {
+    lock_across_nodes(conn, &keys, deadline).await?;
+    ingest_event(conn, &event, mapped).await
+}
+
+async fn reprocess_locked(
+    conn: &mut Conn<'_>,
+    keys: Vec<SaleKey>,
+    deadline: Instant,
+    event_id: i64,
+    mapped: Mapped,
+    handler_version: Option<String>,
+) -> Result<Ingested, StoreError> {
+    lock_across_nodes(conn, &keys, deadline).await?;
+    reprocess_event(conn, event_id, mapped, handler_version).await
+}
+
+/// Stores a raw event and applies its mapping, in a savepoint: if anything fails, the
+/// savepoint is rolled back and the raw event is stored again, as `failed`, so it is never
+/// lost and can be replayed.
+async fn ingest_event(
+    conn: &mut Conn<'_>,
+    event: &NewEvent,
+    mapped: Mapped,
+) -> Result<Ingested, StoreError> {
+    let savepoint = conn.savepoint().await?;
+    match store_and_apply(conn, event, mapped).await {
+        Ok(result) => {
+            savepoint.release(conn).await?;
+            Ok(result)
+        }
+        Err(error) => {
+            savepoint.rollback(conn).await?;
+            tracing::error!(error = %error, source = ?std::error::Error::source(&error), partner = %event.partner, "event could not be processed");
+            let failed = Verdict {
+                outcome: Outcome::Failed,
+                reason: Some(Reason::StoreError),
+                detail: Some("the event could not be processed".to_owned()),
+            };
+            let event_id = insert_event(conn, event, &failed).await?;
+            Ok(Ingested {
+                event_id,
+                outcome: failed.outcome,
+                reason: failed.reason,
+                detail: failed.detail,
+                venue_id: None,
+                sale_id: None,
+            })
+        }
+    }
+}
+
+async fn store_and_apply(
+    conn: &mut Conn<'_>,
+    event: &NewEvent,
+    mapped: Mapped,
+) -> Result<Ingested, StoreError> {
+    let pending = Verdict {
+        outcome: Outcome::Pending,
+        reason: None,
+        detail: None,
+    };
+    let event_id = insert_event(conn, event, &pending).await?;
+    let now = Utc::now();
+    let result = apply::process(conn, event_id, &event.partner, mapped, now).await?;
+    record_outcome(conn, &result, now).await?;
+    Ok(result)
+}
+
+/// Applies a fresh mapping to a stored event. An event that was processed and now maps to a
+/// duplicate of what is stored keeps its `processed` outcome, so replays converge.
+async fn reprocess_event(
+    conn: &mut Conn<'_>,
+    event_id: i64,
+    mapped: Mapped,
+    handler_version: Option<String>,
+) -> Result<Ingested, StoreError> {
+    let row = db::query("SELECT partner, outcome FROM events WHERE id = $1")
+        .bind(event_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("event"))?;
+    let partner: String = row.try_get("partner")?;
+    let before: String = row.try_get("outcome")?;
+    let now = Utc::now();
+    let result = apply::process(conn, event_id, &partner, mapped, now).await?;
+    let converged = before == Outcome::Processed.as_str()
+        && matches!(
+            result.reason,
+            Some(Reason::DuplicateEvent | Reason::StaleUpdate)
+        );
+    if converged {
+        db::query("UPDATE events SET replays = replays + 1 WHERE id = $1")
+            .bind(event_id)
+            .execute(conn)
+            .await?;
+        return Ok(Ingested {
+            outcome: Outcome::Processed,
+            ..result
+        });
+    }
+    record_outcome(conn, &result, now).await?;
+    db::query("UPDATE events SET replays = replays + 1, handler_version = $1 WHERE id = $2")
+        .bind(handler_version)
+        .bind(event_id)
+        .execute(conn)
+        .await?;
+    Ok(result)
 }
 
 pub(super) const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
     state, opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
     discount, deposit, covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id";
 
-pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
+pub(super) fn sale_record(row: &Row) -> Result<SaleRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
     let rule: Option<String> = row.try_get("match_rule")?;
@@ -212,7 +369,7 @@ pub(super) fn sale_record(row: &AnyRow) -> Result<SaleRecord, StoreError> {
 const EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, handler,
     handler_version, outcome, reason, detail, venue_id, sale_id, processed_at";
 
-fn event_summary(row: &AnyRow) -> Result<EventSummary, StoreError> {
+fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
     Ok(EventSummary {
         id: row.try_get("id")?,
         received_at: from_millis(row.try_get("received_at")?)?,
@@ -231,32 +388,32 @@ fn event_summary(row: &AnyRow) -> Result<EventSummary, StoreError> {
     })
 }
 
-/// A `WHERE` clause built from optional filters, with its `$n` arguments in order.
+/// A `WHERE` clause built from optional filters, with its `$n` parameters in order.
 #[derive(Default)]
 struct Conditions {
     clauses: Vec<String>,
-    args: Vec<Arg>,
-}
-
-enum Arg {
-    Text(String),
-    Int(i64),
+    params: Vec<Param<'static>>,
 }
 
 impl Conditions {
-    fn push(&mut self, clause: &str, arg: Arg) {
-        self.args.push(arg);
+    fn push(&mut self, clause: &str, param: Param<'static>) {
+        self.params.push(param);
         self.clauses
-            .push(clause.replace("$?", &format!("${}", self.args.len())));
+            .push(clause.replace("$?", &format!("${}", self.params.len())));
     }
 
     fn text(&mut self, clause: &str, value: &Option<String>) {
         if let Some(value) = value {
-            self.push(clause, Arg::Text(value.clone()));
+            self.push(clause, Param::Text(Some(value.clone().into())));
         }
     }
 
-    fn sql(&self, select: &str, order_and_limit: &str) -> String {
+    fn int(&mut self, clause: &str, value: i64) {
+        self.push(clause, Param::Int(Some(value)));
+    }
+
+    /// The whole statement, ready to run.
+    fn query(self, select: &str, order_and_limit: &str) -> db::Query<'static> {
         let mut sql = select.to_owned();
         if !self.clauses.is_empty() {
             sql.push_str(" WHERE ");
@@ -264,31 +421,16 @@ impl Conditions {
         }
         sql.push(' ');
         sql.push_str(order_and_limit);
-        sql
-    }
-
-    async fn fetch_all(
-        self,
-        pool: &AnyPool,
-        select: &str,
-        order_and_limit: &str,
-    ) -> Result<Vec<AnyRow>, StoreError> {
-        let sql = self.sql(select, order_and_limit);
-        let mut query = sqlx::query(&sql);
-        for arg in self.args {
-            query = match arg {
-                Arg::Text(text) => query.bind(text),
-                Arg::Int(int) => query.bind(int),
-            };
-        }
-        Ok(query.fetch_all(pool).await?)
+        self.params
+            .into_iter()
+            .fold(db::query(sql), db::Query::bind_param)
     }
 }
 
 const STORED_EVENT: &str =
     "SELECT id, partner, event_type, query, headers, body, outcome, attempts FROM events";
 
-fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
     let headers: String = row.try_get("headers")?;
     Ok(StoredEvent {
         id: row.try_get("id")?,
@@ -309,54 +451,221 @@ fn replay_conditions(filter: &ReplayFilter) -> Conditions {
         .clauses
         .push("(reason IS NULL OR reason <> 'test_notification')".to_owned());
     if let Some(id) = filter.event_id {
-        conditions.push("id = $?", Arg::Int(id));
+        conditions.int("id = $?", id);
     }
     conditions.text("partner = $?", &filter.partner);
     conditions.text("outcome = $?", &filter.outcome);
     conditions.text("reason = $?", &filter.reason);
     if let Some(from) = filter.from {
-        conditions.push("received_at >= $?", Arg::Int(from.timestamp_millis()));
+        conditions.int("received_at >= $?", from.timestamp_millis());
     }
     if let Some(to) = filter.to {
-        conditions.push("received_at < $?", Arg::Int(to.timestamp_millis()));
+        conditions.int("received_at < $?", to.timestamp_millis());
     }
     conditions
+}
+
+/// Rows of `query`, each made into a `T`.
+async fn fetch_each<T>(
+    conn: &mut Conn<'_>,
+    query: db::Query<'_>,
+    make: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    query.fetch_all(conn).await?.iter().map(make).collect()
+}
+
+async fn venue_record(conn: &mut Conn<'_>, id: i64) -> Result<Option<VenueRecord>, StoreError> {
+    let Some(row) = db::query(
+        "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min,
+             table_aliases, walk_ins, sku_tables
+         FROM venues WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let locations = db::query(
+        "SELECT partner, location_id, enabled FROM partner_locations WHERE venue_id = $1
+         ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|l| {
+        Ok(LocationRecord {
+            partner: l.try_get("partner")?,
+            location_id: l.try_get("location_id")?,
+            enabled: l.try_get("enabled")?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let aliases: String = row.try_get("table_aliases")?;
+    let skus: String = row.try_get("sku_tables")?;
+    Ok(Some(VenueRecord {
+        id: row.try_get("id")?,
+        table_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        sku_tables: serde_json::from_str(&skus).unwrap_or_default(),
+        walk_ins: row.try_get("walk_ins")?,
+        name: row.try_get("name")?,
+        timezone: row.try_get("timezone")?,
+        currency: row.try_get("currency")?,
+        tolerances: TolerancesRecord {
+            before_start_minutes: row.try_get("tolerance_before_min")?,
+            after_end_minutes: row.try_get("tolerance_after_min")?,
+        },
+        locations,
+    }))
+}
+
+async fn insert_venue(conn: &mut Conn<'_>, venue: &NewVenue) -> Result<i64, StoreError> {
+    let id: i64 = db::query_scalar(
+        "INSERT INTO venues (name, timezone, currency, created_at) VALUES ($1, $2, $3, $4)
+         RETURNING id",
+    )
+    .bind(venue.name.as_str())
+    .bind(venue.timezone.as_str())
+    .bind(venue.currency.as_deref())
+    .bind(Utc::now().timestamp_millis())
+    .fetch_one(conn)
+    .await?;
+    for location in &venue.locations {
+        let taken: Option<i64> = db::query_scalar(
+            "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
+        )
+        .bind(location.partner.as_str())
+        .bind(location.location_id.as_str())
+        .fetch_optional(conn)
+        .await?;
+        if let Some(other) = taken {
+            return Err(StoreError::Conflict(format!(
+                "location {} of partner {} already belongs to venue {other}",
+                location.location_id, location.partner
+            )));
+        }
+        db::query(
+            "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(location.partner.as_str())
+        .bind(location.location_id.as_str())
+        .bind(location.enabled)
+        .execute(conn)
+        .await?;
+    }
+    Ok(id)
+}
+
+async fn sale_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<SaleDetail>, StoreError> {
+    let Some(row) = db::query(format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let lines = db::query(
+        "SELECT external_id, description, quantity, unit_amount, amount, tax_rate, tax_included
+         FROM sale_lines WHERE sale_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|l| {
+        Ok(SaleLineRecord {
+            external_id: l.try_get("external_id")?,
+            description: l.try_get("description")?,
+            quantity: money_column(l, "quantity")?,
+            unit_amount: money_column(l, "unit_amount")?,
+            amount: money_column(l, "amount")?,
+            tax_rate: opt_decimal(l.try_get("tax_rate")?)?,
+            tax_included: l.try_get("tax_included")?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    let payments = db::query(
+        "SELECT external_id, method, amount, tip, paid_at FROM sale_payments
+         WHERE sale_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|p| {
+        Ok(PaymentRecord {
+            external_id: p.try_get("external_id")?,
+            method: p.try_get("method")?,
+            amount: money_column(p, "amount")?,
+            tip: money_column(p, "tip")?,
+            paid_at: opt_millis(p.try_get("paid_at")?)?,
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(SaleDetail {
+        sale: sale_record(&row)?,
+        lines,
+        payments,
+    }))
+}
+
+async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail>, StoreError> {
+    let Some(row) = db::query(format!(
+        "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_sha256 FROM events WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let body: Vec<u8> = row.try_get("body")?;
+    let headers: String = row.try_get("headers")?;
+    let headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
+    let body_bytes = body.len();
+    let (text, base64) = match String::from_utf8(body) {
+        Ok(text) => (Some(text), None),
+        Err(error) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(error.into_bytes())),
+        ),
+    };
+    Ok(Some(EventDetail {
+        summary: event_summary(&row)?,
+        path: row.try_get("path")?,
+        query: row.try_get("query")?,
+        headers,
+        body_sha256: row.try_get("body_sha256")?,
+        body_bytes,
+        body: text,
+        body_base64: base64,
+    }))
 }
 
 #[async_trait]
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
-        self.backend
+        match self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
+        }
     }
 
     async fn ingest(
         &self,
         event: NewEvent,
-        mapped: crate::domain::Mapped,
+        mapped: Mapped,
         lock_keys: &[SaleKey],
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError> {
         let deadline = Instant::now() + lock_wait;
         let _held = self.in_flight.acquire(lock_keys, deadline).await?;
-        if let Some(group) = &self.group {
-            return group.ingest(event, mapped).await;
-        }
-        let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
-            let left = deadline.saturating_duration_since(Instant::now());
-            postgres::lock_sales(&mut tx, lock_keys, left).await?;
-        }
-        let pending = Verdict {
-            outcome: Outcome::Pending,
-            reason: None,
-            detail: None,
-        };
-        let event_id = insert_event(&mut tx, &event, &pending).await?;
-        let now = Utc::now();
-        let result = apply::process(&mut tx, event_id, &event.partner, mapped, now).await?;
-        record_outcome(&mut tx, &result, now).await?;
-        tx.commit().await?;
-        Ok(result)
+        let keys = lock_keys.to_vec();
+        self.write(move |conn| Box::pin(ingest_locked(conn, keys, deadline, event, mapped)))
+            .await
     }
 
     async fn replayable(
@@ -366,15 +675,13 @@ impl Store for SqlStore {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut conditions = replay_conditions(filter);
-        conditions.push("id > $?", Arg::Int(after_id));
-        let rows = conditions
-            .fetch_all(
-                &self.reader,
-                STORED_EVENT,
-                &format!("ORDER BY id LIMIT {}", limit.clamp(1, 10_000)),
-            )
-            .await?;
-        rows.iter().map(stored_event).collect()
+        conditions.int("id > $?", after_id);
+        let query = conditions.query(
+            STORED_EVENT,
+            &format!("ORDER BY id LIMIT {}", limit.clamp(1, 10_000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, stored_event)))
+            .await
     }
 
     async fn due_fetches(
@@ -387,18 +694,16 @@ impl Store for SqlStore {
             ..ReplayFilter::default()
         };
         let mut conditions = replay_conditions(&filter);
-        conditions.push(
+        conditions.int(
             "(next_attempt_at IS NULL OR next_attempt_at <= $?)",
-            Arg::Int(now.timestamp_millis()),
+            now.timestamp_millis(),
         );
-        let rows = conditions
-            .fetch_all(
-                &self.reader,
-                STORED_EVENT,
-                &format!("ORDER BY id LIMIT {}", limit.clamp(1, 1000)),
-            )
-            .await?;
-        rows.iter().map(stored_event).collect()
+        let query = conditions.query(
+            STORED_EVENT,
+            &format!("ORDER BY id LIMIT {}", limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, stored_event)))
+            .await
     }
 
     async fn fetch_failed(
@@ -409,225 +714,120 @@ impl Store for SqlStore {
         detail: &str,
     ) -> Result<(), StoreError> {
         let (outcome, reason) = match retry_at {
-            Some(_) => (Outcome::Pending, crate::domain::Reason::AwaitingFetch),
-            None => (Outcome::Failed, crate::domain::Reason::FetchFailed),
+            Some(_) => (Outcome::Pending, Reason::AwaitingFetch),
+            None => (Outcome::Failed, Reason::FetchFailed),
         };
-        sqlx::query(
-            "UPDATE events SET attempts = $1, next_attempt_at = $2, outcome = $3, reason = $4, detail = $5
-             WHERE id = $6 AND outcome = 'pending'",
-        )
-        .bind(attempts)
-        .bind(retry_at.map(|t| t.timestamp_millis()))
-        .bind(outcome.as_str())
-        .bind(reason.as_str())
-        .bind(detail)
-        .bind(event_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let detail = detail.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                db::query(
+                    "UPDATE events SET attempts = $1, next_attempt_at = $2, outcome = $3, reason = $4, detail = $5
+                     WHERE id = $6 AND outcome = 'pending'",
+                )
+                .bind(attempts)
+                .bind(retry_at.map(|t| t.timestamp_millis()))
+                .bind(outcome.as_str())
+                .bind(reason.as_str())
+                .bind(detail)
+                .bind(event_id)
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
-        let rows = replay_conditions(filter)
-            .fetch_all(&self.reader, "SELECT COUNT(*) AS n FROM events", "")
-            .await?;
-        let count = rows.first().map(|row| row.try_get("n")).transpose()?;
-        Ok(count.unwrap_or(0))
+        let query = replay_conditions(filter).query("SELECT COUNT(*) AS n FROM events", "");
+        self.read(move |conn| {
+            Box::pin(async move {
+                let row = query.fetch_one(conn).await?;
+                row.try_get("n")
+            })
+        })
+        .await
     }
 
     async fn reprocess(
         &self,
         event_id: i64,
-        mapped: crate::domain::Mapped,
+        mapped: Mapped,
         handler_version: Option<String>,
         lock_keys: &[SaleKey],
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError> {
         let deadline = Instant::now() + lock_wait;
         let _held = self.in_flight.acquire(lock_keys, deadline).await?;
-        let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
-            let left = deadline.saturating_duration_since(Instant::now());
-            postgres::lock_sales(&mut tx, lock_keys, left).await?;
-        }
-        let row = sqlx::query("SELECT partner, outcome FROM events WHERE id = $1")
-            .bind(event_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("event"))?;
-        let partner: String = row.try_get("partner")?;
-        let before: String = row.try_get("outcome")?;
-        let now = Utc::now();
-        let result = apply::process(&mut tx, event_id, &partner, mapped, now).await?;
-        let converged = before == Outcome::Processed.as_str()
-            && matches!(
-                result.reason,
-                Some(crate::domain::Reason::DuplicateEvent | crate::domain::Reason::StaleUpdate)
-            );
-        if converged {
-            sqlx::query("UPDATE events SET replays = replays + 1 WHERE id = $1")
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            record_outcome(&mut tx, &result, now).await?;
-            sqlx::query(
-                "UPDATE events SET replays = replays + 1, handler_version = $1 WHERE id = $2",
-            )
-            .bind(handler_version.as_deref())
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        if converged {
-            return Ok(Ingested {
-                outcome: Outcome::Processed,
-                ..result
-            });
-        }
-        Ok(result)
+        let keys = lock_keys.to_vec();
+        self.write(move |conn| {
+            Box::pin(reprocess_locked(
+                conn,
+                keys,
+                deadline,
+                event_id,
+                mapped,
+                handler_version,
+            ))
+        })
+        .await
     }
 
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        insert_event(&mut conn, &event, &verdict).await
+        self.write(move |conn| Box::pin(async move { insert_event(conn, &event, &verdict).await }))
+            .await
     }
 
     async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO venues (name, timezone, currency, created_at) VALUES ($1, $2, $3, $4)
-             RETURNING id",
-        )
-        .bind(venue.name.as_str())
-        .bind(venue.timezone.as_str())
-        .bind(venue.currency.as_deref())
-        .bind(Utc::now().timestamp_millis())
-        .fetch_one(&mut *tx)
-        .await?;
-        for location in &venue.locations {
-            let taken: Option<i64> = sqlx::query_scalar(
-                "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
-            )
-            .bind(location.partner.as_str())
-            .bind(location.location_id.as_str())
-            .fetch_optional(&mut *tx)
+        let id = self
+            .write(move |conn| Box::pin(async move { insert_venue(conn, &venue).await }))
             .await?;
-            if let Some(other) = taken {
-                return Err(StoreError::Conflict(format!(
-                    "location {} of partner {} already belongs to venue {other}",
-                    location.location_id, location.partner
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(location.partner.as_str())
-            .bind(location.location_id.as_str())
-            .bind(i64::from(location.enabled))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         self.venue(id).await?.ok_or(StoreError::NotFound("venue"))
     }
 
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError> {
-        let Some(row) = sqlx::query(
-            "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min,
-                 table_aliases, walk_ins, sku_tables
-             FROM venues WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let locations = sqlx::query(
-            "SELECT partner, location_id, enabled FROM partner_locations WHERE venue_id = $1
-             ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|l| {
-            Ok(LocationRecord {
-                partner: l.try_get("partner")?,
-                location_id: l.try_get("location_id")?,
-                enabled: l.try_get::<i64, _>("enabled")? != 0,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let aliases: String = row.try_get("table_aliases")?;
-        Ok(Some(VenueRecord {
-            id: row.try_get("id")?,
-            table_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
-            sku_tables: {
-                let skus: String = row.try_get("sku_tables")?;
-                serde_json::from_str(&skus).unwrap_or_default()
-            },
-            walk_ins: row.try_get::<i64, _>("walk_ins")? != 0,
-            name: row.try_get("name")?,
-            timezone: row.try_get("timezone")?,
-            currency: row.try_get("currency")?,
-            tolerances: TolerancesRecord {
-                before_start_minutes: row.try_get("tolerance_before_min")?,
-                after_end_minutes: row.try_get("tolerance_after_min")?,
-            },
-            locations,
-        }))
+        self.read(move |conn| Box::pin(venue_record(conn, id)))
+            .await
     }
 
     async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        bookings::update_venue(&mut tx, id, changes).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |conn| Box::pin(bookings::update_venue(conn, id, changes)))
+            .await
     }
 
     async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let id = bookings::create(&mut tx, venue_id, booking).await?;
-        tx.commit().await?;
-        Ok(id)
+        self.write(move |conn| Box::pin(bookings::create(conn, venue_id, booking)))
+            .await
     }
 
     async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        bookings::update(&mut tx, id, changes).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |conn| Box::pin(bookings::update(conn, id, changes)))
+            .await
     }
 
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
-        bookings::view(&self.reader, id).await
+        self.read(move |conn| Box::pin(bookings::view(conn, id)))
+            .await
     }
 
     async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError> {
-        bookings::diary(&self.reader, venue_id, date).await
+        self.read(move |conn| Box::pin(bookings::diary(conn, venue_id, date)))
+            .await
     }
 
     async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError> {
-        bookings::guest(&self.reader, id).await
+        self.read(move |conn| Box::pin(bookings::guest(conn, id)))
+            .await
     }
 
     async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        bookings::set_manual_link(&mut tx, sale_id, Some(booking_id)).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, Some(booking_id))))
+            .await
     }
 
     async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        bookings::set_manual_link(&mut tx, sale_id, None).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, None)))
+            .await
     }
 
     async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError> {
@@ -635,74 +835,23 @@ impl Store for SqlStore {
         conditions.text("partner = $?", &filter.partner);
         conditions.text("external_id = $?", &filter.external_id);
         if let Some(venue_id) = filter.venue_id {
-            conditions.push("venue_id = $?", Arg::Int(venue_id));
+            conditions.int("venue_id = $?", venue_id);
         }
         match filter.unmatched {
             Some(true) => conditions.clauses.push("booking_id IS NULL".to_owned()),
             Some(false) => conditions.clauses.push("booking_id IS NOT NULL".to_owned()),
             None => {}
         }
-        let rows = conditions
-            .fetch_all(
-                &self.reader,
-                &format!("SELECT {SALE_COLUMNS} FROM sales"),
-                &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
-            )
-            .await?;
-        rows.iter().map(sale_record).collect()
+        let query = conditions.query(
+            &format!("SELECT {SALE_COLUMNS} FROM sales"),
+            &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, sale_record)))
+            .await
     }
 
     async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError> {
-        let Some(row) = sqlx::query(&format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let lines = sqlx::query(
-            "SELECT external_id, description, quantity, unit_amount, amount, tax_rate, tax_included
-             FROM sale_lines WHERE sale_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|l| {
-            Ok(SaleLineRecord {
-                external_id: l.try_get("external_id")?,
-                description: l.try_get("description")?,
-                quantity: money_column(l, "quantity")?,
-                unit_amount: money_column(l, "unit_amount")?,
-                amount: money_column(l, "amount")?,
-                tax_rate: opt_decimal(l.try_get("tax_rate")?)?,
-                tax_included: l.try_get::<Option<i64>, _>("tax_included")?.map(|v| v != 0),
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        let payments = sqlx::query(
-            "SELECT external_id, method, amount, tip, paid_at FROM sale_payments
-             WHERE sale_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|p| {
-            Ok(PaymentRecord {
-                external_id: p.try_get("external_id")?,
-                method: p.try_get("method")?,
-                amount: money_column(p, "amount")?,
-                tip: money_column(p, "tip")?,
-                paid_at: opt_millis(p.try_get("paid_at")?)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some(SaleDetail {
-            sale: sale_record(&row)?,
-            lines,
-            payments,
-        }))
+        self.read(move |conn| Box::pin(sale_detail(conn, id))).await
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
@@ -711,53 +860,28 @@ impl Store for SqlStore {
         conditions.text("outcome = $?", &filter.outcome);
         conditions.text("reason = $?", &filter.reason);
         if let Some(before) = filter.before_id {
-            conditions.push("id < $?", Arg::Int(before));
+            conditions.int("id < $?", before);
         }
-        let rows = conditions
-            .fetch_all(
-                &self.reader,
-                &format!("SELECT {EVENT_COLUMNS} FROM events"),
-                &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
-            )
-            .await?;
-        rows.iter().map(event_summary).collect()
+        let query = conditions.query(
+            &format!("SELECT {EVENT_COLUMNS} FROM events"),
+            &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, event_summary)))
+            .await
     }
 
     async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
-        let Some(row) = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_sha256 FROM events WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let body: Vec<u8> = row.try_get("body")?;
-        let headers: String = row.try_get("headers")?;
-        let headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
-        let body_bytes = body.len();
-        let (text, base64) = match String::from_utf8(body) {
-            Ok(text) => (Some(text), None),
-            Err(error) => (
-                None,
-                Some(base64::engine::general_purpose::STANDARD.encode(error.into_bytes())),
-            ),
-        };
-        Ok(Some(EventDetail {
-            summary: event_summary(&row)?,
-            path: row.try_get("path")?,
-            query: row.try_get("query")?,
-            headers,
-            body_sha256: row.try_get("body_sha256")?,
-            body_bytes,
-            body: text,
-            body_base64: base64,
-        }))
+        self.read(move |conn| Box::pin(event_detail(conn, id)))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.read(|conn| {
+            Box::pin(async move {
+                db::query("SELECT 1").fetch_all(conn).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -278,10 +278,11 @@ async fn break_sale_lines(database_url: &str, db: Db) {
     let sql = "ALTER TABLE sale_lines RENAME TO sale_lines_gone";
     match db {
         Db::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(database_url)
-                .await
-                .expect("connect");
-            sqlx::query(sql).execute(&mut conn).await.expect("rename");
+            let path = database_url.trim_start_matches("sqlite://");
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .expect("busy timeout");
+            conn.execute_batch(sql).expect("rename");
         }
         Db::Postgres => {
             let mut conn = sqlx::PgConnection::connect(database_url)

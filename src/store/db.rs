@@ -1,0 +1,515 @@
+//! The one database layer both backends share: statement text with `$n` placeholders, typed
+//! parameters, owned rows, savepoints.
+//!
+//! Why not sqlx's `Any` driver for both: its SQLite statements are messages to a worker
+//! thread, about 25 µs each on a 2-core machine, and an event takes a dozen of them. Here
+//! SQLite runs on rusqlite with cached prepared statements, called directly on the thread
+//! that owns the connection (the group-commit writer, or a reader), a few µs each; PostgreSQL
+//! keeps sqlx's native async driver. The code that decides what to write (`apply`,
+//! `bookings`) is written once against [`Conn`]. On SQLite its futures never suspend, so the
+//! writer thread runs them to completion with [`run_sync`].
+//!
+//! Every statement is one text for both databases: `$n` placeholders (SQLite reads `$3` as
+//! a named parameter, bound here by its number), BIGINT/TEXT/bytes columns only.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use sqlx::{Column, PgConnection, Row as _, TypeInfo, ValueRef as _};
+
+use super::StoreError;
+
+/// A boxed future borrowing a connection for `'a`: what store operations return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A connection inside a transaction, on either backend.
+#[derive(Debug)]
+pub struct Conn<'c> {
+    link: Link<'c>,
+    /// Savepoints opened so far, for unique names.
+    savepoints: u32,
+}
+
+#[derive(Debug)]
+enum Link<'c> {
+    Sqlite(&'c mut rusqlite::Connection),
+    Postgres(&'c mut PgConnection),
+}
+
+impl<'c> Conn<'c> {
+    pub fn sqlite(conn: &'c mut rusqlite::Connection) -> Conn<'c> {
+        Conn {
+            link: Link::Sqlite(conn),
+            savepoints: 0,
+        }
+    }
+
+    pub fn postgres(conn: &'c mut PgConnection) -> Conn<'c> {
+        Conn {
+            link: Link::Postgres(conn),
+            savepoints: 0,
+        }
+    }
+
+    /// The PostgreSQL connection, for what only PostgreSQL does (advisory locks).
+    pub fn as_postgres(&mut self) -> Option<&mut PgConnection> {
+        match &mut self.link {
+            Link::Postgres(conn) => Some(conn),
+            Link::Sqlite(_) => None,
+        }
+    }
+
+    /// Opens a savepoint: work after it can be undone alone with [`Savepoint::rollback`].
+    ///
+    /// # Errors
+    /// When the database refuses.
+    pub async fn savepoint(&mut self) -> Result<Savepoint, StoreError> {
+        self.savepoints += 1;
+        let name = format!("sp{}", self.savepoints);
+        self.batch(&format!("SAVEPOINT {name}")).await?;
+        Ok(Savepoint { name })
+    }
+
+    /// Runs one statement without parameters or results.
+    async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        match &mut self.link {
+            Link::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Link::Postgres(conn) => postgres_batch(conn, sql).await,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        want_rows: bool,
+    ) -> Result<(Vec<Row>, u64), StoreError> {
+        match &mut self.link {
+            Link::Sqlite(conn) => sqlite_run(conn, sql, params, want_rows),
+            Link::Postgres(conn) => postgres_run(conn, sql, params, want_rows).await,
+        }
+    }
+}
+
+/// An open savepoint; release it to keep its work, roll back to drop it.
+#[derive(Debug)]
+#[must_use = "a savepoint is released or rolled back"]
+pub struct Savepoint {
+    name: String,
+}
+
+impl Savepoint {
+    /// Keeps the work done since the savepoint (it commits with the transaction).
+    ///
+    /// # Errors
+    /// When the database refuses.
+    pub async fn release(self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
+        conn.batch(&format!("RELEASE {}", self.name)).await
+    }
+
+    /// Undoes the work done since the savepoint; the transaction goes on.
+    ///
+    /// # Errors
+    /// When the database refuses.
+    pub async fn rollback(self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
+        conn.batch(&format!("ROLLBACK TO {}", self.name)).await?;
+        conn.batch(&format!("RELEASE {}", self.name)).await
+    }
+}
+
+/// A statement parameter. Null values keep their type, which PostgreSQL needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param<'q> {
+    Int(Option<i64>),
+    Text(Option<Cow<'q, str>>),
+    Bytes(Option<Cow<'q, [u8]>>),
+}
+
+/// Values that bind as a [`Param`].
+pub trait Bind<'q> {
+    fn param(self) -> Param<'q>;
+}
+
+impl<'q> Bind<'q> for i64 {
+    fn param(self) -> Param<'q> {
+        Param::Int(Some(self))
+    }
+}
+impl<'q> Bind<'q> for Option<i64> {
+    fn param(self) -> Param<'q> {
+        Param::Int(self)
+    }
+}
+impl<'q> Bind<'q> for bool {
+    fn param(self) -> Param<'q> {
+        Param::Int(Some(i64::from(self)))
+    }
+}
+impl<'q> Bind<'q> for &'q str {
+    fn param(self) -> Param<'q> {
+        Param::Text(Some(Cow::Borrowed(self)))
+    }
+}
+impl<'q> Bind<'q> for Option<&'q str> {
+    fn param(self) -> Param<'q> {
+        Param::Text(self.map(Cow::Borrowed))
+    }
+}
+impl<'q> Bind<'q> for String {
+    fn param(self) -> Param<'q> {
+        Param::Text(Some(Cow::Owned(self)))
+    }
+}
+impl<'q> Bind<'q> for Option<String> {
+    fn param(self) -> Param<'q> {
+        Param::Text(self.map(Cow::Owned))
+    }
+}
+impl<'q> Bind<'q> for &'q [u8] {
+    fn param(self) -> Param<'q> {
+        Param::Bytes(Some(Cow::Borrowed(self)))
+    }
+}
+
+/// One value of a result row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+/// A result row: its values, looked up by column name.
+#[derive(Debug, Clone)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// The value of `column`, converted.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when there is no such column or its value has another type.
+    pub fn try_get<T: FromValue>(&self, column: &str) -> Result<T, StoreError> {
+        let index = self
+            .columns
+            .iter()
+            .position(|c| c == column)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column:?}")))?;
+        self.get(index)
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column:?}")))
+            .and_then(|value| {
+                T::from_value(value)
+                    .ok_or_else(|| StoreError::Corrupt(format!("column {column:?}: {value:?}")))
+            })
+    }
+
+    fn get(&self, index: usize) -> Option<&Value> {
+        self.values.get(index)
+    }
+}
+
+/// Types a [`Value`] converts to.
+pub trait FromValue: Sized {
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+impl FromValue for String {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+impl FromValue for Vec<u8> {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Bytes(v) => Some(v.clone()),
+            Value::Text(v) => Some(v.clone().into_bytes()),
+            _ => None,
+        }
+    }
+}
+impl FromValue for bool {
+    fn from_value(value: &Value) -> Option<Self> {
+        i64::from_value(value).map(|v| v != 0)
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Null => Some(None),
+            other => T::from_value(other).map(Some),
+        }
+    }
+}
+
+/// A statement and its parameters, ready to run on a [`Conn`].
+#[derive(Debug)]
+#[must_use = "a query does nothing until it is run"]
+pub struct Query<'q> {
+    sql: Cow<'q, str>,
+    params: Vec<Param<'q>>,
+}
+
+/// A statement with `$n` placeholders.
+pub fn query<'q>(sql: impl Into<Cow<'q, str>>) -> Query<'q> {
+    Query {
+        sql: sql.into(),
+        params: Vec::new(),
+    }
+}
+
+/// A statement whose first column is the result.
+pub fn query_scalar<'q, T: FromValue>(sql: impl Into<Cow<'q, str>>) -> QueryScalar<'q, T> {
+    QueryScalar {
+        query: query(sql),
+        output: PhantomData,
+    }
+}
+
+impl<'q> Query<'q> {
+    /// Binds the next `$n`.
+    pub fn bind(mut self, value: impl Bind<'q>) -> Self {
+        self.params.push(value.param());
+        self
+    }
+
+    /// Binds an already built parameter.
+    pub fn bind_param(mut self, param: Param<'q>) -> Self {
+        self.params.push(param);
+        self
+    }
+
+    /// Runs it for its effect; returns how many rows it changed.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn execute(self, conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+        Ok(conn.run(&self.sql, &self.params, false).await?.1)
+    }
+
+    /// # Errors
+    /// When the database fails.
+    pub async fn fetch_all(self, conn: &mut Conn<'_>) -> Result<Vec<Row>, StoreError> {
+        Ok(conn.run(&self.sql, &self.params, true).await?.0)
+    }
+
+    /// # Errors
+    /// When the database fails.
+    pub async fn fetch_optional(self, conn: &mut Conn<'_>) -> Result<Option<Row>, StoreError> {
+        Ok(self.fetch_all(conn).await?.into_iter().next())
+    }
+
+    /// # Errors
+    /// When the database fails, or [`StoreError::Corrupt`] when there is no row.
+    pub async fn fetch_one(self, conn: &mut Conn<'_>) -> Result<Row, StoreError> {
+        self.fetch_optional(conn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a statement returned no row".to_owned()))
+    }
+}
+
+/// A [`Query`] whose first column converts to `T`.
+#[derive(Debug)]
+#[must_use = "a query does nothing until it is run"]
+pub struct QueryScalar<'q, T> {
+    query: Query<'q>,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<'q, T: FromValue> QueryScalar<'q, T> {
+    pub fn bind(mut self, value: impl Bind<'q>) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// # Errors
+    /// When the database fails or a value is not a `T`.
+    pub async fn fetch_all(self, conn: &mut Conn<'_>) -> Result<Vec<T>, StoreError> {
+        let rows = self.query.fetch_all(conn).await?;
+        rows.iter().map(first).collect()
+    }
+
+    /// # Errors
+    /// When the database fails or the value is not a `T`.
+    pub async fn fetch_optional(self, conn: &mut Conn<'_>) -> Result<Option<T>, StoreError> {
+        let row = self.query.fetch_optional(conn).await?;
+        row.as_ref().map(first).transpose()
+    }
+
+    /// # Errors
+    /// When the database fails, there is no row, or the value is not a `T`.
+    pub async fn fetch_one(self, conn: &mut Conn<'_>) -> Result<T, StoreError> {
+        first(&self.query.fetch_one(conn).await?)
+    }
+}
+
+fn first<T: FromValue>(row: &Row) -> Result<T, StoreError> {
+    row.get(0)
+        .and_then(T::from_value)
+        .ok_or_else(|| StoreError::Corrupt(format!("unexpected scalar {:?}", row.get(0))))
+}
+
+/// Runs a future that never suspends (store work on a SQLite connection) to completion on
+/// this thread.
+///
+/// # Errors
+/// [`StoreError::Unsupported`] if it does suspend, which would be a bug: SQLite work never
+/// waits on anything.
+pub fn run_sync<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut work = pin!(work);
+    match work.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(StoreError::Unsupported(
+            "SQLite work suspended; it must run to completion".to_owned(),
+        )),
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Param::Int(Some(v)) => ValueRef::Integer(*v),
+            Param::Text(Some(v)) => ValueRef::Text(v.as_bytes()),
+            Param::Bytes(Some(v)) => ValueRef::Blob(v),
+            Param::Int(None) | Param::Text(None) | Param::Bytes(None) => ValueRef::Null,
+        }))
+    }
+}
+
+fn sqlite_run(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    want_rows: bool,
+) -> Result<(Vec<Row>, u64), StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for index in 1..=statement.parameter_count() {
+        // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
+        let number = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| StoreError::Unsupported(format!("placeholder {index} in {sql:?}")))?;
+        let param = params.get(number - 1).ok_or_else(|| {
+            StoreError::Unsupported(format!("no parameter ${number} for {sql:?}"))
+        })?;
+        statement.raw_bind_parameter(index, param)?;
+    }
+    if !want_rows {
+        let changed = statement.raw_execute()?;
+        return Ok((Vec::new(), u64::try_from(changed).unwrap_or(u64::MAX)));
+    }
+    let columns: Arc<[String]> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let width = columns.len();
+    let mut rows = statement.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(width);
+        for index in 0..width {
+            use rusqlite::types::ValueRef;
+            values.push(match row.get_ref(index)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(v) => Value::Int(v),
+                ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+                ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
+                ValueRef::Real(v) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "a REAL value ({v}) where none is ever written"
+                    )));
+                }
+            });
+        }
+        out.push(Row {
+            columns: Arc::clone(&columns),
+            values,
+        });
+    }
+    Ok((out, 0))
+}
+
+async fn postgres_batch(conn: &mut PgConnection, sql: &str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(conn).await?;
+    Ok(())
+}
+
+async fn postgres_run(
+    conn: &mut PgConnection,
+    sql: &str,
+    params: &[Param<'_>],
+    want_rows: bool,
+) -> Result<(Vec<Row>, u64), StoreError> {
+    let mut query = sqlx::query(sql);
+    for param in params {
+        query = match param {
+            Param::Int(v) => query.bind(*v),
+            Param::Text(v) => query.bind(v.as_deref()),
+            Param::Bytes(v) => query.bind(v.as_deref()),
+        };
+    }
+    if !want_rows {
+        return Ok((Vec::new(), query.execute(&mut *conn).await?.rows_affected()));
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let Some(first) = rows.first() else {
+        return Ok((Vec::new(), 0));
+    };
+    let columns: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut values = Vec::with_capacity(columns.len());
+        for (index, column) in row.columns().iter().enumerate() {
+            let null = row.try_get_raw(index)?.is_null();
+            values.push(if null {
+                Value::Null
+            } else {
+                match column.type_info().name() {
+                    "INT8" => Value::Int(row.try_get::<i64, _>(index)?),
+                    "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(index)?)),
+                    "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(index)?)),
+                    "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(index)?)),
+                    "BYTEA" => Value::Bytes(row.try_get::<Vec<u8>, _>(index)?),
+                    "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" => {
+                        Value::Text(row.try_get::<String, _>(index)?)
+                    }
+                    other => {
+                        return Err(StoreError::Corrupt(format!(
+                            "column {} has type {other}, which the store never uses",
+                            column.name()
+                        )));
+                    }
+                }
+            });
+        }
+        out.push(Row {
+            columns: Arc::clone(&columns),
+            values,
+        });
+    }
+    Ok((out, 0))
+}
