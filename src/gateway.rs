@@ -18,7 +18,7 @@ use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
 use crate::store::{
-    Ingested, NewEvent, ReplayFilter, SaleKey, Store, StoreError, StoredEvent, Verdict,
+    Ingested, NewEvent, ReplayFilter, Reprocess, SaleKey, Store, StoreError, StoredEvent, Verdict,
 };
 
 /// The event type partners send to check connectivity; answered 200 with no processing.
@@ -114,6 +114,60 @@ const REPLAY_PAGE: i64 = 500;
 
 /// How long a busy sale is waited for on the callback route, which has no 409 in the contract.
 const CALLBACK_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A replay page being committed.
+struct Committing {
+    /// Each event's outcome before the replay.
+    was: Vec<Outcome>,
+    commit: tokio::task::JoinHandle<Result<Vec<Result<Ingested, StoreError>>, StoreError>>,
+}
+
+impl Committing {
+    /// Waits for the page's commit and counts what became of each event.
+    async fn tally(
+        self,
+        summary: &mut ReplaySummary,
+        progress: &mut impl FnMut(),
+    ) -> Result<(), StoreError> {
+        let results = self
+            .commit
+            .await
+            .map_err(|e| StoreError::Unsupported(format!("replay task: {e}")))?;
+        let results = match results {
+            Ok(results) => results,
+            Err(StoreError::SaleBusy) => {
+                let busy = self.was.len();
+                *summary
+                    .outcomes
+                    .entry(Reason::SaleInFlight.as_str().to_owned())
+                    .or_default() += busy;
+                (0..busy).for_each(|_| progress());
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        for (result, was) in results.into_iter().zip(self.was) {
+            let outcome = match result {
+                Ok(ingested) => {
+                    summary.replayed += 1;
+                    if ingested.outcome == Outcome::Processed
+                        && matches!(was, Outcome::Failed | Outcome::Ignored | Outcome::Pending)
+                    {
+                        summary.recovered += 1;
+                    }
+                    ingested.outcome.as_str()
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "an event could not be replayed");
+                    Reason::StoreError.as_str()
+                }
+            };
+            *summary.outcomes.entry(outcome.to_owned()).or_default() += 1;
+            progress();
+        }
+        Ok(())
+    }
+}
 
 /// A configured partner, ready to authenticate and map deliveries.
 #[derive(Debug)]
@@ -309,8 +363,12 @@ impl Gateway {
     /// apply only when newer, so events already processed converge to the same state, and
     /// events that failed or were ignored under an older handler are recovered.
     ///
+    /// Events go to the store a page at a time, one transaction per page; the next page is
+    /// read and mapped while the previous one commits.
+    ///
     /// # Errors
-    /// When the store fails; events done before that stay done.
+    /// When the store fails as a whole; pages committed before that stay done. An event that
+    /// fails alone is counted under `store_error` and the replay goes on.
     pub async fn replay(
         &self,
         filter: &ReplayFilter,
@@ -318,38 +376,54 @@ impl Gateway {
     ) -> Result<ReplaySummary, StoreError> {
         let mut summary = ReplaySummary::default();
         let mut after = 0;
+        let mut committing: Option<Committing> = None;
         loop {
             let page = self.store.replayable(filter, after, REPLAY_PAGE).await?;
+            let next = self.map_page(&page, &mut summary, &mut progress);
+            if let Some(previous) = committing.take() {
+                previous.tally(&mut summary, &mut progress).await?;
+            }
             let Some(last) = page.last() else { break };
             after = last.id;
-            for event in &page {
-                match self.replay_event(event).await {
-                    Ok(Some(ingested)) => {
-                        summary.replayed += 1;
-                        let was = event.outcome.as_str();
-                        if ingested.outcome == Outcome::Processed
-                            && (was == "failed" || was == "ignored" || was == "pending")
-                        {
-                            summary.recovered += 1;
-                        }
-                        *summary
-                            .outcomes
-                            .entry(ingested.outcome.as_str().to_owned())
-                            .or_default() += 1;
-                    }
-                    Ok(None) => summary.skipped += 1,
-                    Err(StoreError::SaleBusy) => {
-                        *summary
-                            .outcomes
-                            .entry(Reason::SaleInFlight.as_str().to_owned())
-                            .or_default() += 1;
-                    }
-                    Err(error) => return Err(error),
-                }
-                progress();
-            }
+            let store = Arc::clone(&self.store);
+            let (batch, was) = next;
+            committing = Some(Committing {
+                was,
+                commit: tokio::spawn(async move {
+                    store.reprocess_batch(batch, CALLBACK_LOCK_WAIT).await
+                }),
+            });
         }
         Ok(summary)
+    }
+
+    /// Maps a page of stored events with their partners' current handlers; events of
+    /// partners no longer configured are skipped. Returns the batch and each event's
+    /// outcome before the replay.
+    fn map_page(
+        &self,
+        page: &[StoredEvent],
+        summary: &mut ReplaySummary,
+        progress: &mut impl FnMut(),
+    ) -> (Vec<Reprocess>, Vec<Outcome>) {
+        let mut batch = Vec::with_capacity(page.len());
+        let mut was = Vec::with_capacity(page.len());
+        for event in page {
+            let Some(partner) = self.partners.get(&event.partner) else {
+                summary.skipped += 1;
+                progress();
+                continue;
+            };
+            let (mapped, handler_version) = self.map_stored(&partner.handler, event);
+            batch.push(Reprocess {
+                event_id: event.id,
+                lock_keys: lock_keys(&event.partner, &mapped),
+                mapped,
+                handler_version,
+            });
+            was.push(Outcome::parse(&event.outcome).unwrap_or(Outcome::Pending));
+        }
+        (batch, was)
     }
 
     /// A configured partner's handler, with its spec.
@@ -394,17 +468,6 @@ impl Gateway {
         self.store
             .reprocess(event.id, mapped, version, &keys, CALLBACK_LOCK_WAIT)
             .await
-    }
-
-    /// Replays one stored event; `None` when its partner is no longer configured.
-    async fn replay_event(&self, event: &StoredEvent) -> Result<Option<Ingested>, StoreError> {
-        let Some(partner) = self.partners.get(&event.partner) else {
-            return Ok(None);
-        };
-        let (mapped, version) = self.map_stored(&partner.handler, event);
-        let ingested = self.reapply(event, mapped, version).await?;
-        tracing::info!(partner = %event.partner, event_id = event.id, outcome = %ingested.outcome, "event replayed");
-        Ok(Some(ingested))
     }
 
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,

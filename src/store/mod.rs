@@ -94,8 +94,17 @@ pub struct Ingested {
     pub sale_id: Option<i64>,
 }
 
+/// A stored event to apply again with a fresh mapping.
+#[derive(Debug)]
+pub struct Reprocess {
+    pub event_id: i64,
+    pub mapped: Mapped,
+    pub handler_version: Option<String>,
+    pub lock_keys: Vec<SaleKey>,
+}
+
 /// The in-flight lock keys of one event: `(partner, location id, sale external id)`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SaleKey {
     pub partner: String,
     pub location_id: String,
@@ -143,6 +152,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         lock_keys: &[SaleKey],
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError>;
+
+    /// [`Store::reprocess`] for many stored events in one transaction (on SQLite, one group
+    /// commit), in order, each in its own savepoint: one event's failure is its own result
+    /// and does not undo the others. Replay goes through here.
+    ///
+    /// # Errors
+    /// [`StoreError::SaleBusy`] when the batch's sales stay held elsewhere for longer than
+    /// `lock_wait`; other errors when nothing could be committed.
+    async fn reprocess_batch(
+        &self,
+        batch: Vec<Reprocess>,
+        lock_wait: Duration,
+    ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError>;
 
     /// Pending events whose next fetch is due at `now`, oldest first.
     async fn due_fetches(

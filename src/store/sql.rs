@@ -19,7 +19,8 @@ use super::postgres::Postgres;
 use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
-    Backend, InFlight, Ingested, SaleKey, Store, StoreError, Verdict, apply, bookings, postgres,
+    Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, apply, bookings,
+    postgres,
 };
 use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
@@ -316,6 +317,27 @@ async fn reprocess_event(
         .execute(conn)
         .await?;
     Ok(result)
+}
+
+/// Reprocesses each event of a batch in its own savepoint, in order.
+async fn reprocess_all(
+    conn: &mut Conn<'_>,
+    keys: Vec<SaleKey>,
+    deadline: Instant,
+    batch: Vec<Reprocess>,
+) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+    lock_across_nodes(conn, &keys, deadline).await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for item in batch {
+        let savepoint = conn.savepoint().await?;
+        let result = reprocess_event(conn, item.event_id, item.mapped, item.handler_version).await;
+        match &result {
+            Ok(_) => savepoint.release(conn).await?,
+            Err(_) => savepoint.rollback(conn).await?,
+        }
+        results.push(result);
+    }
+    Ok(results)
 }
 
 pub(super) const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
@@ -771,6 +793,23 @@ impl Store for SqlStore {
             ))
         })
         .await
+    }
+
+    async fn reprocess_batch(
+        &self,
+        batch: Vec<Reprocess>,
+        lock_wait: Duration,
+    ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+        let mut keys: Vec<SaleKey> = batch
+            .iter()
+            .flat_map(|item| item.lock_keys.iter().cloned())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let deadline = Instant::now() + lock_wait;
+        let _held = self.in_flight.acquire(&keys, deadline).await?;
+        self.write(move |conn| Box::pin(reprocess_all(conn, keys, deadline, batch)))
+            .await
     }
 
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
