@@ -1,84 +1,216 @@
-//! Ingest benchmark: durable event ingest over loopback HTTP against the machine's own ceiling.
+//! Ingest benchmark: durable event ingest over loopback HTTP against the machine's own
+//! ceiling, measured in one run (`docs/PERFORMANCE.md`).
 //!
-//! `cargo bench --bench ingest [-- --seconds 10 --concurrency 64]` runs, in one process
-//! and one run:
-//! 1. the ceiling: a minimal axum server that reads the same body and answers 200;
-//! 2. diarysync on a fresh SQLite file (fsync-durable commits) with 1,000 venues and 100,000
-//!    bookings, driven with signed Lightspeed OPEN/UPDATE/CLOSE notifications (the seed's
-//!    4 KB check as the body) across many sales, at the same fixed concurrency;
-//! 3. replay of everything stored, without HTTP.
+//! `bash scripts/bench` (which also starts a durable private PostgreSQL) or
+//! `cargo bench --bench ingest [-- --seconds 5 --concurrency 64 --rate 2000 --only a,b]`
+//! runs these phases:
+//! 1. `ceiling`: a minimal axum server, in its own process, that reads the same body and
+//!    answers 200;
+//! 2. `sqlite`: diarysync (the release binary, its own process) on a fresh SQLite file with
+//!    fsync-durable commits, 1,000 venues and 100,000 bookings, driven with signed Lightspeed
+//!    OPEN/UPDATE/CLOSE notifications (the seed's 3.7 KB split check) across many sales,
+//!    each sale matching a booking by table and time, at fixed concurrency;
+//! 3. `rate`: the same server at a fixed offered rate (open loop: latency counts from when
+//!    each request was due, so a stall is not hidden by the generator waiting for it);
+//! 4. `postgres`: phase 2 against PostgreSQL, when `DIARYSYNC_BENCH_PG_URL` names a server;
+//! 5. `replay`: every event phase 2 stored, re-processed without HTTP;
+//! 6. `matching`: the cost of processing a sale matched by table and time as the diary grows
+//!    from 1,000 to 1,000,000 bookings.
 //!
-//! It prints events/s, latency percentiles, the ratio to the ceiling and the process's peak
-//! RSS (server and load generator together). Numbers are for people and for
-//! `docs/PERFORMANCE.md`; nothing here asserts a timing.
+//! The load generator runs in this process on the same 2 cores; each server's peak RSS is
+//! its own process's. Nothing here asserts a timing: the figures are for people.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diarysync::app::App;
+use axum::body::Bytes;
 use diarysync::config::Config;
-use diarysync::gateway::Gateway;
+use diarysync::gateway::{Gateway, Inbound, Receipt, Route};
 use diarysync::partners::auth::hmac_sha256_hex;
 use diarysync::store::ReplayFilter;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
 
 const SECRET: &str = "bench-hmac-secret";
 const PUBLIC_URL: &str = "http://bench.local";
-const VENUES: usize = 1_000;
-const BOOKINGS: usize = 100_000;
+const PATH: &str = "/Sales/partners/lightspeed/events/order.updated";
+const VENUES: i64 = 1_000;
+const BOOKINGS: i64 = 100_000;
+/// Tables per venue; each has one lunch booking (12:00-14:00 UTC) a day.
+const TABLES: i64 = 20;
+/// 2025-12-29T00:00:00Z, the seed check's own day.
+const DAY0_MS: i64 = 1_766_966_400_000;
+const DAY_MS: i64 = 86_400_000;
+/// Sales open at 12:30 (on the seed check's table 10), inside that day's booking of the table.
+const SALE_OPEN_MS: i64 = 45_000_000;
 
+#[derive(Debug, Clone)]
 struct Options {
     seconds: u64,
     concurrency: usize,
+    rate: u64,
+    only: Option<Vec<String>>,
 }
 
-fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    Options {
-        seconds: value("--seconds", 10),
-        concurrency: usize::try_from(value("--concurrency", 64)).unwrap_or(64),
+impl Options {
+    fn parse() -> Options {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let number =
+            |name: &str, default: u64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        Options {
+            seconds: number("--seconds", 5),
+            concurrency: usize::try_from(number("--concurrency", 64)).unwrap_or(64),
+            rate: number("--rate", 2_000),
+            only: value("--only").map(|v| v.split(',').map(str::to_owned).collect()),
+        }
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|p| p == phase))
     }
 }
 
-/// The seed's split-check order with markers for what varies per request.
-fn template() -> String {
-    let path = format!(
-        "{}/tests/fixtures/lightspeed/open_split_check_original.json",
-        env!("CARGO_MANIFEST_DIR")
+/// The seed's split-check order cut into literal pieces and the fields that vary per request.
+struct Template {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Clone)]
+enum Piece {
+    Text(String),
+    Kind,
+    Sale,
+    Location,
+    OpenDate,
+    UpdateDate,
+}
+
+/// One request's varying fields.
+struct Notification {
+    kind: &'static str,
+    sale: u64,
+    location: i64,
+    open_date: i64,
+    update_date: i64,
+}
+
+impl Notification {
+    /// Step `step` of worker `worker`: each worker walks its own sales through OPEN, UPDATE
+    /// and CLOSE; every sale lands at table 10 of its venue during one of the seeded lunches.
+    fn of(worker: u64, step: u64) -> Notification {
+        let sale = worker * 10_000_000 + step / 3;
+        let location = i64::try_from(sale % VENUES as u64).unwrap_or(0);
+        let day = i64::try_from((sale / VENUES as u64) % days_seeded() as u64).unwrap_or(0);
+        Notification {
+            kind: ["OPEN", "UPDATE", "CLOSE"][usize::try_from(step % 3).unwrap_or(0)],
+            sale,
+            location,
+            open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
+            update_date: 1_767_013_602_149 + i64::try_from(step).unwrap_or(0),
+        }
+    }
+}
+
+fn days_seeded() -> i64 {
+    BOOKINGS / VENUES / TABLES
+}
+
+impl Template {
+    fn load() -> Template {
+        let path = format!(
+            "{}/tests/fixtures/lightspeed/open_split_check_original.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut order: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
+        order["notificationType"] = "@KIND@".into();
+        order["businessLocationId"] = "@LOCATION@".into();
+        order["account"]["businessLocationId"] = "@LOCATION@".into();
+        order["account"]["id"] = "@SALE@".into();
+        order["account"]["openDate"] = "@OPEN@".into();
+        order["account"]["updateDate"] = "@UPDATE@".into();
+        let text = order.to_string();
+        let markers = [
+            ("\"@KIND@\"", Piece::Kind),
+            ("\"@SALE@\"", Piece::Sale),
+            ("\"@LOCATION@\"", Piece::Location),
+            ("\"@OPEN@\"", Piece::OpenDate),
+            ("\"@UPDATE@\"", Piece::UpdateDate),
+        ];
+        let mut pieces = Vec::new();
+        let mut rest = text.as_str();
+        while let Some((at, marker, piece)) = markers
+            .iter()
+            .filter_map(|(marker, piece)| rest.find(marker).map(|at| (at, *marker, piece)))
+            .min_by_key(|(at, _, _)| *at)
+        {
+            pieces.push(Piece::Text(rest[..at].to_owned()));
+            pieces.push(piece.clone());
+            rest = &rest[at + marker.len()..];
+        }
+        pieces.push(Piece::Text(rest.to_owned()));
+        Template { pieces }
+    }
+
+    fn render(&self, n: &Notification, out: &mut String) {
+        use std::fmt::Write;
+        out.clear();
+        for piece in &self.pieces {
+            let _ = match piece {
+                Piece::Text(text) => {
+                    out.push_str(text);
+                    Ok(())
+                }
+                Piece::Kind => write!(out, "\"{}\"", n.kind),
+                Piece::Sale => write!(out, "\"bench-{}\"", n.sale),
+                Piece::Location => write!(out, "{}", n.location),
+                Piece::OpenDate => write!(out, "{}", n.open_date),
+                Piece::UpdateDate => write!(out, "{}", n.update_date),
+            };
+        }
+    }
+}
+
+/// One signed request, ready to send.
+fn signed_request(
+    template: &Template,
+    n: &Notification,
+    scratch: &mut String,
+) -> Request<Full<Bytes>> {
+    template.render(n, scratch);
+    let signature = hmac_sha256_hex(
+        SECRET.as_bytes(),
+        scratch.as_bytes(),
+        Some(&format!("{PUBLIC_URL}{PATH}")),
     );
-    let mut order: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
-    order["notificationType"] = "__TYPE__".into();
-    order["account"]["id"] = "__SALE__".into();
-    order["account"]["businessLocationId"] = "__LOC__".into();
-    order["account"]["updateDate"] = serde_json::json!(1_111_111_111_111u64);
-    order["businessLocationId"] = serde_json::json!(2_222_222_222_222u64);
-    order.to_string()
+    Request::post(PATH)
+        .header("host", "bench.local")
+        .header("content-type", "application/json")
+        .header("x-partner-signature", signature)
+        .body(Full::new(Bytes::copy_from_slice(scratch.as_bytes())))
+        .expect("request")
 }
 
-fn body(template: &str, sale: u64, step: u64) -> String {
-    let kind = ["OPEN", "UPDATE", "CLOSE"][usize::try_from(step % 3).unwrap_or(0)];
-    let location = sale % VENUES as u64;
-    template
-        .replace("__TYPE__", kind)
-        .replace("__SALE__", &format!("bench-{sale}"))
-        .replace("__LOC__", &format!("{location}"))
-        .replace("1111111111111", &format!("{}", 1_767_013_602_149 + step))
-        .replace("2222222222222", &format!("{location}"))
-}
-
-/// Latencies of one run, in microseconds.
+/// What one load run saw.
 struct Run {
     events: u64,
     errors: u64,
     elapsed: Duration,
+    /// Microseconds, sorted.
     latencies: Vec<u32>,
 }
 
@@ -94,224 +226,649 @@ impl Run {
         let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
         f64::from(self.latencies[index]) / 1000.0
     }
+
+    fn of(parts: Vec<(Vec<u32>, u64)>, elapsed: Duration) -> Run {
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        for (part, failed) in parts {
+            latencies.extend(part);
+            errors += failed;
+        }
+        latencies.sort_unstable();
+        Run {
+            events: latencies.len() as u64,
+            errors,
+            elapsed,
+            latencies,
+        }
+    }
 }
 
-/// Posts signed notifications from `concurrency` workers for `seconds`.
-async fn drive(url: &str, path: &str, options: &Options, template: Arc<String>) -> Run {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .build()
-        .expect("client");
-    let errors = Arc::new(AtomicU64::new(0));
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Sends one request and reads the whole answer; true on a 2xx.
+async fn exchange(sender: &mut Sender, request: Request<Full<Bytes>>) -> bool {
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    match sender.send_request(request).await {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            ok && response.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn micros(elapsed: Duration) -> u32 {
+    u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// Closed loop: `concurrency` connections, each sending its next request when the last is
+/// answered, for `seconds`.
+async fn drive(addr: SocketAddr, options: &Options, template: &Arc<Template>) -> Run {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(options.seconds);
-    let signed_url = format!("{PUBLIC_URL}{path}");
     let mut workers = Vec::new();
     for worker in 0..options.concurrency as u64 {
-        let (client, template, errors) =
-            (client.clone(), Arc::clone(&template), Arc::clone(&errors));
-        let (target, signed_url) = (format!("{url}{path}"), signed_url.clone());
+        let template = Arc::clone(template);
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(50_000);
-            let mut step = 0u64;
+            let mut sender = connect(addr).await;
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut errors = 0;
+            let mut scratch = String::with_capacity(4096);
+            let mut step = 0;
             while Instant::now() < deadline {
-                // Each worker walks its own sales through OPEN, UPDATE, CLOSE.
-                let sale = worker * 1_000_000 + step / 3;
-                let body = body(&template, sale, step);
-                let signature =
-                    hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes(), Some(&signed_url));
+                let request =
+                    signed_request(&template, &Notification::of(worker, step), &mut scratch);
                 let sent = Instant::now();
-                let ok = client
-                    .post(&target)
-                    .header("x-partner-signature", signature)
-                    .body(body)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if !ok {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                if !exchange(&mut sender, request).await {
+                    errors += 1;
+                    sender = connect(addr).await;
                 }
-                latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                latencies.push(micros(sent.elapsed()));
                 step += 1;
             }
-            latencies
+            (latencies, errors)
         }));
     }
-    let mut latencies = Vec::new();
+    let mut parts = Vec::new();
     for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
+        parts.push(worker.await.expect("worker"));
     }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    Run {
-        events: latencies.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latencies,
+    Run::of(parts, started.elapsed())
+}
+
+/// Open loop: requests are due every 1/`rate` s whatever the answers; latency counts from
+/// when each was due. Up to 256 connections carry them.
+async fn drive_rate(addr: SocketAddr, rate: u64, seconds: u64, template: &Arc<Template>) -> Run {
+    const CONNECTIONS: u64 = 256;
+    let total = rate * seconds;
+    let (due, queue) = tokio::sync::mpsc::channel::<(u64, Instant)>(
+        usize::try_from(total).unwrap_or(1 << 20).max(1),
+    );
+    let queue = Arc::new(Mutex::new(queue));
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (queue, template) = (Arc::clone(&queue), Arc::clone(template));
+        workers.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut scratch = String::with_capacity(4096);
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some((step, due_at)) = next else { break };
+                let n = Notification::of(CONNECTIONS + 1, step);
+                let request = signed_request(&template, &n, &mut scratch);
+                if !exchange(&mut sender, request).await {
+                    errors += 1;
+                    sender = connect(addr).await;
+                }
+                latencies.push(micros(due_at.elapsed()));
+            }
+            (latencies, errors)
+        }));
+    }
+    for step in 0..total {
+        let due_at = started + interval.mul_f64(step as f64);
+        tokio::time::sleep_until(due_at.into()).await;
+        if due.send((step, due_at)).await.is_err() {
+            break;
+        }
+    }
+    drop(due);
+    let mut parts = Vec::new();
+    for worker in workers {
+        parts.push(worker.await.expect("worker"));
+    }
+    Run::of(parts, started.elapsed())
+}
+
+/// A server process under test.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn peak_rss_mib(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    async fn wait_until_listening(&self, path: &str) {
+        let client = reqwest::Client::new();
+        for _ in 0..600 {
+            let answered = client
+                .get(format!("http://{}{path}", self.addr))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if answered {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server at {} did not come up", self.addr);
     }
 }
 
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
-fn report(name: &str, run: &Run, ceiling: Option<&Run>) {
-    let ratio = ceiling.map_or(String::new(), |c| {
-        format!("  {:.2} x ceiling", run.rate() / c.rate())
+/// The minimal axum server, in a child process of this binary.
+async fn spawn_ceiling() -> Server {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--ceiling-server", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ceiling process");
+    let server = Server {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    server.wait_until_listening("/up").await;
+    server
+}
+
+fn ceiling_server(port: u16) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let app = axum::Router::new()
+            .route("/up", axum::routing::get(|| async { "up" }))
+            .route(
+                "/Sales/partners/{partner}/events/{event}",
+                axum::routing::post(|body: Bytes| async move {
+                    if body.is_empty() { "empty" } else { "ok" }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        axum::serve(listener, app).await.expect("serve");
     });
-    println!(
-        "{name:<28} {:>9.0} events/s  p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  errors {}{ratio}",
-        run.rate(),
-        run.percentile(0.50),
-        run.percentile(0.99),
-        run.percentile(0.999),
-        run.errors
-    );
 }
 
-async fn ceiling(options: &Options, template: Arc<String>) -> Run {
-    let app = axum::Router::new().route(
-        "/Sales/partners/{partner}/events/{event}",
-        axum::routing::post(|body: axum::body::Bytes| async move {
-            if body.is_empty() { "empty" } else { "ok" }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let run = drive(
-        &url,
-        "/Sales/partners/bench/events/order",
-        options,
-        template,
-    )
-    .await;
-    server.abort();
-    run
-}
-
-fn config_text(database_url: &str) -> String {
+fn config_text(database_url: &str, port: u16) -> String {
     format!(
-        "listen = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\ndatabase_url = \"{database_url}\"\n\
-         admin_token = \"bench-admin-token-0123\"\n\
+        "listen = \"127.0.0.1:{port}\"\npublic_url = \"{PUBLIC_URL}\"\n\
+         database_url = \"{database_url}\"\nadmin_token = \"bench-admin-token-0123\"\n\
          [[partners]]\nname = \"lightspeed\"\nhandler = \"lightspeed-kseries\"\n\
          [partners.auth]\nscheme = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
     )
 }
 
-/// 1,000 venues each owning one Lightspeed location, and 100,000 bookings across them.
-fn seed(database_url: &str) {
-    let path = database_url.trim_start_matches("sqlite://");
+/// diarysync's release binary serving `database_url`, logging warnings only.
+async fn spawn_diarysync(dir: &Path, database_url: &str) -> Server {
+    let port = free_port();
+    let config = dir.join(format!("bench-{port}.toml"));
+    std::fs::write(&config, config_text(database_url, port)).expect("config");
+    let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_diarysync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("diarysync process");
+    let server = Server {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    server.wait_until_listening("/readyz").await;
+    server
+}
+
+/// Booking `b` of a diary over `venues`: venue `b % venues + 1`, table
+/// `(b / venues) % 20 + 1`, lunch (12:00-14:00 UTC) on day `b / venues / 20`.
+fn booking_start(b: i64, venues: i64) -> i64 {
+    DAY0_MS + (b / venues / TABLES) * DAY_MS + 43_200_000
+}
+
+/// The venues, their Lightspeed locations and the diary, straight into SQLite.
+fn seed_sqlite(path: &Path, venues: i64, bookings: i64) {
     let mut conn = rusqlite::Connection::open(path).expect("open");
     let tx = conn.transaction().expect("begin");
-    for venue in 0..VENUES as i64 {
-        tx.execute(
-            "INSERT INTO venues (id, name, timezone, created_at) VALUES (?1, ?2, 'Europe/Paris', 0)",
-            rusqlite::params![venue + 1, format!("Venue {venue}")],
-        )
-        .expect("venue");
-        tx.execute(
-            "INSERT INTO partner_locations (venue_id, partner, location_id, enabled) VALUES (?1, 'lightspeed', ?2, 1)",
-            rusqlite::params![venue + 1, venue.to_string()],
-        )
-        .expect("location");
+    {
+        let mut venue = tx
+            .prepare("INSERT INTO venues (id, name, timezone, created_at, longest_booking_ms) VALUES (?1, ?2, 'Europe/Paris', 0, 7200000)")
+            .expect("prepare");
+        let mut location = tx
+            .prepare("INSERT INTO partner_locations (venue_id, partner, location_id, enabled) VALUES (?1, 'lightspeed', ?2, 1)")
+            .expect("prepare");
+        for v in 0..venues {
+            venue
+                .execute(rusqlite::params![v + 1, format!("Venue {v}")])
+                .expect("venue");
+            location
+                .execute(rusqlite::params![v + 1, v.to_string()])
+                .expect("location");
+        }
+        let mut booking = tx
+            .prepare(
+                "INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 2, 'confirmed', 0, 0)",
+            )
+            .expect("prepare");
+        let mut table = tx
+            .prepare(
+                "INSERT INTO booking_tables (booking_id, position, table_key) VALUES (?1, 0, ?2)",
+            )
+            .expect("prepare");
+        for b in 0..bookings {
+            let start = booking_start(b, venues);
+            booking
+                .execute(rusqlite::params![
+                    b + 1,
+                    b % venues + 1,
+                    format!("B{b}"),
+                    start,
+                    start + 7_200_000
+                ])
+                .expect("booking");
+            table
+                .execute(rusqlite::params![
+                    b + 1,
+                    ((b / venues) % TABLES + 1).to_string()
+                ])
+                .expect("table");
+        }
     }
-    let day = 86_400_000i64;
-    for booking in 0..BOOKINGS as i64 {
-        let start = 1_766_966_400_000 + (booking % 30) * day + (booking % 8) * 1_800_000;
-        tx.execute(
-            "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 2, 'confirmed', 0, 0)",
-            rusqlite::params![booking % VENUES as i64 + 1, format!("B{booking}"), start, start + 5_400_000],
-        )
-        .expect("booking");
-        tx.execute(
-            "INSERT INTO booking_tables (booking_id, position, table_key) VALUES (?1, 0, ?2)",
-            rusqlite::params![booking + 1, ((booking % 20) + 1).to_string()],
-        )
-        .expect("table");
-    }
-    tx.execute("UPDATE venues SET longest_booking_ms = 5400000", [])
-        .expect("span");
     tx.commit().expect("commit");
 }
 
-async fn run() {
-    let options = options();
-    let template = Arc::new(template());
-    println!(
-        "ingest benchmark: {} s per run, {} concurrent connections, body {} bytes, {} cores",
-        options.seconds,
-        options.concurrency,
-        template.len(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    let ceiling = ceiling(&options, Arc::clone(&template)).await;
-    report("ceiling (axum, read body)", &ceiling, None);
+/// The same diary in PostgreSQL, generated by the server.
+async fn seed_postgres(url: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let statements = [
+        format!("INSERT INTO venues (id, name, timezone, created_at, longest_booking_ms)
+                 SELECT v, 'Venue ' || v, 'Europe/Paris', 0, 7200000 FROM generate_series(1, {VENUES}) v"),
+        format!("INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
+                 SELECT v, 'lightspeed', (v - 1)::text, 1 FROM generate_series(1, {VENUES}) v"),
+        format!("INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
+                 SELECT b + 1, b % {VENUES} + 1, 'B' || b, {DAY0_MS} + (b / {VENUES} / {TABLES}) * {DAY_MS} + 43200000,
+                        {DAY0_MS} + (b / {VENUES} / {TABLES}) * {DAY_MS} + 50400000, 2, 'confirmed', 0, 0
+                 FROM generate_series(0, {BOOKINGS} - 1) b"),
+        format!("INSERT INTO booking_tables (booking_id, position, table_key)
+                 SELECT b + 1, 0, ((b / {VENUES}) % {TABLES} + 1)::text FROM generate_series(0, {BOOKINGS} - 1) b"),
+        "SELECT setval(pg_get_serial_sequence('venues', 'id'), 100000)".to_owned(),
+        "SELECT setval(pg_get_serial_sequence('bookings', 'id'), 10000000)".to_owned(),
+        "ANALYZE".to_owned(),
+    ];
+    for statement in statements {
+        sqlx::query(&statement)
+            .execute(&mut conn)
+            .await
+            .expect("seed");
+    }
+}
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let app = App::build(Config::from_toml(&config_text(&database_url)).expect("config"))
+/// A fresh database on the PostgreSQL server at `admin_url`.
+async fn fresh_postgres(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("diarysync_bench_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
-        .expect("app");
+        .expect("connect");
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// Figures for the summary table.
+#[derive(Default)]
+struct Summary {
+    lines: Vec<String>,
+}
+
+impl Summary {
+    fn load(&mut self, name: &str, run: &Run, ceiling: Option<&Run>, rss: Option<f64>) {
+        let ratio = ceiling.map_or(String::from("1"), |c| {
+            format!("{:.2}", run.rate() / c.rate())
+        });
+        let rss = rss.map_or(String::new(), |r| format!("{r:.1}"));
+        let line = format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} | {rss} |",
+            run.rate(),
+            run.percentile(0.50),
+            run.percentile(0.99),
+            run.percentile(0.999),
+            run.errors
+        );
+        println!("{line}");
+        self.lines.push(line);
+    }
+
+    fn note(&mut self, line: String) {
+        println!("{line}");
+        self.lines.push(line);
+    }
+}
+
+async fn sqlite_phases(
+    options: &Options,
+    template: &Arc<Template>,
+    ceiling: Option<&Run>,
+    summary: &mut Summary,
+    dir: &Path,
+) -> Option<PathBuf> {
+    if !options.runs("sqlite") && !options.runs("rate") && !options.runs("replay") {
+        return None;
+    }
+    let path = dir.join("bench.db");
+    let url = format!("sqlite://{}", path.display());
+    diarysync::store::open(&url)
+        .await
+        .expect("migrate")
+        .close()
+        .await;
     let seeding = Instant::now();
-    seed(&database_url);
+    seed_sqlite(&path, VENUES, BOOKINGS);
     println!(
-        "seeded {VENUES} venues and {BOOKINGS} bookings in {:.1} s",
+        "seeded SQLite with {VENUES} venues and {BOOKINGS} bookings in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let sqlite = drive(
-        &url,
-        "/Sales/partners/lightspeed/events/order",
-        &options,
-        Arc::clone(&template),
-    )
-    .await;
-    report("diarysync, SQLite durable", &sqlite, Some(&ceiling));
-    let _ = stop.send(());
-    let _ = server.await;
+    let server = spawn_diarysync(dir, &url).await;
+    if options.runs("sqlite") || options.runs("replay") {
+        let run = drive(server.addr, options, template).await;
+        summary.load(
+            &format!(
+                "diarysync, SQLite durable, {} connections",
+                options.concurrency
+            ),
+            &run,
+            ceiling,
+            Some(server.peak_rss_mib()),
+        );
+    }
+    if options.runs("rate") {
+        let run = drive_rate(server.addr, options.rate, options.seconds, template).await;
+        summary.load(
+            &format!(
+                "diarysync, SQLite durable, {} events/s offered",
+                options.rate
+            ),
+            &run,
+            None,
+            Some(server.peak_rss_mib()),
+        );
+    }
+    server.stop();
+    Some(path)
+}
 
-    let store = diarysync::store::open(&database_url).await.expect("store");
+async fn postgres_phase(
+    options: &Options,
+    template: &Arc<Template>,
+    ceiling: Option<&Run>,
+    summary: &mut Summary,
+    dir: &Path,
+) {
+    if !options.runs("postgres") {
+        return;
+    }
+    let Ok(admin_url) = std::env::var("DIARYSYNC_BENCH_PG_URL") else {
+        summary.note(
+            "| PostgreSQL | skipped: DIARYSYNC_BENCH_PG_URL is not set (scripts/bench sets it) |"
+                .to_owned(),
+        );
+        return;
+    };
+    let url = fresh_postgres(&admin_url).await;
+    diarysync::store::open(&url)
+        .await
+        .expect("migrate")
+        .close()
+        .await;
+    seed_postgres(&url).await;
+    let server = spawn_diarysync(dir, &url).await;
+    let run = drive(server.addr, options, template).await;
+    summary.load(
+        &format!("diarysync, PostgreSQL, {} connections", options.concurrency),
+        &run,
+        ceiling,
+        Some(server.peak_rss_mib()),
+    );
+    server.stop();
+}
+
+async fn replay_phase(path: &Path, summary: &mut Summary) {
+    let url = format!("sqlite://{}", path.display());
+    let store = diarysync::store::open(&url).await.expect("store");
     let gateway = Gateway::new(
-        Config::from_toml(&config_text(&database_url)).expect("config"),
+        Config::from_toml(&config_text(&url, 0)).expect("config"),
         Arc::new(store),
     );
-    let replaying = Instant::now();
-    let summary = gateway
+    let started = Instant::now();
+    let replayed = gateway
         .replay(&ReplayFilter::default(), || {})
         .await
         .expect("replay");
-    let seconds = replaying.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
+    summary.note(format!(
+        "| replay, no HTTP | {:.0} events/s | {} events in {seconds:.2} s | outcomes {:?} |",
+        replayed.replayed as f64 / seconds,
+        replayed.replayed,
+        replayed.outcomes
+    ));
+}
+
+/// Processing cost of sales matched by table and time, for diaries of growing size: the
+/// same 50 venues of 20 tables, more days of history (1,000 days at 1,000,000 bookings). Sales arrive 256 at a time, so commits are
+/// shared and what is left is processing.
+async fn matching_phase(template: &Template, summary: &mut Summary) {
+    const SALES: u64 = 4_096;
+    const VENUES: i64 = 50;
+    let mut baseline = None;
+    for bookings in [1_000, 10_000, 100_000, 1_000_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("matching.db");
+        let url = format!("sqlite://{}", path.display());
+        diarysync::store::open(&url)
+            .await
+            .expect("migrate")
+            .close()
+            .await;
+        seed_sqlite(&path, VENUES, bookings);
+        let store = diarysync::store::open(&url).await.expect("store");
+        let gateway = Arc::new(Gateway::new(
+            Config::from_toml(&config_text(&url, 0)).expect("config"),
+            Arc::new(store),
+        ));
+        let days = (bookings / VENUES / TABLES).max(1);
+        let mut scratch = String::new();
+        let inbound: Vec<Inbound> = (0..SALES)
+            .map(|i| {
+                // Latest lunches first: the diary's whole history lies before them.
+                let location = i64::try_from(i).unwrap_or(0) % VENUES;
+                let day = days - 1 - (i64::try_from(i).unwrap_or(0) / VENUES) % days;
+                let n = Notification {
+                    kind: "CLOSE",
+                    sale: i,
+                    location,
+                    open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
+                    update_date: 1,
+                };
+                template.render(&n, &mut scratch);
+                let signature = hmac_sha256_hex(
+                    SECRET.as_bytes(),
+                    scratch.as_bytes(),
+                    Some(&format!("{PUBLIC_URL}{PATH}")),
+                );
+                let mut headers = http::HeaderMap::new();
+                headers.insert("x-partner-signature", signature.parse().expect("header"));
+                Inbound {
+                    route: Route::Sales,
+                    partner: "lightspeed".to_owned(),
+                    event_type: "order.updated".to_owned(),
+                    method: "POST".to_owned(),
+                    path: PATH.to_owned(),
+                    query: None,
+                    headers,
+                    body: scratch.clone().into_bytes(),
+                    received_at: chrono::Utc::now(),
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let mut matched = 0usize;
+        for chunk in inbound.chunks(256) {
+            let receipts = futures_util::future::join_all(chunk.iter().cloned().map(|i| {
+                let gateway = Arc::clone(&gateway);
+                async move { gateway.receive(i).await }
+            }))
+            .await;
+            matched += receipts
+                .iter()
+                .filter(|r| matches!(r, Receipt::Accepted { detail: Some(d), .. } if d.contains("table_time")))
+                .count();
+        }
+        let per_sale = started.elapsed().as_secs_f64() * 1e6 / SALES as f64;
+        let base = *baseline.get_or_insert(per_sale);
+        summary.note(format!(
+            "| matching, {bookings} bookings | {per_sale:.0} µs per sale | {:.2} x the 1,000-booking cost | {matched}/{SALES} matched by table and time |",
+            per_sale / base
+        ));
+    }
+}
+
+async fn run(options: Options) {
+    let template = Arc::new(Template::load());
+    let mut probe = String::new();
+    template.render(&Notification::of(0, 0), &mut probe);
     println!(
-        "replay (no HTTP)             {:>9.0} events/s  ({} events in {seconds:.1} s: {:?})",
-        summary.replayed as f64 / seconds,
-        summary.replayed,
-        summary.outcomes
+        "ingest benchmark: {} s per run, {} connections, {} events/s offered in the rate run, body {} bytes, {} cores",
+        options.seconds,
+        options.concurrency,
+        options.rate,
+        probe.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("peak RSS (whole process)     {:>9.1} MiB", peak_rss_mib());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut summary = Summary::default();
+    summary.note("| run | events/s | p50 ms | p99 ms | p99.9 ms | errors | × ceiling | server peak RSS MiB |".to_owned());
+    summary.note("|---|---:|---:|---:|---:|---:|---:|---:|".to_owned());
+    let ceiling = if options.runs("ceiling") {
+        let server = spawn_ceiling().await;
+        let run = drive(server.addr, &options, &template).await;
+        summary.load(
+            &format!(
+                "ceiling: axum reads the body, answers 200, {} connections",
+                options.concurrency
+            ),
+            &run,
+            None,
+            Some(server.peak_rss_mib()),
+        );
+        server.stop();
+        Some(run)
+    } else {
+        None
+    };
+    let stored = sqlite_phases(
+        &options,
+        &template,
+        ceiling.as_ref(),
+        &mut summary,
+        dir.path(),
+    )
+    .await;
+    postgres_phase(
+        &options,
+        &template,
+        ceiling.as_ref(),
+        &mut summary,
+        dir.path(),
+    )
+    .await;
+    if let (Some(path), true) = (&stored, options.runs("replay")) {
+        replay_phase(path, &mut summary).await;
+    }
+    if options.runs("matching") {
+        matching_phase(&template, &mut summary).await;
+    }
+    println!("\n{}", summary.lines.join("\n"));
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(port) = args
+        .iter()
+        .position(|a| a == "--ceiling-server")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|p| p.parse().ok())
+    {
+        ceiling_server(port);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run());
+    runtime.block_on(run(Options::parse()));
 }

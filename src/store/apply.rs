@@ -39,6 +39,9 @@ pub(super) struct Venue {
     pub zone: chrono_tz::Tz,
     /// A booking platform's SKU -> normalised diary table.
     pub sku_tables: HashMap<String, String>,
+    /// The longest booking the venue has had: no booking starting earlier than this before
+    /// a sale can still be running, which bounds the table-and-time lookup.
+    pub longest_booking: Duration,
 }
 
 impl Venue {
@@ -259,8 +262,26 @@ async fn apply(
     }
 }
 
-const VENUE_COLUMNS: &str = "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases,
-    v.walk_ins, v.timezone, v.sku_tables";
+/// The venue columns processing reads, as a literal so whole statements stay constants.
+macro_rules! venue_columns {
+    () => {
+        "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases, v.walk_ins,
+         v.timezone, v.sku_tables, v.longest_booking_ms"
+    };
+}
+
+const VENUE_OF_LOCATION: &str = concat!(
+    "SELECT ",
+    venue_columns!(),
+    ", l.enabled FROM partner_locations l JOIN venues v ON v.id = l.venue_id
+     WHERE l.partner = $1 AND l.location_id = $2"
+);
+
+const VENUE_BY_ID: &str = concat!(
+    "SELECT ",
+    venue_columns!(),
+    " FROM venues v WHERE v.id = $1"
+);
 
 fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
     let aliases: String = row.try_get("table_aliases")?;
@@ -282,6 +303,7 @@ fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
             let skus: String = row.try_get("sku_tables")?;
             serde_json::from_str(&skus).unwrap_or_default()
         },
+        longest_booking: Duration::milliseconds(row.try_get("longest_booking_ms")?),
     })
 }
 
@@ -290,14 +312,11 @@ async fn venue_of_location(
     partner: &str,
     location_id: &str,
 ) -> Result<Option<Venue>, StoreError> {
-    let row = db::query(format!(
-        "SELECT {VENUE_COLUMNS}, l.enabled FROM partner_locations l JOIN venues v ON v.id = l.venue_id
-         WHERE l.partner = $1 AND l.location_id = $2"
-    ))
-    .bind(partner)
-    .bind(location_id)
-    .fetch_optional(conn)
-    .await?;
+    let row = db::query(VENUE_OF_LOCATION)
+        .bind(partner)
+        .bind(location_id)
+        .fetch_optional(conn)
+        .await?;
     row.map(|row| {
         let enabled = row.try_get::<i64>("enabled")? != 0;
         venue_from_row(&row, enabled)
@@ -307,13 +326,11 @@ async fn venue_of_location(
 
 /// A venue by id, for the re-matching that admin changes trigger.
 pub(super) async fn venue(conn: &mut Conn<'_>, venue_id: i64) -> Result<Venue, StoreError> {
-    let row = db::query(format!(
-        "SELECT {VENUE_COLUMNS} FROM venues v WHERE v.id = $1"
-    ))
-    .bind(venue_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(StoreError::NotFound("venue"))?;
+    let row = db::query(VENUE_BY_ID)
+        .bind(venue_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("venue"))?;
     venue_from_row(&row, true)
 }
 
@@ -501,6 +518,13 @@ async fn create_walk_in(
     .fetch_one(conn)
     .await?;
     write_booking_tables(conn, booking_id, tables).await?;
+    note_booking_span(
+        conn,
+        cx.venue.id,
+        start,
+        start + Duration::minutes(WALK_IN_MINUTES),
+    )
+    .await?;
     let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
     Ok(Link {
         booking_id: Some(booking_id),
@@ -574,9 +598,12 @@ async fn decide_match(
     Ok(decide(input(&[], None, &nearby)))
 }
 
-const CANDIDATE_COLUMNS: &str =
-    "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, t.table_key
-     FROM bookings b LEFT JOIN booking_tables t ON t.booking_id = b.id";
+macro_rules! candidate_columns {
+    () => {
+        "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, t.table_key
+         FROM bookings b LEFT JOIN booking_tables t ON t.booking_id = b.id"
+    };
+}
 
 async fn bookings_by_reference(
     conn: &mut Conn<'_>,
@@ -587,7 +614,8 @@ async fn bookings_by_reference(
         .map(|i| format!("${}", i + 2))
         .collect();
     let sql = format!(
-        "{CANDIDATE_COLUMNS} WHERE b.venue_id = $1 AND b.reference IN ({}) ORDER BY b.id, t.position",
+        "{} WHERE b.venue_id = $1 AND b.reference IN ({}) ORDER BY b.id, t.position",
+        candidate_columns!(),
         placeholders.join(", ")
     );
     let mut query = db::query(&sql).bind(venue_id);
@@ -597,25 +625,50 @@ async fn bookings_by_reference(
     candidates(query.fetch_all(conn).await?)
 }
 
-/// Bookings whose window, widened by the venue's tolerances, contains `opened`.
+/// Bookings whose window, widened by the venue's tolerances, contains `opened`. The scan
+/// of the `(venue_id, start_at)` index is bounded on both sides (by the venue's longest
+/// booking from below), so its cost does not grow with the diary's history.
 async fn bookings_near(
     conn: &mut Conn<'_>,
     venue: &Venue,
     opened: DateTime<Utc>,
 ) -> Result<Vec<CandidateBooking>, StoreError> {
     let latest_start = (opened + venue.tolerances.before_start).timestamp_millis();
-    let earliest_end = (opened - venue.tolerances.after_end).timestamp_millis();
-    let sql = format!(
-        "{CANDIDATE_COLUMNS} WHERE b.venue_id = $1 AND b.start_at <= $2 AND b.end_at >= $3
-         AND b.status NOT IN ('cancelled', 'no_show') ORDER BY b.id, t.position"
-    );
-    let rows = db::query(&sql)
+    let earliest_end = opened - venue.tolerances.after_end;
+    let earliest_start = (earliest_end - venue.longest_booking).timestamp_millis();
+    let rows = db::query(BOOKINGS_NEAR)
         .bind(venue.id)
         .bind(latest_start)
-        .bind(earliest_end)
+        .bind(earliest_end.timestamp_millis())
+        .bind(earliest_start)
         .fetch_all(conn)
         .await?;
     candidates(rows)
+}
+
+const BOOKINGS_NEAR: &str = concat!(
+    candidate_columns!(),
+    " WHERE b.venue_id = $1 AND b.start_at <= $2 AND b.start_at >= $4 AND b.end_at >= $3
+     AND b.status NOT IN ('cancelled', 'no_show') ORDER BY b.id, t.position"
+);
+
+/// Records a booking's length on its venue when it is the longest so far (see
+/// [`Venue::longest_booking`]). Every write of a booking's times calls this.
+pub(super) async fn note_booking_span(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let span = (end - start).num_milliseconds().max(0);
+    db::query(
+        "UPDATE venues SET longest_booking_ms = $1 WHERE id = $2 AND longest_booking_ms < $1",
+    )
+    .bind(span)
+    .bind(venue_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Folds booking rows joined with their tables into candidates.
@@ -1176,6 +1229,7 @@ async fn upsert_booking(
     .bind(id)
     .execute(conn)
     .await?;
+    note_booking_span(conn, cx.venue.id, booking.start, booking.end).await?;
     let mut tables: Vec<TableKey> = booking
         .skus
         .iter()

@@ -145,6 +145,7 @@ pub(super) async fn create(
     .fetch_one(conn)
     .await?;
     apply::write_booking_tables(conn, id, &table_keys(&booking.tables)).await?;
+    apply::note_booking_span(conn, venue_id, booking.start, end).await?;
     apply::rematch_around_booking(
         conn,
         &venue,
@@ -185,12 +186,14 @@ pub(super) async fn update(
         let minutes = changes
             .duration_minutes
             .unwrap_or((old_end - old_start).num_minutes());
+        let end = start + Duration::minutes(minutes);
         db::query("UPDATE bookings SET start_at = $1, end_at = $2 WHERE id = $3")
             .bind(start.timestamp_millis())
-            .bind((start + Duration::minutes(minutes)).timestamp_millis())
+            .bind(end.timestamp_millis())
             .bind(id)
             .execute(conn)
             .await?;
+        apply::note_booking_span(conn, venue_id, start, end).await?;
     }
     if let Some(covers) = changes.covers {
         db::query("UPDATE bookings SET covers = $1 WHERE id = $2")
