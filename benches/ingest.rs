@@ -47,7 +47,7 @@ const TABLES: i64 = 20;
 /// 2025-12-29T00:00:00Z, the seed check's own day.
 const DAY0_MS: i64 = 1_766_966_400_000;
 const DAY_MS: i64 = 86_400_000;
-/// Sales open at 12:30 (on the seed check's table 10), inside that day's booking of the table.
+/// Sales open at 12:30, inside that day's booking of their table.
 const SALE_OPEN_MS: i64 = 45_000_000;
 
 #[derive(Debug, Clone)]
@@ -69,11 +69,17 @@ impl Options {
         };
         let number =
             |name: &str, default: u64| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        // `cargo test --all-targets` runs this binary too, without `--bench`: a short smoke
+        // run then checks that every part of the benchmark still works.
+        let smoke = !args.iter().any(|a| a == "--bench");
         Options {
-            seconds: number("--seconds", 5),
-            concurrency: usize::try_from(number("--concurrency", 64)).unwrap_or(64),
-            rate: number("--rate", 2_000),
-            only: value("--only").map(|v| v.split(',').map(str::to_owned).collect()),
+            seconds: number("--seconds", if smoke { 1 } else { 5 }),
+            concurrency: usize::try_from(number("--concurrency", if smoke { 8 } else { 64 }))
+                .unwrap_or(64),
+            rate: number("--rate", if smoke { 200 } else { 2_000 }),
+            only: value("--only")
+                .or_else(|| smoke.then(|| "ceiling,sqlite,rate,replay".to_owned()))
+                .map(|v| v.split(',').map(str::to_owned).collect()),
         }
     }
 
@@ -97,6 +103,9 @@ enum Piece {
     Location,
     OpenDate,
     UpdateDate,
+    TableName,
+    TableNumber,
+    Tables,
 }
 
 /// One request's varying fields.
@@ -104,25 +113,49 @@ struct Notification {
     kind: &'static str,
     sale: u64,
     location: i64,
+    table: i64,
     open_date: i64,
     update_date: i64,
 }
 
 impl Notification {
     /// Step `step` of worker `worker`: each worker walks its own sales through OPEN, UPDATE
-    /// and CLOSE; every sale lands at table 10 of its venue during one of the seeded lunches.
+    /// and CLOSE; each sale lands at a table of a venue during one of the seeded lunches,
+    /// spread over the whole diary as real checks are.
     fn of(worker: u64, step: u64) -> Notification {
         let sale = worker * 10_000_000 + step / 3;
-        let location = i64::try_from(sale % VENUES as u64).unwrap_or(0);
-        let day = i64::try_from((sale / VENUES as u64) % days_seeded() as u64).unwrap_or(0);
+        let (location, table, day) = spread(sale, VENUES, days_seeded());
         Notification {
             kind: ["OPEN", "UPDATE", "CLOSE"][usize::try_from(step % 3).unwrap_or(0)],
             sale,
             location,
+            table,
             open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
             update_date: 1_767_013_602_149 + i64::try_from(step).unwrap_or(0),
         }
     }
+}
+
+impl Notification {
+    /// Request `step` of a paced run: `per_second` sales are open at a time and each gets
+    /// its OPEN, UPDATE and CLOSE a second apart, as a POS updates many checks at once.
+    fn interleaved(per_second: u64, step: u64) -> Notification {
+        let round = step / per_second;
+        let sale = (round / 3) * per_second + step % per_second;
+        Notification::of(1_000, sale * 3 + round % 3)
+    }
+}
+
+/// The venue (location id), table and day of sale `sale`: a fixed mix of its number, so
+/// every booking of the diary is as likely as any other.
+fn spread(sale: u64, venues: i64, days: i64) -> (i64, i64, i64) {
+    let mixed = sale.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    let mixed = i64::try_from(mixed).unwrap_or(0);
+    (
+        mixed % venues,
+        (mixed / venues) % TABLES + 1,
+        (mixed / venues / TABLES) % days.max(1),
+    )
 }
 
 fn days_seeded() -> i64 {
@@ -143,6 +176,9 @@ impl Template {
         order["account"]["id"] = "@SALE@".into();
         order["account"]["openDate"] = "@OPEN@".into();
         order["account"]["updateDate"] = "@UPDATE@".into();
+        order["account"]["tableName"] = "@TABLE_NAME@".into();
+        order["account"]["tableNumber"] = "@TABLE_NUMBER@".into();
+        order["account"]["tables"] = "@TABLES@".into();
         let text = order.to_string();
         let markers = [
             ("\"@KIND@\"", Piece::Kind),
@@ -150,6 +186,9 @@ impl Template {
             ("\"@LOCATION@\"", Piece::Location),
             ("\"@OPEN@\"", Piece::OpenDate),
             ("\"@UPDATE@\"", Piece::UpdateDate),
+            ("\"@TABLE_NAME@\"", Piece::TableName),
+            ("\"@TABLE_NUMBER@\"", Piece::TableNumber),
+            ("\"@TABLES@\"", Piece::Tables),
         ];
         let mut pieces = Vec::new();
         let mut rest = text.as_str();
@@ -180,6 +219,9 @@ impl Template {
                 Piece::Location => write!(out, "{}", n.location),
                 Piece::OpenDate => write!(out, "{}", n.open_date),
                 Piece::UpdateDate => write!(out, "{}", n.update_date),
+                Piece::TableName => write!(out, "\"Table {}\"", n.table),
+                Piece::TableNumber => write!(out, "{}", n.table),
+                Piece::Tables => write!(out, "[\"{}\"]", n.table),
             };
         }
     }
@@ -331,7 +373,7 @@ async fn drive_rate(addr: SocketAddr, rate: u64, seconds: u64, template: &Arc<Te
             loop {
                 let next = queue.lock().await.recv().await;
                 let Some((step, due_at)) = next else { break };
-                let n = Notification::of(CONNECTIONS + 1, step);
+                let n = Notification::interleaved(rate, step);
                 let request = signed_request(&template, &n, &mut scratch);
                 if !exchange(&mut sender, request).await {
                     errors += 1;
@@ -461,7 +503,10 @@ async fn spawn_diarysync(dir: &Path, database_url: &str) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_diarysync"))
         .args(["serve", "--config"])
         .arg(&config)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("DIARYSYNC_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -501,32 +546,23 @@ fn seed_sqlite(path: &Path, venues: i64, bookings: i64) {
         }
         let mut booking = tx
             .prepare(
-                "INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 2, 'confirmed', 0, 0)",
-            )
-            .expect("prepare");
-        let mut table = tx
-            .prepare(
-                "INSERT INTO booking_tables (booking_id, position, table_key) VALUES (?1, 0, ?2)",
+                "INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, tables, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 2, 'confirmed', ?6, 0, 0)",
             )
             .expect("prepare");
         for b in 0..bookings {
             let start = booking_start(b, venues);
+            let tables = format!("[\"{}\"]", (b / venues) % TABLES + 1);
             booking
                 .execute(rusqlite::params![
                     b + 1,
                     b % venues + 1,
                     format!("B{b}"),
                     start,
-                    start + 7_200_000
+                    start + 7_200_000,
+                    tables
                 ])
                 .expect("booking");
-            table
-                .execute(rusqlite::params![
-                    b + 1,
-                    ((b / venues) % TABLES + 1).to_string()
-                ])
-                .expect("table");
         }
     }
     tx.commit().expect("commit");
@@ -541,12 +577,11 @@ async fn seed_postgres(url: &str) {
                  SELECT v, 'Venue ' || v, 'Europe/Paris', 0, 7200000 FROM generate_series(1, {VENUES}) v"),
         format!("INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
                  SELECT v, 'lightspeed', (v - 1)::text, 1 FROM generate_series(1, {VENUES}) v"),
-        format!("INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, created_at, updated_at)
+        format!("INSERT INTO bookings (id, venue_id, reference, start_at, end_at, covers, status, tables, created_at, updated_at)
                  SELECT b + 1, b % {VENUES} + 1, 'B' || b, {DAY0_MS} + (b / {VENUES} / {TABLES}) * {DAY_MS} + 43200000,
-                        {DAY0_MS} + (b / {VENUES} / {TABLES}) * {DAY_MS} + 50400000, 2, 'confirmed', 0, 0
+                        {DAY0_MS} + (b / {VENUES} / {TABLES}) * {DAY_MS} + 50400000, 2, 'confirmed',
+                        '[\"' || ((b / {VENUES}) % {TABLES} + 1) || '\"]', 0, 0
                  FROM generate_series(0, {BOOKINGS} - 1) b"),
-        format!("INSERT INTO booking_tables (booking_id, position, table_key)
-                 SELECT b + 1, 0, ((b / {VENUES}) % {TABLES} + 1)::text FROM generate_series(0, {BOOKINGS} - 1) b"),
         "SELECT setval(pg_get_serial_sequence('venues', 'id'), 100000)".to_owned(),
         "SELECT setval(pg_get_serial_sequence('bookings', 'id'), 10000000)".to_owned(),
         "ANALYZE".to_owned(),
@@ -743,13 +778,14 @@ async fn matching_phase(template: &Template, summary: &mut Summary) {
         let mut scratch = String::new();
         let inbound: Vec<Inbound> = (0..SALES)
             .map(|i| {
-                // Latest lunches first: the diary's whole history lies before them.
-                let location = i64::try_from(i).unwrap_or(0) % VENUES;
-                let day = days - 1 - (i64::try_from(i).unwrap_or(0) / VENUES) % days;
+                // The latest lunches: the diary's whole history lies before them.
+                let (location, table, day) = spread(i, VENUES, days.min(5));
+                let day = days - 1 - day;
                 let n = Notification {
                     kind: "CLOSE",
                     sale: i,
                     location,
+                    table,
                     open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
                     update_date: 1,
                 };
@@ -769,7 +805,7 @@ async fn matching_phase(template: &Template, summary: &mut Summary) {
                     path: PATH.to_owned(),
                     query: None,
                     headers,
-                    body: scratch.clone().into_bytes(),
+                    body: scratch.clone().into_bytes().into(),
                     received_at: chrono::Utc::now(),
                 }
             })
@@ -808,7 +844,11 @@ async fn run(options: Options) {
         probe.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let dir = tempfile::tempdir().expect("temp dir");
+    // DIARYSYNC_BENCH_DIR keeps the databases, configs and server logs for a look afterwards.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = std::env::var_os("DIARYSYNC_BENCH_DIR")
+        .map_or_else(|| temp.path().to_owned(), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("bench dir");
     let mut summary = Summary::default();
     summary.note("| run | events/s | p50 ms | p99 ms | p99.9 ms | errors | × ceiling | server peak RSS MiB |".to_owned());
     summary.note("|---|---:|---:|---:|---:|---:|---:|---:|".to_owned());
@@ -824,27 +864,22 @@ async fn run(options: Options) {
             None,
             Some(server.peak_rss_mib()),
         );
+        if options.runs("rate") {
+            let paced = drive_rate(server.addr, options.rate, options.seconds, &template).await;
+            summary.load(
+                &format!("ceiling, {} events/s offered", options.rate),
+                &paced,
+                None,
+                Some(server.peak_rss_mib()),
+            );
+        }
         server.stop();
         Some(run)
     } else {
         None
     };
-    let stored = sqlite_phases(
-        &options,
-        &template,
-        ceiling.as_ref(),
-        &mut summary,
-        dir.path(),
-    )
-    .await;
-    postgres_phase(
-        &options,
-        &template,
-        ceiling.as_ref(),
-        &mut summary,
-        dir.path(),
-    )
-    .await;
+    let stored = sqlite_phases(&options, &template, ceiling.as_ref(), &mut summary, &dir).await;
+    postgres_phase(&options, &template, ceiling.as_ref(), &mut summary, &dir).await;
     if let (Some(path), true) = (&stored, options.runs("replay")) {
         replay_phase(path, &mut summary).await;
     }

@@ -10,13 +10,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
 
 use crate::config::{Config, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
+use crate::store::body::StoredBody;
 use crate::store::{
     Ingested, NewEvent, ReplayFilter, Reprocess, SaleKey, Store, StoreError, StoredEvent, Verdict,
 };
@@ -66,7 +69,8 @@ pub struct Inbound {
     /// The raw query string, without the `?`.
     pub query: Option<String>,
     pub headers: HeaderMap,
-    pub body: Vec<u8>,
+    /// The raw body, shared (never copied) between the pipeline and the stored event.
+    pub body: Bytes,
     pub received_at: DateTime<Utc>,
 }
 
@@ -473,7 +477,7 @@ impl Gateway {
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,
     /// so the operator sees that the partner sent something we refused.
     pub async fn refuse_oversized(&self, mut inbound: Inbound, limit: usize) -> Option<i64> {
-        inbound.body.clear();
+        inbound.body = Bytes::new();
         let partner = self.partners.get(&inbound.partner);
         let event = self.new_event(&inbound, partner, partner.map(|p| p.spec.name()));
         let detail = format!("body over the {limit}-byte limit; not stored");
@@ -524,7 +528,8 @@ impl Gateway {
                 .as_deref()
                 .map(|q| mask_query(q, auth.and_then(AuthScheme::secret_param))),
             headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header)),
-            body: inbound.body.clone(),
+            body_sha256: hex::encode(Sha256::digest(&inbound.body)),
+            body: StoredBody::encode(&inbound.body),
             handler: handler.map(str::to_owned),
             handler_version: None,
         }

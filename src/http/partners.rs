@@ -75,11 +75,11 @@ async fn receive(
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
         headers,
-        body: Vec::new(),
+        body: Bytes::new(),
         received_at: Utc::now(),
     };
     match body {
-        Ok(body) => inbound.body = body.to_vec(),
+        Ok(body) => inbound.body = body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let event_id = state
                 .gateway

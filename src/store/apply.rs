@@ -345,6 +345,8 @@ struct StoredRef {
 struct StoredSale {
     id: i64,
     version: i64,
+    /// See [`items_digest`].
+    items_digest: Option<String>,
     state: SaleState,
     booking_id: Option<i64>,
     match_rule: Option<String>,
@@ -358,7 +360,7 @@ async fn stored_sale(
     external_id: &str,
 ) -> Result<Option<StoredSale>, StoreError> {
     let row = db::query(
-        "SELECT id, version, state, booking_id, match_rule, match_reason FROM sales
+        "SELECT id, version, state, booking_id, match_rule, match_reason, items_digest FROM sales
          WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
     )
     .bind(partner)
@@ -371,6 +373,7 @@ async fn stored_sale(
         Ok(StoredSale {
             id: row.try_get("id")?,
             version: row.try_get("version")?,
+            items_digest: row.try_get("items_digest")?,
             state: SaleState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?,
             booking_id: row.try_get("booking_id")?,
@@ -478,7 +481,7 @@ async fn upsert_sale(
     if walk_in {
         link = create_walk_in(conn, cx, sale, &facts.tables).await?;
     }
-    let sale_id = write_sale(conn, cx, sale, &link).await?;
+    let sale_id = write_sale(conn, cx, sale, &link, stored.as_ref()).await?;
     let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
     let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
     if let Some(booking_id) = link.booking_id {
@@ -537,25 +540,17 @@ async fn create_walk_in(
     })
 }
 
+/// Sets a booking's tables (normalised keys, in the order given).
 pub(super) async fn write_booking_tables(
     conn: &mut Conn<'_>,
     booking_id: i64,
     tables: &[TableKey],
 ) -> Result<(), StoreError> {
-    db::query("DELETE FROM booking_tables WHERE booking_id = $1")
+    db::query("UPDATE bookings SET tables = $1 WHERE id = $2")
+        .bind(json_list(tables.iter().map(TableKey::as_str)))
         .bind(booking_id)
         .execute(conn)
         .await?;
-    for (position, table) in (0i64..).zip(tables) {
-        db::query(
-            "INSERT INTO booking_tables (booking_id, position, table_key) VALUES ($1, $2, $3)",
-        )
-        .bind(booking_id)
-        .bind(position)
-        .bind(table.as_str())
-        .execute(conn)
-        .await?;
-    }
     Ok(())
 }
 
@@ -594,14 +589,14 @@ async fn decide_match(
     if sale.tables.is_empty() {
         return Ok(MatchDecision::Unmatched);
     }
-    let nearby = bookings_near(conn, venue, sale.opened_at).await?;
+    let nearby = bookings_near(conn, venue, sale.opened_at, &sale.tables).await?;
     Ok(decide(input(&[], None, &nearby)))
 }
 
+/// Everything matching reads of a booking.
 macro_rules! candidate_columns {
     () => {
-        "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, t.table_key
-         FROM bookings b LEFT JOIN booking_tables t ON t.booking_id = b.id"
+        "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, b.tables FROM bookings b"
     };
 }
 
@@ -614,7 +609,7 @@ async fn bookings_by_reference(
         .map(|i| format!("${}", i + 2))
         .collect();
     let sql = format!(
-        "{} WHERE b.venue_id = $1 AND b.reference IN ({}) ORDER BY b.id, t.position",
+        "{} WHERE b.venue_id = $1 AND b.reference IN ({}) ORDER BY b.id",
         candidate_columns!(),
         placeholders.join(", ")
     );
@@ -625,32 +620,55 @@ async fn bookings_by_reference(
     candidates(query.fetch_all(conn).await?)
 }
 
-/// Bookings whose window, widened by the venue's tolerances, contains `opened`. The scan
-/// of the `(venue_id, start_at)` index is bounded on both sides (by the venue's longest
-/// booking from below), so its cost does not grow with the diary's history.
+/// Bookings on one of `tables` whose window, widened by the venue's tolerances, contains
+/// `opened` (table and time never matches any other). The scan of the `bookings_venue_start`
+/// index is bounded on both sides (by the venue's longest booking from below), so its cost
+/// does not grow with the diary's history, and the table filter is checked in the index, so
+/// only the bookings on the sale's tables are read.
 async fn bookings_near(
     conn: &mut Conn<'_>,
     venue: &Venue,
     opened: DateTime<Utc>,
+    tables: &[TableKey],
 ) -> Result<Vec<CandidateBooking>, StoreError> {
     let latest_start = (opened + venue.tolerances.before_start).timestamp_millis();
     let earliest_end = opened - venue.tolerances.after_end;
     let earliest_start = (earliest_end - venue.longest_booking).timestamp_millis();
-    let rows = db::query(BOOKINGS_NEAR)
-        .bind(venue.id)
-        .bind(latest_start)
-        .bind(earliest_end.timestamp_millis())
-        .bind(earliest_start)
-        .fetch_all(conn)
-        .await?;
-    candidates(rows)
+    let on_tables: Vec<String> = (0..tables.len())
+        .map(|i| format!("b.tables LIKE ${} ESCAPE '\\'", i + 5))
+        .collect();
+    let mut query = db::query(format!(
+        "{} WHERE b.venue_id = $1 AND b.start_at <= $2 AND b.start_at >= $4 AND b.end_at >= $3
+         AND ({}) AND b.status NOT IN ('cancelled', 'no_show')",
+        candidate_columns!(),
+        on_tables.join(" OR ")
+    ))
+    .bind(venue.id)
+    .bind(latest_start)
+    .bind(earliest_end.timestamp_millis())
+    .bind(earliest_start);
+    for table in tables {
+        query = query.bind(json_member_pattern(table.as_str()));
+    }
+    candidates(query.fetch_all(conn).await?)
 }
 
-const BOOKINGS_NEAR: &str = concat!(
-    candidate_columns!(),
-    " WHERE b.venue_id = $1 AND b.start_at <= $2 AND b.start_at >= $4 AND b.end_at >= $3
-     AND b.status NOT IN ('cancelled', 'no_show') ORDER BY b.id, t.position"
-);
+/// A `LIKE` pattern (escaped with `\`) finding `value` as a member of a JSON list of strings.
+/// It may find more (a case-insensitive `LIKE`, a member's escaped text), never less: the
+/// domain decides on the parsed lists.
+fn json_member_pattern(value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    let mut pattern = String::with_capacity(quoted.len() + 4);
+    pattern.push('%');
+    for c in quoted.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 /// Records a booking's length on its venue when it is the longest so far (see
 /// [`Venue::longest_booking`]). Every write of a booking's times calls this.
@@ -671,28 +689,23 @@ pub(super) async fn note_booking_span(
     Ok(())
 }
 
-/// Folds booking rows joined with their tables into candidates.
+/// Booking rows as matching candidates.
 fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBooking>, StoreError> {
-    let mut out: Vec<CandidateBooking> = Vec::new();
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let table: Option<String> = row.try_get("table_key")?;
-        if out.last().is_none_or(|last| last.id != id) {
+    rows.iter()
+        .map(|row| {
             let status: String = row.try_get("status")?;
-            out.push(CandidateBooking {
-                id,
+            let tables: String = row.try_get("tables")?;
+            let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
+            Ok(CandidateBooking {
+                id: row.try_get("id")?,
                 reference: row.try_get("reference")?,
                 start: from_millis(row.try_get("start_at")?)?,
                 end: from_millis(row.try_get("end_at")?)?,
-                tables: Vec::new(),
+                tables: tables.into_iter().map(TableKey::from_normalised).collect(),
                 status: parse_status(&status)?,
-            });
-        }
-        if let (Some(table), Some(last)) = (table, out.last_mut()) {
-            last.tables.push(TableKey::from_normalised(table));
-        }
-    }
-    Ok(out)
+            })
+        })
+        .collect()
 }
 
 async fn write_sale(
@@ -700,6 +713,7 @@ async fn write_sale(
     cx: &Context<'_>,
     sale: &SaleSnapshot,
     link: &Link,
+    stored: Option<&StoredSale>,
 ) -> Result<i64, StoreError> {
     let tables = json_list(sale.tables.iter().map(TableKey::as_str));
     let refs = json_list(sale.booking_refs.iter().map(|r| StoredRef {
@@ -707,14 +721,17 @@ async fn write_sale(
         source: r.source.clone(),
     }));
     let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
+    let lines = line_rows(sale);
+    let payments = payment_rows(sale);
+    let digest = items_digest(&lines, &payments);
     let totals = &sale.totals;
     let sale_id: i64 = db::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
              discount, deposit, covers, tables, booking_refs, booking_id, match_rule, match_reason,
-             match_candidates, last_event_id, created_at, updated_at)
+             match_candidates, last_event_id, created_at, updated_at, items_digest)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28)
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28, $29)
          ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
              number = excluded.number, kind = excluded.kind,
              origin_external_id = excluded.origin_external_id, state = excluded.state,
@@ -726,7 +743,8 @@ async fn write_sale(
              tables = excluded.tables, booking_refs = excluded.booking_refs,
              booking_id = excluded.booking_id, match_rule = excluded.match_rule,
              match_reason = excluded.match_reason, match_candidates = excluded.match_candidates,
-             last_event_id = excluded.last_event_id, updated_at = excluded.updated_at
+             last_event_id = excluded.last_event_id, updated_at = excluded.updated_at,
+             items_digest = excluded.items_digest
          RETURNING id",
     )
     .bind(cx.venue.id)
@@ -757,51 +775,144 @@ async fn write_sale(
     .bind(candidates)
     .bind(cx.event_id)
     .bind(cx.now.timestamp_millis())
+    .bind(digest.as_str())
     .fetch_one(conn)
     .await?;
-
-    db::query("DELETE FROM sale_lines WHERE sale_id = $1")
-        .bind(sale_id)
-        .execute(conn)
-        .await?;
-    for (position, line) in (0i64..).zip(&sale.lines) {
-        db::query(
-            "INSERT INTO sale_lines (sale_id, position, external_id, description, quantity,
-                 unit_amount, amount, tax_rate, tax_included)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(sale_id)
-        .bind(position)
-        .bind(line.external_id.as_deref())
-        .bind(line.description.as_str())
-        .bind(decimal_text(line.quantity))
-        .bind(decimal_text(line.unit_amount))
-        .bind(decimal_text(line.amount))
-        .bind(line.tax_rate.map(decimal_text))
-        .bind(line.tax_included.map(i64::from))
-        .execute(conn)
-        .await?;
-    }
-    db::query("DELETE FROM sale_payments WHERE sale_id = $1")
-        .bind(sale_id)
-        .execute(conn)
-        .await?;
-    for (position, payment) in (0i64..).zip(&sale.payments) {
-        db::query(
-            "INSERT INTO sale_payments (sale_id, position, external_id, method, amount, tip, paid_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(sale_id)
-        .bind(position)
-        .bind(payment.external_id.as_deref())
-        .bind(payment.method.as_deref())
-        .bind(decimal_text(payment.amount))
-        .bind(decimal_text(payment.tip))
-        .bind(payment.paid_at.map(|t| t.timestamp_millis()))
-        .execute(conn)
-        .await?;
+    match stored {
+        Some(stored) if stored.items_digest.as_deref() == Some(digest.as_str()) => {}
+        _ => {
+            let replacing = stored.is_some();
+            replace_rows(conn, "sale_lines", LINE_COLUMNS, sale_id, lines, replacing).await?;
+            replace_rows(
+                conn,
+                "sale_payments",
+                PAYMENT_COLUMNS,
+                sale_id,
+                payments,
+                replacing,
+            )
+            .await?;
+        }
     }
     Ok(sale_id)
+}
+
+const LINE_COLUMNS: &str = "sale_id, position, external_id, description, quantity, unit_amount, \
+                            amount, tax_rate, tax_included";
+const PAYMENT_COLUMNS: &str = "sale_id, position, external_id, method, amount, tip, paid_at";
+
+/// A sale's lines as rows of `sale_lines`, without `sale_id` and `position`.
+fn line_rows(sale: &SaleSnapshot) -> Vec<Vec<db::Param<'_>>> {
+    use db::Bind;
+    sale.lines
+        .iter()
+        .map(|line| {
+            vec![
+                line.external_id.as_deref().param(),
+                line.description.as_str().param(),
+                decimal_text(line.quantity).param(),
+                decimal_text(line.unit_amount).param(),
+                decimal_text(line.amount).param(),
+                line.tax_rate.map(decimal_text).param(),
+                line.tax_included.map(i64::from).param(),
+            ]
+        })
+        .collect()
+}
+
+/// A sale's payments as rows of `sale_payments`, without `sale_id` and `position`.
+fn payment_rows(sale: &SaleSnapshot) -> Vec<Vec<db::Param<'_>>> {
+    use db::Bind;
+    sale.payments
+        .iter()
+        .map(|payment| {
+            vec![
+                payment.external_id.as_deref().param(),
+                payment.method.as_deref().param(),
+                decimal_text(payment.amount).param(),
+                decimal_text(payment.tip).param(),
+                payment.paid_at.map(|t| t.timestamp_millis()).param(),
+            ]
+        })
+        .collect()
+}
+
+/// A digest of exactly what the lines and payments would be written as: equal digests mean
+/// the stored rows can stay.
+fn items_digest(lines: &[Vec<db::Param<'_>>], payments: &[Vec<db::Param<'_>>]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (table, rows) in [(b'L', lines), (b'P', payments)] {
+        for row in rows {
+            hasher.update([table]);
+            for param in row {
+                match param {
+                    db::Param::Int(Some(v)) => hasher.update(v.to_le_bytes()),
+                    db::Param::Text(Some(v)) => {
+                        hasher.update((v.len() as u64).to_le_bytes());
+                        hasher.update(v.as_bytes());
+                    }
+                    db::Param::Bytes(Some(v)) => {
+                        hasher.update((v.len() as u64).to_le_bytes());
+                        hasher.update(v);
+                    }
+                    db::Param::Int(None) | db::Param::Text(None) | db::Param::Bytes(None) => {
+                        hasher.update([0xff]);
+                    }
+                }
+                hasher.update([0x1f]);
+            }
+        }
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Rows per multi-row insert, well under both databases' parameter limits.
+const ROWS_PER_INSERT: usize = 100;
+
+/// Writes a sale's rows in `table` (each preceded by `sale_id` and its position), a hundred
+/// rows per statement, after deleting the old ones when `replacing`.
+async fn replace_rows(
+    conn: &mut Conn<'_>,
+    table: &str,
+    columns: &str,
+    sale_id: i64,
+    rows: Vec<Vec<db::Param<'_>>>,
+    replacing: bool,
+) -> Result<(), StoreError> {
+    if replacing {
+        db::query(format!("DELETE FROM {table} WHERE sale_id = $1"))
+            .bind(sale_id)
+            .execute(conn)
+            .await?;
+    }
+    let mut position = 0i64;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        let width = chunk.first().map_or(0, Vec::len) + 2;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let placeholders: Vec<String> = (1..=width)
+                    .map(|column| format!("${}", row * width + column))
+                    .collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        let mut insert = db::query(format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values.join(", ")
+        ));
+        for row in chunk {
+            insert = insert.bind(sale_id).bind(position);
+            position += 1;
+            for param in row {
+                insert = insert.bind_param(param);
+            }
+        }
+        insert.execute(conn).await?;
+    }
+    Ok(())
 }
 
 /// Links the splits, transfers and refunds of `origin` to its booking: they may have arrived
@@ -866,16 +977,27 @@ pub(super) async fn follow_sales(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let current = booking_status(conn, booking_id).await?;
-    let states: Vec<String> = db::query_scalar("SELECT state FROM sales WHERE booking_id = $1")
-        .bind(booking_id)
-        .fetch_all(conn)
-        .await?;
+    let rows = db::query(
+        "SELECT b.status, s.state FROM bookings b LEFT JOIN sales s ON s.booking_id = b.id
+         WHERE b.id = $1",
+    )
+    .bind(booking_id)
+    .fetch_all(conn)
+    .await?;
+    let status: String = rows
+        .first()
+        .ok_or(StoreError::NotFound("booking"))?
+        .try_get("status")?;
+    let current = parse_status(&status)?;
     let mut summary = SalesSummary::default();
-    for state in states.iter().filter_map(|s| SaleState::parse(s)) {
-        if state != SaleState::Voided {
-            summary.live += 1;
-            summary.open += usize::from(state == SaleState::Open);
+    for row in &rows {
+        let state: Option<String> = row.try_get("state")?;
+        match state.as_deref().and_then(SaleState::parse) {
+            Some(SaleState::Voided) | None => {}
+            Some(state) => {
+                summary.live += 1;
+                summary.open += usize::from(state == SaleState::Open);
+            }
         }
     }
     if let Some(next) = current.after_sales(summary) {
@@ -1315,4 +1437,16 @@ async fn record_payment(
     };
     result.venue_id = Some(cx.venue.id);
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_member_pattern;
+
+    #[test]
+    fn a_table_pattern_finds_the_member_and_escapes_like_wildcards() {
+        assert_eq!(json_member_pattern("10"), r#"%"10"%"#);
+        assert_eq!(json_member_pattern("5_%"), r#"%"5\_\%"%"#);
+        assert_eq!(json_member_pattern(r#"A"B"#), r#"%"A\\"B"%"#);
+    }
 }

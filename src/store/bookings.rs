@@ -362,7 +362,7 @@ pub(super) async fn update_venue(
 /// A booking with its tables, sales, spend and transitions.
 pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingView>, StoreError> {
     let Some(row) = db::query(
-        "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status,
+        "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status, b.tables,
              b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency,
              b.external_key, b.total, b.paid, b.currency AS booked_currency
          FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
@@ -373,12 +373,6 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     else {
         return Ok(None);
     };
-    let tables: Vec<String> = db::query_scalar(
-        "SELECT table_key FROM booking_tables WHERE booking_id = $1 ORDER BY position",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?;
     let sales = db::query(format!(
         "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
     ))
@@ -408,6 +402,8 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     })
     .collect::<Result<Vec<_>, StoreError>>()?;
     let covers: i64 = row.try_get("covers")?;
+    let tables: Vec<String> =
+        serde_json::from_str(&row.try_get::<String>("tables")?).unwrap_or_default();
     let venue_currency: Option<String> = row.try_get("currency")?;
     let spend = spend_of(&sales, covers, venue_currency.as_deref());
     let start = from_millis(row.try_get("start_at")?)?;

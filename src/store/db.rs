@@ -9,8 +9,8 @@
 //! `bookings`) is written once against [`Conn`]. On SQLite its futures never suspend, so the
 //! writer thread runs them to completion with [`run_sync`].
 //!
-//! Every statement is one text for both databases: `$n` placeholders (SQLite reads `$3` as
-//! a named parameter, bound here by its number), BIGINT/TEXT/bytes columns only.
+//! Every statement is one text for both databases: `$n` placeholders (SQLite gets them as
+//! `?n`), BIGINT/TEXT/bytes columns only.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -63,6 +63,20 @@ impl<'c> Conn<'c> {
         }
     }
 
+    /// Reserves the id of the next stored event. SQLite has one writer, so the next id is
+    /// the largest plus one for the rest of the transaction; PostgreSQL takes it from the
+    /// column's sequence.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn next_event_id(&mut self) -> Result<i64, StoreError> {
+        let sql = match self.link {
+            Link::Sqlite(_) => "SELECT COALESCE(MAX(id), 0) + 1 FROM events",
+            Link::Postgres(_) => "SELECT nextval(pg_get_serial_sequence('events', 'id'))",
+        };
+        query_scalar(sql).fetch_one(self).await
+    }
+
     /// Opens a savepoint: work after it can be undone alone with [`Savepoint::rollback`].
     ///
     /// # Errors
@@ -77,7 +91,10 @@ impl<'c> Conn<'c> {
     /// Runs one statement without parameters or results.
     async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match &mut self.link {
-            Link::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Link::Sqlite(conn) => {
+                conn.prepare_cached(sql)?.execute([])?;
+                Ok(())
+            }
             Link::Postgres(conn) => postgres_batch(conn, sql).await,
         }
     }
@@ -394,59 +411,83 @@ impl rusqlite::ToSql for Param<'_> {
     }
 }
 
+/// What SQLite needs of a statement text, worked out once per text and thread: the text with
+/// `$n` rewritten to `?n` (bound by number, no name lookups) and its column names, shared by
+/// every row it returns.
+struct SqliteShape {
+    sql: String,
+    columns: Option<Arc<[String]>>,
+}
+
+thread_local! {
+    static SHAPES: std::cell::RefCell<std::collections::HashMap<String, SqliteShape>> =
+        std::cell::RefCell::default();
+}
+
+/// `$n` placeholders as SQLite's `?n`. Statements never hold a `$` anywhere else.
+fn numbered_placeholders(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
 fn sqlite_run(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &[Param<'_>],
     want_rows: bool,
 ) -> Result<(Vec<Row>, u64), StoreError> {
-    let mut statement = conn.prepare_cached(sql)?;
-    for index in 1..=statement.parameter_count() {
-        // `$n` is a named parameter to SQLite, numbered by first appearance: bind by name.
-        let number = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| StoreError::Unsupported(format!("placeholder {index} in {sql:?}")))?;
-        let param = params.get(number - 1).ok_or_else(|| {
-            StoreError::Unsupported(format!("no parameter ${number} for {sql:?}"))
-        })?;
-        statement.raw_bind_parameter(index, param)?;
-    }
-    if !want_rows {
-        let changed = statement.raw_execute()?;
-        return Ok((Vec::new(), u64::try_from(changed).unwrap_or(u64::MAX)));
-    }
-    let columns: Arc<[String]> = statement
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let width = columns.len();
-    let mut rows = statement.raw_query();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(width);
-        for index in 0..width {
-            use rusqlite::types::ValueRef;
-            values.push(match row.get_ref(index)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(v) => Value::Int(v),
-                ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
-                ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
-                ValueRef::Real(v) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "a REAL value ({v}) where none is ever written"
-                    )));
-                }
+    SHAPES.with(|shapes| {
+        let mut shapes = shapes.borrow_mut();
+        if !shapes.contains_key(sql) {
+            let shape = SqliteShape {
+                sql: numbered_placeholders(sql),
+                columns: None,
+            };
+            shapes.insert(sql.to_owned(), shape);
+        }
+        let shape = shapes
+            .get_mut(sql)
+            .ok_or_else(|| StoreError::Unsupported("statement cache".to_owned()))?;
+        let mut statement = conn.prepare_cached(&shape.sql)?;
+        for (index, param) in params.iter().enumerate() {
+            statement.raw_bind_parameter(index + 1, param)?;
+        }
+        if !want_rows {
+            let changed = statement.raw_execute()?;
+            return Ok((Vec::new(), u64::try_from(changed).unwrap_or(u64::MAX)));
+        }
+        let columns = Arc::clone(shape.columns.get_or_insert_with(|| {
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        }));
+        let width = columns.len();
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut values = Vec::with_capacity(width);
+            for index in 0..width {
+                use rusqlite::types::ValueRef;
+                values.push(match row.get_ref(index)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
+                    ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
+                    ValueRef::Real(v) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "a REAL value ({v}) where none is ever written"
+                        )));
+                    }
+                });
+            }
+            out.push(Row {
+                columns: Arc::clone(&columns),
+                values,
             });
         }
-        out.push(Row {
-            columns: Arc::clone(&columns),
-            values,
-        });
-    }
-    Ok((out, 0))
+        Ok((out, 0))
+    })
 }
 
 async fn postgres_batch(conn: &mut PgConnection, sql: &str) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@
 //! milliseconds.
 
 mod apply;
+pub mod body;
 mod bookings;
 pub mod db;
 mod in_flight;

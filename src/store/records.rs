@@ -40,7 +40,11 @@ pub struct NewEvent {
     pub query: Option<String>,
     /// Selected, non-secret headers.
     pub headers: BTreeMap<String, String>,
-    pub body: Vec<u8>,
+    /// The body as it will be stored (compressed when that is smaller).
+    pub body: super::body::StoredBody,
+    /// Hex SHA-256 of the body as received, worked out by the request, not by the store's
+    /// writer.
+    pub body_sha256: String,
     /// The handler that maps it (`None` when the partner is unknown).
     pub handler: Option<String>,
     /// The version of that handler (a script's content hash), when it has versions.

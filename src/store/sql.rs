@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use super::body;
 use super::db::{self, BoxFuture, Conn, Param, Row};
 use super::postgres::Postgres;
 use super::records::*;
@@ -135,19 +135,25 @@ fn parse_json_list<T: serde::de::DeserializeOwned>(text: Option<String>) -> Vec<
         .unwrap_or_default()
 }
 
+/// Stores a raw event with its outcome under `id`, reserved with [`Conn::next_event_id`].
 pub(super) async fn insert_event(
     conn: &mut Conn<'_>,
+    id: i64,
     event: &NewEvent,
-    verdict: &Verdict,
+    outcome: &Ingested,
+    now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
     let headers = serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".to_owned());
-    let sha = hex::encode(Sha256::digest(&event.body));
+    let processed_at = (outcome.outcome != Outcome::Pending).then(|| now.timestamp_millis());
     db::query_scalar(
-        "INSERT INTO events (received_at, partner, route, method, event_type, path, query, headers,
-             body, body_sha256, handler, handler_version, outcome, reason, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+        "INSERT INTO events (id, received_at, partner, route, method, event_type, path, query,
+             headers, body, body_encoding, body_sha256, handler, handler_version, outcome, reason,
+             detail, venue_id, sale_id, processed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19, $20)
          RETURNING id",
     )
+    .bind(id)
     .bind(event.received_at.timestamp_millis())
     .bind(event.partner.as_str())
     .bind(event.route)
@@ -156,13 +162,17 @@ pub(super) async fn insert_event(
     .bind(event.path.as_str())
     .bind(event.query.as_deref())
     .bind(headers)
-    .bind(event.body.as_slice())
-    .bind(sha)
+    .bind(&event.body.bytes[..])
+    .bind(event.body.encoding)
+    .bind(event.body_sha256.as_str())
     .bind(event.handler.as_deref())
     .bind(event.handler_version.as_deref())
-    .bind(verdict.outcome.as_str())
-    .bind(verdict.reason.map(|r| r.as_str()))
-    .bind(verdict.detail.as_deref())
+    .bind(outcome.outcome.as_str())
+    .bind(outcome.reason.map(|r| r.as_str()))
+    .bind(outcome.detail.as_deref())
+    .bind(outcome.venue_id)
+    .bind(outcome.sale_id)
+    .bind(processed_at)
     .fetch_one(conn)
     .await
 }
@@ -226,55 +236,20 @@ async fn reprocess_locked(
     reprocess_event(conn, event_id, mapped, handler_version).await
 }
 
-/// Stores a raw event and applies its mapping, in a savepoint: if anything fails, the
-/// savepoint is rolled back and the raw event is stored again, as `failed`, so it is never
-/// lost and can be replayed.
+/// Applies a raw event's mapping and stores the event with its outcome, in one insert under
+/// an id reserved first (what it touches refers to it). A processing failure is caught by
+/// `apply::process` (rolled back to its savepoint, outcome `failed`); anything else that
+/// fails undoes the whole write, and the gateway then records the raw event as `failed` on
+/// its own, so it is never lost and can be replayed.
 async fn ingest_event(
     conn: &mut Conn<'_>,
     event: &NewEvent,
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
-    let savepoint = conn.savepoint().await?;
-    match store_and_apply(conn, event, mapped).await {
-        Ok(result) => {
-            savepoint.release(conn).await?;
-            Ok(result)
-        }
-        Err(error) => {
-            savepoint.rollback(conn).await?;
-            tracing::error!(error = %error, source = ?std::error::Error::source(&error), partner = %event.partner, "event could not be processed");
-            let failed = Verdict {
-                outcome: Outcome::Failed,
-                reason: Some(Reason::StoreError),
-                detail: Some("the event could not be processed".to_owned()),
-            };
-            let event_id = insert_event(conn, event, &failed).await?;
-            Ok(Ingested {
-                event_id,
-                outcome: failed.outcome,
-                reason: failed.reason,
-                detail: failed.detail,
-                venue_id: None,
-                sale_id: None,
-            })
-        }
-    }
-}
-
-async fn store_and_apply(
-    conn: &mut Conn<'_>,
-    event: &NewEvent,
-    mapped: Mapped,
-) -> Result<Ingested, StoreError> {
-    let pending = Verdict {
-        outcome: Outcome::Pending,
-        reason: None,
-        detail: None,
-    };
-    let event_id = insert_event(conn, event, &pending).await?;
+    let event_id = conn.next_event_id().await?;
     let now = Utc::now();
     let result = apply::process(conn, event_id, &event.partner, mapped, now).await?;
-    record_outcome(conn, &result, now).await?;
+    insert_event(conn, event_id, event, &result, now).await?;
     Ok(result)
 }
 
@@ -449,8 +424,8 @@ impl Conditions {
     }
 }
 
-const STORED_EVENT: &str =
-    "SELECT id, partner, event_type, query, headers, body, outcome, attempts FROM events";
+const STORED_EVENT: &str = "SELECT id, partner, event_type, query, headers, body, body_encoding,
+    outcome, attempts FROM events";
 
 fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
     let headers: String = row.try_get("headers")?;
@@ -460,7 +435,10 @@ fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
         event_type: row.try_get("event_type")?,
         query: row.try_get("query")?,
         headers: serde_json::from_str(&headers).unwrap_or_default(),
-        body: row.try_get("body")?,
+        body: body::decode(
+            row.try_get("body")?,
+            row.try_get::<Option<String>>("body_encoding")?.as_deref(),
+        )?,
         outcome: row.try_get("outcome")?,
         attempts: row.try_get("attempts")?,
     })
@@ -636,7 +614,8 @@ async fn sale_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<SaleDetail>,
 
 async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail>, StoreError> {
     let Some(row) = db::query(format!(
-        "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_sha256 FROM events WHERE id = $1"
+        "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_encoding, body_sha256
+         FROM events WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -644,7 +623,10 @@ async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail
     else {
         return Ok(None);
     };
-    let body: Vec<u8> = row.try_get("body")?;
+    let body = body::decode(
+        row.try_get("body")?,
+        row.try_get::<Option<String>>("body_encoding")?.as_deref(),
+    )?;
     let headers: String = row.try_get("headers")?;
     let headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
     let body_bytes = body.len();
@@ -711,11 +693,9 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let filter = ReplayFilter {
-            outcome: Some(Outcome::Pending.as_str().to_owned()),
-            ..ReplayFilter::default()
-        };
-        let mut conditions = replay_conditions(&filter);
+        let mut conditions = replay_conditions(&ReplayFilter::default());
+        // A literal, so the partial index on pending events serves it.
+        conditions.clauses.push("outcome = 'pending'".to_owned());
         conditions.int(
             "(next_attempt_at IS NULL OR next_attempt_at <= $?)",
             now.timestamp_millis(),
@@ -813,8 +793,21 @@ impl Store for SqlStore {
     }
 
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
-        self.write(move |conn| Box::pin(async move { insert_event(conn, &event, &verdict).await }))
-            .await
+        self.write(move |conn| {
+            Box::pin(async move {
+                let event_id = conn.next_event_id().await?;
+                let stored = Ingested {
+                    event_id,
+                    outcome: verdict.outcome,
+                    reason: verdict.reason,
+                    detail: verdict.detail,
+                    venue_id: None,
+                    sale_id: None,
+                };
+                insert_event(conn, event_id, &event, &stored, Utc::now()).await
+            })
+        })
+        .await
     }
 
     async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError> {

@@ -10,9 +10,17 @@
 //! and only then answers each job. A job that fails is rolled back to its savepoint alone;
 //! if the commit itself fails, every job of the batch gets the error and none a 2xx.
 //!
-//! Readers use their own connections and, in WAL mode, never block the writer.
+//! Readers use their own connections and, in WAL mode, never block the writer. Copying the
+//! WAL back into the database (a checkpoint, with its own fsync) is mostly the checkpointer
+//! thread's job, not the writer's: SQLite would otherwise run it inside a commit every 1,000
+//! pages. Under sustained load the WAL could then never be restarted (a checkpoint only
+//! completes if nothing was committed while it ran), so once it is long the checkpointer
+//! syncs the database file and asks the writer to finish the short tail between two batches,
+//! after which the next transaction reuses the WAL from its start. No lock is ever contended,
+//! so nobody waits in SQLite's busy-handler back-off.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,9 +38,14 @@ const QUEUE: usize = 8192;
 const READERS: usize = 4;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// WAL frames (pages) beyond which the WAL is restarted (reused from its start) instead of
+/// growing under sustained load.
+const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -40,6 +53,18 @@ const MIGRATIONS: [(&str, &str); 2] = [
     (
         "0002_booking_span",
         include_str!("../../migrations/sqlite/0002_booking_span.sql"),
+    ),
+    (
+        "0003_sale_items_digest",
+        include_str!("../../migrations/sqlite/0003_sale_items_digest.sql"),
+    ),
+    (
+        "0004_matching_reads_one_index",
+        include_str!("../../migrations/sqlite/0004_matching_reads_one_index.sql"),
+    ),
+    (
+        "0005_body_encoding",
+        include_str!("../../migrations/sqlite/0005_body_encoding.sql"),
     ),
 ];
 
@@ -90,20 +115,36 @@ fn path_of(url: &str) -> Result<PathBuf, StoreError> {
     Ok(PathBuf::from(path))
 }
 
-fn connect(path: &Path, write: bool) -> Result<Connection, StoreError> {
-    let flags = if write {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The one connection that writes, in WAL mode with fsync-durable commits.
+    Writer,
+    /// Reads only.
+    Reader,
+    /// Copies the WAL back into the database file.
+    Checkpointer,
+}
+
+fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
+    let access = match role {
+        Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Role::Checkpointer => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Role::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY,
     };
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;")?;
-    if write {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+    // temp_store: savepoints journal the pages they change; in memory, not in a temp file.
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; \
+         PRAGMA synchronous = FULL;",
+    )?;
+    if role == Role::Writer {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
+             PRAGMA journal_size_limit = 67108864;",
+        )?;
     }
     Ok(conn)
 }
@@ -145,16 +186,26 @@ pub async fn open(url: &str, observe: Option<BatchObserver>) -> Result<Sqlite, S
     let path = path_of(url)?;
     let writer_path = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        let mut conn = connect(&writer_path, true)?;
+        let mut conn = connect(&writer_path, Role::Writer)?;
         migrate(&mut conn)?;
         Ok::<_, StoreError>(conn)
     })
     .await
     .map_err(|e| StoreError::Unsupported(format!("opening SQLite: {e}")))??;
     let (jobs, queue) = mpsc::channel(QUEUE);
+    let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
+    let restart_due = Arc::new(AtomicBool::new(false));
+    let (checkpointer_path, asks) = (path.clone(), Arc::clone(&restart_due));
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".to_owned())
+        .spawn(move || checkpoint_loop(&checkpointer_path, &writer_gone, &asks))
+        .map_err(|e| StoreError::Unsupported(format!("starting the checkpointer: {e}")))?;
     std::thread::Builder::new()
         .name("sqlite-writer".to_owned())
-        .spawn(move || write_loop(writer, queue, observe))
+        .spawn(move || {
+            write_loop(writer, queue, observe, &restart_due);
+            drop(writer_alive);
+        })
         .map_err(|e| StoreError::Unsupported(format!("starting the writer thread: {e}")))?;
     Ok(Sqlite {
         jobs,
@@ -216,7 +267,7 @@ impl Sqlite {
                 .pop();
             let mut connection = match idle {
                 Some(connection) => connection,
-                None => connect(&readers.path, false)?,
+                None => connect(&readers.path, Role::Reader)?,
             };
             let result = run_sync(op(&mut Conn::sqlite(&mut connection)));
             let mut idle = readers.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -239,6 +290,7 @@ fn write_loop(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Job>,
     observe: Option<BatchObserver>,
+    restart_due: &AtomicBool,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
@@ -254,9 +306,50 @@ fn write_loop(
         if let Some(observe) = &observe {
             observe(size, started.elapsed());
         }
+        if restart_due.swap(false, Ordering::AcqRel) {
+            // The checkpointer copied and synced nearly everything: finish the tail here,
+            // so the checkpoint completes and the next transaction restarts the WAL.
+            if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+                tracing::warn!(error = %error, "finishing a checkpoint failed; will try again");
+            }
+        }
     }
     // Every handle is gone: fold the WAL into the database before closing.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint
+/// (never in the writer's way) every [`CHECKPOINT_EVERY`]; once the WAL holds more than
+/// [`RESTART_WAL_AT`] frames, it syncs the database file and asks the writer to finish.
+fn checkpoint_loop(
+    path: &Path,
+    writer_gone: &std::sync::mpsc::Receiver<()>,
+    restart_due: &AtomicBool,
+) {
+    let conn = match connect(path, Role::Checkpointer) {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::error!(error = %error, "the checkpointer cannot open the database");
+            return;
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        writer_gone.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(1)
+        });
+        match passive {
+            Ok(frames) if frames > RESTART_WAL_AT => {
+                match std::fs::File::open(path).and_then(|f| f.sync_data()) {
+                    Ok(()) => restart_due.store(true, Ordering::Release),
+                    Err(error) => tracing::warn!(error = %error, "syncing the database failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "checkpoint failed; will try again"),
+        }
+    }
 }
 
 /// Runs every job in its own savepoint of one transaction, commits once, then answers.
@@ -264,18 +357,17 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
     let mut answers = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     let ran = (|| {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        run(conn, "BEGIN IMMEDIATE")?;
         for job in jobs.by_ref() {
-            conn.execute_batch("SAVEPOINT job")?;
+            run(conn, "SAVEPOINT job")?;
             let finished = job(conn);
             answers.push(finished.answer);
-            if finished.kept {
-                conn.execute_batch("RELEASE job")?;
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            if !finished.kept {
+                run(conn, "ROLLBACK TO job")?;
             }
+            run(conn, "RELEASE job")?;
         }
-        conn.execute_batch("COMMIT")
+        run(conn, "COMMIT")
     })();
     match ran {
         Ok(()) => {
@@ -296,6 +388,11 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             // Jobs not yet run are dropped with `jobs`: their callers see the writer's error.
         }
     }
+}
+
+/// Runs a statement without parameters, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ async fn our_own_failure_is_500_and_the_raw_event_survives(db: Db) {
     let app = spawn(db).await;
     app.venue_with_location("lightspeed", REGULAR_LOCATION, true)
         .await;
-    break_sale_lines(&app.database_url, db).await;
+    break_sale_writes(&app.database_url, db).await;
     let (status, answer) = app.deliver("open_regular_tax_inclusive.json").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
     assert_eq!(answer["error"], "processing_error");
@@ -232,7 +232,7 @@ async fn concurrent_events_fail_alone_and_none_is_lost(db: Db) {
     let app = spawn(db).await;
     app.venue_with_location("lightspeed", REGULAR_LOCATION, true)
         .await;
-    break_sale_lines(&app.database_url, db).await;
+    break_sale_writes(&app.database_url, db).await;
     let sale: Value =
         serde_json::from_slice(&fixture("open_regular_tax_inclusive.json")).expect("json");
     let notice = fixture("error_notification.json");
@@ -273,22 +273,30 @@ async fn concurrent_events_fail_alone_and_none_is_lost(db: Db) {
     );
 }
 
-/// Sabotages the schema under the running service so that applying a sale fails.
-async fn break_sale_lines(database_url: &str, db: Db) {
-    let sql = "ALTER TABLE sale_lines RENAME TO sale_lines_gone";
+/// Sabotages the schema under the running service so that applying a sale fails: a trigger
+/// refuses every write of a sale row.
+async fn break_sale_writes(database_url: &str, db: Db) {
     match db {
         Db::Sqlite => {
             let path = database_url.trim_start_matches("sqlite://");
             let conn = rusqlite::Connection::open(path).expect("open");
             conn.busy_timeout(std::time::Duration::from_secs(10))
                 .expect("busy timeout");
-            conn.execute_batch(sql).expect("rename");
+            conn.execute_batch(
+                "CREATE TRIGGER sabotage BEFORE INSERT ON sales BEGIN SELECT RAISE(ABORT, 'sabotaged'); END;",
+            )
+            .expect("trigger");
         }
         Db::Postgres => {
             let mut conn = sqlx::PgConnection::connect(database_url)
                 .await
                 .expect("connect");
-            sqlx::query(sql).execute(&mut conn).await.expect("rename");
+            for sql in [
+                "CREATE FUNCTION sabotage() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'sabotaged'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER sabotage BEFORE INSERT ON sales FOR EACH ROW EXECUTE FUNCTION sabotage()",
+            ] {
+                sqlx::query(sql).execute(&mut conn).await.expect("trigger");
+            }
         }
     }
 }

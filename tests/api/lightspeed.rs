@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, spawn};
+use crate::helpers::{Db, TestApp, fixture, json_of, spawn};
 
 const R224_LOCATION: &str = "41910290874370";
 const SPLIT_LOCATION: &str = "1340570962231298";
@@ -172,6 +172,55 @@ async fn a_reservation_lifecycle_makes_the_booking_paid_with_exact_spend(db: Db)
     assert_eq!(sale["payments"][0]["tip"], "6.80");
     assert_eq!(sale["number"], "A90826.1");
     assert!(sale["closed_at"].is_string());
+}
+
+async fn an_update_that_changes_the_items_replaces_the_lines_and_one_that_does_not_keeps_them(
+    db: Db,
+) {
+    let app = spawn(db).await;
+    let original: Value =
+        serde_json::from_slice(&fixture("open_split_check_original.json")).expect("json");
+    let location = original["businessLocationId"].to_string();
+    app.venue_with_location("lightspeed", location.trim_matches('"'), true)
+        .await;
+    app.deliver_ok("open_split_check_original.json").await;
+    let external_id = original["account"]["id"].as_str().expect("account id");
+    let sales = app.sales_with_external_id(external_id).await;
+    let sale_id = sales.first().expect("the sale")["id"].clone();
+    let lines_of = |sale: &Value| -> Vec<String> {
+        sale["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| format!("{} {}", l["description"], l["amount"]))
+            .collect()
+    };
+    let all = lines_of(&app.admin_get(&format!("/sales/{sale_id}")).await);
+    assert!(all.len() >= 2, "the seed check has several lines: {all:?}");
+
+    let mut fewer = original.clone();
+    let update = original["account"]["updateDate"]
+        .as_i64()
+        .expect("updateDate");
+    fewer["notificationType"] = json!("UPDATE");
+    fewer["account"]["updateDate"] = json!(update + 1000);
+    fewer["account"]["transactionLines"]
+        .as_array_mut()
+        .expect("lines")
+        .remove(0);
+    let answer = json_of(app.post_lightspeed(fewer.to_string().as_bytes()).await).await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    let after_change = lines_of(&app.admin_get(&format!("/sales/{sale_id}")).await);
+    assert_eq!(after_change, all[1..].to_vec(), "the removed line is gone");
+
+    let mut paid = fewer.clone();
+    paid["account"]["updateDate"] = json!(update + 2000);
+    paid["account"]["paidAmount"] = json!(1);
+    let answer = json_of(app.post_lightspeed(paid.to_string().as_bytes()).await).await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    let sale = app.admin_get(&format!("/sales/{sale_id}")).await;
+    assert_eq!(sale["paid"], "1.00", "the new totals are stored");
+    assert_eq!(lines_of(&sale), after_change, "the same lines, once each");
 }
 
 async fn a_resubmitted_notification_changes_nothing(db: Db) {
@@ -378,6 +427,7 @@ crate::on_both_stores!(
     every_seed_order_notification_lands_on_its_reservation,
     a_reservation_lifecycle_makes_the_booking_paid_with_exact_spend,
     a_resubmitted_notification_changes_nothing,
+    an_update_that_changes_the_items_replaces_the_lines_and_one_that_does_not_keeps_them,
     an_older_update_arriving_late_does_not_regress_the_sale,
     a_split_order_belongs_to_its_origins_booking_and_is_summed_once,
     a_split_that_arrives_before_its_origin_is_adopted_later,
