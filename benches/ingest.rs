@@ -399,6 +399,35 @@ async fn drive_rate(addr: SocketAddr, rate: u64, seconds: u64, template: &Arc<Te
     Run::of(parts, started.elapsed())
 }
 
+/// Two seconds of the same load before measuring: connections open, caches filled, plans
+/// made. Its sales are other workers' (numbered from 500), so the measured run starts fresh.
+async fn warm_up(addr: SocketAddr, options: &Options, template: &Arc<Template>) {
+    let warm = Options {
+        seconds: 2.min(options.seconds),
+        ..options.clone()
+    };
+    let mut workers = Vec::new();
+    for worker in 0..warm.concurrency as u64 {
+        let template = Arc::clone(template);
+        let deadline = Instant::now() + Duration::from_secs(warm.seconds);
+        workers.push(tokio::spawn(async move {
+            let mut sender = connect(addr).await;
+            let mut scratch = String::with_capacity(4096);
+            let mut step = 0;
+            while Instant::now() < deadline {
+                let n = Notification::of(500 + worker, step);
+                if !exchange(&mut sender, signed_request(&template, &n, &mut scratch)).await {
+                    sender = connect(addr).await;
+                }
+                step += 1;
+            }
+        }));
+    }
+    for worker in workers {
+        let _ = worker.await;
+    }
+}
+
 /// A server process under test.
 struct Server {
     child: Child,
@@ -668,6 +697,7 @@ async fn sqlite_phases(
         seeding.elapsed().as_secs_f64()
     );
     let server = spawn_diarysync(dir, &url).await;
+    warm_up(server.addr, options, template).await;
     if options.runs("sqlite") || options.runs("replay") {
         let run = drive(server.addr, options, template).await;
         summary.load(
@@ -721,6 +751,17 @@ async fn postgres_phase(
         .await;
     seed_postgres(&url).await;
     let server = spawn_diarysync(dir, &url).await;
+    warm_up(server.addr, options, template).await;
+    // PostgreSQL plans statements from table statistics; autovacuum refreshes them once a
+    // minute, which a short run never sees: before it, `sales` looked empty.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query("ANALYZE")
+            .execute(&mut conn)
+            .await
+            .expect("analyze");
+    }
     let run = drive(server.addr, options, template).await;
     summary.load(
         &format!("diarysync, PostgreSQL, {} connections", options.concurrency),

@@ -73,9 +73,13 @@ fn verdict(
     }
 }
 
-/// Decides and applies what `mapped` asks for. Processing errors are caught here: the
-/// savepoint is rolled back and the event is marked `failed`, so the raw event still commits.
-/// A batch for several locations applies all or nothing.
+/// Decides and applies what `mapped` asks for. A batch for several locations applies all or
+/// nothing.
+///
+/// # Errors
+/// [`StoreError::Processing`] when applying fails: the caller undoes the transaction (or its
+/// savepoint) and records the raw event as `failed` on its own, so the event is kept and a
+/// failure costs nothing when there is none.
 pub(super) async fn process(
     conn: &mut Conn<'_>,
     event_id: i64,
@@ -114,29 +118,16 @@ pub(super) async fn process(
         } => vec![(location_id, commands)],
         Mapped::Batch(groups) => groups,
     };
-    let savepoint = conn.savepoint().await?;
     let mut results = Vec::with_capacity(groups.len());
-    let mut failure = None;
     for (location_id, commands) in groups {
         match apply_group(conn, event_id, partner, &location_id, commands, now).await {
             Ok(result) => results.push(result),
             Err(error) => {
-                failure = Some(error);
-                break;
+                tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
+                return Err(StoreError::Processing(Box::new(error)));
             }
         }
     }
-    if let Some(error) = failure {
-        savepoint.rollback(conn).await?;
-        tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
-        return Ok(verdict(
-            event_id,
-            Outcome::Failed,
-            Some(Reason::ProcessingError),
-            error.to_string(),
-        ));
-    }
-    savepoint.release(conn).await?;
     Ok(combine(event_id, results))
 }
 

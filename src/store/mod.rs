@@ -61,6 +61,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// Applying an event failed; its effects are undone, the raw event is kept as `failed`.
+    #[error("processing failed: {0}")]
+    Processing(#[source] Box<StoreError>),
     /// Another request holds the in-flight lock of the same sale.
     #[error("the same sale is being processed by another request")]
     SaleBusy,

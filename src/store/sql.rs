@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -217,11 +218,54 @@ async fn ingest_locked(
     conn: &mut Conn<'_>,
     keys: Vec<SaleKey>,
     deadline: Instant,
-    event: NewEvent,
+    event: Arc<NewEvent>,
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
-    lock_across_nodes(conn, &keys, deadline).await?;
-    ingest_event(conn, &event, mapped).await
+    let event_id = match conn.as_postgres() {
+        Some(postgres) => postgres::reserve_event_id_locking(postgres, &keys, deadline).await?,
+        None => conn.next_event_id().await?,
+    };
+    ingest_event(conn, event_id, &event, mapped).await
+}
+
+/// Stores a raw event whose processing failed (its effects were undone with them) as
+/// `failed`, so it is kept for a replay.
+async fn record_processing_failure(
+    conn: &mut Conn<'_>,
+    event: &NewEvent,
+    cause: &StoreError,
+) -> Result<Ingested, StoreError> {
+    let event_id = conn.next_event_id().await?;
+    let failed = failure(event_id, cause);
+    insert_event(conn, event_id, event, &failed, Utc::now()).await?;
+    Ok(failed)
+}
+
+/// The outcome of an event whose processing failed with `cause`.
+fn failure(event_id: i64, cause: &StoreError) -> Ingested {
+    Ingested {
+        event_id,
+        outcome: Outcome::Failed,
+        reason: Some(Reason::ProcessingError),
+        detail: Some(cause.to_string()),
+        venue_id: None,
+        sale_id: None,
+    }
+}
+
+/// Records on a stored event that reprocessing it failed with `cause`.
+async fn record_reprocessing_failure(
+    conn: &mut Conn<'_>,
+    event_id: i64,
+    cause: &StoreError,
+) -> Result<Ingested, StoreError> {
+    let failed = failure(event_id, cause);
+    record_outcome(conn, &failed, Utc::now()).await?;
+    db::query("UPDATE events SET replays = replays + 1 WHERE id = $1")
+        .bind(event_id)
+        .execute(conn)
+        .await?;
+    Ok(failed)
 }
 
 async fn reprocess_locked(
@@ -237,16 +281,16 @@ async fn reprocess_locked(
 }
 
 /// Applies a raw event's mapping and stores the event with its outcome, in one insert under
-/// an id reserved first (what it touches refers to it). A processing failure is caught by
-/// `apply::process` (rolled back to its savepoint, outcome `failed`); anything else that
-/// fails undoes the whole write, and the gateway then records the raw event as `failed` on
-/// its own, so it is never lost and can be replayed.
+/// an id reserved first (what it touches refers to it). If anything fails the whole write is
+/// undone, and the raw event is then stored as `failed` on its own (by [`SqlStore::ingest`]
+/// for a processing failure, by the gateway for any other), so it is never lost and can be
+/// replayed.
 async fn ingest_event(
     conn: &mut Conn<'_>,
+    event_id: i64,
     event: &NewEvent,
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
-    let event_id = conn.next_event_id().await?;
     let now = Utc::now();
     let result = apply::process(conn, event_id, &event.partner, mapped, now).await?;
     insert_event(conn, event_id, event, &result, now).await?;
@@ -306,11 +350,22 @@ async fn reprocess_all(
     for item in batch {
         let savepoint = conn.savepoint().await?;
         let result = reprocess_event(conn, item.event_id, item.mapped, item.handler_version).await;
-        match &result {
-            Ok(_) => savepoint.release(conn).await?,
-            Err(_) => savepoint.rollback(conn).await?,
+        match result {
+            Ok(ingested) => {
+                savepoint.release(conn).await?;
+                results.push(Ok(ingested));
+            }
+            Err(StoreError::Processing(cause)) => {
+                savepoint.rollback(conn).await?;
+                results.push(Ok(
+                    record_reprocessing_failure(conn, item.event_id, &cause).await?
+                ));
+            }
+            Err(error) => {
+                savepoint.rollback(conn).await?;
+                results.push(Err(error));
+            }
         }
-        results.push(result);
     }
     Ok(results)
 }
@@ -668,8 +723,20 @@ impl Store for SqlStore {
         let deadline = Instant::now() + lock_wait;
         let _held = self.in_flight.acquire(lock_keys, deadline).await?;
         let keys = lock_keys.to_vec();
-        self.write(move |conn| Box::pin(ingest_locked(conn, keys, deadline, event, mapped)))
-            .await
+        let event = Arc::new(event);
+        let stored = Arc::clone(&event);
+        let ingested = self
+            .write(move |conn| Box::pin(ingest_locked(conn, keys, deadline, stored, mapped)))
+            .await;
+        match ingested {
+            Err(StoreError::Processing(cause)) => {
+                self.write(move |conn| {
+                    Box::pin(async move { record_processing_failure(conn, &event, &cause).await })
+                })
+                .await
+            }
+            other => other,
+        }
     }
 
     async fn replayable(
@@ -762,17 +829,29 @@ impl Store for SqlStore {
         let deadline = Instant::now() + lock_wait;
         let _held = self.in_flight.acquire(lock_keys, deadline).await?;
         let keys = lock_keys.to_vec();
-        self.write(move |conn| {
-            Box::pin(reprocess_locked(
-                conn,
-                keys,
-                deadline,
-                event_id,
-                mapped,
-                handler_version,
-            ))
-        })
-        .await
+        let reprocessed = self
+            .write(move |conn| {
+                Box::pin(reprocess_locked(
+                    conn,
+                    keys,
+                    deadline,
+                    event_id,
+                    mapped,
+                    handler_version,
+                ))
+            })
+            .await;
+        match reprocessed {
+            Err(StoreError::Processing(cause)) => {
+                self.write(move |conn| {
+                    Box::pin(
+                        async move { record_reprocessing_failure(conn, event_id, &cause).await },
+                    )
+                })
+                .await
+            }
+            other => other,
+        }
     }
 
     async fn reprocess_batch(

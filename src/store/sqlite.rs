@@ -45,26 +45,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 5] = [
+const MIGRATIONS: [(&str, &str); 2] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
-        "0002_booking_span",
-        include_str!("../../migrations/sqlite/0002_booking_span.sql"),
-    ),
-    (
-        "0003_sale_items_digest",
-        include_str!("../../migrations/sqlite/0003_sale_items_digest.sql"),
-    ),
-    (
-        "0004_matching_reads_one_index",
-        include_str!("../../migrations/sqlite/0004_matching_reads_one_index.sql"),
-    ),
-    (
-        "0005_body_encoding",
-        include_str!("../../migrations/sqlite/0005_body_encoding.sql"),
+        "0002_fast_ingest",
+        include_str!("../../migrations/sqlite/0002_fast_ingest.sql"),
     ),
 ];
 
