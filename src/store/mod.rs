@@ -59,8 +59,6 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("migration failed")]
-    Migration(#[from] sqlx::migrate::MigrateError),
     /// Applying an event failed; its effects are undone, the raw event is kept as `failed`.
     #[error("processing failed: {0}")]
     Processing(#[source] Box<StoreError>),

@@ -10,13 +10,26 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use sqlx::migrate::Migrator;
+
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
-static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+/// The schema, in order; the `diarysync_schema` table records how many are applied.
+const MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "0001_init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_fast_ingest",
+        include_str!("../../migrations/postgres/0002_fast_ingest.sql"),
+    ),
+];
+
+/// The advisory lock held while migrating, so nodes starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x6469_6172_7973_796e;
 
 /// Connections per process: most of a transaction's time is round trips and the commit's
 /// flush, so more transactions in flight than cores keep both busy.
@@ -40,8 +53,69 @@ pub async fn open(url: &str) -> Result<Postgres, StoreError> {
         .max_connections(POOL_SIZE)
         .connect(url)
         .await?;
-    MIGRATOR.run(&pool).await?;
+    migrate(&pool).await?;
     Ok(Postgres { pool })
+}
+
+/// Applies the migrations not yet applied, each in its own transaction, under a session
+/// advisory lock.
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = apply_migrations(&mut conn).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS diarysync_schema (version BIGINT NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
+    let mut version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM diarysync_schema")
+        .fetch_one(&mut *conn)
+        .await?;
+    if version.is_none() {
+        // Databases created before this runner recorded their migrations the sqlx way.
+        let sqlx_table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&mut *conn)
+                .await?;
+        if sqlx_table.is_some() {
+            version = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut *conn)
+                .await?;
+        }
+    }
+    let applied = version.unwrap_or(0);
+    for (number, (name, sql)) in (1i64..).zip(MIGRATIONS) {
+        if number <= applied {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Unsupported(format!("migration {name}: {e}")))?;
+        sqlx::query("DELETE FROM diarysync_schema")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO diarysync_schema (version) VALUES ($1)")
+            .bind(number)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(migration = name, "applied");
+    }
+    Ok(())
 }
 
 impl Postgres {

@@ -127,13 +127,60 @@ pub async fn spawn(db: Db) -> TestApp {
     spawn_with(db, "").await
 }
 
-/// Spawns with extra top-level config lines (e.g. `max_body_bytes = 100`).
-pub async fn spawn_with(db: Db, extra: &str) -> TestApp {
+/// A database of its own for one test: a file in a temp dir, or a fresh PostgreSQL database.
+#[derive(Debug)]
+pub struct EmptyDatabase {
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+pub async fn empty_database(db: Db) -> EmptyDatabase {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = match db {
+    let url = match db {
         Db::Sqlite => format!("sqlite://{}", dir.path().join("diarysync.db").display()),
         Db::Postgres => fresh_postgres_database().await,
     };
+    EmptyDatabase { url, dir }
+}
+
+/// Runs SQL statements on a test database, outside the service.
+pub async fn run_sql(db: Db, database: &EmptyDatabase, sql: &str) {
+    match db {
+        Db::Sqlite => {
+            let path = database.url.trim_start_matches("sqlite://");
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .expect("busy timeout");
+            conn.execute_batch(sql).expect("SQL runs");
+        }
+        Db::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&database.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("SQL runs");
+        }
+    }
+}
+
+/// Spawns with extra top-level config lines (e.g. `max_body_bytes = 100`).
+pub async fn spawn_with(db: Db, extra: &str) -> TestApp {
+    spawn_on_with(empty_database(db).await, extra).await
+}
+
+/// Spawns on a database prepared by the test.
+pub async fn spawn_on(database: EmptyDatabase) -> TestApp {
+    spawn_on_with(database, "").await
+}
+
+async fn spawn_on_with(database: EmptyDatabase, extra: &str) -> TestApp {
+    let EmptyDatabase {
+        url: database_url,
+        dir,
+    } = database;
     let toml = format!(
         "listen = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\ndatabase_url = \"{database_url}\"\n\
          admin_token = \"{ADMIN_TOKEN}\"\nsale_lock_wait_ms = 200\n{extra}\n{PARTNERS}"

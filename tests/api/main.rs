@@ -8,6 +8,7 @@ mod auth;
 mod contract;
 mod diary;
 mod lightspeed;
+mod migrations;
 mod ordering;
 mod platforms;
 mod scripts;
