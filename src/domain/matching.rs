@@ -181,6 +181,70 @@ fn by_table_and_time(input: MatchInput<'_>) -> MatchDecision {
     })
 }
 
+/// A booking an operator might match an unmatched sale to, and why it is offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    pub booking_id: i64,
+    pub reason: String,
+}
+
+/// How far before a sale's open time suggestions look for bookings, and how far after.
+pub const SUGGEST_BEFORE: Duration = Duration::hours(4);
+pub const SUGGEST_AFTER: Duration = Duration::hours(2);
+
+/// Ranks the bookings near an unmatched or ambiguous sale for an operator: those the rules
+/// found equally good first (`tied`), then bookings on one of the sale's tables, then the
+/// rest; within each, the nearest to the open time first. Cancelled and no-show bookings are
+/// never offered. At most `limit`.
+pub fn suggest(
+    sale: &SaleFacts,
+    nearby: &[CandidateBooking],
+    tied: &[i64],
+    limit: usize,
+) -> Vec<Suggestion> {
+    let opened = sale.opened_at;
+    let mut ranked: Vec<(u8, Duration, &CandidateBooking, Option<&TableKey>)> = nearby
+        .iter()
+        .filter(|booking| !booking.status.excluded_from_table_matching())
+        .map(|booking| {
+            let shared = sale.tables.iter().find(|t| booking.tables.contains(t));
+            let rank = if tied.contains(&booking.id) {
+                0
+            } else if shared.is_some() {
+                1
+            } else {
+                2
+            };
+            (rank, distance_outside(opened, booking), booking, shared)
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, distance, booking, _)| (*rank, *distance, booking.id));
+    ranked
+        .into_iter()
+        .take(limit)
+        .map(|(rank, _, booking, shared)| {
+            let timing = describe_offset(opened, booking);
+            let reason = match (rank, shared) {
+                (0, Some(table)) => format!("fits as well as another: table {table}, {timing}"),
+                (_, Some(table)) => format!("table {table}, {timing}"),
+                _ => {
+                    let booked: Vec<&str> = booking.tables.iter().map(TableKey::as_str).collect();
+                    let tables = if booked.is_empty() {
+                        "no table".to_owned()
+                    } else {
+                        format!("table {}", booked.join(", "))
+                    };
+                    format!("{tables} (not the sale's), {timing}")
+                }
+            };
+            Suggestion {
+                booking_id: booking.id,
+                reason,
+            }
+        })
+        .collect()
+}
+
 /// How far the open time lies outside the booking's own window (zero inside it).
 fn distance_outside(opened: DateTime<Utc>, booking: &CandidateBooking) -> Duration {
     if opened < booking.start {
@@ -261,6 +325,40 @@ mod tests {
             nearby,
             tolerances: Tolerances::default(),
         })
+    }
+
+    #[test]
+    fn suggestions_put_tied_bookings_first_then_the_sales_table_then_the_nearest() {
+        let s = sale(at(19, 12), &["10"]);
+        let tied_a = booking(1, at(19, 0), &["10"]);
+        let tied_b = booking(2, at(19, 0), &["10"]);
+        let same_table_later = booking(3, at(20, 30), &["10"]);
+        let other_table_near = booking(4, at(19, 10), &["4"]);
+        let mut cancelled = booking(5, at(19, 5), &["10"]);
+        cancelled.status = BookingStatus::Cancelled;
+        let nearby = [
+            other_table_near,
+            same_table_later,
+            tied_b,
+            cancelled,
+            tied_a,
+        ];
+        let suggestions = suggest(&s.facts(), &nearby, &[1, 2], 10);
+        let ids: Vec<i64> = suggestions.iter().map(|s| s.booking_id).collect();
+        assert_eq!(
+            ids,
+            vec![1, 2, 3, 4],
+            "cancelled bookings are never offered"
+        );
+        assert_eq!(
+            suggestions[0].reason,
+            "fits as well as another: table 10, opened 12 min after the booking's start"
+        );
+        assert_eq!(
+            suggestions[3].reason,
+            "table 4 (not the sale's), opened 2 min after the booking's start"
+        );
+        assert_eq!(suggest(&s.facts(), &nearby, &[], 2).len(), 2);
     }
 
     #[test]

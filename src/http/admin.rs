@@ -27,7 +27,8 @@ const DEFAULT_PAGE: i64 = 100;
 
 pub(super) fn router(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/venues", post(create_venue))
+        .route("/venues", get(venues).post(create_venue))
+        .route("/health", get(health))
         .route("/venues/{id}", get(venue).patch(update_venue))
         .route("/venues/{id}/bookings", post(create_booking))
         .route("/venues/{id}/diary", get(diary))
@@ -37,6 +38,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/guests/{id}", get(guest))
         .route("/sales", get(sales))
         .route("/sales/{id}", get(sale))
+        .route("/sales/{id}/suggestions", get(suggestions))
         .route("/sales/{id}/match", post(match_sale))
         .route("/sales/{id}/unmatch", post(unmatch_sale))
         .route("/events", get(events))
@@ -161,6 +163,15 @@ async fn create_venue(
     };
     let venue = state.gateway.store().create_venue(venue).await?;
     Ok((StatusCode::CREATED, Json(venue)))
+}
+
+async fn venues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.gateway.store().venues().await?))
+}
+
+/// How each partner's events fared per venue in the last hour and day.
+async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.gateway.store().health(Utc::now()).await?))
 }
 
 async fn venue(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
@@ -480,6 +491,21 @@ async fn sales(
     Ok(Json(state.gateway.store().sales(&filter).await?))
 }
 
+/// Suggestions offered for an unmatched or ambiguous sale, at most this many.
+const SUGGESTIONS: usize = 5;
+
+async fn suggestions(
+    State(state): State<AppState>,
+    path: IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let suggestions = state
+        .gateway
+        .store()
+        .suggestions(id(path)?, SUGGESTIONS)
+        .await?;
+    found(suggestions, "sale")
+}
+
 async fn sale(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
     let sale = state.gateway.store().sale(id(path)?).await?;
     found(sale, "sale")
@@ -492,6 +518,8 @@ struct EventsQuery {
     outcome: Option<String>,
     reason: Option<String>,
     before: Option<i64>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
     limit: Option<i64>,
 }
 
@@ -512,6 +540,8 @@ async fn events(
         outcome: params.outcome,
         reason: params.reason,
         before_id: params.before,
+        from: params.from,
+        to: params.to,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
     Ok(Json(state.gateway.store().events(&filter).await?))

@@ -11,11 +11,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::db::{self, Conn, Row};
+use super::records::SuggestionRecord;
 use super::sql::{decimal_text, from_millis, json_list, parse_status};
 use super::{Ingested, StoreError};
 use crate::domain::booking::SalesSummary;
 use crate::domain::matching::{
-    CandidateBooking, MatchInput, decide, lineage_reason, widened_window,
+    CandidateBooking, MatchInput, SUGGEST_AFTER, SUGGEST_BEFORE, decide, lineage_reason, suggest,
+    widened_window,
 };
 use crate::domain::sale::{BookingRef, Freshness};
 use crate::domain::{
@@ -1155,6 +1157,73 @@ fn stored_facts(row: &Row) -> Result<StoredFacts, StoreError> {
                 .collect(),
         },
     })
+}
+
+/// The bookings an operator might match sale `sale_id` to, ranked and explained by
+/// [`suggest`]; `None` when there is no such sale.
+pub(super) async fn suggestions(
+    conn: &mut Conn<'_>,
+    sale_id: i64,
+    limit: usize,
+) -> Result<Option<Vec<SuggestionRecord>>, StoreError> {
+    let Some(row) = db::query(
+        "SELECT id, partner, external_id, kind, origin_external_id, opened_at, tables, booking_refs,
+             booking_id, venue_id, match_candidates
+         FROM sales WHERE id = $1",
+    )
+    .bind(sale_id)
+    .fetch_optional(conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let mut sale = stored_facts(&row)?;
+    let venue = venue(conn, row.try_get("venue_id")?).await?;
+    sale.facts.tables = venue.diary_tables(&sale.facts.tables);
+    let tied: Vec<i64> = row
+        .try_get::<Option<String>>("match_candidates")?
+        .and_then(|c| serde_json::from_str(&c).ok())
+        .unwrap_or_default();
+    let opened = sale.facts.opened_at;
+    let rows = db::query(
+        "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, b.tables, b.covers,
+             b.customer_name
+         FROM bookings b WHERE b.venue_id = $1 AND b.start_at >= $2 AND b.start_at <= $3
+         ORDER BY b.start_at, b.id LIMIT 500",
+    )
+    .bind(venue.id)
+    .bind((opened - SUGGEST_BEFORE).timestamp_millis())
+    .bind((opened + SUGGEST_AFTER).timestamp_millis())
+    .fetch_all(conn)
+    .await?;
+    let nearby = candidates(rows.clone())?;
+    let ranked = suggest(&sale.facts, &nearby, &tied, limit);
+    let mut records = Vec::with_capacity(ranked.len());
+    for suggestion in ranked {
+        let (Some(booking), Some(row)) = (
+            nearby.iter().find(|b| b.id == suggestion.booking_id),
+            rows.iter()
+                .find(|r| r.try_get::<i64>("id").ok() == Some(suggestion.booking_id)),
+        ) else {
+            continue;
+        };
+        records.push(SuggestionRecord {
+            booking_id: booking.id,
+            reference: booking.reference.clone(),
+            start: booking.start,
+            end: booking.end,
+            tables: booking
+                .tables
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            status: booking.status.as_str(),
+            covers: row.try_get("covers")?,
+            customer_name: row.try_get("customer_name")?,
+            reason: suggestion.reason,
+        });
+    }
+    Ok(Some(records))
 }
 
 /// Matches again the sales a booking's creation or change may concern: unmatched sales of

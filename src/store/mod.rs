@@ -15,6 +15,7 @@ mod apply;
 pub mod body;
 mod bookings;
 pub mod db;
+mod health;
 mod in_flight;
 pub mod postgres;
 pub mod records;
@@ -189,6 +190,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError>;
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError>;
+    /// Every venue, by name.
+    async fn venues(&self) -> Result<Vec<VenueRecord>, StoreError>;
     async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError>;
 
     /// Creates a booking, links its guest profile, and matches the venue's waiting sales to it.
@@ -206,6 +209,20 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Unlinks a sale by hand; automatic rules never link it again.
     async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError>;
     async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError>;
+    /// Bookings an operator might match an unmatched or ambiguous sale to, best first, each
+    /// with its reason; `None` when there is no such sale.
+    async fn suggestions(
+        &self,
+        sale_id: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<SuggestionRecord>>, StoreError>;
+    /// Sales of any venue that belong to no booking (voided ones aside).
+    async fn unmatched_sales(&self) -> Result<i64, StoreError>;
+    /// How each partner's events fared per venue in the last hour and day before `now`.
+    async fn health(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<HealthRecord>, StoreError>;
     async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError>;
     async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError>;

@@ -361,6 +361,48 @@ impl std::fmt::Debug for GuestView {
     }
 }
 
+/// A booking an operator might match an unmatched sale to, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SuggestionRecord {
+    pub booking_id: i64,
+    pub reference: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub tables: Vec<String>,
+    pub status: &'static str,
+    pub covers: i64,
+    pub customer_name: Option<String>,
+    pub reason: String,
+}
+
+/// How one partner's events fared at one venue (or at none: `venue_id` null, e.g. unknown
+/// locations) over the last hour and day.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HealthRecord {
+    pub partner: String,
+    pub venue_id: Option<i64>,
+    pub venue_name: Option<String>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Events by outcome.
+    pub last_hour: BTreeMap<String, i64>,
+    pub last_day: BTreeMap<String, i64>,
+    /// Sales written in the last day, and how many of them belong to a booking.
+    pub sales_last_day: i64,
+    pub matched_last_day: i64,
+    /// What went wrong in the last day, most frequent first.
+    pub problems: Vec<HealthProblem>,
+}
+
+/// Events of one outcome and reason (unknown locations: per location) in the last day.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct HealthProblem {
+    pub outcome: String,
+    pub reason: Option<String>,
+    /// One event's detail, e.g. "location 123 is not mapped to a venue".
+    pub example: Option<String>,
+    pub events: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SaleFilter {
     pub partner: Option<String>,
@@ -404,6 +446,10 @@ pub struct EventFilter {
     pub reason: Option<String>,
     /// Only events with an id below this one (paging backwards from the newest).
     pub before_id: Option<i64>,
+    /// Only events received at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only events received before this instant.
+    pub to: Option<DateTime<Utc>>,
     pub limit: i64,
 }
 

@@ -21,7 +21,7 @@ use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
     Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, apply, bookings,
-    postgres,
+    health, postgres,
 };
 use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
@@ -901,6 +901,22 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn venues(&self) -> Result<Vec<VenueRecord>, StoreError> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let ids: Vec<i64> = db::query_scalar("SELECT id FROM venues ORDER BY name, id")
+                    .fetch_all(conn)
+                    .await?;
+                let mut venues = Vec::with_capacity(ids.len());
+                for id in ids {
+                    venues.extend(venue_record(conn, id).await?);
+                }
+                Ok(venues)
+            })
+        })
+        .await
+    }
+
     async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError> {
         self.write(move |conn| Box::pin(bookings::update_venue(conn, id, changes)))
             .await
@@ -961,6 +977,32 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn suggestions(
+        &self,
+        sale_id: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<SuggestionRecord>>, StoreError> {
+        self.read(move |conn| Box::pin(apply::suggestions(conn, sale_id, limit)))
+            .await
+    }
+
+    async fn unmatched_sales(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Box::pin(
+                db::query_scalar(
+                    "SELECT COUNT(*) FROM sales WHERE booking_id IS NULL AND state <> 'voided'",
+                )
+                .fetch_one(conn),
+            )
+        })
+        .await
+    }
+
+    async fn health(&self, now: DateTime<Utc>) -> Result<Vec<HealthRecord>, StoreError> {
+        self.read(move |conn| Box::pin(health::health(conn, now)))
+            .await
+    }
+
     async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError> {
         self.read(move |conn| Box::pin(sale_detail(conn, id))).await
     }
@@ -972,6 +1014,12 @@ impl Store for SqlStore {
         conditions.text("reason = $?", &filter.reason);
         if let Some(before) = filter.before_id {
             conditions.int("id < $?", before);
+        }
+        if let Some(from) = filter.from {
+            conditions.int("received_at >= $?", from.timestamp_millis());
+        }
+        if let Some(to) = filter.to {
+            conditions.int("received_at < $?", to.timestamp_millis());
         }
         let query = conditions.query(
             &format!("SELECT {EVENT_COLUMNS} FROM events"),

@@ -1,0 +1,97 @@
+//! Partner health: how each partner's events fared per venue over the last hour and day, and
+//! what went wrong, from the stored events themselves (so every node sees the same).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::StoreError;
+use super::db::{self, Conn};
+use super::records::{HealthProblem, HealthRecord};
+use super::sql::from_millis;
+
+/// Kinds of problem listed per partner and venue, at most.
+const PROBLEMS: usize = 8;
+
+/// The health of every partner and venue that had events in the day before `now`.
+pub(super) async fn health(
+    conn: &mut Conn<'_>,
+    now: DateTime<Utc>,
+) -> Result<Vec<HealthRecord>, StoreError> {
+    let day = (now - Duration::days(1)).timestamp_millis();
+    let hour = (now - Duration::hours(1)).timestamp_millis();
+    let mut records: BTreeMap<(String, Option<i64>), HealthRecord> = BTreeMap::new();
+    let counts = db::query(
+        "SELECT e.partner, e.venue_id, v.name AS venue_name, e.outcome,
+             SUM(CASE WHEN e.received_at >= $2 THEN 1 ELSE 0 END) AS last_hour,
+             COUNT(*) AS last_day, MAX(e.received_at) AS last_at
+         FROM events e LEFT JOIN venues v ON v.id = e.venue_id
+         WHERE e.received_at >= $1
+         GROUP BY e.partner, e.venue_id, v.name, e.outcome",
+    )
+    .bind(day)
+    .bind(hour)
+    .fetch_all(conn)
+    .await?;
+    for row in &counts {
+        let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
+        let record = records.entry(key.clone()).or_insert_with(|| HealthRecord {
+            partner: key.0.clone(),
+            venue_id: key.1,
+            venue_name: None,
+            last_event_at: None,
+            last_hour: BTreeMap::new(),
+            last_day: BTreeMap::new(),
+            sales_last_day: 0,
+            matched_last_day: 0,
+            problems: Vec::new(),
+        });
+        record.venue_name = row.try_get("venue_name")?;
+        let outcome: String = row.try_get("outcome")?;
+        let last_hour: i64 = row.try_get("last_hour")?;
+        if last_hour > 0 {
+            record.last_hour.insert(outcome.clone(), last_hour);
+        }
+        record.last_day.insert(outcome, row.try_get("last_day")?);
+        let last_at = from_millis(row.try_get("last_at")?)?;
+        record.last_event_at = record.last_event_at.max(Some(last_at));
+    }
+    let problems = db::query(
+        "SELECT partner, venue_id, outcome, reason, MIN(detail) AS example, COUNT(*) AS events
+         FROM events WHERE received_at >= $1 AND outcome <> 'processed'
+         GROUP BY partner, venue_id, outcome, reason,
+             CASE WHEN reason = 'unknown_location' THEN detail ELSE '' END
+         ORDER BY events DESC",
+    )
+    .bind(day)
+    .fetch_all(conn)
+    .await?;
+    for row in &problems {
+        let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
+        if let Some(record) = records.get_mut(&key) {
+            if record.problems.len() < PROBLEMS {
+                record.problems.push(HealthProblem {
+                    outcome: row.try_get("outcome")?,
+                    reason: row.try_get("reason")?,
+                    example: row.try_get("example")?,
+                    events: row.try_get("events")?,
+                });
+            }
+        }
+    }
+    let sales = db::query(
+        "SELECT partner, venue_id, COUNT(*) AS sales, COUNT(booking_id) AS matched
+         FROM sales WHERE updated_at >= $1 GROUP BY partner, venue_id",
+    )
+    .bind(day)
+    .fetch_all(conn)
+    .await?;
+    for row in &sales {
+        let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
+        if let Some(record) = records.get_mut(&key) {
+            record.sales_last_day = row.try_get("sales")?;
+            record.matched_last_day = row.try_get("matched")?;
+        }
+    }
+    Ok(records.into_values().collect())
+}

@@ -1,0 +1,129 @@
+//! What operators read beside the diary: venues, suggestions for unmatched sales, partner
+//! health and the event log by time.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, fixture, spawn};
+
+const SPLIT_LOCATION: &str = "1340570962231298";
+
+async fn an_unmatched_sale_comes_with_ranked_explained_suggestions(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await;
+    // The seed check opens at 11:53 on table 10; no booking is on table 10.
+    let later = app
+        .booking(
+            venue,
+            json!({ "start": "2025-12-29T13:00:00Z", "covers": 2, "tables": ["5"] }),
+        )
+        .await;
+    let around = app
+        .booking(
+            venue,
+            json!({ "start": "2025-12-29T11:45:00Z", "covers": 3, "tables": ["4"] }),
+        )
+        .await;
+    let cancelled = app
+        .booking(
+            venue,
+            json!({ "start": "2025-12-29T11:50:00Z", "covers": 2, "tables": ["10"] }),
+        )
+        .await;
+    let (status, _) = app
+        .admin_post(&format!("/bookings/{cancelled}/cancel"), json!({}))
+        .await;
+    assert!(status.is_success());
+    let answer = app.deliver_ok("open_split_check_original.json").await;
+    assert_eq!(answer["detail"], "unmatched");
+    let sale = app.sales_with_external_id("2190678134095876").await[0]["id"].clone();
+
+    let suggestions = app.admin_get(&format!("/sales/{sale}/suggestions")).await;
+    let ids: Vec<i64> = suggestions
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|s| s["booking_id"].as_i64())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![around, later],
+        "nearest first, cancelled never offered"
+    );
+    assert_eq!(
+        suggestions[0]["reason"],
+        "table 4 (not the sale's), opened 8 min after the booking's start"
+    );
+    assert_eq!(suggestions[0]["covers"], 3);
+    let missing = app
+        .client
+        .get(format!("{}/api/v1/sales/999999/suggestions", app.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+}
+
+async fn partner_health_counts_outcomes_and_names_unknown_locations(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await;
+    app.deliver_ok("open_split_check_original.json").await;
+    let mut stranger: Value =
+        serde_json::from_slice(&fixture("open_split_check_original.json")).expect("json");
+    stranger["businessLocationId"] = json!(424242);
+    stranger["account"]["businessLocationId"] = json!("424242");
+    for _ in 0..2 {
+        app.post_lightspeed(stranger.to_string().as_bytes()).await;
+    }
+
+    let health = app.admin_get("/health").await;
+    let rows = health.as_array().expect("a list");
+    let at_venue = rows
+        .iter()
+        .find(|r| r["venue_id"] == json!(venue))
+        .expect("the venue's row");
+    assert_eq!(at_venue["partner"], "lightspeed");
+    assert_eq!(at_venue["last_day"]["processed"], 1);
+    assert_eq!(at_venue["last_hour"]["processed"], 1);
+    assert_eq!(at_venue["sales_last_day"], 1);
+    assert!(at_venue["last_event_at"].is_string());
+    let nowhere = rows
+        .iter()
+        .find(|r| r["venue_id"].is_null() && r["partner"] == "lightspeed")
+        .expect("events that reached no venue");
+    assert_eq!(nowhere["last_day"]["ignored"], 2);
+    assert_eq!(nowhere["problems"][0]["reason"], "unknown_location");
+    assert_eq!(nowhere["problems"][0]["events"], 2);
+    assert_eq!(
+        nowhere["problems"][0]["example"],
+        "location 424242 is not mapped to a venue"
+    );
+}
+
+async fn the_event_log_filters_by_time(db: Db) {
+    let app = spawn(db).await;
+    app.deliver_ok("open_split_check_original.json").await;
+    let all = app.admin_get("/events").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    let received = all[0]["received_at"].as_str().expect("time").to_owned();
+    let since = app
+        .admin_get(&format!("/events?from={}", received.replace('+', "%2B")))
+        .await;
+    assert_eq!(since.as_array().map(Vec::len), Some(1), "from is inclusive");
+    let before = app
+        .admin_get(&format!("/events?to={}", received.replace('+', "%2B")))
+        .await;
+    assert_eq!(before.as_array().map(Vec::len), Some(0), "to is exclusive");
+    let venues = app.admin_get("/venues").await;
+    assert_eq!(venues, json!([]));
+}
+
+crate::on_both_stores!(
+    an_unmatched_sale_comes_with_ranked_explained_suggestions,
+    partner_health_counts_outcomes_and_names_unknown_locations,
+    the_event_log_filters_by_time,
+);
