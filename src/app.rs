@@ -51,6 +51,7 @@ impl App {
         let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
         let state = AppState {
+            sessions: Arc::new(crate::http::session::Sessions::new(&admin_token)),
             admin_token,
             max_body_bytes,
             partner_names,

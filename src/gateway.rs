@@ -218,6 +218,17 @@ impl Gateway {
         }
     }
 
+    /// The configured partners' names and handlers, by name.
+    pub fn partners(&self) -> Vec<(&str, &'static str)> {
+        let mut partners: Vec<(&str, &'static str)> = self
+            .partners
+            .iter()
+            .map(|(name, partner)| (name.as_str(), partner.spec.name()))
+            .collect();
+        partners.sort_unstable();
+        partners
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -1,7 +1,10 @@
 //! The HTTP edge: routes and (de)serialisation only; every decision is made elsewhere.
 
 mod admin;
+mod pages;
 mod partners;
+mod pretty;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -19,6 +22,8 @@ use crate::gateway::Gateway;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub admin_token: Arc<SecretString>,
+    /// Signs and checks the web pages' sessions.
+    pub sessions: Arc<session::Sessions>,
     pub max_body_bytes: usize,
     pub partner_names: Arc<Vec<String>>,
 }
@@ -29,6 +34,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(partners::router())
         .nest("/api/v1", admin::router(state.clone()))
+        .nest("/ui", pages::router(state.clone()))
+        .route("/", get(|| async { axum::response::Redirect::to("/ui/diary") }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -11,5 +11,6 @@ mod lightspeed;
 mod migrations;
 mod operator;
 mod ordering;
+mod pages;
 mod platforms;
 mod scripts;
