@@ -43,6 +43,7 @@ impl App {
                 tracing::warn!(partner = %partner.name, "partner has auth scheme \"none\": anyone can post events as this partner");
             }
         }
+        crate::telemetry::metrics();
         let store = store::open(&config.database_url).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let fetch = config.fetch;

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
+use tracing::Instrument;
+
 use crate::config::{Config, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
@@ -23,6 +25,7 @@ use crate::store::body::StoredBody;
 use crate::store::{
     Ingested, NewEvent, ReplayFilter, Reprocess, SaleKey, Store, StoreError, StoredEvent, Verdict,
 };
+use crate::telemetry;
 
 /// The event type partners send to check connectivity; answered 200 with no processing.
 pub const TEST_NOTIFICATION: &str = "webhooks.test_notification";
@@ -83,6 +86,8 @@ pub enum Receipt {
         outcome: Outcome,
         reason: Option<Reason>,
         detail: Option<String>,
+        /// The rule that matched its sale to a booking, if it did.
+        match_rule: Option<&'static str>,
     },
     /// A test notification: answered at once.
     TestNotification { event_id: Option<i64> },
@@ -100,8 +105,38 @@ pub enum Receipt {
     },
 }
 
+impl Receipt {
+    /// Its event id, outcome and reason, as recorded.
+    fn summary(&self) -> (Option<i64>, &'static str, Option<Reason>) {
+        match self {
+            Receipt::Accepted {
+                event_id,
+                outcome,
+                reason,
+                ..
+            } => (Some(*event_id), outcome.as_str(), *reason),
+            Receipt::TestNotification { event_id } => (
+                *event_id,
+                Outcome::Ignored.as_str(),
+                Some(Reason::TestNotification),
+            ),
+            Receipt::Refused { event_id, reason } => {
+                (*event_id, Outcome::Rejected.as_str(), Some(*reason))
+            }
+            Receipt::Busy { event_id } => (
+                *event_id,
+                Outcome::Rejected.as_str(),
+                Some(Reason::SaleInFlight),
+            ),
+            Receipt::Failed { event_id, reason } => {
+                (*event_id, Outcome::Failed.as_str(), Some(*reason))
+            }
+        }
+    }
+}
+
 /// What a replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ReplaySummary {
     /// Events run through their partner's current handler again.
     pub replayed: usize,
@@ -233,8 +268,44 @@ impl Gateway {
         &self.store
     }
 
-    /// Runs one delivery through the pipeline. Never panics on any input.
+    /// Runs one delivery through the pipeline, in a span naming its partner, event id and
+    /// outcome, and counts it. Never panics on any input.
     pub async fn receive(&self, inbound: Inbound) -> Receipt {
+        let partner = if self.partners.contains_key(&inbound.partner) {
+            inbound.partner.clone()
+        } else {
+            "unknown".to_owned()
+        };
+        let span = tracing::info_span!(
+            "event",
+            partner = %partner,
+            event_type = %inbound.event_type,
+            event_id = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let receipt = self.run(inbound).instrument(span.clone()).await;
+        let (event_id, outcome, reason) = receipt.summary();
+        if let Some(event_id) = event_id {
+            span.record("event_id", event_id);
+        }
+        span.record("outcome", outcome);
+        metrics::counter!(telemetry::EVENTS, "partner" => partner.clone(), "outcome" => outcome,
+            "reason" => reason.map_or("", Reason::as_str))
+        .increment(1);
+        metrics::histogram!(telemetry::EVENT_SECONDS, "partner" => partner)
+            .record(started.elapsed().as_secs_f64());
+        if let Receipt::Accepted {
+            match_rule: Some(rule),
+            ..
+        } = &receipt
+        {
+            metrics::counter!(telemetry::MATCHES, "rule" => *rule).increment(1);
+        }
+        receipt
+    }
+
+    async fn run(&self, inbound: Inbound) -> Receipt {
         let Some(partner) = self.partners.get(&inbound.partner) else {
             let event = self.new_event(&inbound, None, None);
             let event_id = self
@@ -328,6 +399,7 @@ impl Gateway {
                     outcome: ingested.outcome,
                     reason: ingested.reason,
                     detail: ingested.detail,
+                    match_rule: ingested.match_rule,
                 }
             }
             Err(StoreError::SaleBusy) => {

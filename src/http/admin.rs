@@ -17,10 +17,15 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::domain::{BookingStatus, Customer};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::gateway::ReplaySummary;
 use crate::store::{
     BookingChanges, EventFilter, NewBooking, NewLocation, NewVenue, ReplayFilter, SaleFilter,
     TolerancesRecord, VenueChanges,
+};
+use crate::store::{
+    BookingView, DiaryView, EventDetail, EventSummary, GuestView, HealthRecord, SaleDetail,
+    SaleRecord, SuggestionRecord, VenueRecord,
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -46,6 +51,8 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay_one))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
+        // Documentation, not data: readable without the token.
+        .route("/openapi.json", get(super::openapi::serve))
 }
 
 /// Lets the request through only with the admin bearer token (compared in constant time).
@@ -64,6 +71,13 @@ async fn require_admin(State(state): State<AppState>, request: Request, next: Ne
         return ApiError::Unauthorized.into_response();
     }
     next.run(request).await
+}
+
+/// What replaying one event did, and the event's outcome now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ReplayOne {
+    summary: ReplaySummary,
+    event: EventSummary,
 }
 
 /// The JSON answer for something looked up by id, or 404 naming `what`.
@@ -93,9 +107,9 @@ fn id(path: IdPath) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest("the id in the path must be an integer".to_owned()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct VenueInput {
+pub(super) struct VenueInput {
     name: String,
     timezone: String,
     currency: Option<String>,
@@ -103,9 +117,9 @@ struct VenueInput {
     locations: Vec<LocationInput>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LocationInput {
+pub(super) struct LocationInput {
     partner: String,
     location_id: String,
     #[serde(default = "enabled_by_default")]
@@ -124,7 +138,8 @@ fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
     })
 }
 
-async fn create_venue(
+#[utoipa::path(post, path = "/api/v1/venues", tag = "venues", request_body = VenueInput, responses((status = 201, description = "Created", body = VenueRecord), (status = 409, description = "A location already belongs to another venue", body = ErrorBody), (status = 422, description = "Invalid venue", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn create_venue(
     State(state): State<AppState>,
     input: Result<Json<VenueInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
@@ -165,23 +180,29 @@ async fn create_venue(
     Ok((StatusCode::CREATED, Json(venue)))
 }
 
-async fn venues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/venues", tag = "venues", responses((status = 200, description = "Every venue, by name", body = Vec<VenueRecord>)), security(("admin" = [])))]
+pub(super) async fn venues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.gateway.store().venues().await?))
 }
 
 /// How each partner's events fared per venue in the last hour and day.
-async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/health", tag = "events", responses((status = 200, description = "Per partner and venue: events by outcome in the last hour and day, problems, match rate", body = Vec<HealthRecord>)), security(("admin" = [])))]
+pub(super) async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.gateway.store().health(Utc::now()).await?))
 }
 
-async fn venue(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/venues/{id}", tag = "venues", params(("id" = i64, Path, description = "Venue id")), responses((status = 200, description = "The venue", body = VenueRecord), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn venue(
+    State(state): State<AppState>,
+    path: IdPath,
+) -> Result<impl IntoResponse, ApiError> {
     let venue = state.gateway.store().venue(id(path)?).await?;
     found(venue, "venue")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct VenueSettingsInput {
+pub(super) struct VenueSettingsInput {
     name: Option<String>,
     timezone: Option<String>,
     currency: Option<String>,
@@ -191,14 +212,15 @@ struct VenueSettingsInput {
     sku_tables: Option<std::collections::BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TolerancesInput {
+pub(super) struct TolerancesInput {
     before_start_minutes: i64,
     after_end_minutes: i64,
 }
 
-async fn update_venue(
+#[utoipa::path(patch, path = "/api/v1/venues/{id}", tag = "venues", params(("id" = i64, Path, description = "Venue id")), request_body = VenueSettingsInput, responses((status = 200, description = "The venue as changed", body = VenueRecord), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid settings", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn update_venue(
     State(state): State<AppState>,
     path: IdPath,
     input: Result<Json<VenueSettingsInput>, JsonRejection>,
@@ -234,13 +256,15 @@ async fn update_venue(
     found(store.venue(id).await?, "venue")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct DiaryQuery {
+pub(super) struct DiaryQuery {
     date: chrono::NaiveDate,
 }
 
-async fn diary(
+#[utoipa::path(get, path = "/api/v1/venues/{id}/diary", tag = "diary", params(("id" = i64, Path, description = "Venue id"), DiaryQuery), responses((status = 200, description = "The bookings of that local day with their sales, spend and the day's totals", body = DiaryView), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn diary(
     State(state): State<AppState>,
     path: IdPath,
     params: Result<Query<DiaryQuery>, QueryRejection>,
@@ -250,15 +274,17 @@ async fn diary(
     Ok(Json(state.gateway.store().diary(id, params.date).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct VenueSalesQuery {
+pub(super) struct VenueSalesQuery {
     unmatched: Option<bool>,
     partner: Option<String>,
     limit: Option<i64>,
 }
 
-async fn venue_sales(
+#[utoipa::path(get, path = "/api/v1/venues/{id}/sales", tag = "sales", params(("id" = i64, Path, description = "Venue id"), VenueSalesQuery), responses((status = 200, description = "The venue's sales, newest first", body = Vec<SaleRecord>), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn venue_sales(
     State(state): State<AppState>,
     path: IdPath,
     params: Result<Query<VenueSalesQuery>, QueryRejection>,
@@ -280,9 +306,9 @@ async fn venue_sales(
     Ok(Json(store.sales(&filter).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BookingInput {
+pub(super) struct BookingInput {
     reference: Option<String>,
     start: DateTime<Utc>,
     #[serde(default = "default_duration")]
@@ -300,15 +326,16 @@ fn default_duration() -> i64 {
     90
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CustomerInput {
+pub(super) struct CustomerInput {
     name: Option<String>,
     email: Option<String>,
     phone: Option<String>,
 }
 
-async fn create_booking(
+#[utoipa::path(post, path = "/api/v1/venues/{id}/bookings", tag = "diary", params(("id" = i64, Path, description = "Venue id")), request_body = BookingInput, responses((status = 201, description = "Created; waiting sales that belong to it are matched at once", body = BookingView), (status = 404, description = "No such venue", body = ErrorBody), (status = 409, description = "The reference is taken", body = ErrorBody), (status = 422, description = "Invalid booking", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn create_booking(
     State(state): State<AppState>,
     path: IdPath,
     input: Result<Json<BookingInput>, JsonRejection>,
@@ -361,9 +388,9 @@ fn parse_status(status: &str) -> Result<BookingStatus, ApiError> {
         .map_err(|e: crate::domain::booking::UnknownStatus| ApiError::Unprocessable(e.to_string()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BookingChangesInput {
+pub(super) struct BookingChangesInput {
     reference: Option<String>,
     start: Option<DateTime<Utc>>,
     duration_minutes: Option<i64>,
@@ -373,7 +400,8 @@ struct BookingChangesInput {
     customer: Option<CustomerInput>,
 }
 
-async fn update_booking(
+#[utoipa::path(patch, path = "/api/v1/bookings/{id}", tag = "diary", params(("id" = i64, Path, description = "Booking id")), request_body = BookingChangesInput, responses((status = 200, description = "The booking as changed", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The reference is taken", body = ErrorBody), (status = 422, description = "Invalid change", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn update_booking(
     State(state): State<AppState>,
     path: IdPath,
     input: Result<Json<BookingChangesInput>, JsonRejection>,
@@ -411,7 +439,8 @@ async fn update_booking(
     found(store.booking(id).await?, "booking")
 }
 
-async fn cancel_booking(
+#[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "diary", params(("id" = i64, Path, description = "Booking id")), responses((status = 200, description = "The booking, cancelled", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn cancel_booking(
     State(state): State<AppState>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -425,18 +454,23 @@ async fn cancel_booking(
     found(store.booking(id).await?, "booking")
 }
 
-async fn guest(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/guests/{id}", tag = "diary", params(("id" = i64, Path, description = "Guest id")), responses((status = 200, description = "The guest profile", body = GuestView), (status = 404, description = "No such guest", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn guest(
+    State(state): State<AppState>,
+    path: IdPath,
+) -> Result<impl IntoResponse, ApiError> {
     let guest = state.gateway.store().guest(id(path)?).await?;
     found(guest, "guest")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MatchInput {
+pub(super) struct MatchInput {
     booking_id: i64,
 }
 
-async fn match_sale(
+#[utoipa::path(post, path = "/api/v1/sales/{id}/match", tag = "sales", params(("id" = i64, Path, description = "Sale id")), request_body = MatchInput, responses((status = 200, description = "The sale, matched by hand (never overridden)", body = SaleDetail), (status = 404, description = "No such sale or booking", body = ErrorBody), (status = 409, description = "The booking is at another venue", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn match_sale(
     State(state): State<AppState>,
     path: IdPath,
     input: Result<Json<MatchInput>, JsonRejection>,
@@ -448,7 +482,8 @@ async fn match_sale(
     found(store.sale(id).await?, "sale")
 }
 
-async fn unmatch_sale(
+#[utoipa::path(post, path = "/api/v1/sales/{id}/unmatch", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "The sale, unmatched by hand (never matched again automatically)", body = SaleDetail), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn unmatch_sale(
     State(state): State<AppState>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -458,7 +493,8 @@ async fn unmatch_sale(
     found(store.sale(id).await?, "sale")
 }
 
-async fn booking(
+#[utoipa::path(get, path = "/api/v1/bookings/{id}", tag = "diary", params(("id" = i64, Path, description = "Booking id")), responses((status = 200, description = "The booking with its sales, spend and transitions", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn booking(
     State(state): State<AppState>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -466,9 +502,10 @@ async fn booking(
     found(booking, "booking")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct SalesQuery {
+pub(super) struct SalesQuery {
     partner: Option<String>,
     external_id: Option<String>,
     venue: Option<i64>,
@@ -476,7 +513,8 @@ struct SalesQuery {
     limit: Option<i64>,
 }
 
-async fn sales(
+#[utoipa::path(get, path = "/api/v1/sales", tag = "sales", params(SalesQuery), responses((status = 200, description = "Sales, newest first", body = Vec<SaleRecord>)), security(("admin" = [])))]
+pub(super) async fn sales(
     State(state): State<AppState>,
     params: Result<Query<SalesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -494,7 +532,8 @@ async fn sales(
 /// Suggestions offered for an unmatched or ambiguous sale, at most this many.
 const SUGGESTIONS: usize = 5;
 
-async fn suggestions(
+#[utoipa::path(get, path = "/api/v1/sales/{id}/suggestions", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "Bookings it might belong to, best first, each with its reason", body = Vec<SuggestionRecord>), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn suggestions(
     State(state): State<AppState>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -506,14 +545,19 @@ async fn suggestions(
     found(suggestions, "sale")
 }
 
-async fn sale(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/sales/{id}", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "The sale with its lines and payments", body = SaleDetail), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn sale(
+    State(state): State<AppState>,
+    path: IdPath,
+) -> Result<impl IntoResponse, ApiError> {
     let sale = state.gateway.store().sale(id(path)?).await?;
     found(sale, "sale")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(super) struct EventsQuery {
     partner: Option<String>,
     outcome: Option<String>,
     reason: Option<String>,
@@ -523,7 +567,8 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn events(
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "Stored partner events, newest first", body = Vec<EventSummary>), (status = 400, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn events(
     State(state): State<AppState>,
     params: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -547,14 +592,18 @@ async fn events(
     Ok(Json(state.gateway.store().events(&filter).await?))
 }
 
-async fn event(State(state): State<AppState>, path: IdPath) -> Result<impl IntoResponse, ApiError> {
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "The event with its headers (credentials never stored), masked query and raw body", body = EventDetail), (status = 404, description = "No such event", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn event(
+    State(state): State<AppState>,
+    path: IdPath,
+) -> Result<impl IntoResponse, ApiError> {
     let event = state.gateway.store().event(id(path)?).await?;
     found(event, "event")
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayInput {
+pub(super) struct ReplayInput {
     partner: Option<String>,
     outcome: Option<String>,
     reason: Option<String>,
@@ -563,7 +612,8 @@ struct ReplayInput {
 }
 
 /// Replays the stored events of a filter through the current handlers, synchronously.
-async fn replay(
+#[utoipa::path(post, path = "/api/v1/events/replay", tag = "events", request_body = ReplayInput, responses((status = 200, description = "What the replay did", body = ReplaySummary), (status = 422, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn replay(
     State(state): State<AppState>,
     input: Result<Json<ReplayInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -586,7 +636,8 @@ async fn replay(
     Ok(Json(state.gateway.replay(&filter, || {}).await?))
 }
 
-async fn replay_one(
+#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "What the replay did and the event's new outcome", body = ReplayOne), (status = 404, description = "No such event", body = ErrorBody), (status = 409, description = "A rejected event is never replayed", body = ErrorBody)), security(("admin" = [])))]
+pub(super) async fn replay_one(
     State(state): State<AppState>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -604,7 +655,8 @@ async fn replay_one(
     };
     let summary = state.gateway.replay(&filter, || {}).await?;
     let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
-    Ok(Json(
-        serde_json::json!({ "summary": summary, "event": event.summary }),
-    ))
+    Ok(Json(ReplayOne {
+        summary,
+        event: event.summary,
+    }))
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes and (de)serialisation only; every decision is made elsewhere.
 
 mod admin;
+pub mod openapi;
 mod pages;
 mod partners;
 mod pretty;
@@ -38,7 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(|| async { axum::response::Redirect::to("/ui/diary") }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(measure))
         .layer(
             // The query string can carry a partner's token: spans name the path only.
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -46,6 +49,46 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Records each request's latency under its route's pattern (never the raw path).
+async fn measure(
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(crate::telemetry::REQUEST_SECONDS, "route" => route, "method" => method,
+        "status" => response.status().as_u16().to_string())
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The metrics in Prometheus's text format; the unmatched-sales gauge is read now.
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(handle) = crate::telemetry::metrics() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are off").into_response();
+    };
+    match state.gateway.store().unmatched_sales().await {
+        Ok(unmatched) => {
+            metrics::gauge!(crate::telemetry::UNMATCHED).set(unmatched as f64);
+        }
+        Err(error) => tracing::warn!(error = %error, "unmatched sales not counted"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {

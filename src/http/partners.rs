@@ -112,6 +112,7 @@ fn respond(receipt: Receipt) -> Response {
             outcome,
             reason,
             detail,
+            ..
         } => answer(
             StatusCode::OK,
             json!({ "event_id": event_id, "outcome": outcome.as_str(), "reason": reason.map(Reason::as_str), "detail": detail }),

@@ -72,6 +72,7 @@ fn verdict(
         detail: Some(detail.into()),
         venue_id: None,
         sale_id: None,
+        match_rule: None,
     }
 }
 
@@ -490,6 +491,7 @@ async fn upsert_sale(
     }
     let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
     result.sale_id = Some(sale_id);
+    result.match_rule = link.rule;
     Ok(result)
 }
 

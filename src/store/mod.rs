@@ -95,6 +95,8 @@ pub struct Ingested {
     pub detail: Option<String>,
     pub venue_id: Option<i64>,
     pub sale_id: Option<i64>,
+    /// The rule that matched the event's sale to a booking (`match.rule`), for the metrics.
+    pub match_rule: Option<&'static str>,
 }
 
 /// A stored event to apply again with a fresh mapping.
@@ -238,9 +240,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// migrations fail.
 pub async fn open(database_url: &str) -> Result<sql::SqlStore, StoreError> {
     match Backend::of_url(database_url) {
-        Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(
-            sqlite::open(database_url, None).await?,
-        )),
+        Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(sqlite::open(database_url).await?)),
         Some(Backend::Postgres) => Ok(sql::SqlStore::postgres(postgres::open(database_url).await?)),
         None => Err(StoreError::Unsupported(format!(
             "database_url must start with sqlite: or postgres://, got scheme {:?}",

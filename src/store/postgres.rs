@@ -131,7 +131,10 @@ impl Postgres {
         let result = op(&mut Conn::postgres(&mut tx)).await;
         match result {
             Ok(value) => {
+                let committing = std::time::Instant::now();
                 tx.commit().await?;
+                metrics::histogram!(crate::telemetry::COMMIT_SECONDS, "backend" => "postgres")
+                    .record(committing.elapsed().as_secs_f64());
                 Ok(value)
             }
             Err(error) => {

@@ -67,20 +67,20 @@ pub struct NewVenue {
     pub locations: Vec<NewLocation>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct LocationRecord {
     pub partner: String,
     pub location_id: String,
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct TolerancesRecord {
     pub before_start_minutes: i64,
     pub after_end_minutes: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct VenueRecord {
     pub id: i64,
     pub name: String,
@@ -134,7 +134,7 @@ pub struct NewBooking {
     pub customer: Customer,
 }
 
-#[derive(Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Clone, Serialize, utoipa::ToSchema, PartialEq, Eq, Default)]
 pub struct CustomerRecord {
     pub name: Option<String>,
     pub email: Option<String>,
@@ -148,7 +148,7 @@ impl std::fmt::Debug for CustomerRecord {
 }
 
 /// How a sale is linked to a booking; `rule` is null while unmatched.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq, Default)]
 pub struct MatchRecord {
     pub rule: Option<&'static str>,
     pub reason: Option<String>,
@@ -157,7 +157,7 @@ pub struct MatchRecord {
     pub candidates: Vec<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct SpendRecord {
     /// Gross sales, tax included, less refunds.
     #[serde(serialize_with = "money")]
@@ -183,7 +183,7 @@ pub struct SpendRecord {
     pub currency: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct TransitionRecord {
     pub from: &'static str,
     pub to: &'static str,
@@ -192,7 +192,7 @@ pub struct TransitionRecord {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct BookingView {
     pub id: i64,
     pub venue_id: i64,
@@ -216,7 +216,7 @@ pub struct BookingView {
     pub transitions: Vec<TransitionRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct PlatformRecord {
     pub partner: String,
     pub external_key: String,
@@ -232,7 +232,7 @@ pub struct PlatformRecord {
     pub payments: Vec<PlatformPaymentRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct PlatformPaymentRecord {
     pub transaction_id: String,
     #[serde(serialize_with = "money")]
@@ -241,7 +241,7 @@ pub struct PlatformPaymentRecord {
     pub at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct SaleRecord {
     pub id: i64,
     pub venue_id: i64,
@@ -278,7 +278,7 @@ pub struct SaleRecord {
     pub last_event_id: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct SaleLineRecord {
     pub external_id: Option<String>,
     pub description: String,
@@ -291,7 +291,7 @@ pub struct SaleLineRecord {
     pub tax_included: Option<bool>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct PaymentRecord {
     pub external_id: Option<String>,
     pub method: Option<String>,
@@ -302,7 +302,7 @@ pub struct PaymentRecord {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct SaleDetail {
     #[serde(flatten)]
     pub sale: SaleRecord,
@@ -311,7 +311,7 @@ pub struct SaleDetail {
 }
 
 /// One local day of a venue's diary.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct DiaryView {
     pub venue_id: i64,
     /// The venue's local date, `YYYY-MM-DD`.
@@ -324,7 +324,7 @@ pub struct DiaryView {
     pub totals: DiaryTotals,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct DiaryTotals {
     pub bookings: usize,
     pub covers: i64,
@@ -339,7 +339,7 @@ pub struct DiaryTotals {
 }
 
 /// A guest profile with what the venue earned from them.
-#[derive(Clone, Serialize, PartialEq, Eq)]
+#[derive(Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct GuestView {
     pub id: i64,
     pub venue_id: i64,
@@ -362,7 +362,7 @@ impl std::fmt::Debug for GuestView {
 }
 
 /// A booking an operator might match an unmatched sale to, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct SuggestionRecord {
     pub booking_id: i64,
     pub reference: Option<String>,
@@ -377,7 +377,7 @@ pub struct SuggestionRecord {
 
 /// How one partner's events fared at one venue (or at none: `venue_id` null, e.g. unknown
 /// locations) over the last hour and day.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct HealthRecord {
     pub partner: String,
     pub venue_id: Option<i64>,
@@ -394,7 +394,7 @@ pub struct HealthRecord {
 }
 
 /// Events of one outcome and reason (unknown locations: per location) in the last day.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct HealthProblem {
     pub outcome: String,
     pub reason: Option<String>,
@@ -453,7 +453,7 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct EventSummary {
     pub id: i64,
     pub received_at: DateTime<Utc>,
@@ -471,7 +471,7 @@ pub struct EventSummary {
     pub processed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
 pub struct EventDetail {
     #[serde(flatten)]
     pub summary: EventSummary,

@@ -250,6 +250,7 @@ fn failure(event_id: i64, cause: &StoreError) -> Ingested {
         detail: Some(cause.to_string()),
         venue_id: None,
         sale_id: None,
+        match_rule: None,
     }
 }
 
@@ -882,6 +883,7 @@ impl Store for SqlStore {
                     detail: verdict.detail,
                     venue_id: None,
                     sale_id: None,
+                    match_rule: None,
                 };
                 insert_event(conn, event_id, &event, &stored, Utc::now()).await
             })

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::db::{BoxFuture, Conn, run_sync};
+use crate::telemetry;
 
 /// Jobs per transaction at most; more wait for the next one.
 const MAX_BATCH: usize = 512;
@@ -63,9 +64,6 @@ struct Finished {
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) -> Finished + Send>;
-
-/// Timings of the last batches, for the metrics.
-pub type BatchObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
 
 /// A handle on the writer thread and the reader pool. Cheap to clone.
 #[derive(Clone)]
@@ -170,7 +168,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 ///
 /// # Errors
 /// When the file cannot be opened or created, or a migration fails.
-pub async fn open(url: &str, observe: Option<BatchObserver>) -> Result<Sqlite, StoreError> {
+pub async fn open(url: &str) -> Result<Sqlite, StoreError> {
     let path = path_of(url)?;
     let writer_path = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -191,7 +189,7 @@ pub async fn open(url: &str, observe: Option<BatchObserver>) -> Result<Sqlite, S
     std::thread::Builder::new()
         .name("sqlite-writer".to_owned())
         .spawn(move || {
-            write_loop(writer, queue, observe, &restart_due);
+            write_loop(writer, queue, &restart_due);
             drop(writer_alive);
         })
         .map_err(|e| StoreError::Unsupported(format!("starting the writer thread: {e}")))?;
@@ -274,12 +272,7 @@ impl Sqlite {
     }
 }
 
-fn write_loop(
-    mut conn: Connection,
-    mut queue: mpsc::Receiver<Job>,
-    observe: Option<BatchObserver>,
-    restart_due: &AtomicBool,
-) {
+fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, restart_due: &AtomicBool) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -291,9 +284,9 @@ fn write_loop(
         let size = batch.len();
         let started = Instant::now();
         commit_batch(&mut conn, batch);
-        if let Some(observe) = &observe {
-            observe(size, started.elapsed());
-        }
+        metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
         if restart_due.swap(false, Ordering::AcqRel) {
             // The checkpointer copied and synced nearly everything: finish the tail here,
             // so the checkpoint completes and the next transaction restarts the WAL.
@@ -391,7 +384,7 @@ mod tests {
     async fn every_commit_is_fsync_durable_in_wal_mode() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = open(&url, None).await.expect("opens");
+        let store = open(&url).await.expect("opens");
         let (mode, synchronous) = store
             .write(|conn| {
                 Box::pin(async move {
@@ -414,7 +407,7 @@ mod tests {
     async fn a_failing_job_is_rolled_back_alone_and_its_batch_mates_commit() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = open(&url, None).await.expect("opens");
+        let store = open(&url).await.expect("opens");
         let insert = |name: &'static str, fail: bool| {
             let store = store.clone();
             async move {

@@ -9,6 +9,7 @@ mod contract;
 mod diary;
 mod lightspeed;
 mod migrations;
+mod openapi;
 mod operator;
 mod ordering;
 mod pages;

@@ -122,7 +122,78 @@ async fn the_event_log_filters_by_time(db: Db) {
     assert_eq!(venues, json!([]));
 }
 
+/// The value of the first sample of `metric` whose labels include every one of `labels`.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(metric))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+async fn metrics_count_events_matches_latency_and_unmatched_sales(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await;
+    app.booking(
+        venue,
+        json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"] }),
+    )
+    .await;
+    let answer = app.deliver_ok("open_split_check_original.json").await;
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("table_time")
+    );
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let text = response.text().await.expect("body");
+    let processed = sample(
+        &text,
+        "diarysync_events_total",
+        &[r#"partner="lightspeed""#, r#"outcome="processed""#],
+    );
+    assert!(processed.is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        sample(&text, "diarysync_matches_total", &[r#"rule="table_time""#])
+            .is_some_and(|n| n >= 1.0)
+    );
+    assert!(sample(&text, "diarysync_unmatched_sales", &[]).is_some());
+    let backend = match db {
+        Db::Sqlite => r#"backend="sqlite""#,
+        Db::Postgres => r#"backend="postgres""#,
+    };
+    assert!(
+        sample(&text, "diarysync_store_commit_seconds_count", &[backend]).is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "diarysync_http_request_duration_seconds_count",
+            &[
+                r#"route="/Sales/partners/{partner}/events/{event_type}""#,
+                r#"status="200""#
+            ],
+        )
+        .is_some_and(|n| n >= 1.0),
+        "requests are labelled by route pattern: {text}"
+    );
+    assert!(
+        !text.contains("2190678134095876"),
+        "no raw path or sale id as a label"
+    );
+}
+
 crate::on_both_stores!(
+    metrics_count_events_matches_latency_and_unmatched_sales,
     an_unmatched_sale_comes_with_ranked_explained_suggestions,
     partner_health_counts_outcomes_and_names_unknown_locations,
     the_event_log_filters_by_time,
