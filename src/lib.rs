@@ -14,9 +14,10 @@
 //!   and replay; [`fetcher`]: fetches the details of notifications that only point at them.
 //! - [`store`]: the [`store::Store`] trait, its SQL implementation, SQLite and PostgreSQL
 //!   dialects and migrations.
-//! - [`http`]: routes only: partner endpoints, admin API, health.
+//! - [`http`]: routes only: partner endpoints, admin API and its OpenAPI document, the
+//!   operator's pages (sessions, templates in `templates/`), health and metrics.
 //! - [`config`]: the validated configuration; [`app`]: building and running the service;
-//!   [`error`]: the admin API's error table; [`telemetry`]: logging set-up.
+//!   [`error`]: the admin API's error table; [`telemetry`]: logs and metrics.
 //!
 //! `docs/ARCHITECTURE.md` walks through a request end to end.
 
