@@ -634,11 +634,11 @@ fn lock_keys(partner: &str, mapped: &Mapped) -> Vec<SaleKey> {
         .flat_map(|(location_id, commands)| {
             commands
                 .iter()
-                .filter_map(Command::sale_external_id)
-                .map(move |external_id| SaleKey {
+                .filter_map(Command::lock_subject)
+                .map(move |subject| SaleKey {
                     partner: partner.to_owned(),
                     location_id: location_id.clone(),
-                    external_id: external_id.to_owned(),
+                    external_id: subject.into_owned(),
                 })
         })
         .collect()

@@ -130,10 +130,17 @@ pub struct BookingUpdate {
 }
 
 impl Command {
-    /// The partner's id of the sale this command touches, which is also the in-flight lock key.
-    pub fn sale_external_id(&self) -> Option<&str> {
+    /// What this command must hold the in-flight lock on, so two deliveries of the same
+    /// thing never apply at once (on any node): a sale by the partner's id, a platform's
+    /// booking by its key (prefixed, so the two never collide). Other commands are
+    /// idempotent on their own.
+    pub fn lock_subject(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
-            Command::UpsertSale(sale) => Some(&sale.external_id),
+            Command::UpsertSale(sale) => Some(std::borrow::Cow::Borrowed(&sale.external_id)),
+            Command::UpsertBooking(booking) => Some(std::borrow::Cow::Owned(format!(
+                "booking:{}",
+                booking.external_key
+            ))),
             _ => None,
         }
     }

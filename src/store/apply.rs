@@ -170,6 +170,7 @@ async fn apply_group(
             detail,
         ));
     };
+    conn.lock_venue(venue.id).await?;
     // Switching the integration on must work while it is off.
     let switches_only = commands
         .iter()

@@ -118,6 +118,7 @@ pub(super) async fn create(
     venue_id: i64,
     booking: NewBooking,
 ) -> Result<i64, StoreError> {
+    conn.lock_venue(venue_id).await?;
     let venue = apply::venue(conn, venue_id).await?;
     if let Some(reference) = &booking.reference {
         reference_taken(conn, venue_id, reference, None).await?;
@@ -158,17 +159,34 @@ pub(super) async fn create(
     Ok(id)
 }
 
+/// Locks the venue of row `id` of `table` (bookings or sales) for the rest of the
+/// transaction and returns its id.
+async fn lock_venue_of(
+    conn: &mut Conn<'_>,
+    table: &str,
+    id: i64,
+    what: &'static str,
+) -> Result<i64, StoreError> {
+    let venue_id: i64 = db::query_scalar(format!("SELECT venue_id FROM {table} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound(what))?;
+    conn.lock_venue(venue_id).await?;
+    Ok(venue_id)
+}
+
 pub(super) async fn update(
     conn: &mut Conn<'_>,
     id: i64,
     changes: BookingChanges,
 ) -> Result<(), StoreError> {
-    let row = db::query("SELECT venue_id, start_at, end_at FROM bookings WHERE id = $1")
+    let venue_id = lock_venue_of(conn, "bookings", id, "booking").await?;
+    // Read under the venue's lock, so no concurrent change is missed.
+    let row = db::query("SELECT start_at, end_at FROM bookings WHERE id = $1")
         .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(StoreError::NotFound("booking"))?;
-    let venue_id: i64 = row.try_get("venue_id")?;
+        .fetch_one(conn)
+        .await?;
     let venue = apply::venue(conn, venue_id).await?;
     let now = Utc::now();
     let old_start = from_millis(row.try_get("start_at")?)?;
@@ -244,12 +262,12 @@ pub(super) async fn set_manual_link(
     sale_id: i64,
     booking_id: Option<i64>,
 ) -> Result<(), StoreError> {
-    let row = db::query("SELECT venue_id, booking_id, external_id FROM sales WHERE id = $1")
+    let venue_id = lock_venue_of(conn, "sales", sale_id, "sale").await?;
+    // Read under the venue's lock, so no concurrent change is missed.
+    let row = db::query("SELECT booking_id, external_id FROM sales WHERE id = $1")
         .bind(sale_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(StoreError::NotFound("sale"))?;
-    let venue_id: i64 = row.try_get("venue_id")?;
+        .fetch_one(conn)
+        .await?;
     let previous: Option<i64> = row.try_get("booking_id")?;
     let external_id: String = row.try_get("external_id")?;
     let reason = match booking_id {
@@ -288,6 +306,7 @@ pub(super) async fn update_venue(
     id: i64,
     changes: VenueChanges,
 ) -> Result<(), StoreError> {
+    conn.lock_venue(id).await?;
     apply::venue(conn, id).await?;
     if let Some(name) = &changes.name {
         db::query("UPDATE venues SET name = $1 WHERE id = $2")

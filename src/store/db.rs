@@ -77,6 +77,22 @@ impl<'c> Conn<'c> {
         query_scalar(sql).fetch_one(self).await
     }
 
+    /// Serialises this transaction with every other one that changes the same venue's diary,
+    /// until it ends. Matching and a booking's status read other sales and bookings of the
+    /// venue; under PostgreSQL's READ COMMITTED two transactions (on two nodes, or two pooled
+    /// connections) could each decide from a view without the other's change and both
+    /// commit, e.g. a booking left `seated` after its last two sales closed at once. SQLite
+    /// has one writer, so nothing to do there.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn lock_venue(&mut self, venue_id: i64) -> Result<(), StoreError> {
+        if let Link::Postgres(conn) = &mut self.link {
+            super::postgres::lock_venue(conn, venue_id).await?;
+        }
+        Ok(())
+    }
+
     /// Opens a savepoint: work after it can be undone alone with [`Savepoint::rollback`].
     ///
     /// # Errors

@@ -108,7 +108,9 @@ pub struct Reprocess {
     pub lock_keys: Vec<SaleKey>,
 }
 
-/// The in-flight lock keys of one event: `(partner, location id, sale external id)`.
+/// The in-flight lock keys of one event: `(partner, location id, what it locks)`, where what
+/// it locks is a sale's external id or `booking:<key>` for a platform's booking
+/// ([`crate::domain::Command::lock_subject`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SaleKey {
     pub partner: String,

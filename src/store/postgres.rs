@@ -247,6 +247,27 @@ pub(super) async fn reserve_event_id_locking(
     Ok(id)
 }
 
+/// The advisory lock id of a venue's diary: hashed like a sale's, in its own domain so the
+/// two never collide.
+fn venue_key(venue_id: i64) -> i64 {
+    let mut hasher = Sha256::new();
+    hasher.update(b"venue\0");
+    hasher.update(venue_id.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Holds the venue's diary for the rest of the transaction (see `Conn::lock_venue`).
+pub(super) async fn lock_venue(conn: &mut PgConnection, venue_id: i64) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(venue_key(venue_id))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// `SET LOCAL lock_timeout`, as a statement that takes a parameter.
 async fn set_lock_timeout(conn: &mut PgConnection, timeout: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT set_config('lock_timeout', $1, true)")
