@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod concurrency;
 mod contract;
 mod crash;
 mod diary;
@@ -17,3 +18,4 @@ mod pages;
 mod platforms;
 mod process;
 mod scripts;
+mod workload;

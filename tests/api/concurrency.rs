@@ -1,0 +1,202 @@
+//! Exactly once under concurrency: the same sale delivered at once from many connections,
+//! duplicates interleaved with newer versions, on one node and on two nodes sharing one
+//! PostgreSQL. One sale record, the newest state, spend counted once; a delivery that finds
+//! its sale in flight is answered 409 with Retry-After (Sales route) or waits (callback
+//! route), and is never applied twice.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, Db, LIGHTSPEED_TOKEN, TestApp, empty_database, fixture, spawn};
+use crate::process::Node;
+use crate::workload::{deliver, seed, state, workload};
+
+const SPLIT_LOCATION: &str = "1340570962231298";
+const SALE: &str = "2190678134095876";
+
+/// Versions 1 (OPEN), 2 (UPDATE, one more line), 3 (CLOSE, paid) of the seed's split check.
+fn versions() -> Vec<Value> {
+    let open: Value =
+        serde_json::from_slice(&fixture("open_split_check_original.json")).expect("json");
+    let update_date = open["account"]["updateDate"].as_i64().expect("updateDate");
+    (0..3)
+        .map(|step| {
+            let mut order = open.clone();
+            order["notificationType"] = json!(["OPEN", "UPDATE", "CLOSE"][step]);
+            order["account"]["updateDate"] = json!(update_date + step as i64 * 1000);
+            if step == 2 {
+                order["account"]["paidAmount"] = order["account"]["totalAmount"].clone();
+                order["account"]["closeDate"] = json!(update_date + 5000);
+            }
+            order
+        })
+        .collect()
+}
+
+/// What one delivery saw until it was acknowledged.
+#[derive(Debug, Default)]
+struct Tries {
+    conflicts: usize,
+    retry_after: bool,
+    server_errors: usize,
+}
+
+async fn until_acknowledged(app: &TestApp, path: &str, body: Vec<u8>) -> Tries {
+    let mut tries = Tries::default();
+    loop {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(LIGHTSPEED_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        match response.status() {
+            status if status.is_success() => return tries,
+            StatusCode::CONFLICT => {
+                tries.conflicts += 1;
+                tries.retry_after = response.headers().get("retry-after").is_some();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            status => {
+                tries.server_errors += 1;
+                assert!(status.is_server_error(), "unexpected {status}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+async fn the_same_sale_from_many_connections_is_applied_once_at_its_newest(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await;
+    let booking = app
+        .booking(
+            venue,
+            json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"] }),
+        )
+        .await;
+    let versions = versions();
+    for route in [
+        "/Sales/partners/lightspeed/events/order.updated",
+        "/partners/lightspeed/webhooks/callback/order.updated",
+    ] {
+        // 36 deliveries at once: each version twelve times, interleaved.
+        let deliveries: Vec<_> = (0..36)
+            .map(|i| {
+                let body = versions[(i * 7) % 3].to_string().into_bytes();
+                until_acknowledged(&app, route, body)
+            })
+            .collect();
+        let tries = futures_util::future::join_all(deliveries).await;
+        let conflicts: usize = tries.iter().map(|t| t.conflicts).sum();
+        assert_eq!(
+            tries.iter().map(|t| t.server_errors).sum::<usize>(),
+            0,
+            "{route}: no 5xx"
+        );
+        if route.starts_with("/Sales") {
+            assert!(
+                tries
+                    .iter()
+                    .filter(|t| t.conflicts > 0)
+                    .all(|t| t.retry_after),
+                "409s carry Retry-After"
+            );
+        } else {
+            assert_eq!(conflicts, 0, "the callback route waits instead of 409");
+        }
+        let sales = app.sales_with_external_id(SALE).await;
+        assert_eq!(sales.len(), 1, "{route}: one sale record");
+        assert_eq!(sales[0]["state"], "closed", "{route}: the newest version");
+        let view = app.booking_view(booking).await;
+        assert_eq!(view["spend"]["total"], "50.71", "{route}: counted once");
+        assert_eq!(view["spend"]["paid"], "50.71");
+        assert_eq!(view["sales"].as_array().map(Vec::len), Some(1));
+    }
+    let processed = app.admin_get("/events?outcome=processed&limit=1000").await;
+    assert!(
+        processed.as_array().map(Vec::len) <= Some(3),
+        "at most one processed event per version: {processed}"
+    );
+    let ignored = app.admin_get("/events?outcome=ignored&limit=1000").await;
+    for event in ignored.as_array().expect("events") {
+        assert!(
+            matches!(
+                event["reason"].as_str(),
+                Some("duplicate_event" | "stale_update")
+            ),
+            "{event}"
+        );
+    }
+}
+
+crate::on_both_stores!(the_same_sale_from_many_connections_is_applied_once_at_its_newest,);
+
+/// Two diarysync processes, no shared memory, one PostgreSQL: every delivery goes to both
+/// nodes at once, so each sale's versions race across processes. The guarantees hold across
+/// them because the locks live in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_postgres_apply_each_delivery_once() {
+    let database = empty_database(Db::Postgres).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let first = Node::start(dir.path(), &database.url, "sale_lock_wait_ms = 100").await;
+    let second = Node::start(dir.path(), &database.url, "sale_lock_wait_ms = 100").await;
+    seed(&first.base).await;
+    let deliveries = workload(60);
+    let nodes = [
+        tokio::sync::Mutex::new(first.base.clone()),
+        tokio::sync::Mutex::new(second.base.clone()),
+    ];
+    let client = reqwest::Client::new();
+    let mut acknowledged = 0;
+    for chunk in deliveries.chunks(8) {
+        let sends = chunk.iter().flat_map(|delivery| {
+            nodes
+                .iter()
+                .map(|node| deliver(&client, node, &delivery.body))
+        });
+        acknowledged += futures_util::future::join_all(sends).await.len();
+    }
+    assert_eq!(acknowledged, deliveries.len() * 2);
+    let (sales, bookings) = state(&first.base).await;
+    assert_eq!(state(&second.base).await, (sales.clone(), bookings.clone()));
+
+    let clean = empty_database(Db::Postgres).await;
+    let clean_dir = tempfile::tempdir().expect("dir");
+    let alone = Node::start(clean_dir.path(), &clean.url, "").await;
+    seed(&alone.base).await;
+    let alone_base = tokio::sync::Mutex::new(alone.base.clone());
+    for delivery in &deliveries {
+        deliver(&client, &alone_base, &delivery.body).await;
+    }
+    let (clean_sales, clean_bookings) = state(&alone.base).await;
+    assert_eq!(sales.len(), 60, "one record per sale");
+    assert_eq!(
+        sales, clean_sales,
+        "two racing nodes end like one node alone"
+    );
+    assert_eq!(bookings, clean_bookings);
+    let events: Value = client
+        .get(format!("{}/api/v1/events?limit=1000", first.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("JSON");
+    let failed = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .count();
+    assert_eq!(failed, 0, "no delivery failed for racing another node");
+}
