@@ -167,6 +167,17 @@ pub trait Bind<'q> {
     fn param(self) -> Param<'q>;
 }
 
+/// Text as both databases store it: PostgreSQL's `text` cannot hold NUL, so NUL becomes
+/// U+FFFD on both backends (partner text such as `"A\u0000B"` must not fail a delivery on
+/// one backend and pass on the other). Borrowed unless there is a NUL to replace.
+fn storable<'q>(text: Cow<'q, str>) -> Cow<'q, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        text
+    }
+}
+
 impl<'q> Bind<'q> for i64 {
     fn param(self) -> Param<'q> {
         Param::Int(Some(self))
@@ -184,22 +195,22 @@ impl<'q> Bind<'q> for bool {
 }
 impl<'q> Bind<'q> for &'q str {
     fn param(self) -> Param<'q> {
-        Param::Text(Some(Cow::Borrowed(self)))
+        Param::Text(Some(storable(Cow::Borrowed(self))))
     }
 }
 impl<'q> Bind<'q> for Option<&'q str> {
     fn param(self) -> Param<'q> {
-        Param::Text(self.map(Cow::Borrowed))
+        Param::Text(self.map(|t| storable(Cow::Borrowed(t))))
     }
 }
 impl<'q> Bind<'q> for String {
     fn param(self) -> Param<'q> {
-        Param::Text(Some(Cow::Owned(self)))
+        Param::Text(Some(storable(Cow::Owned(self))))
     }
 }
 impl<'q> Bind<'q> for Option<String> {
     fn param(self) -> Param<'q> {
-        Param::Text(self.map(Cow::Owned))
+        Param::Text(self.map(|t| storable(Cow::Owned(t))))
     }
 }
 impl<'q> Bind<'q> for &'q [u8] {
@@ -325,6 +336,10 @@ impl<'q> Query<'q> {
 
     /// Binds an already built parameter.
     pub fn bind_param(mut self, param: Param<'q>) -> Self {
+        let param = match param {
+            Param::Text(Some(text)) => Param::Text(Some(storable(text))),
+            other => other,
+        };
         self.params.push(param);
         self
     }

@@ -9,6 +9,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod diary;
+mod hostile;
 mod lightspeed;
 mod migrations;
 mod openapi;
