@@ -518,7 +518,7 @@ fn config_text(database_url: &str, port: u16) -> String {
     format!(
         "listen = \"127.0.0.1:{port}\"\npublic_url = \"{PUBLIC_URL}\"\n\
          database_url = \"{database_url}\"\nadmin_token = \"bench-admin-token-0123\"\n\
-         [[partners]]\nname = \"lightspeed\"\nhandler = \"lightspeed-kseries\"\n\
+         [[partners]]\nname = \"lightspeed\"\nhandler = \"lightspeed-kseries\"\nrate_limit_per_second = 0\n\
          [partners.auth]\nscheme = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
     )
 }

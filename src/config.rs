@@ -17,12 +17,15 @@ use serde::Deserialize;
 
 use crate::partners::HandlerSpec;
 use crate::partners::auth::{
-    AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, KeyLocation, SignedPart,
+    AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, DEFAULT_TOLERANCE_SECONDS,
+    KeyLocation, SignedPart,
 };
 use crate::store::Backend;
 
 /// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 12] = [
+    "replay_window_seconds",
+    "retention_days",
     "fetch_interval_ms",
     "fetch_retry_base_ms",
     "listen",
@@ -51,6 +54,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How often pending fetches are looked for, and the first retry delay (doubling).
     pub fetch: crate::fetcher::Cadence,
+    /// For partners whose scheme carries no timestamp: a delivery identical to one accepted
+    /// this recently is recorded as a duplicate and not processed again. Zero: off.
+    pub replay_window: Duration,
+    /// Raw payloads and guests' personal data older than this are purged (sales figures
+    /// stay); `None` keeps everything.
+    pub retention: Option<Duration>,
     pub partners: Vec<PartnerConfig>,
 }
 
@@ -68,7 +77,22 @@ pub struct PartnerConfig {
     pub name: String,
     pub handler: HandlerSpec,
     pub auth: AuthScheme,
+    /// Deliveries beyond this are answered 429 with Retry-After; `None`: unlimited.
+    pub rate_limit: Option<RateLimit>,
 }
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
+}
+
+/// The rate limit of a partner that sets none, and of deliveries to unknown partner names.
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_second: std::num::NonZeroU32::new(500).expect("nonzero"),
+    burst: std::num::NonZeroU32::new(1000).expect("nonzero"),
+};
 
 /// Why a configuration was refused, in words an operator can act on.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +127,16 @@ struct RawConfig {
     fetch_interval_ms: u64,
     #[serde(default = "default_fetch_retry_base_ms")]
     fetch_retry_base_ms: u64,
+    #[serde(default = "default_replay_window_seconds")]
+    replay_window_seconds: u64,
+    #[serde(default)]
+    retention_days: u64,
     #[serde(default)]
     partners: Vec<RawPartner>,
+}
+
+fn default_replay_window_seconds() -> u64 {
+    300
 }
 
 fn default_fetch_interval_ms() -> u64 {
@@ -139,6 +171,9 @@ struct RawPartner {
     status_map: std::collections::BTreeMap<String, String>,
     /// For `handler = "tourcms"`: the account's API access.
     api: Option<RawApi>,
+    /// Deliveries per second (0: unlimited) and the burst above it.
+    rate_limit_per_second: Option<u32>,
+    rate_limit_burst: Option<u32>,
     auth: RawAuth,
 }
 
@@ -166,6 +201,8 @@ struct RawAuth {
     secret_env: Option<String>,
     header: Option<String>,
     signed: Option<String>,
+    timestamp_header: Option<String>,
+    tolerance_seconds: Option<u64>,
     username: Option<String>,
     password: Option<SecretString>,
     password_env: Option<String>,
@@ -265,6 +302,9 @@ impl RawConfig {
                 interval: Duration::from_millis(self.fetch_interval_ms.max(10)),
                 retry_base: Duration::from_millis(self.fetch_retry_base_ms.max(10)),
             },
+            replay_window: Duration::from_secs(self.replay_window_seconds),
+            retention: (self.retention_days > 0)
+                .then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400))),
             partners,
         })
     }
@@ -314,10 +354,26 @@ impl RawPartner {
             .auth
             .validate()
             .map_err(|e| invalid(format!("partner {name}: {e}")))?;
+        let rate_limit = match (self.rate_limit_per_second, self.rate_limit_burst) {
+            (Some(0), _) => None,
+            (per_second, burst) => {
+                let per_second = per_second
+                    .and_then(std::num::NonZeroU32::new)
+                    .unwrap_or(DEFAULT_RATE_LIMIT.per_second);
+                let burst = match burst {
+                    None => DEFAULT_RATE_LIMIT.burst.max(per_second),
+                    Some(burst) => std::num::NonZeroU32::new(burst).ok_or_else(|| {
+                        invalid(format!("partner {name}: rate_limit_burst must be positive"))
+                    })?,
+                };
+                Some(RateLimit { per_second, burst })
+            }
+        };
         Ok(PartnerConfig {
             name,
             handler,
             auth,
+            rate_limit,
         })
     }
 }
@@ -363,6 +419,15 @@ impl RawAuth {
             "hmac-sha256" => AuthScheme::HmacSha256 {
                 secret: required("secret", self.secret, self.secret_env.as_deref())?,
                 header: header_name(self.header.as_deref().unwrap_or(DEFAULT_SIGNATURE_HEADER))?,
+                timestamp: match self.timestamp_header {
+                    None => None,
+                    Some(header) => Some(crate::partners::auth::TimestampWindow {
+                        header: header_name(&header)?,
+                        tolerance: Duration::from_secs(
+                            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+                        ),
+                    }),
+                },
                 signed: match self.signed.as_deref() {
                     None | Some("body+url") => SignedPart::BodyAndUrl,
                     Some("body") => SignedPart::Body,

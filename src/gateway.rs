@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -17,10 +17,11 @@ use sha2::{Digest, Sha256};
 
 use tracing::Instrument;
 
-use crate::config::{Config, PartnerConfig};
+use crate::config::{Config, PartnerConfig, RateLimit};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
+use crate::replay_cache::ReplayCache;
 use crate::store::body::StoredBody;
 use crate::store::{
     Ingested, NewEvent, ReplayFilter, Reprocess, SaleKey, Store, StoreError, StoredEvent, Verdict,
@@ -98,6 +99,8 @@ pub enum Receipt {
     },
     /// The same sale is being processed by another request; retry later.
     Busy { event_id: Option<i64> },
+    /// Too many deliveries from this partner: refused unread, retry after the wait.
+    RateLimited { retry_after: Duration },
     /// Our own failure; the partner should retry.
     Failed {
         event_id: Option<i64>,
@@ -130,6 +133,9 @@ impl Receipt {
             ),
             Receipt::Failed { event_id, reason } => {
                 (*event_id, Outcome::Failed.as_str(), Some(*reason))
+            }
+            Receipt::RateLimited { .. } => {
+                (None, Outcome::Rejected.as_str(), Some(Reason::RateLimited))
             }
         }
     }
@@ -208,12 +214,41 @@ impl Committing {
     }
 }
 
+/// A rate limiter for one partner (or for every unknown partner name together).
+type Limiter = governor::DefaultDirectRateLimiter;
+
+fn limiter(limit: RateLimit) -> Limiter {
+    governor::RateLimiter::direct(
+        governor::Quota::per_second(limit.per_second).allow_burst(limit.burst),
+    )
+}
+
+/// How long to wait before `limiter` lets a request through, if it does not now.
+fn throttled(limiter: &Limiter) -> Option<Duration> {
+    use governor::clock::Clock;
+    limiter
+        .check()
+        .err()
+        .map(|not_until| not_until.wait_time_from(governor::clock::DefaultClock::default().now()))
+}
+
 /// A configured partner, ready to authenticate and map deliveries.
-#[derive(Debug)]
 struct Partner {
     spec: HandlerSpec,
     handler: Arc<dyn PartnerHandler>,
     auth: AuthScheme,
+    /// `None`: not rate limited.
+    limiter: Option<Limiter>,
+}
+
+impl std::fmt::Debug for Partner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partner")
+            .field("spec", &self.spec)
+            .field("auth", &self.auth.name())
+            .field("rate_limited", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pipeline. Cheap to share behind an `Arc`.
@@ -223,6 +258,10 @@ pub struct Gateway {
     store: Arc<dyn Store>,
     public_url: String,
     sale_lock_wait: Duration,
+    /// Deliveries to partner names nobody configured share one limit: refusing them costs a
+    /// write each, which a flood must not turn into a full disk.
+    unknown_partners: Limiter,
+    replays: ReplayCache,
 }
 
 impl Gateway {
@@ -235,11 +274,13 @@ impl Gateway {
                      name,
                      handler,
                      auth,
+                     rate_limit,
                  }| {
                     let partner = Partner {
                         handler: handler.build(),
                         spec: handler,
                         auth,
+                        limiter: rate_limit.map(limiter),
                     };
                     (name, partner)
                 },
@@ -250,6 +291,8 @@ impl Gateway {
             store,
             public_url: config.public_url,
             sale_lock_wait: config.sale_lock_wait,
+            unknown_partners: limiter(crate::config::DEFAULT_RATE_LIMIT),
+            replays: ReplayCache::new(config.replay_window),
         }
     }
 
@@ -307,6 +350,9 @@ impl Gateway {
 
     async fn run(&self, inbound: Inbound) -> Receipt {
         let Some(partner) = self.partners.get(&inbound.partner) else {
+            if let Some(retry_after) = throttled(&self.unknown_partners) {
+                return Receipt::RateLimited { retry_after };
+            }
             let event = self.new_event(&inbound, None, None);
             let event_id = self
                 .record(
@@ -321,6 +367,11 @@ impl Gateway {
                 reason: Reason::UnknownPartner,
             };
         };
+        // Before authentication, so a flood of bad signatures is limited too.
+        if let Some(retry_after) = partner.limiter.as_ref().and_then(throttled) {
+            tracing::warn!(partner = %inbound.partner, "delivery rate limited");
+            return Receipt::RateLimited { retry_after };
+        }
         let event = self.new_event(&inbound, Some(partner), Some(partner.spec.name()));
         if inbound.event_type == TEST_NOTIFICATION {
             let event_id = self
@@ -348,11 +399,13 @@ impl Gateway {
             query: inbound.query.as_deref(),
             body: &inbound.body,
             url: &url,
+            received_at: inbound.received_at.timestamp(),
         };
         if let Err(failure) = partner.auth.verify(presented) {
             let reason = match failure {
                 AuthFailure::Missing => Reason::MissingCredentials,
                 AuthFailure::Invalid => Reason::BadSignature,
+                AuthFailure::Expired => Reason::ExpiredSignature,
             };
             tracing::warn!(partner = %inbound.partner, %reason, "delivery refused");
             let event_id = self
@@ -368,6 +421,33 @@ impl Gateway {
         });
         let mut event = event;
         event.handler_version = handler_version;
+        let replay = (!partner.auth.carries_timestamp()).then(|| ReplayCache::key(&event));
+        if let Some(seen) = replay
+            .as_ref()
+            .and_then(|key| self.replays.seen(key, Instant::now()))
+        {
+            let detail = format!(
+                "the same delivery as event {}, {} s earlier; not processed again",
+                seen.event_id,
+                seen.ago.as_secs()
+            );
+            let event_id = self
+                .record(event, Outcome::Ignored, Reason::DuplicateEvent, &detail)
+                .await;
+            return match event_id {
+                Some(event_id) => Receipt::Accepted {
+                    event_id,
+                    outcome: Outcome::Ignored,
+                    reason: Some(Reason::DuplicateEvent),
+                    detail: Some(detail),
+                    match_rule: None,
+                },
+                None => Receipt::Failed {
+                    event_id: None,
+                    reason: Reason::StoreError,
+                },
+            };
+        }
         let lock_keys = lock_keys(&inbound.partner, &mapped);
         let lock_wait = match inbound.route {
             Route::Sales => self.sale_lock_wait,
@@ -387,6 +467,12 @@ impl Gateway {
                 reason: ingested.reason.unwrap_or(Reason::ProcessingError),
             },
             Ok(ingested) => {
+                // Only what was applied: a delivery ignored for the state it met (an unknown
+                // location, an integration switched off) must apply when sent again later.
+                if let (Some(key), Outcome::Processed) = (replay, ingested.outcome) {
+                    self.replays
+                        .remember(key, ingested.event_id, Instant::now());
+                }
                 tracing::info!(
                     partner = %inbound.partner,
                     event_id = ingested.event_id,

@@ -29,5 +29,6 @@ pub mod fetcher;
 pub mod gateway;
 pub mod http;
 pub mod partners;
+pub mod replay_cache;
 pub mod store;
 pub mod telemetry;

@@ -52,6 +52,10 @@ pub enum Reason {
     UnknownPartner,
     MissingCredentials,
     BadSignature,
+    /// A correctly signed timestamp outside the accepted window.
+    ExpiredSignature,
+    /// Over the partner's rate limit; answered 429 and not stored.
+    RateLimited,
     TestNotification,
     UnknownLocation,
     IntegrationDisabled,
@@ -76,6 +80,8 @@ impl Reason {
             Self::UnknownPartner => "unknown_partner",
             Self::MissingCredentials => "missing_credentials",
             Self::BadSignature => "bad_signature",
+            Self::ExpiredSignature => "expired_signature",
+            Self::RateLimited => "rate_limited",
             Self::TestNotification => "test_notification",
             Self::UnknownLocation => "unknown_location",
             Self::IntegrationDisabled => "integration_disabled",

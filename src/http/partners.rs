@@ -136,6 +136,18 @@ fn respond(receipt: Receipt) -> Response {
             );
             response
         }
+        Receipt::RateLimited { retry_after } => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let seconds = seconds.max(1);
+            let mut response = answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({ "error": Reason::RateLimited.as_str(), "retry_after_seconds": seconds }),
+            );
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Receipt::Failed { event_id, reason } => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": reason.as_str(), "event_id": event_id }),

@@ -3,6 +3,10 @@
 //! Every comparison of a presented credential with a configured one runs in constant time:
 //! HMACs through [`Mac::verify_slice`], static secrets by comparing SHA-256 digests of both
 //! sides with [`subtle`], which hides their lengths too.
+//!
+//! A scheme that carries a timestamp (`hmac-sha256` with `timestamp_header`) signs it with the
+//! body and refuses it outside a tolerance window, so a captured request cannot be replayed
+//! later; for the schemes without one, the gateway keeps a replay cache instead.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,6 +21,15 @@ use subtle::ConstantTimeEq;
 pub const DEFAULT_SIGNATURE_HEADER: &str = "x-partner-signature";
 /// The query parameter of the `url-token` scheme when none is configured.
 pub const DEFAULT_TOKEN_PARAM: &str = "token";
+/// How far a signed timestamp may be from our clock, either way, when none is configured.
+pub const DEFAULT_TOLERANCE_SECONDS: u64 = 300;
+
+/// A signed timestamp (Unix seconds) in a header, and how far from our clock it may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampWindow {
+    pub header: HeaderName,
+    pub tolerance: std::time::Duration,
+}
 
 /// What an `hmac-sha256` signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +54,9 @@ pub enum AuthScheme {
         secret: SecretString,
         header: HeaderName,
         signed: SignedPart,
+        /// When set, the signature covers `<timestamp>.` before the body, and a timestamp
+        /// outside the window is refused.
+        timestamp: Option<TimestampWindow>,
     },
     Basic {
         username: String,
@@ -70,6 +86,8 @@ pub struct Presented<'a> {
     pub body: &'a [u8],
     /// The URL the partner signed: `public_url` followed by the path and query as received.
     pub url: &'a str,
+    /// When it arrived, Unix seconds: signed timestamps are checked against it.
+    pub received_at: i64,
 }
 
 /// Why a request was refused.
@@ -79,6 +97,9 @@ pub enum AuthFailure {
     Missing,
     #[error("credentials invalid")]
     Invalid,
+    /// A correctly signed timestamp outside the tolerance window: a late or replayed request.
+    #[error("signed timestamp outside the accepted window")]
+    Expired,
 }
 
 impl AuthScheme {
@@ -105,18 +126,38 @@ impl AuthScheme {
                 secret,
                 header,
                 signed,
+                timestamp,
             } => {
                 let presented = header_value(request.headers, header)?;
                 let presented = presented.strip_prefix("sha256=").unwrap_or(presented);
                 let signature = hex::decode(presented.trim()).map_err(|_| AuthFailure::Invalid)?;
                 let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
                     .map_err(|_| AuthFailure::Invalid)?;
+                let signed_at = match timestamp {
+                    Some(window) => {
+                        let value = header_value(request.headers, &window.header)?.trim();
+                        let at: i64 = value.parse().map_err(|_| AuthFailure::Invalid)?;
+                        mac.update(value.as_bytes());
+                        mac.update(b".");
+                        Some((at, window.tolerance))
+                    }
+                    None => None,
+                };
                 mac.update(request.body);
                 if *signed == SignedPart::BodyAndUrl {
                     mac.update(request.url.as_bytes());
                 }
                 mac.verify_slice(&signature)
-                    .map_err(|_| AuthFailure::Invalid)
+                    .map_err(|_| AuthFailure::Invalid)?;
+                // Checked after the signature, so only a genuine request learns it was late.
+                match signed_at {
+                    Some((at, tolerance))
+                        if request.received_at.abs_diff(at) > tolerance.as_secs() =>
+                    {
+                        Err(AuthFailure::Expired)
+                    }
+                    _ => Ok(()),
+                }
             }
             Self::Basic { username, password } => {
                 let encoded = authorization(request.headers, "basic")?;
@@ -147,6 +188,18 @@ impl AuthScheme {
             }
             Self::None => Ok(()),
         }
+    }
+
+    /// Whether requests under this scheme carry a signed timestamp (and so cannot be
+    /// replayed outside its window); the others rely on the replay cache.
+    pub fn carries_timestamp(&self) -> bool {
+        matches!(
+            self,
+            Self::HmacSha256 {
+                timestamp: Some(_),
+                ..
+            }
+        )
     }
 
     /// The query parameter that carries a secret under this scheme, to be masked in storage.
@@ -222,7 +275,21 @@ fn query_param(query: Option<&str>, name: &str) -> Result<String, AuthFailure> {
 /// Computes the lowercase hex signature of the platform's own scheme. For partners' test
 /// tooling and our tests: what a correctly signing partner sends.
 pub fn hmac_sha256_hex(secret: &[u8], body: &[u8], url: Option<&str>) -> String {
+    hmac_sha256_hex_at(secret, None, body, url)
+}
+
+/// [`hmac_sha256_hex`] for schemes with a signed timestamp: `<timestamp>.` comes first.
+pub fn hmac_sha256_hex_at(
+    secret: &[u8],
+    timestamp: Option<i64>,
+    body: &[u8],
+    url: Option<&str>,
+) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    if let Some(timestamp) = timestamp {
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+    }
     mac.update(body);
     if let Some(url) = url {
         mac.update(url.as_bytes());
@@ -236,6 +303,7 @@ mod tests {
     use http::HeaderValue;
 
     const URL: &str = "https://gw.example/Sales/partners/acme/events/order.updated?x=1";
+    const NOW: i64 = 1_790_000_000;
 
     fn request<'a>(
         headers: &'a HeaderMap,
@@ -247,6 +315,7 @@ mod tests {
             query,
             body,
             url: URL,
+            received_at: NOW,
         }
     }
 
@@ -263,7 +332,54 @@ mod tests {
             secret: "s3cret".into(),
             header: HeaderName::from_static(DEFAULT_SIGNATURE_HEADER),
             signed,
+            timestamp: None,
         }
+    }
+
+    #[test]
+    fn a_signed_timestamp_is_accepted_only_inside_its_window() {
+        let scheme = AuthScheme::HmacSha256 {
+            secret: SecretString::from("s3cret".to_owned()),
+            header: HeaderName::from_static(DEFAULT_SIGNATURE_HEADER),
+            signed: SignedPart::Body,
+            timestamp: Some(TimestampWindow {
+                header: HeaderName::from_static("x-partner-timestamp"),
+                tolerance: std::time::Duration::from_secs(300),
+            }),
+        };
+        let body = b"{\"a\":1}";
+        let signed_at = |at: i64| {
+            let signature = hmac_sha256_hex_at(b"s3cret", Some(at), body, None);
+            headers(&[
+                ("x-partner-signature", &signature),
+                ("x-partner-timestamp", &at.to_string()),
+            ])
+        };
+        let fresh = signed_at(NOW - 299);
+        assert_eq!(scheme.verify(request(&fresh, None, body)), Ok(()));
+        let late = signed_at(NOW - 301);
+        assert_eq!(
+            scheme.verify(request(&late, None, body)),
+            Err(AuthFailure::Expired)
+        );
+        let early = signed_at(NOW + 301);
+        assert_eq!(
+            scheme.verify(request(&early, None, body)),
+            Err(AuthFailure::Expired)
+        );
+        // Moving the timestamp breaks the signature: it is signed.
+        let mut moved = signed_at(NOW - 600);
+        moved.insert("x-partner-timestamp", HeaderValue::from(NOW));
+        assert_eq!(
+            scheme.verify(request(&moved, None, body)),
+            Err(AuthFailure::Invalid)
+        );
+        let unsigned = headers(&[("x-partner-signature", "00")]);
+        assert_eq!(
+            scheme.verify(request(&unsigned, None, body)),
+            Err(AuthFailure::Missing)
+        );
+        assert!(scheme.carries_timestamp());
     }
 
     #[test]

@@ -40,7 +40,7 @@ fn versions() -> Vec<Value> {
 struct Tries {
     conflicts: usize,
     retry_after: bool,
-    server_errors: usize,
+    server_errors: Vec<String>,
 }
 
 async fn until_acknowledged(app: &TestApp, path: &str, body: Vec<u8>) -> Tries {
@@ -63,8 +63,10 @@ async fn until_acknowledged(app: &TestApp, path: &str, body: Vec<u8>) -> Tries {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             status => {
-                tries.server_errors += 1;
                 assert!(status.is_server_error(), "unexpected {status}");
+                tries
+                    .server_errors
+                    .push(response.text().await.unwrap_or_default());
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
@@ -96,10 +98,17 @@ async fn the_same_sale_from_many_connections_is_applied_once_at_its_newest(db: D
             .collect();
         let tries = futures_util::future::join_all(deliveries).await;
         let conflicts: usize = tries.iter().map(|t| t.conflicts).sum();
-        assert_eq!(
-            tries.iter().map(|t| t.server_errors).sum::<usize>(),
-            0,
-            "{route}: no 5xx"
+        // The callback route has no 409 in the contract: it waits up to 30 s for the sale,
+        // then answers 500 `sale_in_flight` (retried like any 5xx), which only a machine as
+        // loaded as a parallel test run ever reaches. Any other 5xx is a bug.
+        let server_errors: Vec<&String> = tries
+            .iter()
+            .flat_map(|t| &t.server_errors)
+            .filter(|body| !body.contains("sale_in_flight"))
+            .collect();
+        assert!(
+            server_errors.is_empty(),
+            "{route}: no 5xx: {server_errors:?}"
         );
         if route.starts_with("/Sales") {
             assert!(
