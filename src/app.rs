@@ -21,6 +21,7 @@ pub struct App {
     store: SqlStoreHandle,
     gateway: Arc<Gateway>,
     fetch: fetcher::Cadence,
+    retention: Option<std::time::Duration>,
 }
 
 /// Why the service could not start.
@@ -50,8 +51,10 @@ impl App {
         let admin_token = Arc::new(config.admin_token.clone());
         let max_body_bytes = config.max_body_bytes;
         let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
+        let retention = config.retention;
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
         let state = AppState {
+            retention,
             sessions: Arc::new(crate::http::session::Sessions::new(&admin_token)),
             admin_token,
             max_body_bytes,
@@ -64,6 +67,7 @@ impl App {
             store,
             gateway,
             fetch,
+            retention,
         })
     }
 
@@ -89,12 +93,22 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let purger = self.retention.map(|keep| {
+            tokio::spawn(crate::retention::run(
+                Arc::clone(&self.gateway),
+                keep,
+                stopped.clone(),
+            ))
+        });
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop.send(true);
         let _ = fetcher.await;
+        if let Some(purger) = purger {
+            let _ = purger.await;
+        }
         self.store.close().await;
         served
     }

@@ -30,5 +30,6 @@ pub mod gateway;
 pub mod http;
 pub mod partners;
 pub mod replay_cache;
+pub mod retention;
 pub mod store;
 pub mod telemetry;

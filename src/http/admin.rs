@@ -24,8 +24,8 @@ use crate::store::{
     TolerancesRecord, VenueChanges,
 };
 use crate::store::{
-    BookingView, DiaryView, EventDetail, EventSummary, GuestView, HealthRecord, SaleDetail,
-    SaleRecord, SuggestionRecord, VenueRecord,
+    BookingView, DiaryView, EventDetail, EventSummary, GuestView, HealthRecord, PurgeSummary,
+    SaleDetail, SaleRecord, SuggestionRecord, VenueRecord,
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -50,6 +50,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/events/replay", post(replay))
         .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay_one))
+        .route("/retention/purge", post(purge))
         .route_layer(middleware::from_fn_with_state(state, require_admin))
         // Documentation, not data: readable without the token.
         .route("/openapi.json", get(super::openapi::serve))
@@ -527,6 +528,39 @@ pub(super) async fn sales(
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
     Ok(Json(state.gateway.store().sales(&filter).await?))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PurgeInput {
+    /// Erase what is older than this; without it, what `retention_days` says is due.
+    before: Option<DateTime<Utc>>,
+}
+
+/// Runs the retention purge now: raw payloads and guests' personal data older than the
+/// cutoff are erased, sales figures stay.
+#[utoipa::path(post, path = "/api/v1/retention/purge", tag = "events", request_body = PurgeInput,
+    responses((status = 200, description = "What was erased", body = PurgeSummary),
+        (status = 422, description = "No cutoff: neither `before` nor `retention_days`", body = ErrorBody)),
+    security(("admin" = [])))]
+pub(super) async fn purge(
+    State(state): State<AppState>,
+    input: Result<Json<PurgeInput>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let input = body(input)?;
+    let before = match (input.before, state.retention) {
+        (Some(before), _) => before,
+        (None, Some(retention)) => match crate::retention::cutoff(retention) {
+            Some(before) => before,
+            None => return Ok(Json(PurgeSummary::default())),
+        },
+        (None, None) => {
+            return Err(ApiError::Unprocessable(
+                "give `before`, or set retention_days in the configuration".into(),
+            ));
+        }
+    };
+    Ok(Json(state.gateway.store().purge(before).await?))
 }
 
 /// Suggestions offered for an unmatched or ambiguous sale, at most this many.

@@ -23,6 +23,8 @@ use crate::gateway::Gateway;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub admin_token: Arc<SecretString>,
+    /// How long raw payloads and personal data are kept (`retention_days`).
+    pub retention: Option<std::time::Duration>,
     /// Signs and checks the web pages' sessions.
     pub sessions: Arc<session::Sessions>,
     pub max_body_bytes: usize,

@@ -23,7 +23,7 @@ use super::admin;
         admin::venue_sales, admin::create_booking, admin::booking, admin::update_booking,
         admin::cancel_booking, admin::guest, admin::sales, admin::sale, admin::suggestions,
         admin::match_sale, admin::unmatch_sale, admin::events, admin::event, admin::replay,
-        admin::replay_one, admin::health,
+        admin::replay_one, admin::health, admin::purge,
     ),
     modifiers(&AdminToken),
     tags(

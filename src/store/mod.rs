@@ -19,6 +19,7 @@ mod health;
 mod in_flight;
 pub mod postgres;
 pub mod records;
+mod retention;
 pub mod sql;
 pub mod sqlite;
 
@@ -230,6 +231,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError>;
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError>;
     async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError>;
+
+    /// Erases raw payloads received, and guests' personal data of bookings that ended,
+    /// before `before` (see `store::retention`); sales figures stay.
+    async fn purge(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<PurgeSummary, StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -25,6 +25,10 @@ const MIGRATIONS: [(&str, &str); 2] = [
     (
         "0002_fast_ingest",
         include_str!("../../migrations/postgres/0002_fast_ingest.sql"),
+    ),
+    (
+        "0003_retention",
+        include_str!("../../migrations/postgres/0003_retention.sql"),
     ),
 ];
 

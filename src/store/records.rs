@@ -403,6 +403,17 @@ pub struct HealthProblem {
     pub events: i64,
 }
 
+/// What a purge erased.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct PurgeSummary {
+    /// Events whose raw body, headers and query were erased.
+    pub events: u64,
+    /// Bookings whose customer's name, e-mail and phone were erased.
+    pub bookings: u64,
+    /// Guest profiles anonymised.
+    pub guests: u64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SaleFilter {
     pub partner: Option<String>,
@@ -469,6 +480,8 @@ pub struct EventSummary {
     pub venue_id: Option<i64>,
     pub sale_id: Option<i64>,
     pub processed_at: Option<DateTime<Utc>>,
+    /// When the retention setting erased its raw payload; never replayed after.
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]

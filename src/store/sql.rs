@@ -21,7 +21,7 @@ use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
     Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, apply, bookings,
-    health, postgres,
+    health, postgres, retention,
 };
 use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
@@ -420,7 +420,7 @@ pub(super) fn sale_record(row: &Row) -> Result<SaleRecord, StoreError> {
 }
 
 const EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, handler,
-    handler_version, outcome, reason, detail, venue_id, sale_id, processed_at";
+    handler_version, outcome, reason, detail, venue_id, sale_id, processed_at, purged_at";
 
 fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
     Ok(EventSummary {
@@ -438,6 +438,7 @@ fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
         venue_id: row.try_get("venue_id")?,
         sale_id: row.try_get("sale_id")?,
         processed_at: opt_millis(row.try_get("processed_at")?)?,
+        purged_at: opt_millis(row.try_get("purged_at")?)?,
     })
 }
 
@@ -506,6 +507,8 @@ fn replay_conditions(filter: &ReplayFilter) -> Conditions {
     conditions
         .clauses
         .push("(reason IS NULL OR reason <> 'test_notification')".to_owned());
+    // A purged event has no payload left to map.
+    conditions.clauses.push("purged_at IS NULL".to_owned());
     if let Some(id) = filter.event_id {
         conditions.int("id = $?", id);
     }
@@ -1034,6 +1037,25 @@ impl Store for SqlStore {
     async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
         self.read(move |conn| Box::pin(event_detail(conn, id)))
             .await
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<PurgeSummary, StoreError> {
+        let mut summary = PurgeSummary::default();
+        loop {
+            let erased = self
+                .write(move |conn| Box::pin(retention::purge_events(conn, before, Utc::now())))
+                .await?;
+            summary.events += erased;
+            if erased < retention::BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        let (bookings, guests) = self
+            .write(move |conn| Box::pin(retention::purge_people(conn, before)))
+            .await?;
+        summary.bookings = bookings;
+        summary.guests = guests;
+        Ok(summary)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -46,7 +46,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -54,6 +54,10 @@ const MIGRATIONS: [(&str, &str); 2] = [
     (
         "0002_fast_ingest",
         include_str!("../../migrations/sqlite/0002_fast_ingest.sql"),
+    ),
+    (
+        "0003_retention",
+        include_str!("../../migrations/sqlite/0003_retention.sql"),
     ),
 ];
 

@@ -19,5 +19,6 @@ mod ordering;
 mod pages;
 mod platforms;
 mod process;
+mod retention;
 mod scripts;
 mod workload;
