@@ -12,6 +12,7 @@ mod crash;
 mod diary;
 mod hostile;
 mod lightspeed;
+mod logs;
 mod migrations;
 mod openapi;
 mod operator;

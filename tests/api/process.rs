@@ -17,6 +17,7 @@ pub struct Node {
     port: u16,
     config: PathBuf,
     log: PathBuf,
+    rust_log: String,
 }
 
 pub fn free_port() -> u16 {
@@ -29,6 +30,16 @@ pub fn free_port() -> u16 {
 impl Node {
     /// Writes a config for `database_url` in `dir` and starts a node on a free port.
     pub async fn start(dir: &Path, database_url: &str, extra: &str) -> Node {
+        Node::start_logging(dir, database_url, extra, "warn").await
+    }
+
+    /// [`Node::start`] logging at `rust_log` (stdout and stderr go to its log file).
+    pub async fn start_logging(
+        dir: &Path,
+        database_url: &str,
+        extra: &str,
+        rust_log: &str,
+    ) -> Node {
         let port = free_port();
         let config = dir.join(format!("node-{port}.toml"));
         std::fs::write(
@@ -42,21 +53,22 @@ impl Node {
         )
         .expect("config");
         let log = dir.join(format!("node-{port}.log"));
-        Node::spawn(port, config, log).await
+        Node::spawn(port, config, log, rust_log.to_owned()).await
     }
 
-    async fn spawn(port: u16, config: PathBuf, log: PathBuf) -> Node {
+    async fn spawn(port: u16, config: PathBuf, log: PathBuf, rust_log: String) -> Node {
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .expect("log file");
+        let errors = output.try_clone().expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_diarysync"))
             .args(["serve", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(output)
+            .env("RUST_LOG", &rust_log)
+            .stdout(output)
+            .stderr(errors)
             .spawn()
             .expect("diarysync starts");
         let node = Node {
@@ -65,6 +77,7 @@ impl Node {
             port,
             config,
             log,
+            rust_log,
         };
         node.wait_until_ready().await;
         node
@@ -102,8 +115,15 @@ impl Node {
         self.kill();
         let config = self.config.clone();
         let log = self.log.clone();
-        let next = Node::spawn(self.port, config, log).await;
+        let next = Node::spawn(self.port, config, log, self.rust_log.clone()).await;
         *self = next;
+    }
+}
+
+impl Node {
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
