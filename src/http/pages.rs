@@ -1277,6 +1277,15 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn no_back_link_leaves_our_pages(back in "[ -~\r\n]{0,40}") {
+            let page = local_page(Some(&back), "/ui/diary");
+            proptest::prop_assert!(page.starts_with("/ui/"));
+            proptest::prop_assert!(!page.contains("//") && !page.contains(['\r', '\n', '\\']));
+        }
+    }
+
     #[test]
     fn redirects_stay_on_our_pages() {
         assert_eq!(

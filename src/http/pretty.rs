@@ -112,6 +112,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn pretty_json_reads_back_as_the_same_document(
+            keys in proptest::collection::vec("[a-z\"\\\\:,{}\\[\\] ]{0,8}", 1..6),
+            numbers in proptest::collection::vec(proptest::prelude::any::<i64>(), 1..6),
+        ) {
+            let document: serde_json::Value = keys
+                .iter()
+                .zip(numbers.iter().cycle())
+                .map(|(k, n)| (k.clone(), serde_json::json!([n, k, { "n": n }])))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+            let laid_out = pretty(&document.to_string());
+            let read_back: serde_json::Value =
+                serde_json::from_str(&laid_out).expect("still JSON");
+            proptest::prop_assert_eq!(read_back, document);
+        }
+    }
+
     #[test]
     fn anything_else_is_left_as_received() {
         assert_eq!(pretty("a=1&b=2"), "a=1&b=2");

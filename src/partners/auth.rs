@@ -327,12 +327,46 @@ mod tests {
         map
     }
 
+    fn bearer() -> AuthScheme {
+        AuthScheme::Bearer {
+            token: SecretString::from("a-bearer-token".to_owned()),
+        }
+    }
+
     fn hmac(signed: SignedPart) -> AuthScheme {
         AuthScheme::HmacSha256 {
             secret: "s3cret".into(),
             header: HeaderName::from_static(DEFAULT_SIGNATURE_HEADER),
             signed,
             timestamp: None,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_made_up_signature_verifies(
+            signature in "(sha256=)?[0-9a-fA-F]{0,80}",
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let scheme = hmac(SignedPart::BodyAndUrl);
+            let presented = headers(&[("x-partner-signature", &signature)]);
+            let verdict = scheme.verify(request(&presented, None, &body));
+            proptest::prop_assert!(verdict.is_err());
+        }
+
+        #[test]
+        fn any_header_bytes_are_refused_without_panicking(
+            value in proptest::collection::vec(0x20u8..=0xff, 0..64),
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&value) else { return Ok(()) };
+            let body: &[u8] = b"{}";
+            for scheme in [hmac(SignedPart::Body), bearer()] {
+                let mut presented = HeaderMap::new();
+                presented.insert("x-partner-signature", value.clone());
+                presented.insert(AUTHORIZATION, value.clone());
+                let verdict = scheme.verify(request(&presented, None, body));
+                proptest::prop_assert!(verdict.is_err());
+            }
         }
     }
 

@@ -17,6 +17,9 @@ pub mod tourcms;
 pub mod tree;
 pub mod wire;
 
+#[cfg(test)]
+mod properties;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;

@@ -115,6 +115,26 @@ mod tests {
         assert_eq!(stored.bytes.to_vec(), noise);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_body_decodes_to_the_exact_bytes_received(
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8192),
+            repeat in 1usize..4,
+        ) {
+            let raw = Bytes::from(raw.repeat(repeat));
+            let stored = StoredBody::encode(&raw);
+            let back = decode(stored.bytes.to_vec(), stored.encoding).expect("decodes");
+            proptest::prop_assert_eq!(back, raw.to_vec());
+        }
+
+        #[test]
+        fn any_stored_bytes_decode_or_fail_without_panicking(
+            stored in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let _ = decode(stored, Some(LZ4));
+        }
+    }
+
     #[test]
     fn a_corrupt_or_oversized_stored_body_is_an_error_not_a_panic() {
         assert!(decode(vec![1, 2], Some(LZ4)).is_err());
