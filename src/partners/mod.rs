@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod checkfront;
+pub mod fuzzing;
 pub mod lightspeed;
 pub mod script;
 pub mod tourcms;

@@ -2,47 +2,18 @@
 //! an outcome and never panics; what is valid keeps its meaning. The fuzz targets in
 //! `fuzz/` drive the same entry points with coverage guidance for longer.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use proptest::prelude::*;
 
-use super::{Delivery, HandlerOptions, HandlerSpec, PartnerHandler};
-use crate::partners::tourcms::TourCmsApi;
+use super::{Delivery, PartnerHandler};
 
 /// Every handler diarysync ships, as a partner would configure it.
-fn handlers() -> Vec<Arc<dyn PartnerHandler>> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("partners/salesplay.rhai");
-    let specs = [
-        ("lightspeed-kseries", HandlerOptions::default()),
-        ("checkfront", HandlerOptions::default()),
-        (
-            "tourcms",
-            HandlerOptions {
-                api: Some(TourCmsApi {
-                    base_url: "http://127.0.0.1:9".to_owned(),
-                    marketplace_id: "0".to_owned(),
-                    private_key: Arc::new("key".to_owned().into()),
-                }),
-                ..HandlerOptions::default()
-            },
-        ),
-        (
-            "script",
-            HandlerOptions {
-                script: Some(script),
-                ..HandlerOptions::default()
-            },
-        ),
-    ];
-    specs
-        .into_iter()
-        .map(|(name, options)| match HandlerSpec::parse(name, options) {
-            Ok(spec) => spec.build(),
-            Err(error) => panic!("{name}: {error}"),
-        })
-        .collect()
+fn handlers() -> impl Iterator<Item = &'static Arc<dyn PartnerHandler>> {
+    super::fuzzing::handlers()
+        .iter()
+        .map(|(_, handler)| handler)
 }
 
 /// JSON documents made of the shapes partners send: objects, arrays, strings, integers,
