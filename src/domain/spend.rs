@@ -9,6 +9,8 @@ use super::sale::{SaleKind, SaleState, SaleTotals};
 /// Voided sales are excluded. Splits are separate checks and simply add up (the original
 /// check's snapshot no longer holds the items moved to the split). Refunds and credit notes
 /// reduce the spend: their amounts are subtracted whatever sign the partner gave them.
+/// Sums saturate rather than overflow: amounts are bounded where payloads are read, but
+/// a script handler or an old stored sale must never make a page panic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spend {
     /// What the booking is worth: gross sales, tax included, less refunds.
@@ -57,21 +59,21 @@ impl Spend {
             }
             let t = sale.totals;
             if sale.kind == SaleKind::Refund {
-                spend.refunds += t.total.abs();
-                spend.total -= t.total.abs();
-                spend.paid -= t.paid.abs();
-                spend.tax -= t.tax.abs();
-                spend.net -= t.net.abs();
+                spend.refunds = spend.refunds.saturating_add(t.total.abs());
+                spend.total = spend.total.saturating_sub(t.total.abs());
+                spend.paid = spend.paid.saturating_sub(t.paid.abs());
+                spend.tax = spend.tax.saturating_sub(t.tax.abs());
+                spend.net = spend.net.saturating_sub(t.net.abs());
             } else {
-                spend.total += t.total;
-                spend.paid += t.paid;
-                spend.tax += t.tax;
-                spend.net += t.net;
-                spend.tips += t.tip;
-                spend.service_charge += t.service_charge;
-                spend.discounts += t.discount;
-                spend.deposits += t.deposit;
-                sale_covers += sale.covers.unwrap_or(0).max(0);
+                spend.total = spend.total.saturating_add(t.total);
+                spend.paid = spend.paid.saturating_add(t.paid);
+                spend.tax = spend.tax.saturating_add(t.tax);
+                spend.net = spend.net.saturating_add(t.net);
+                spend.tips = spend.tips.saturating_add(t.tip);
+                spend.service_charge = spend.service_charge.saturating_add(t.service_charge);
+                spend.discounts = spend.discounts.saturating_add(t.discount);
+                spend.deposits = spend.deposits.saturating_add(t.deposit);
+                sale_covers = sale_covers.saturating_add(sale.covers.unwrap_or(0).max(0));
             }
             if spend.currency.is_none() {
                 spend.currency = sale.currency.map(str::to_owned);

@@ -64,11 +64,17 @@ pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D
         .ok_or_else(|| D::Error::custom(format!("not a representable amount: {text:?}")))
 }
 
-/// Parses a decimal literal, in plain or scientific notation.
+/// The largest amount a payload may carry, either sign: 10^18 is beyond any real sale in
+/// any currency's minor units, and keeps every sum of a body's amounts (a body holds far
+/// fewer than 10^10 of them) far inside `Decimal`'s range, so totals never overflow.
+const MAX_AMOUNT: i64 = 1_000_000_000_000_000_000;
+
+/// Parses a decimal literal, in plain or scientific notation, within [`MAX_AMOUNT`].
 pub fn parse_decimal(text: &str) -> Option<Decimal> {
     Decimal::from_str(text)
         .ok()
         .or_else(|| Decimal::from_scientific(text).ok())
+        .filter(|amount| amount.abs() <= Decimal::from(MAX_AMOUNT))
 }
 
 /// A whole number (counts, epoch times) given as a JSON integer or a string of digits.

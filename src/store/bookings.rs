@@ -487,7 +487,7 @@ async fn platform(conn: &mut Conn<'_>, row: &Row) -> Result<Option<PlatformRecor
     let payments_net = payments
         .iter()
         .map(|p| if p.refund { -p.amount } else { p.amount })
-        .sum();
+        .fold(Decimal::ZERO, Decimal::saturating_add);
     let money = |column: &str| -> Result<Option<Decimal>, StoreError> {
         row.try_get::<Option<String>>(column)?
             .as_deref()
@@ -594,9 +594,19 @@ pub(super) async fn diary(
     let live = bookings
         .iter()
         .filter(|b| !matches!(b.status, "cancelled" | "no_show"));
-    let covers: i64 = live.clone().map(|b| b.covers).sum();
-    let spend: Decimal = bookings.iter().map(|b| b.spend.total).sum();
-    let paid: Decimal = bookings.iter().map(|b| b.spend.paid).sum();
+    // Saturating: a day's totals are for display and must never panic on odd figures.
+    let covers = live
+        .clone()
+        .map(|b| b.covers)
+        .fold(0i64, i64::saturating_add);
+    let spend = bookings
+        .iter()
+        .map(|b| b.spend.total)
+        .fold(Decimal::ZERO, Decimal::saturating_add);
+    let paid = bookings
+        .iter()
+        .map(|b| b.spend.paid)
+        .fold(Decimal::ZERO, Decimal::saturating_add);
     Ok(DiaryView {
         venue_id,
         date: date.to_string(),
