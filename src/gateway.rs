@@ -413,12 +413,15 @@ impl Gateway {
                 .await;
             return Receipt::Refused { event_id, reason };
         }
-        let (mapped, handler_version) = partner.handler.map_versioned(Delivery {
-            event_type: &inbound.event_type,
-            headers: &inbound.headers,
-            query: inbound.query.as_deref(),
-            body: &inbound.body,
-        });
+        let (mapped, handler_version) = map_guarded(
+            partner.handler.as_ref(),
+            Delivery {
+                event_type: &inbound.event_type,
+                headers: &inbound.headers,
+                query: inbound.query.as_deref(),
+                body: &inbound.body,
+            },
+        );
         let mut event = event;
         event.handler_version = handler_version;
         let replay = (!partner.auth.carries_timestamp()).then(|| ReplayCache::key(&event));
@@ -622,12 +625,15 @@ impl Gateway {
                 headers.insert(name, value);
             }
         }
-        handler.map_versioned(Delivery {
-            event_type: &event.event_type,
-            headers: &headers,
-            query: event.query.as_deref(),
-            body: &event.body,
-        })
+        map_guarded(
+            handler.as_ref(),
+            Delivery {
+                event_type: &event.event_type,
+                headers: &headers,
+                query: event.query.as_deref(),
+                body: &event.body,
+            },
+        )
     }
 
     /// Applies a fresh mapping to a stored event and records its new outcome.
@@ -775,9 +781,68 @@ fn mask_query(query: &str, secret_param: Option<&str>) -> String {
         .join("&")
 }
 
+/// Maps a delivery, turning a handler's panic into a `failed` event instead of a dropped
+/// connection. Handlers never panic by contract (fuzzed and property-tested); this is the
+/// net under that contract: the raw event is still stored, the partner is asked to retry,
+/// and a fixed handler recovers the event by replay.
+fn map_guarded(handler: &dyn PartnerHandler, delivery: Delivery<'_>) -> (Mapped, Option<String>) {
+    let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handler.map_versioned(delivery)
+    }));
+    mapped.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|message| (*message).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        // The message stays in the stored event (operators only): it may quote the payload.
+        tracing::error!(handler = ?handler, "a partner handler panicked; the event is failed");
+        let detail = format!(
+            "the handler panicked ({message}); the event is kept: replay it once the \
+             handler is fixed"
+        );
+        let mapped = Mapped::Fail {
+            reason: Reason::ProcessingError,
+            detail,
+        };
+        (mapped, None)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handler with a bug, to prove the net under the never-panic contract holds.
+    #[derive(Debug)]
+    struct Panicking;
+
+    impl PartnerHandler for Panicking {
+        fn map(&self, delivery: Delivery<'_>) -> Mapped {
+            let total: u8 = delivery.body.iter().sum();
+            panic!("overflowed at {total}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_fails_the_event_instead_of_the_request() {
+        let headers = HeaderMap::new();
+        let delivery = Delivery {
+            event_type: "order.updated",
+            headers: &headers,
+            query: None,
+            body: b"\x01\x02",
+        };
+        let (mapped, version) = map_guarded(&Panicking, delivery);
+        assert_eq!(version, None);
+        match mapped {
+            Mapped::Fail { reason, detail } => {
+                assert_eq!(reason, Reason::ProcessingError);
+                assert!(detail.contains("overflowed at 3"), "{detail}");
+            }
+            other => panic!("expected a failed event, got {other:?}"),
+        }
+    }
 
     #[test]
     fn secret_query_parameters_are_masked_and_others_kept() {
