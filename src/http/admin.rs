@@ -90,6 +90,10 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(value)| value)
         .map_err(|rejection| match rejection {
             JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
+            // Over the body limit: 413, as for partners, never a truncated read.
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge(other.body_text())
+            }
             other => ApiError::BadRequest(other.body_text()),
         })
 }
@@ -111,6 +115,7 @@ fn id(path: IdPath) -> Result<i64, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VenueInput {
+    #[schema(min_length = 1)]
     name: String,
     timezone: String,
     currency: Option<String>,
@@ -204,6 +209,7 @@ pub(super) async fn venue(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VenueSettingsInput {
+    #[schema(min_length = 1)]
     name: Option<String>,
     timezone: Option<String>,
     currency: Option<String>,
@@ -216,7 +222,9 @@ pub(super) struct VenueSettingsInput {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TolerancesInput {
+    #[schema(minimum = 0, maximum = 1440)]
     before_start_minutes: i64,
+    #[schema(minimum = 0, maximum = 1440)]
     after_end_minutes: i64,
 }
 
@@ -228,6 +236,13 @@ pub(super) async fn update_venue(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
+    if input
+        .name
+        .as_deref()
+        .is_some_and(|name| name.trim().is_empty())
+    {
+        return Err(ApiError::Unprocessable("name must not be empty".into()));
+    }
     if let Some(timezone) = &input.timezone {
         valid_timezone(timezone)?;
     }
@@ -241,7 +256,7 @@ pub(super) async fn update_venue(
         }
     }
     let changes = VenueChanges {
-        name: input.name.filter(|n| !n.trim().is_empty()),
+        name: input.name,
         timezone: input.timezone,
         currency: input.currency.map(|c| c.to_uppercase()),
         tolerances: input.tolerances.map(|t| TolerancesRecord {
@@ -313,11 +328,16 @@ pub(super) struct BookingInput {
     reference: Option<String>,
     start: DateTime<Utc>,
     #[serde(default = "default_duration")]
+    #[schema(minimum = 1, maximum = 1440)]
     duration_minutes: i64,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
     covers: i64,
     #[serde(default)]
     tables: Vec<String>,
+    #[schema(
+        pattern = "^(enquiry|provisional|confirmed|arrived|seated|paid|completed|cancelled|no_show)$"
+    )]
     status: Option<String>,
     #[serde(default)]
     customer: CustomerInput,
@@ -325,6 +345,20 @@ pub(super) struct BookingInput {
 
 fn default_duration() -> i64 {
     90
+}
+
+/// The most covers one booking can have: far above any real party, far below a number
+/// whose sums over a diary could overflow.
+const MAX_COVERS: i64 = 10_000;
+
+fn valid_covers(covers: i64) -> Result<(), ApiError> {
+    if (0..=MAX_COVERS).contains(&covers) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "covers must be between 0 and {MAX_COVERS}"
+        )))
+    }
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -348,11 +382,7 @@ pub(super) async fn create_booking(
             "duration_minutes must be between 1 and 1440".into(),
         ));
     }
-    if input.covers < 0 {
-        return Err(ApiError::Unprocessable(
-            "covers must not be negative".into(),
-        ));
-    }
+    valid_covers(input.covers)?;
     let status = match input.status.as_deref() {
         None => BookingStatus::Confirmed,
         Some(status) => status
@@ -394,9 +424,14 @@ fn parse_status(status: &str) -> Result<BookingStatus, ApiError> {
 pub(super) struct BookingChangesInput {
     reference: Option<String>,
     start: Option<DateTime<Utc>>,
+    #[schema(minimum = 1, maximum = 1440)]
     duration_minutes: Option<i64>,
+    #[schema(minimum = 0, maximum = 10000)]
     covers: Option<i64>,
     tables: Option<Vec<String>>,
+    #[schema(
+        pattern = "^(enquiry|provisional|confirmed|arrived|seated|paid|completed|cancelled|no_show)$"
+    )]
     status: Option<String>,
     customer: Option<CustomerInput>,
 }
@@ -417,11 +452,7 @@ pub(super) async fn update_booking(
             "duration_minutes must be between 1 and 1440".into(),
         ));
     }
-    if input.covers.is_some_and(|c| c < 0) {
-        return Err(ApiError::Unprocessable(
-            "covers must not be negative".into(),
-        ));
-    }
+    input.covers.map(valid_covers).transpose()?;
     let changes = BookingChanges {
         reference: input.reference.filter(|r| !r.trim().is_empty()),
         start: input.start,
@@ -593,6 +624,7 @@ pub(super) async fn sale(
 #[serde(deny_unknown_fields)]
 pub(super) struct EventsQuery {
     partner: Option<String>,
+    #[param(pattern = "^(processed|ignored|rejected|failed|pending)$")]
     outcome: Option<String>,
     reason: Option<String>,
     before: Option<i64>,
@@ -639,6 +671,7 @@ pub(super) async fn event(
 #[serde(deny_unknown_fields)]
 pub(super) struct ReplayInput {
     partner: Option<String>,
+    #[schema(pattern = "^(processed|ignored|rejected|failed|pending)$")]
     outcome: Option<String>,
     reason: Option<String>,
     from: Option<DateTime<Utc>>,

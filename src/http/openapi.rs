@@ -6,7 +6,9 @@
 //! against their schemas.
 
 use axum::Json;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::admin;
@@ -25,7 +27,7 @@ use super::admin;
         admin::match_sale, admin::unmatch_sale, admin::events, admin::event, admin::replay,
         admin::replay_one, admin::health, admin::purge,
     ),
-    modifiers(&AdminToken),
+    modifiers(&AdminToken, &CommonAnswers),
     tags(
         (name = "venues", description = "Venues and the partner locations they own"),
         (name = "diary", description = "Bookings, the diary of a day, guests"),
@@ -50,6 +52,68 @@ impl Modify for AdminToken {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers every operation can give, declared once rather than on each handler: the
+/// token is checked before any handler runs, and every path id, query and JSON body is
+/// read by the same extractors, which answer 400 (unreadable) rather than a framework
+/// default. Clients and schemathesis's status-code check rely on them being listed.
+struct CommonAnswers;
+
+impl CommonAnswers {
+    const ANSWERS: [(&'static str, &'static str); 4] = [
+        (
+            "400",
+            "The request cannot be read: a path id that is not an integer, an unknown or \
+             malformed query parameter, a body that is not JSON or not sent as JSON",
+        ),
+        ("401", "The admin token is missing or wrong"),
+        ("413", "The body is over the size limit"),
+        (
+            "422",
+            "The body is JSON but not what the operation takes: a missing or unknown field, \
+             a wrong type, a value out of range",
+        ),
+    ];
+}
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error_body = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 5] = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in Self::ANSWERS {
+                    let about_the_body = matches!(status, "413" | "422");
+                    if about_the_body && operation.request_body.is_none() {
+                        continue;
+                    }
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(description)
+                                    .content("application/json", error_body())
+                                    .build(),
+                            )
+                        });
+                }
+            }
+        }
     }
 }
 

@@ -50,7 +50,30 @@ async fn venues_are_validated(db: Db) {
         .expect("request");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
-    app.venue_with_location("lightspeed", "L1", true).await;
+    // Over the admin API's body limit: 413, never a truncated read or a 400.
+    let response = app
+        .client
+        .post(format!("{}/api/v1/venues", app.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 << 20])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json_of(response).await["error"], "too_large");
+
+    let venue = app.venue_with_location("lightspeed", "L1", true).await;
+    for name in ["", "  "] {
+        let (status, answer) = app
+            .admin_patch(&format!("/venues/{venue}"), json!({ "name": name }))
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name:?}: {answer}"
+        );
+    }
     let (status, answer) = app
         .admin_post(
             "/venues",
@@ -91,6 +114,9 @@ async fn bookings_are_validated_and_references_unique_per_venue(db: Db) {
         json!({ "start": "tomorrow" }),
         json!({ "start": "2026-03-15T19:00:00Z", "status": "SEATED" }),
         json!({ "start": "2026-03-15T19:00:00Z", "duration_minutes": 0 }),
+        json!({ "start": "2026-03-15T19:00:00Z", "covers": -1 }),
+        json!({ "start": "2026-03-15T19:00:00Z", "covers": 10_001 }),
+        json!({ "start": "2026-03-15T19:00:00Z", "covers": i64::MAX }),
     ] {
         let (status, _) = app
             .admin_post(&format!("/venues/{venue}/bookings"), bad.clone())
