@@ -15,16 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::helpers::{ADMIN_TOKEN, Db, empty_database};
+use crate::helpers::{ADMIN_TOKEN, Db, empty_database, setting};
 use crate::process::Node;
 use crate::workload::{deliver, seed, state, workload};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A small xorshift: the test prints its seed, so a failing run can be repeated.
 struct Rng(u64);

@@ -373,3 +373,12 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// A whole-number knob from the environment, for the tests a long run scales up
+/// (`DIARYSYNC_CRASH_CYCLES`, `DIARYSYNC_NODES_SALES`, ...); `default` when unset.
+pub fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
