@@ -10,6 +10,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod diary;
+mod fuzz_regressions;
 mod hostile;
 mod lightspeed;
 mod logs;

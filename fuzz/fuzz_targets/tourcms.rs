@@ -1,0 +1,4 @@
+//! `diarysync::partners::fuzzing::run("tourcms", input)`: see that module for the input format.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|input: &[u8]| diarysync::partners::fuzzing::run("tourcms", input));
