@@ -296,6 +296,9 @@ pub(super) async fn diary(
 pub(super) struct VenueSalesQuery {
     unmatched: Option<bool>,
     partner: Option<String>,
+    /// The next page: sales with an id below this one (the last id of the previous page).
+    before: Option<i64>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<i64>,
 }
 
@@ -317,6 +320,7 @@ pub(super) async fn venue_sales(
         external_id: None,
         venue_id: Some(venue_id),
         unmatched: params.unmatched,
+        before_id: params.before,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
     Ok(Json(store.sales(&filter).await?))
@@ -542,6 +546,9 @@ pub(super) struct SalesQuery {
     external_id: Option<String>,
     venue: Option<i64>,
     unmatched: Option<bool>,
+    /// The next page: sales with an id below this one (the last id of the previous page).
+    before: Option<i64>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<i64>,
 }
 
@@ -556,6 +563,7 @@ pub(super) async fn sales(
         external_id: params.external_id,
         venue_id: params.venue,
         unmatched: params.unmatched,
+        before_id: params.before,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
     Ok(Json(state.gateway.store().sales(&filter).await?))

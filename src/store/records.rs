@@ -420,6 +420,8 @@ pub struct SaleFilter {
     pub external_id: Option<String>,
     pub venue_id: Option<i64>,
     pub unmatched: Option<bool>,
+    /// A page's cursor: only sales with a smaller id (lists are newest first).
+    pub before_id: Option<i64>,
     pub limit: i64,
 }
 

@@ -969,6 +969,9 @@ impl Store for SqlStore {
         if let Some(venue_id) = filter.venue_id {
             conditions.int("venue_id = $?", venue_id);
         }
+        if let Some(before) = filter.before_id {
+            conditions.int("id < $?", before);
+        }
         match filter.unmatched {
             Some(true) => conditions.clauses.push("booking_id IS NULL".to_owned()),
             Some(false) => conditions.clauses.push("booking_id IS NOT NULL".to_owned()),

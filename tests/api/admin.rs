@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{ADMIN_TOKEN, Db, json_of, spawn};
+use crate::helpers::{ADMIN_TOKEN, Db, fixture, json_of, spawn};
 
 async fn the_admin_api_requires_the_token(db: Db) {
     let app = spawn(db).await;
@@ -192,7 +192,44 @@ async fn events_filter_by_partner_outcome_and_reason(db: Db) {
     assert_eq!(older.as_array().map(Vec::len), Some(1));
 }
 
+/// Lists of sales page with `before` (the last id seen), so every sale can be read however
+/// many there are: the crash test reads thousands this way.
+async fn sales_page_newest_first_with_a_cursor(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", "41910290874370", true)
+        .await;
+    let mut order: serde_json::Value =
+        serde_json::from_slice(&fixture("open_regular_tax_inclusive.json")).expect("JSON");
+    for n in 1..=3 {
+        order["account"]["id"] = json!(format!("page-{n}"));
+        let body = serde_json::to_vec(&order).expect("JSON");
+        assert_eq!(app.post_lightspeed(&body).await.status(), StatusCode::OK);
+    }
+    let ids = |page: serde_json::Value| -> Vec<i64> {
+        page.as_array()
+            .map(|sales| sales.iter().filter_map(|s| s["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    for list in [
+        "/sales?partner=lightspeed&".to_owned(),
+        format!("/venues/{venue}/sales?"),
+    ] {
+        let first = ids(app.admin_get(&format!("{list}limit=2")).await);
+        assert_eq!(first.len(), 2, "{list}");
+        assert!(first[0] > first[1], "{list}: newest first");
+        let rest = ids(app
+            .admin_get(&format!("{list}limit=2&before={}", first[1]))
+            .await);
+        assert_eq!(rest.len(), 1, "{list}");
+        assert!(rest[0] < first[1], "{list}");
+        let past_the_end = ids(app.admin_get(&format!("{list}before={}", rest[0])).await);
+        assert!(past_the_end.is_empty(), "{list}");
+    }
+}
+
 crate::on_both_stores!(
+    sales_page_newest_first_with_a_cursor,
     the_admin_api_requires_the_token,
     venues_are_validated,
     bookings_are_validated_and_references_unique_per_venue,

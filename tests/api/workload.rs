@@ -137,10 +137,24 @@ pub async fn state(base: &str) -> (BTreeMap<String, Value>, BTreeMap<String, Val
                 .expect("JSON")
         }
     };
-    let sales = get(format!("{base}/api/v1/sales?partner=lightspeed&limit=1000")).await;
+    // Every sale, a page at a time (newest first, `before` the last id seen).
+    let mut sales = Vec::new();
+    let mut before = String::new();
+    loop {
+        let page = get(format!(
+            "{base}/api/v1/sales?partner=lightspeed&limit=1000{before}"
+        ))
+        .await;
+        let page = page.as_array().cloned().unwrap_or_default();
+        let Some(last) = page.last().and_then(|sale| sale["id"].as_i64()) else {
+            break;
+        };
+        before = format!("&before={last}");
+        sales.extend(page);
+    }
     let mut by_sale = BTreeMap::new();
     let mut booking_ids = std::collections::BTreeSet::new();
-    for sale in sales.as_array().expect("sales") {
+    for sale in &sales {
         booking_ids.extend(sale["match"]["booking_id"].as_i64());
         let detail = get(format!("{base}/api/v1/sales/{}", sale["id"])).await;
         by_sale.insert(
