@@ -27,6 +27,9 @@ pub const MAX_ATTEMPTS: i64 = 30;
 /// Back-off never waits longer than this.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a claimed fetch is this node's: well over one request's timeout, so a lease
+/// only runs out when the node that took it died.
+const CLAIM_LEASE: Duration = Duration::from_secs(120);
 /// Due events handled per round.
 const BATCH: i64 = 50;
 
@@ -71,11 +74,19 @@ pub async fn fetch_due(
     client: &reqwest::Client,
     retry_base: Duration,
 ) -> Result<usize, StoreError> {
-    let due = gateway.store().due_fetches(Utc::now(), BATCH).await?;
+    let store = gateway.store();
+    let due = store.due_fetches(Utc::now(), BATCH).await?;
+    let mut tried = 0;
     for event in &due {
-        fetch_one(gateway, client, retry_base, event).await?;
+        // Several nodes find the same due events; the claim lets one of them fetch each.
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
+        if store.claim_fetch(event.id, now, lease_until).await? {
+            fetch_one(gateway, client, retry_base, event).await?;
+            tried += 1;
+        }
     }
-    Ok(due.len())
+    Ok(tried)
 }
 
 async fn fetch_one(

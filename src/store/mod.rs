@@ -180,6 +180,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Claims a due pending event for one fetch until `lease_until`: true for exactly one
+    /// caller, however many nodes found it due, so a booking is fetched once. A node that
+    /// dies mid-fetch lets the lease run out, and another node fetches it then.
+    async fn claim_fetch(
+        &self,
+        event_id: i64,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
     /// Records a failed fetch of a pending event: it stays `pending` until `retry_at`, or,
     /// without one, is given up as `failed` (`fetch_failed`).
     async fn fetch_failed(

@@ -779,6 +779,30 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn claim_fetch(
+        &self,
+        event_id: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let claimed = db::query(
+                    "UPDATE events SET next_attempt_at = $1
+                     WHERE id = $2 AND outcome = 'pending'
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= $3)",
+                )
+                .bind(lease_until.timestamp_millis())
+                .bind(event_id)
+                .bind(now.timestamp_millis())
+                .execute(conn)
+                .await?;
+                Ok(claimed == 1)
+            })
+        })
+        .await
+    }
+
     async fn fetch_failed(
         &self,
         event_id: i64,

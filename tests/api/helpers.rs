@@ -171,6 +171,16 @@ pub async fn spawn_with(db: Db, extra: &str) -> TestApp {
     spawn_on_with(empty_database(db).await, extra).await
 }
 
+/// A second node on `app`'s database, with its own config `extra`: several nodes on one
+/// PostgreSQL, in one test process.
+pub async fn spawn_beside(app: &TestApp, extra: &str) -> TestApp {
+    let database = EmptyDatabase {
+        url: app.database_url.clone(),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    spawn_on_with(database, extra).await
+}
+
 /// Spawns on a database prepared by the test.
 pub async fn spawn_on(database: EmptyDatabase) -> TestApp {
     spawn_on_with(database, "").await

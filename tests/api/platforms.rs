@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{Db, TestApp, json_of, spawn_with};
+use crate::helpers::{Db, TestApp, json_of, spawn_beside, spawn_with};
 
 const HOST: &str = "your-company.checkfront.com";
 const PRIVATE_KEY: &str = "tourcms-test-private-key";
@@ -108,7 +108,11 @@ async fn start_fake_tourcms() -> (String, FakeTourCms) {
 }
 
 async fn spawn_platforms(db: Db, tourcms_url: &str) -> TestApp {
-    let extra = format!(
+    spawn_with(db, &platforms_config(tourcms_url)).await
+}
+
+fn platforms_config(tourcms_url: &str) -> String {
+    format!(
         r#"
 fetch_interval_ms = 50
 fetch_retry_base_ms = 100
@@ -132,8 +136,7 @@ private_key = "{PRIVATE_KEY}"
 scheme = "url-token"
 secret = "tc-token"
 "#
-    );
-    spawn_with(db, &extra).await
+    )
 }
 
 async fn venue(app: &TestApp, timezone: &str, locations: Value) -> i64 {
@@ -598,6 +601,48 @@ async fn tourcms_inline_notifications_are_verified_before_use(db: Db) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{file}: {answer}");
         assert_eq!(answer["error"], "bad_signature", "{file}");
     }
+}
+
+/// Two nodes on one PostgreSQL both find the same pending events due every 50 ms; the
+/// claim in the database lets exactly one of them fetch each booking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_fetch_each_pending_booking_once() {
+    let (url, fake) = start_fake_tourcms().await;
+    let first = spawn_platforms(Db::Postgres, &url).await;
+    let second = spawn_beside(&first, &platforms_config(&url)).await;
+    venue(
+        &first,
+        "Australia/Sydney",
+        json!([{ "partner": "tourcms", "location_id": "4069" }]),
+    )
+    .await;
+    let mut events = Vec::new();
+    for n in 0..20 {
+        let node = if n % 2 == 0 { &first } else { &second };
+        let answer = notify_tourcms(
+            node,
+            &format!(
+                "event=new_confirmed_web&account_id=4069&channel_id=3930&booking_id=1234&n={n}"
+            ),
+        )
+        .await;
+        assert_eq!(answer["outcome"], "pending", "{answer}");
+        events.push(answer["event_id"].clone());
+    }
+    for event in &events {
+        // The first applies the booking; the rest fetch the same snapshot: duplicates.
+        let event = settled(&first, event).await;
+        assert!(
+            matches!(event["outcome"].as_str(), Some("processed" | "ignored")),
+            "{event}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        events.len(),
+        "one fetch per pending event, whichever node made it"
+    );
 }
 
 crate::on_both_stores!(
