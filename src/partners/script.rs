@@ -64,7 +64,21 @@ fn engine() -> Engine {
     engine.on_debug(|_, _, _| {});
     engine.disable_symbol("eval");
     engine.register_fn("one_or_many", one_or_many);
+    // Shadows Rhai's own, which hands any text to rust_decimal: a payload amount of a few
+    // thousand `_` separators overflowed the stack there (see `wire::parse_decimal`).
+    engine.register_fn("parse_decimal", parse_decimal);
     engine
+}
+
+/// `parse_decimal(text)` in scripts: the payload's digits exactly, or an error.
+fn parse_decimal(text: &str) -> Result<rust_decimal::Decimal, Box<rhai::EvalAltResult>> {
+    super::wire::parse_decimal(text.trim()).ok_or_else(|| {
+        format!(
+            "not an amount: {:?}",
+            text.chars().take(40).collect::<String>()
+        )
+        .into()
+    })
 }
 
 /// Partners that turn XML into JSON collapse a single item into an object; this gives an
@@ -516,6 +530,25 @@ pub fn check(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_parse_amounts_without_rust_decimals_separators() {
+        let engine = engine();
+        let amount: rust_decimal::Decimal = engine
+            .eval(r#"parse_decimal(" 12.50 ")"#)
+            .expect("an amount");
+        assert_eq!(amount.to_string(), "12.50");
+        let mut scope = rhai::Scope::new();
+        scope.push("hostile", format!("1{}", "_".repeat(200_000)));
+        let refused =
+            engine.eval_with_scope::<rust_decimal::Decimal>(&mut scope, "parse_decimal(hostile)");
+        assert!(refused.is_err(), "separators are not an amount");
+        assert!(
+            engine
+                .eval::<rust_decimal::Decimal>(r#"parse_decimal("1_000")"#)
+                .is_err()
+        );
+    }
     use http::HeaderMap;
 
     fn handler(source: &str) -> (tempfile::TempDir, ScriptHandler) {

@@ -69,8 +69,20 @@ pub fn opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D
 /// fewer than 10^10 of them) far inside `Decimal`'s range, so totals never overflow.
 const MAX_AMOUNT: i64 = 1_000_000_000_000_000_000;
 
+/// The longest amount literal read: far more digits than `Decimal` holds.
+const MAX_AMOUNT_LEN: usize = 64;
+
 /// Parses a decimal literal, in plain or scientific notation, within [`MAX_AMOUNT`].
+///
+/// Only digits, a sign, a point and an exponent get as far as `rust_decimal`: its parser
+/// also accepts `_` separators and recurses once per separator, so an amount of a few
+/// thousand underscores overflowed the stack and took the whole process down (found by
+/// fuzzing the Lightspeed handler).
 pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    let plain = |b: &u8| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E');
+    if text.len() > MAX_AMOUNT_LEN || !text.as_bytes().iter().all(plain) {
+        return None;
+    }
     Decimal::from_str(text)
         .ok()
         .or_else(|| Decimal::from_scientific(text).ok())
@@ -133,6 +145,18 @@ mod tests {
         assert_eq!(p.amount.map(|d| d.to_string()).as_deref(), Some("48.30"));
         let p = probe(r#"{"amount": 0.1}"#).expect("parses");
         assert_eq!(p.amount.map(|d| d.to_string()).as_deref(), Some("0.1"));
+    }
+
+    #[test]
+    fn separators_and_overlong_literals_are_not_amounts() {
+        // Each `_` was one level of recursion in rust_decimal's parser: a stack overflow.
+        let underscores = format!("1{}", "_".repeat(1_000_000));
+        assert_eq!(parse_decimal(&underscores), None);
+        assert_eq!(parse_decimal("1_000"), None);
+        assert_eq!(parse_decimal(&"9".repeat(65)), None);
+        assert_eq!(parse_decimal(" 1"), None, "callers trim");
+        assert_eq!(parse_decimal("-12.50"), Decimal::from_str("-12.50").ok());
+        assert_eq!(parse_decimal("1.5E+3"), Decimal::from_str("1500").ok());
     }
 
     #[test]
