@@ -136,6 +136,13 @@ fn enabled_by_default() -> bool {
     true
 }
 
+fn valid_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::Unprocessable("name must not be empty".into()));
+    }
+    Ok(())
+}
+
 fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
     chrono_tz::Tz::from_str(timezone).map(|_| ()).map_err(|_| {
         ApiError::Unprocessable(format!(
@@ -150,9 +157,7 @@ pub(super) async fn create_venue(
     input: Result<Json<VenueInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let input = body(input)?;
-    if input.name.trim().is_empty() {
-        return Err(ApiError::Unprocessable("name must not be empty".into()));
-    }
+    valid_name(&input.name)?;
     valid_timezone(&input.timezone)?;
     for location in &input.locations {
         if !state.partner_names.contains(&location.partner) {
@@ -236,13 +241,7 @@ pub(super) async fn update_venue(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
-    if input
-        .name
-        .as_deref()
-        .is_some_and(|name| name.trim().is_empty())
-    {
-        return Err(ApiError::Unprocessable("name must not be empty".into()));
-    }
+    input.name.as_deref().map(valid_name).transpose()?;
     if let Some(timezone) = &input.timezone {
         valid_timezone(timezone)?;
     }

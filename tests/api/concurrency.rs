@@ -15,7 +15,6 @@ use crate::helpers::{
 use crate::process::Node;
 use crate::workload::{deliver, seed, state, workload};
 
-const SPLIT_LOCATION: &str = "1340570962231298";
 const SALE: &str = "2190678134095876";
 
 /// Versions 1 (OPEN), 2 (UPDATE, one more line), 3 (CLOSE, paid) of the seed's split check.
@@ -77,15 +76,7 @@ async fn until_acknowledged(app: &TestApp, path: &str, body: Vec<u8>) -> Tries {
 
 async fn the_same_sale_from_many_connections_is_applied_once_at_its_newest(db: Db) {
     let app = spawn(db).await;
-    let venue = app
-        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
-        .await;
-    let booking = app
-        .booking(
-            venue,
-            json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"] }),
-        )
-        .await;
+    let (_, booking) = app.split_venue_with_booking().await;
     let versions = versions();
     for route in [
         "/Sales/partners/lightspeed/events/order.updated",

@@ -4,10 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, fixture, json_of, spawn};
+use crate::helpers::{Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn, split_venue_booking};
 
 const R224_LOCATION: &str = "41910290874370";
-const SPLIT_LOCATION: &str = "1340570962231298";
 const LEGACY_LOCATION: &str = "40570261078018";
 const SAMPLE_LOCATION: &str = "9765040300495493";
 const SPLIT_ORIGINAL: &str = "2190678134095876";
@@ -20,10 +19,6 @@ async fn post_ok(app: &TestApp, body: &Value) -> Value {
 
 fn fixture_json(name: &str) -> Value {
     serde_json::from_slice(&fixture(name)).expect("fixture is JSON")
-}
-
-fn split_venue_booking() -> Value {
-    json!({ "start": "2025-12-29T11:45:00Z", "duration_minutes": 90, "covers": 2, "tables": ["10"] })
 }
 
 async fn a_sale_that_arrived_before_its_booking_finds_it(db: Db) {

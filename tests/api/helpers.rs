@@ -392,3 +392,21 @@ pub fn setting(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The venue of the split-check seed payloads (`open_split_check_original.json` and its splits).
+pub const SPLIT_LOCATION: &str = "1340570962231298";
+
+/// The lunch booking at table 10 that the split-check seed payloads belong to by table and time.
+pub fn split_venue_booking() -> Value {
+    json!({ "start": "2025-12-29T11:45:00Z", "duration_minutes": 90, "covers": 2, "tables": ["10"] })
+}
+
+impl TestApp {
+    /// A venue owning [`SPLIT_LOCATION`] with [`split_venue_booking`]: (venue id, booking id).
+    pub async fn split_venue_with_booking(&self) -> (i64, i64) {
+        let venue = self
+            .venue_with_location("lightspeed", SPLIT_LOCATION, true)
+            .await;
+        (venue, self.booking(venue, split_venue_booking()).await)
+    }
+}

@@ -3,10 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, fixture, json_of, spawn};
+use crate::helpers::{Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn};
 
 const R224_LOCATION: &str = "41910290874370";
-const SPLIT_LOCATION: &str = "1340570962231298";
 const DEPOSIT_LOCATION: &str = "40570261078018";
 const CAD_LOCATION: &str = "141948669132802";
 const R224_SALE: &str = "1560383093473282";

@@ -6,8 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_TOKEN, Db, spawn};
 
-const SPLIT_LOCATION: &str = "1340570962231298";
-
 async fn every_documented_operation_exists_and_answers_json(db: Db) {
     let app = spawn(db).await;
     let document: Value = app
@@ -26,15 +24,7 @@ async fn every_documented_operation_exists_and_answers_json(db: Db) {
         "{document}"
     );
     assert!(document["components"]["securitySchemes"]["admin"].is_object());
-    let venue = app
-        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
-        .await;
-    let booking = app
-        .booking(
-            venue,
-            json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"] }),
-        )
-        .await;
+    let (venue, booking) = app.split_venue_with_booking().await;
     let event = app.deliver_ok("open_split_check_original.json").await["event_id"].clone();
     let sale = app.sales_with_external_id("2190678134095876").await[0]["id"].clone();
     let paths = document["paths"].as_object().expect("paths");

@@ -3,9 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, fixture, spawn};
-
-const SPLIT_LOCATION: &str = "1340570962231298";
+use crate::helpers::{Db, SPLIT_LOCATION, fixture, spawn};
 
 async fn an_unmatched_sale_comes_with_ranked_explained_suggestions(db: Db) {
     let app = spawn(db).await;
@@ -133,14 +131,7 @@ fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
 
 async fn metrics_count_events_matches_latency_and_unmatched_sales(db: Db) {
     let app = spawn(db).await;
-    let venue = app
-        .venue_with_location("lightspeed", SPLIT_LOCATION, true)
-        .await;
-    app.booking(
-        venue,
-        json!({ "start": "2025-12-29T11:45:00Z", "covers": 2, "tables": ["10"] }),
-    )
-    .await;
+    app.split_venue_with_booking().await;
     let answer = app.deliver_ok("open_split_check_original.json").await;
     assert!(
         answer["detail"]

@@ -12,9 +12,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Db, TestApp, fixture, spawn};
-
-const SPLIT_LOCATION: &str = "1340570962231298";
+use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, fixture, spawn};
 
 /// A chromedriver on a free port, stopped when dropped.
 struct Driver {
