@@ -847,7 +847,9 @@ async fn matching_phase(template: &Template, summary: &mut Summary) {
                     query: None,
                     headers,
                     body: scratch.clone().into_bytes().into(),
+                    body_bytes: None,
                     received_at: chrono::Utc::now(),
+                    client: None,
                 }
             })
             .collect();

@@ -22,6 +22,7 @@ pub struct App {
     gateway: Arc<Gateway>,
     fetch: fetcher::Cadence,
     retention: Option<std::time::Duration>,
+    connections: crate::config::ConnectionLimits,
 }
 
 /// Why the service could not start.
@@ -45,11 +46,18 @@ impl App {
             }
         }
         crate::telemetry::metrics();
-        let store = store::open(&config.database_url).await?;
+        let options = store::OpenOptions {
+            connect_for: config.database_connect_timeout,
+            exclusive: true,
+        };
+        let store = store::open_with(&config.database_url, options).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let fetch = config.fetch;
         let admin_token = Arc::new(config.admin_token.clone());
         let max_body_bytes = config.max_body_bytes;
+        let connections = config.connections;
+        let client_ip_header = config.client_ip_header.clone();
+        let readiness_timeout = config.readiness_timeout;
         let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
         let retention = config.retention;
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
@@ -60,6 +68,9 @@ impl App {
             max_body_bytes,
             partner_names,
             gateway: Arc::clone(&gateway),
+            connections,
+            client_ip_header,
+            readiness_timeout,
         };
         Ok(App {
             listener,
@@ -68,6 +79,7 @@ impl App {
             gateway,
             fetch,
             retention,
+            connections,
         })
     }
 
@@ -84,10 +96,13 @@ impl App {
     }
 
     /// Serves (and runs the fetcher) until `shutdown` completes, then finishes in-flight
-    /// requests, stops the fetcher and closes the store.
+    /// requests (for at most the configured `shutdown_timeout_ms`), stops the fetcher and
+    /// closes the store, within a bounded time even when the database is unreachable.
     ///
     /// # Errors
-    /// When the server fails.
+    /// When the server fails, or when the store died under it (the SQLite writer thread
+    /// stopped): the service then stops at once, so the process exits non-zero and a
+    /// supervisor restarts it, rather than answer every write with a 500.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -101,15 +116,37 @@ impl App {
             ))
         });
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (died_tx, died_rx) = tokio::sync::oneshot::channel::<String>();
+        let store = self.store.clone();
+        let stopping = async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = store.died() => {
+                    let _ = died_tx.send(reason);
+                }
+            }
+        };
+        let served =
+            crate::http::serve::serve(self.listener, self.router, self.connections, stopping).await;
         let _ = stop.send(true);
-        let _ = fetcher.await;
-        if let Some(purger) = purger {
-            let _ = purger.await;
+        let cleanup = async {
+            let _ = fetcher.await;
+            if let Some(purger) = purger {
+                let _ = purger.await;
+            }
+            self.store.close().await;
+        };
+        if tokio::time::timeout(self.connections.shutdown_timeout, cleanup)
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work or the store did not stop in time; exiting anyway");
         }
-        self.store.close().await;
+        if let Ok(reason) = died_rx.await {
+            return Err(std::io::Error::other(format!(
+                "the store can no longer write ({reason}); exiting so a supervisor restarts the service"
+            )));
+        }
         served
     }
 }

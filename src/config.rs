@@ -20,11 +20,23 @@ use crate::partners::auth::{
     AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, DEFAULT_TOLERANCE_SECONDS,
     KeyLocation, SignedPart,
 };
-use crate::store::Backend;
 
 /// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 25] = [
     "replay_window_seconds",
+    "refused_rate_limit_per_second",
+    "refused_rate_limit_burst",
+    "client_refused_rate_limit_per_second",
+    "client_refused_rate_limit_burst",
+    "refused_body_bytes_per_hour",
+    "client_ip_header",
+    "header_read_timeout_ms",
+    "body_read_timeout_ms",
+    "body_min_bytes_per_second",
+    "max_connections",
+    "shutdown_timeout_ms",
+    "database_connect_timeout_ms",
+    "readiness_timeout_ms",
     "retention_days",
     "fetch_interval_ms",
     "fetch_retry_base_ms",
@@ -53,14 +65,82 @@ pub struct Config {
     pub sale_lock_wait: Duration,
     pub log_format: LogFormat,
     /// How often pending fetches are looked for, and the first retry delay (doubling).
-    pub fetch: crate::fetcher::Cadence,
+    pub fetch: Cadence,
     /// For partners whose scheme carries no timestamp: a delivery identical to one accepted
     /// this recently is recorded as a duplicate and not processed again. Zero: off.
     pub replay_window: Duration,
     /// Raw payloads and guests' personal data older than this are purged (sales figures
     /// stay); `None` keeps everything.
     pub retention: Option<Duration>,
+    /// Limits on deliveries without valid credentials (see `gateway::abuse`).
+    pub refusals: RefusalLimits,
+    /// Where the client's address comes from: the connection's peer, or (behind a proxy
+    /// that sets it) the last address of this header.
+    pub client_ip_header: Option<HeaderName>,
+    /// Deadlines and limits on connections.
+    pub connections: ConnectionLimits,
+    /// PostgreSQL: how long start-up keeps trying while the server is unreachable.
+    pub database_connect_timeout: Duration,
+    /// How long `/readyz` waits for its probe write to commit.
+    pub readiness_timeout: Duration,
     pub partners: Vec<PartnerConfig>,
+}
+
+/// The limits on deliveries without valid credentials (unknown partner names, missing or
+/// wrong credentials), which never spend a partner's own rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalLimits {
+    /// Refused deliveries per partner name (every unknown name together counts as one).
+    pub per_partner: RateLimit,
+    /// Refused deliveries per client address.
+    pub per_client: RateLimit,
+    /// Body bytes of refused deliveries stored per partner name and hour (each keeps at most
+    /// its first 4 KiB); 0 stores none.
+    pub body_bytes_per_hour: u32,
+}
+
+/// Deadlines and limits on the HTTP connections partners and operators open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time allowed for a request's headers. hyper starts it when a connection opens and
+    /// again when a kept-alive connection goes idle after a response, so it is also the
+    /// idle keep-alive timeout.
+    pub header_read_timeout: Duration,
+    /// The longest pause while a body arrives, and the grace before the minimum rate counts.
+    pub body_read_timeout: Duration,
+    /// A body must arrive at least this fast on average (after the grace), bytes per second.
+    pub body_min_bytes_per_second: u32,
+    /// Connections served at once; beyond it new ones wait in the listen queue.
+    pub max_connections: usize,
+    /// After SIGTERM, how long requests in progress may finish before they are cut.
+    pub shutdown_timeout: Duration,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a `database_url` names.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// How often the worker looks for due fetches, and the first retry delay.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    pub interval: Duration,
+    pub retry_base: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -131,8 +211,89 @@ struct RawConfig {
     replay_window_seconds: u64,
     #[serde(default)]
     retention_days: u64,
+    #[serde(default = "default_refused_per_second")]
+    refused_rate_limit_per_second: u32,
+    #[serde(default = "default_refused_burst")]
+    refused_rate_limit_burst: u32,
+    #[serde(default = "default_client_refused_per_second")]
+    client_refused_rate_limit_per_second: u32,
+    #[serde(default = "default_client_refused_burst")]
+    client_refused_rate_limit_burst: u32,
+    #[serde(default = "default_refused_body_bytes_per_hour")]
+    refused_body_bytes_per_hour: u32,
+    client_ip_header: Option<String>,
+    #[serde(default = "default_header_read_timeout_ms")]
+    header_read_timeout_ms: u64,
+    #[serde(default = "default_body_read_timeout_ms")]
+    body_read_timeout_ms: u64,
+    #[serde(default = "default_body_min_bytes_per_second")]
+    body_min_bytes_per_second: u32,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    #[serde(default = "default_shutdown_timeout_ms")]
+    shutdown_timeout_ms: u64,
+    #[serde(default = "default_database_connect_timeout_ms")]
+    database_connect_timeout_ms: u64,
+    #[serde(default = "default_readiness_timeout_ms")]
+    readiness_timeout_ms: u64,
     #[serde(default)]
     partners: Vec<RawPartner>,
+}
+
+fn default_refused_per_second() -> u32 {
+    20
+}
+fn default_refused_burst() -> u32 {
+    100
+}
+fn default_client_refused_per_second() -> u32 {
+    10
+}
+fn default_client_refused_burst() -> u32 {
+    100
+}
+fn default_refused_body_bytes_per_hour() -> u32 {
+    1024 * 1024
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_body_min_bytes_per_second() -> u32 {
+    4096
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_shutdown_timeout_ms() -> u64 {
+    10_000
+}
+fn default_database_connect_timeout_ms() -> u64 {
+    30_000
+}
+fn default_readiness_timeout_ms() -> u64 {
+    2_000
+}
+
+/// A rate from a per-second count and a burst, both positive.
+fn rate(what: &str, per_second: u32, burst: u32) -> Result<RateLimit, ConfigError> {
+    let positive = |n: u32, key: &str| {
+        std::num::NonZeroU32::new(n).ok_or_else(|| invalid(format!("{what}{key} must be positive")))
+    };
+    Ok(RateLimit {
+        per_second: positive(per_second, "_per_second")?,
+        burst: positive(burst, "_burst")?,
+    })
+}
+
+/// A positive number of milliseconds.
+fn millis(key: &str, ms: u64) -> Result<Duration, ConfigError> {
+    if ms == 0 {
+        return Err(invalid(format!("{key} must be positive")));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 fn default_replay_window_seconds() -> u64 {
@@ -298,13 +459,46 @@ impl RawConfig {
             max_body_bytes: self.max_body_bytes,
             sale_lock_wait: Duration::from_millis(self.sale_lock_wait_ms),
             log_format: self.log_format,
-            fetch: crate::fetcher::Cadence {
+            fetch: Cadence {
                 interval: Duration::from_millis(self.fetch_interval_ms.max(10)),
                 retry_base: Duration::from_millis(self.fetch_retry_base_ms.max(10)),
             },
             replay_window: Duration::from_secs(self.replay_window_seconds),
             retention: (self.retention_days > 0)
                 .then(|| Duration::from_secs(self.retention_days.saturating_mul(86_400))),
+            refusals: RefusalLimits {
+                per_partner: rate(
+                    "refused_rate_limit",
+                    self.refused_rate_limit_per_second,
+                    self.refused_rate_limit_burst,
+                )?,
+                per_client: rate(
+                    "client_refused_rate_limit",
+                    self.client_refused_rate_limit_per_second,
+                    self.client_refused_rate_limit_burst,
+                )?,
+                body_bytes_per_hour: self.refused_body_bytes_per_hour,
+            },
+            client_ip_header: self
+                .client_ip_header
+                .as_deref()
+                .map(header_name)
+                .transpose()?,
+            connections: ConnectionLimits {
+                header_read_timeout: millis("header_read_timeout_ms", self.header_read_timeout_ms)?,
+                body_read_timeout: millis("body_read_timeout_ms", self.body_read_timeout_ms)?,
+                body_min_bytes_per_second: match self.body_min_bytes_per_second {
+                    0 => return Err(invalid("body_min_bytes_per_second must be positive")),
+                    rate => rate,
+                },
+                max_connections: match self.max_connections {
+                    0 => return Err(invalid("max_connections must be positive")),
+                    n => n,
+                },
+                shutdown_timeout: millis("shutdown_timeout_ms", self.shutdown_timeout_ms)?,
+            },
+            database_connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
+            readiness_timeout: millis("readiness_timeout_ms", self.readiness_timeout_ms)?,
             partners,
         })
     }

@@ -33,12 +33,7 @@ const CLAIM_LEASE: Duration = Duration::from_secs(120);
 /// Due events handled per round.
 const BATCH: i64 = 50;
 
-/// How often the worker looks for due fetches, and the first retry delay.
-#[derive(Debug, Clone, Copy)]
-pub struct Cadence {
-    pub interval: Duration,
-    pub retry_base: Duration,
-}
+pub use crate::config::Cadence;
 
 /// Runs until `stop` turns true.
 pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Receiver<bool>) {

@@ -48,6 +48,13 @@ enum Command {
         #[arg(long)]
         to: Option<DateTime<Utc>>,
     },
+    /// Writes a consistent copy of the SQLite database to a new file, while the service runs.
+    Backup {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        /// The file to write (must not exist).
+        target: PathBuf,
+    },
     /// Works with partner handlers.
     Handler {
         #[command(subcommand)]
@@ -74,6 +81,9 @@ enum HandlerCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Test builds only (`--features failpoints`): fail points configured by FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
         Command::Replay {
@@ -103,13 +113,37 @@ async fn main() -> anyhow::Result<()> {
                     file,
                 },
         } => test_handler(config, &partner, &event_type, file),
+        Command::Backup { config, target } => backup(config, &target),
+    }
+}
+
+fn backup(path: PathBuf, target: &std::path::Path) -> anyhow::Result<()> {
+    let config =
+        Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
+    match diarysync::config::Backend::of_url(&config.database_url) {
+        Some(diarysync::config::Backend::Sqlite) => {
+            diarysync::store::sqlite::backup(&config.database_url, target)
+                .with_context(|| format!("backing up to {}", target.display()))?;
+            println!("backed up to {}", target.display());
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "diarysync backup copies a SQLite database; back up PostgreSQL with pg_dump or \
+             its continuous archiving"
+        ),
     }
 }
 
 async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
     let config =
         Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
-    let store = diarysync::store::open(&config.database_url)
+    let options = diarysync::store::OpenOptions {
+        connect_for: config.database_connect_timeout,
+        // A replay writes: on SQLite, never beside a running service's writer (use
+        // POST /api/v1/events/replay there).
+        exclusive: true,
+    };
+    let store = diarysync::store::open_with(&config.database_url, options)
         .await
         .context("opening the store")?;
     let gateway = Gateway::new(config, Arc::new(store));

@@ -171,3 +171,102 @@ pub enum Mapped {
     /// Store the event and do nothing, for `reason` (`detail` is for the operator).
     Ignore { reason: Reason, detail: String },
 }
+
+/// The longest booking a partner may report: a year and a bit covers any rental or tour;
+/// anything longer is a mistake, and would widen every table-and-time look-up of its venue.
+pub const MAX_BOOKING_DAYS: i64 = 400;
+
+/// The most covers a sale or booking may have, as the admin API allows.
+pub const MAX_COVERS: i64 = 10_000;
+
+/// A command a handler built from a payload that cannot be applied as it is: a time outside
+/// [`super::time::RANGE`], a booking that ends before it starts, covers beyond
+/// [`MAX_COVERS`]. The delivery is answered as an invalid payload, never applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidCommand(pub String);
+
+impl From<super::time::OutOfRange> for InvalidCommand {
+    fn from(error: super::time::OutOfRange) -> Self {
+        InvalidCommand(error.to_string())
+    }
+}
+
+fn check_covers(covers: Option<i64>, what: &str) -> Result<(), InvalidCommand> {
+    match covers {
+        Some(c) if !(-MAX_COVERS..=MAX_COVERS).contains(&c) => Err(InvalidCommand(format!(
+            "{what} covers {c} is beyond {MAX_COVERS}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Command {
+    /// Checks what every rule downstream relies on, whichever handler (built-in or script)
+    /// built the command: every instant inside [`super::time::RANGE`], bookings that end
+    /// after they start and last at most [`MAX_BOOKING_DAYS`], covers within bounds.
+    ///
+    /// # Errors
+    /// [`InvalidCommand`] saying which field is wrong.
+    pub fn check(&self) -> Result<(), InvalidCommand> {
+        use super::time::bounded;
+        match self {
+            Command::UpsertSale(sale) => {
+                let id = &sale.external_id;
+                bounded(sale.opened_at, &format!("sale {id} opened at"))?;
+                if let Some(closed) = sale.closed_at {
+                    bounded(closed, &format!("sale {id} closed at"))?;
+                }
+                for payment in &sale.payments {
+                    if let Some(paid) = payment.paid_at {
+                        bounded(paid, &format!("sale {id} payment at"))?;
+                    }
+                }
+                check_covers(sale.covers, &format!("sale {id}"))
+            }
+            Command::UpsertBooking(booking) => {
+                let key = &booking.external_key;
+                bounded(booking.start, &format!("booking {key} start"))?;
+                bounded(booking.end, &format!("booking {key} end"))?;
+                if booking.end < booking.start {
+                    return Err(InvalidCommand(format!(
+                        "booking {key} ends ({}) before it starts ({})",
+                        booking.end.to_rfc3339(),
+                        booking.start.to_rfc3339()
+                    )));
+                }
+                if booking.end - booking.start > chrono::Duration::days(MAX_BOOKING_DAYS) {
+                    return Err(InvalidCommand(format!(
+                        "booking {key} lasts more than {MAX_BOOKING_DAYS} days"
+                    )));
+                }
+                check_covers(booking.covers, &format!("booking {key}"))
+            }
+            Command::RecordPayment(payment) => match payment.at {
+                Some(at) => bounded(at, &format!("payment {} at", payment.transaction_id))
+                    .map(drop)
+                    .map_err(Into::into),
+                None => Ok(()),
+            },
+            Command::UpdateBooking(update) => {
+                check_covers(update.covers, &format!("booking {}", update.reference))
+            }
+            Command::SetIntegration { .. } | Command::UpsertGuest(_) => Ok(()),
+        }
+    }
+}
+
+impl Mapped {
+    /// Checks every command ([`Command::check`]).
+    ///
+    /// # Errors
+    /// The first [`InvalidCommand`] found.
+    pub fn check(&self) -> Result<(), InvalidCommand> {
+        let mut commands: Box<dyn Iterator<Item = &Command>> = match self {
+            Mapped::Apply { commands, .. } => Box::new(commands.iter()),
+            Mapped::Batch(groups) => Box::new(groups.iter().flat_map(|(_, c)| c.iter())),
+            _ => return Ok(()),
+        };
+        commands.try_for_each(Command::check)
+    }
+}

@@ -72,6 +72,8 @@ pub enum Reason {
     ScriptError,
     FetchFailed,
     StoreError,
+    /// Our own bug, caught: the write was rolled back and the event kept as `failed`.
+    InternalError,
 }
 
 impl Reason {
@@ -98,6 +100,7 @@ impl Reason {
             Self::ScriptError => "script_error",
             Self::FetchFailed => "fetch_failed",
             Self::StoreError => "store_error",
+            Self::InternalError => "internal_error",
         }
     }
 }

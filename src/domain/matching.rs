@@ -134,7 +134,10 @@ pub fn widened_window(
     end: DateTime<Utc>,
     tolerances: Tolerances,
 ) -> (DateTime<Utc>, DateTime<Utc>) {
-    (start - tolerances.before_start, end + tolerances.after_end)
+    (
+        super::time::minus(start, tolerances.before_start),
+        super::time::plus(end, tolerances.after_end),
+    )
 }
 
 fn by_table_and_time(input: MatchInput<'_>) -> MatchDecision {

@@ -13,10 +13,13 @@ pub mod matching;
 pub mod sale;
 pub mod spend;
 pub mod table;
+pub mod time;
 pub mod venue;
 
 pub use booking::{BookingStatus, Customer, Mover};
-pub use command::{BookingSnapshot, BookingUpdate, Command, FetchRequest, Mapped, PlatformPayment};
+pub use command::{
+    BookingSnapshot, BookingUpdate, Command, FetchRequest, InvalidCommand, Mapped, PlatformPayment,
+};
 pub use event::{Outcome, Reason};
 pub use matching::{MatchDecision, MatchRule, MatchedBooking};
 pub use sale::{SaleFacts, SaleKind, SaleLine, SalePayment, SaleSnapshot, SaleState, SaleTotals};

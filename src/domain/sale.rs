@@ -189,8 +189,8 @@ pub(crate) fn wall_clock_instant(zone: chrono_tz::Tz, t: DateTime<Utc>) -> DateT
     zone.from_local_datetime(&local)
         .earliest()
         .or_else(|| {
-            zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
-                .earliest()
+            let later = local.checked_add_signed(chrono::Duration::hours(1))?;
+            zone.from_local_datetime(&later).earliest()
         })
         .map_or(t, |l| l.with_timezone(&Utc))
 }

@@ -104,6 +104,18 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
 }
 
+/// A time from a request body, inside the range diarysync works in (`domain::time`).
+fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> {
+    crate::domain::time::bounded(t, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+/// A time filter from a query string, inside the same range; a query's mistakes are 400s.
+fn valid_filter(t: Option<DateTime<Utc>>, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    t.map(|t| crate::domain::time::bounded(t, field))
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
 /// An `{id}` path segment, or why it is not one.
 type IdPath = Result<Path<i64>, PathRejection>;
 
@@ -245,14 +257,13 @@ pub(super) async fn update_venue(
     if let Some(timezone) = &input.timezone {
         valid_timezone(timezone)?;
     }
-    if let Some(t) = &input.tolerances {
-        if !(0..=24 * 60).contains(&t.before_start_minutes)
-            || !(0..=24 * 60).contains(&t.after_end_minutes)
-        {
-            return Err(ApiError::Unprocessable(
-                "tolerances must be between 0 and 1440 minutes".into(),
-            ));
-        }
+    if let Some(t) = &input.tolerances
+        && (!(0..=24 * 60).contains(&t.before_start_minutes)
+            || !(0..=24 * 60).contains(&t.after_end_minutes))
+    {
+        return Err(ApiError::Unprocessable(
+            "tolerances must be between 0 and 1440 minutes".into(),
+        ));
     }
     let changes = VenueChanges {
         name: input.name,
@@ -278,7 +289,7 @@ pub(super) struct DiaryQuery {
     date: chrono::NaiveDate,
 }
 
-#[utoipa::path(get, path = "/api/v1/venues/{id}/diary", tag = "diary", params(("id" = i64, Path, description = "Venue id"), DiaryQuery), responses((status = 200, description = "The bookings of that local day with their sales, spend and the day's totals", body = DiaryView), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
+#[utoipa::path(get, path = "/api/v1/venues/{id}/diary", tag = "diary", params(("id" = i64, Path, description = "Venue id"), DiaryQuery), responses((status = 200, description = "The bookings of that local day with their sales, spend and the day's totals", body = DiaryView), (status = 400, description = "A date outside 1970 to 2199", body = ErrorBody), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn diary(
     State(state): State<AppState>,
     path: IdPath,
@@ -286,6 +297,9 @@ pub(super) async fn diary(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let params = query(params)?;
+    let midnight = params.date.and_time(chrono::NaiveTime::MIN);
+    crate::domain::time::bounded_naive(midnight, "date")
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Json(state.gateway.store().diary(id, params.date).await?))
 }
 
@@ -386,6 +400,7 @@ pub(super) async fn create_booking(
         ));
     }
     valid_covers(input.covers)?;
+    valid_time(input.start, "start")?;
     let status = match input.status.as_deref() {
         None => BookingStatus::Confirmed,
         Some(status) => status
@@ -456,6 +471,7 @@ pub(super) async fn update_booking(
         ));
     }
     input.covers.map(valid_covers).transpose()?;
+    input.start.map(|t| valid_time(t, "start")).transpose()?;
     let changes = BookingChanges {
         reference: input.reference.filter(|r| !r.trim().is_empty()),
         start: input.start,
@@ -587,7 +603,7 @@ pub(super) async fn purge(
 ) -> Result<impl IntoResponse, ApiError> {
     let input = body(input)?;
     let before = match (input.before, state.retention) {
-        (Some(before), _) => before,
+        (Some(before), _) => valid_time(before, "before")?,
         (None, Some(retention)) => match crate::retention::cutoff(retention) {
             Some(before) => before,
             None => return Ok(Json(PurgeSummary::default())),
@@ -646,20 +662,20 @@ pub(super) async fn events(
     params: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let params = query(params)?;
-    if let Some(outcome) = &params.outcome {
-        if crate::domain::Outcome::parse(outcome).is_none() {
-            return Err(ApiError::BadRequest(format!(
-                "outcome {outcome:?} is not one of processed, ignored, rejected, failed, pending"
-            )));
-        }
+    if let Some(outcome) = &params.outcome
+        && crate::domain::Outcome::parse(outcome).is_none()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "outcome {outcome:?} is not one of processed, ignored, rejected, failed, pending"
+        )));
     }
     let filter = EventFilter {
         partner: params.partner,
         outcome: params.outcome,
         reason: params.reason,
         before_id: params.before,
-        from: params.from,
-        to: params.to,
+        from: valid_filter(params.from, "from")?,
+        to: valid_filter(params.to, "to")?,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
     };
     Ok(Json(state.gateway.store().events(&filter).await?))
@@ -692,20 +708,20 @@ pub(super) async fn replay(
     input: Result<Json<ReplayInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = body(input)?;
-    if let Some(outcome) = &input.outcome {
-        if crate::domain::Outcome::parse(outcome).is_none() {
-            return Err(ApiError::Unprocessable(format!(
-                "outcome {outcome:?} is not an outcome"
-            )));
-        }
+    if let Some(outcome) = &input.outcome
+        && crate::domain::Outcome::parse(outcome).is_none()
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "outcome {outcome:?} is not an outcome"
+        )));
     }
     let filter = ReplayFilter {
         event_id: None,
         partner: input.partner,
         outcome: input.outcome,
         reason: input.reason,
-        from: input.from,
-        to: input.to,
+        from: input.from.map(|t| valid_time(t, "from")).transpose()?,
+        to: input.to.map(|t| valid_time(t, "to")).transpose()?,
     };
     Ok(Json(state.gateway.replay(&filter, || {}).await?))
 }

@@ -5,6 +5,7 @@ pub mod openapi;
 mod pages;
 mod partners;
 mod pretty;
+pub mod serve;
 pub mod session;
 
 use std::sync::Arc;
@@ -29,6 +30,12 @@ pub struct AppState {
     pub sessions: Arc<session::Sessions>,
     pub max_body_bytes: usize,
     pub partner_names: Arc<Vec<String>>,
+    /// Deadlines on connections and bodies.
+    pub connections: crate::config::ConnectionLimits,
+    /// Where the client's address comes from behind a proxy (`client_ip_header`).
+    pub client_ip_header: Option<http::HeaderName>,
+    /// How long `/readyz` waits for its probe write.
+    pub readiness_timeout: std::time::Duration,
 }
 
 /// The whole service's router.
@@ -93,12 +100,17 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
         .into_response()
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match state.gateway.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready"),
+/// 200 only when a write can commit now (see `Store::ready`): a load balancer or
+/// supervisor must never send deliveries to a node that would answer them 500.
+async fn ready(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.gateway.store().ready(state.readiness_timeout).await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
         Err(error) => {
-            tracing::warn!(error = %error, "store not reachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable")
+            tracing::warn!(error = %error, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {error}"),
+            )
         }
     }
 }

@@ -512,6 +512,8 @@ async fn diary(
     };
     let zone = zone_of(venue);
     let date = date.unwrap_or_else(|| Utc::now().with_timezone(&zone).date_naive());
+    crate::domain::time::bounded_naive(date.and_time(chrono::NaiveTime::MIN), "date")
+        .map_err(|e| PageError::BadRequest(e.to_string()))?;
     let diary = store.diary(venue.id, date).await?;
     let (from_hour, to_hour) = service_hours(&diary.bookings, zone);
     let span = f64::from((to_hour - from_hour).max(1)) * 60.0;
@@ -918,8 +920,12 @@ impl LogFilter {
         }
         NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
             .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
-            .map(|t| Some(Utc.from_utc_datetime(&t)))
             .map_err(|_| PageError::BadRequest(format!("{value:?} is not a date and time")))
+            .and_then(|t| {
+                crate::domain::time::bounded(Utc.from_utc_datetime(&t), "time")
+                    .map(Some)
+                    .map_err(|e| PageError::BadRequest(e.to_string()))
+            })
     }
 
     fn outcome(&self) -> Result<Option<String>, PageError> {
@@ -1049,6 +1055,7 @@ struct EventView {
     booking_link: Option<String>,
     venue_id: Option<i64>,
     body_bytes: usize,
+    received_bytes: usize,
     body_sha256: String,
     headers: Vec<(String, String)>,
     payload: String,
@@ -1064,19 +1071,17 @@ async fn event(
     let detail = store.event(id).await?.ok_or(PageError::NotFound("event"))?;
     let summary = &detail.summary;
     let mut booking = None;
-    if let Some(sale_id) = summary.sale_id {
-        if let Some(sale) = store.sale(sale_id).await? {
-            if let (Some(booking_id), Some(venue)) = (
-                sale.sale.match_.booking_id,
-                store.venue(sale.sale.venue_id).await?,
-            ) {
-                if let Some(view) = store.booking(booking_id).await? {
-                    let link = diary_link(&venue, view.start)
-                        .replace("#booking", &format!("#booking-{booking_id}"));
-                    booking = Some((booking_id, link));
-                }
-            }
-        }
+    if let Some(sale_id) = summary.sale_id
+        && let Some(sale) = store.sale(sale_id).await?
+        && let (Some(booking_id), Some(venue)) = (
+            sale.sale.match_.booking_id,
+            store.venue(sale.sale.venue_id).await?,
+        )
+        && let Some(view) = store.booking(booking_id).await?
+    {
+        let link =
+            diary_link(&venue, view.start).replace("#booking", &format!("#booking-{booking_id}"));
+        booking = Some((booking_id, link));
     }
     let payload = match (&detail.body, &detail.body_base64) {
         (Some(text), _) => pretty(text),
@@ -1105,6 +1110,7 @@ async fn event(
             booking_link: booking.map(|(_, link)| link),
             venue_id: summary.venue_id,
             body_bytes: detail.body_bytes,
+            received_bytes: detail.received_bytes,
             body_sha256: detail.body_sha256.clone(),
             headers: detail.headers.clone().into_iter().collect(),
             payload,

@@ -2,9 +2,13 @@
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{OriginalUri, Path, State};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,6 +16,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::AppState;
+use crate::config::ConnectionLimits;
 use crate::domain::Reason;
 use crate::gateway::{Inbound, Receipt, Route};
 
@@ -35,10 +40,18 @@ async fn sales_event(
     path: Result<Path<(String, String)>, PathRejection>,
     method: Method,
     uri: OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    receive(state, Route::Sales, path, method, uri, headers, body).await
+    let request = Request {
+        method,
+        uri,
+        peer,
+        headers,
+        body,
+    };
+    receive(state, Route::Sales, path, request).await
 }
 
 async fn callback_event(
@@ -46,20 +59,34 @@ async fn callback_event(
     path: Result<Path<(String, String)>, PathRejection>,
     method: Method,
     uri: OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    receive(state, Route::Callback, path, method, uri, headers, body).await
+    let request = Request {
+        method,
+        uri,
+        peer,
+        headers,
+        body,
+    };
+    receive(state, Route::Callback, path, request).await
+}
+
+/// A partner's request as the route received it, body still unread.
+struct Request {
+    method: Method,
+    uri: OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
 }
 
 async fn receive(
     State(state): State<AppState>,
     route: Route,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let Ok(Path((partner, event_type))) = path else {
         return answer(
@@ -67,20 +94,36 @@ async fn receive(
             json!({ "error": "bad_path", "message": "path segments must be valid UTF-8" }),
         );
     };
+    let OriginalUri(uri) = request.uri;
+    let client = super::serve::client_address(
+        request.peer.map(|Extension(ConnectInfo(peer))| peer),
+        &request.headers,
+        state.client_ip_header.as_ref(),
+    );
     let mut inbound = Inbound {
         route,
         partner,
         event_type,
-        method: method.to_string(),
+        method: request.method.to_string(),
         path: uri.path().to_owned(),
         query: uri.query().map(str::to_owned),
-        headers,
+        headers: request.headers,
         body: Bytes::new(),
+        body_bytes: None,
         received_at: Utc::now(),
+        client,
     };
-    match body {
+    match read_body(
+        request.body,
+        &inbound.headers,
+        state.max_body_bytes,
+        state.connections,
+    )
+    .await
+    {
         Ok(body) => inbound.body = body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(Unread::TooLarge { declared }) => {
+            inbound.body_bytes = declared;
             let event_id = state
                 .gateway
                 .refuse_oversized(inbound, state.max_body_bytes)
@@ -90,14 +133,79 @@ async fn receive(
                 json!({ "error": Reason::BodyTooLarge.as_str(), "event_id": event_id, "limit_bytes": state.max_body_bytes }),
             );
         }
-        Err(rejection) => {
+        Err(Unread::TooSlow) => {
             return answer(
-                rejection.status(),
-                json!({ "error": "unreadable_body", "message": rejection.body_text() }),
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "error": "body_timeout", "message": "the body did not arrive in time" }),
+            );
+        }
+        Err(Unread::Broken(message)) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "unreadable_body", "message": message }),
             );
         }
     }
     respond(state.gateway.receive(inbound).await)
+}
+
+/// Why a body was not read.
+enum Unread {
+    /// Over the limit (by its `Content-Length`, when it declared one): refused whole.
+    TooLarge { declared: Option<usize> },
+    /// It arrived slower than the minimum rate allows, or paused too long.
+    TooSlow,
+    /// The connection broke or the framing was wrong.
+    Broken(String),
+}
+
+/// Reads a body of at most `limit` bytes, arriving at the minimum average rate after a
+/// grace (`connections.body_read_timeout` plus the expected length at
+/// `body_min_bytes_per_second`); each pause is bounded by the serve loop's body timeout.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    connections: ConnectionLimits,
+) -> Result<Bytes, Unread> {
+    use http_body_util::BodyExt as _;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Unread::TooLarge { declared });
+    }
+    let expected = declared.unwrap_or(limit);
+    let at_min_rate =
+        Duration::from_secs_f64(expected as f64 / f64::from(connections.body_min_bytes_per_second));
+    let deadline = connections.body_read_timeout.saturating_add(at_min_rate);
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(Unread::TooSlow),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(Unread::TooLarge { declared })
+            } else if is_timeout(error.as_ref()) {
+                Err(Unread::TooSlow)
+            } else {
+                Err(Unread::Broken(error.to_string()))
+            }
+        }
+    }
+}
+
+/// Whether a body error is (or wraps) a body timeout.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {

@@ -18,6 +18,7 @@ use rhai::Dynamic;
 
 use super::tree::{self, at, decimal_of, items, text_at};
 use super::{Delivery, PartnerHandler};
+use crate::domain::time;
 use crate::domain::{
     BookingSnapshot, BookingStatus, Command, Customer, Mapped, PlatformPayment, Reason,
 };
@@ -101,10 +102,10 @@ impl PartnerHandler for Checkfront {
 
 fn epoch_seconds(node: &Dynamic, field: &str) -> Result<DateTime<Utc>, String> {
     let text = text_at(node, &[field]).ok_or_else(|| format!("booking has no {field}"))?;
-    text.parse::<i64>()
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, 0))
-        .ok_or_else(|| format!("{field} {text:?} is not epoch seconds"))
+    let seconds = text
+        .parse::<i64>()
+        .map_err(|_| format!("{field} {text:?} is not epoch seconds"))?;
+    time::from_seconds(seconds, field).map_err(|e| e.to_string())
 }
 
 impl Checkfront {
@@ -117,9 +118,13 @@ impl Checkfront {
             .copied()
             .or_else(|| default_status(&partner_status));
         let start = epoch_seconds(booking, "start_date")?;
-        let end = epoch_seconds(booking, "end_date")
-            .unwrap_or(start)
-            .max(start);
+        // Checkfront's day bookings end where they start (or at that day's midnight, before
+        // the start time): a booking lasts at least nothing. An end that is there but is no
+        // time in range is a mistake, not a missing end.
+        let end = match text_at(booking, &["end_date"]) {
+            None => start,
+            Some(_) => epoch_seconds(booking, "end_date")?.max(start),
+        };
         // Two published layouts: `customer.name` ..., or `fields.customer_name` ...
         let customer_field = |short: &str| {
             text_at(booking, &["customer", short])
@@ -194,6 +199,6 @@ fn payment(transaction: &Dynamic) -> Result<PlatformPayment, String> {
         refund,
         at: text_at(transaction, &["date"])
             .and_then(|d| d.parse::<i64>().ok())
-            .and_then(|s| DateTime::from_timestamp(s, 0)),
+            .and_then(|s| time::from_seconds(s, "date").ok()),
     })
 }

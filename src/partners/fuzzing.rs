@@ -201,7 +201,7 @@ fn raw_line(input: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Splits an input into its optional `?query` and `@eventType` lines and the body.
-fn split(input: &[u8]) -> (Option<&str>, &str, &[u8]) {
+pub fn split(input: &[u8]) -> (Option<&str>, &str, &[u8]) {
     let (query, rest) = header_line(input, b'?');
     let (event_type, body) = header_line(rest, b'@');
     (query, event_type.unwrap_or("order.updated"), body)

@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use super::wire::{id, opt_decimal, opt_i64, opt_id, opt_id_list};
 use super::{Delivery, PartnerHandler};
 use crate::domain::sale::BookingRef;
+use crate::domain::time;
 use crate::domain::{
     BookingStatus, BookingUpdate, Command, Mapped, Reason, SaleKind, SaleLine, SalePayment,
     SaleSnapshot, SaleState, SaleTotals, TableKey,
@@ -333,8 +334,9 @@ fn pos_status(status: &str) -> Option<BookingStatus> {
     })
 }
 
+/// An epoch-milliseconds field (`openDate`, `closeDate`, ...) inside the accepted range.
 fn instant(ms: i64, field: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| format!("{field} {ms} is not a valid time"))
+    time::from_millis(ms, field).map_err(|e| e.to_string())
 }
 
 fn snapshot(

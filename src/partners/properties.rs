@@ -91,4 +91,113 @@ proptest! {
             prop_assert_eq!(format.as_str(), "json");
         }
     }
+
+    #[test]
+    fn any_epoch_number_in_a_sale_maps_to_commands_every_rule_can_take(
+        open_ms in extreme_epoch(),
+        close_ms in extreme_epoch(),
+    ) {
+        let body = format!(
+            r#"{{"notificationType":"CLOSE","businessLocationId":"42","account":{{"id":"1","openDate":{open_ms},"closeDate":{close_ms},"tableName":"T1","totalAmount":5}}}}"#
+        );
+        let (mapped, _) = crate::gateway::map_for_tests(lightspeed(), body.as_bytes());
+        prop_assert!(mapped.check().is_ok(), "{mapped:?}");
+        if let crate::domain::Mapped::Apply { .. } = mapped {
+            let in_range = |ms: i128| (0..=i128::from(crate::domain::time::LATEST_MS)).contains(&ms);
+            prop_assert!(in_range(open_ms) && in_range(close_ms), "{open_ms} {close_ms}");
+        }
+    }
+
+    #[test]
+    fn any_epoch_number_in_a_booking_maps_to_commands_every_rule_can_take(
+        start_s in extreme_epoch(),
+        end_s in extreme_epoch(),
+    ) {
+        let body = serde_json::json!({
+            "@attributes": { "host": "h.checkfront.com" },
+            "booking": { "status": "PAID", "code": "C1", "start_date": start_s.to_string(),
+                         "end_date": end_s.to_string() }
+        })
+        .to_string();
+        let (mapped, _) = crate::gateway::map_for_tests(checkfront(), body.as_bytes());
+        prop_assert!(mapped.check().is_ok(), "{mapped:?}");
+    }
+
+    #[test]
+    fn matching_decides_at_any_instant_chrono_holds_without_panicking(
+        opened in extreme_epoch(),
+        start in extreme_epoch(),
+        minutes in any::<i64>(),
+    ) {
+        use crate::domain::matching::{CandidateBooking, MatchInput, decide};
+        let instant = |ms: i128| {
+            i64::try_from(ms)
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        };
+        let table = crate::domain::TableKey::parse("T1").expect("table");
+        let booking = CandidateBooking {
+            id: 1,
+            reference: None,
+            start: instant(start),
+            end: instant(start),
+            tables: vec![table.clone()],
+            status: crate::domain::BookingStatus::Confirmed,
+        };
+        let mut sale = crate::domain::SaleFacts {
+            kind: crate::domain::SaleKind::Sale,
+            origin_external_id: None,
+            opened_at: instant(opened),
+            tables: vec![table],
+            booking_refs: Vec::new(),
+        };
+        let tolerances = crate::domain::Tolerances {
+            before_start: crate::domain::time::minutes(minutes),
+            after_end: crate::domain::time::minutes(minutes.wrapping_neg()),
+        };
+        let _ = decide(MatchInput {
+            sale: &sale,
+            by_reference: &[],
+            origin_booking: None,
+            nearby: std::slice::from_ref(&booking),
+            tolerances,
+        });
+        sale.opened_at = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+        let _ = crate::domain::matching::suggest(&sale, std::slice::from_ref(&booking), &[], 5);
+    }
+}
+
+/// Epoch numbers at every edge: chrono's limits, i64's, 1970 and 2200, beyond i64, and any.
+fn extreme_epoch() -> impl Strategy<Value = i128> {
+    prop_oneof![
+        Just(0i128),
+        Just(-1),
+        Just(i128::from(crate::domain::time::LATEST_MS)),
+        Just(i128::from(crate::domain::time::LATEST_MS) + 1),
+        Just(8_210_266_876_799_999),
+        Just(-8_334_601_228_800_000),
+        Just(i128::from(i64::MAX)),
+        Just(i128::from(i64::MIN)),
+        Just(i128::from(i64::MAX) + 1),
+        Just(i128::from(i64::MIN) * 1000),
+        any::<i64>().prop_map(i128::from),
+        (0i64..7_258_118_399_999).prop_map(i128::from),
+    ]
+}
+
+fn lightspeed() -> &'static Arc<dyn PartnerHandler> {
+    handler_named("lightspeed-kseries")
+}
+
+fn checkfront() -> &'static Arc<dyn PartnerHandler> {
+    handler_named("checkfront")
+}
+
+fn handler_named(name: &str) -> &'static Arc<dyn PartnerHandler> {
+    super::fuzzing::handlers()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, handler)| handler)
+        .unwrap_or_else(|| panic!("no handler {name}"))
 }

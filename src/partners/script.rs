@@ -108,12 +108,12 @@ impl ScriptHandler {
             .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
         let modified = metadata.modified().ok();
         let length = metadata.len();
-        if let Ok(current) = self.current.read() {
-            if let Some(current) = current.as_ref() {
-                if current.modified == modified && current.length == length {
-                    return Ok(Arc::clone(current));
-                }
-            }
+        if let Ok(current) = self.current.read()
+            && let Some(current) = current.as_ref()
+            && current.modified == modified
+            && current.length == length
+        {
+            return Ok(Arc::clone(current));
         }
         let source = std::fs::read_to_string(&self.path)
             .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
@@ -337,19 +337,24 @@ fn time(map: &Map, key: &str) -> Result<Option<Time>, String> {
             "{key} must be an RFC 3339 time, \"YYYY-MM-DD HH:MM:SS\" or epoch seconds/milliseconds"
         )
     };
+    let out_of_range = |e: crate::domain::time::OutOfRange| e.to_string();
     if let Ok(epoch) = value.as_int() {
-        let instant = if epoch.abs() >= 100_000_000_000 {
-            DateTime::from_timestamp_millis(epoch)
+        let instant = if epoch.unsigned_abs() >= 100_000_000_000 {
+            crate::domain::time::from_millis(epoch, key)
         } else {
-            DateTime::from_timestamp(epoch, 0)
+            crate::domain::time::from_seconds(epoch, key)
         };
-        return instant.map(|t| Some(Time::Instant(t))).ok_or_else(bad);
+        return instant
+            .map(|t| Some(Time::Instant(t)))
+            .map_err(out_of_range);
     }
     let text = text(map, key).ok_or_else(bad)?;
     if let Ok(instant) = DateTime::parse_from_rfc3339(&text) {
-        return Ok(Some(Time::Instant(instant.with_timezone(&Utc))));
+        return crate::domain::time::bounded(instant.with_timezone(&Utc), key)
+            .map(|t| Some(Time::Instant(t)))
+            .map_err(out_of_range);
     }
-    [
+    let wall_clock = [
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M:%S",
         "%Y-%m-%d %H:%M",
@@ -357,8 +362,10 @@ fn time(map: &Map, key: &str) -> Result<Option<Time>, String> {
     ]
     .iter()
     .find_map(|format| NaiveDateTime::parse_from_str(&text, format).ok())
-    .map(|t| Some(Time::WallClock(t)))
-    .ok_or_else(bad)
+    .ok_or_else(bad)?;
+    crate::domain::time::bounded_naive(wall_clock, key)
+        .map(|t| Some(Time::WallClock(t)))
+        .map_err(out_of_range)
 }
 
 fn command_of(value: Dynamic) -> Result<Command, String> {

@@ -190,7 +190,8 @@ fn date_time(
                 .ok()
         })
         .unwrap_or(default_time);
-    Some(date.and_time(time).and_utc())
+    let at = date.and_time(time).and_utc();
+    crate::domain::time::in_range(at).then_some(at)
 }
 
 /// A Show Booking document (or an inline notification) as a booking snapshot.

@@ -23,7 +23,7 @@ use crate::domain::sale::{BookingRef, Freshness};
 use crate::domain::{
     BookingSnapshot, BookingStatus, BookingUpdate, Command, Mapped, MatchDecision, MatchRule,
     Mover, Outcome, PlatformPayment, Reason, SaleFacts, SaleKind, SaleSnapshot, SaleState,
-    TableKey, Tolerances,
+    TableKey, Tolerances, time,
 };
 
 /// Default length of a walk-in booking created from a sale.
@@ -284,8 +284,8 @@ fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
         id: row.try_get("id")?,
         enabled,
         tolerances: Tolerances {
-            before_start: Duration::minutes(row.try_get("tolerance_before_min")?),
-            after_end: Duration::minutes(row.try_get("tolerance_after_min")?),
+            before_start: time::minutes(row.try_get("tolerance_before_min")?),
+            after_end: time::minutes(row.try_get("tolerance_after_min")?),
         },
         aliases: serde_json::from_str(&aliases).unwrap_or_default(),
         walk_ins: row.try_get::<i64>("walk_ins")? != 0,
@@ -298,7 +298,7 @@ fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
             let skus: String = row.try_get("sku_tables")?;
             serde_json::from_str(&skus).unwrap_or_default()
         },
-        longest_booking: Duration::milliseconds(row.try_get("longest_booking_ms")?),
+        longest_booking: time::millis(row.try_get("longest_booking_ms")?),
     })
 }
 
@@ -426,11 +426,23 @@ impl Link {
     }
 }
 
+/// A fail point in applying a sale, for the tests that prove a panic inside one write fails
+/// that write alone. Only sales whose id starts with [`FAIL_POINT_SALES`] reach it, so a test
+/// that configures it never disturbs another's sales (fail points are global to a process).
+pub const FAIL_APPLY_SALE: &str = "apply-upsert-sale";
+/// See [`FAIL_APPLY_SALE`].
+pub const FAIL_POINT_SALES: &str = "fail-point-";
+
 async fn upsert_sale(
     conn: &mut Conn<'_>,
     cx: &Context<'_>,
     sale: &SaleSnapshot,
 ) -> Result<Ingested, StoreError> {
+    fail::fail_point!(
+        FAIL_APPLY_SALE,
+        sale.external_id.starts_with(FAIL_POINT_SALES),
+        |_| Err(StoreError::Unsupported("fail point".to_owned()))
+    );
     let stored = stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
     if let Some(stored) = &stored {
         let skipped = match sale.supersedes(stored.version, stored.state) {
@@ -504,26 +516,21 @@ async fn create_walk_in(
     tables: &[TableKey],
 ) -> Result<Link, StoreError> {
     let start = sale.opened_at;
+    let end = time::plus(start, Duration::minutes(WALK_IN_MINUTES));
     let booking_id: i64 = db::query_scalar(
         "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'walk_in', $6, $6) RETURNING id",
     )
     .bind(cx.venue.id)
     .bind(start.timestamp_millis())
-    .bind((start + Duration::minutes(WALK_IN_MINUTES)).timestamp_millis())
+    .bind(end.timestamp_millis())
     .bind(sale.covers.unwrap_or(0).max(0))
     .bind(BookingStatus::Confirmed.as_str())
     .bind(cx.now.timestamp_millis())
     .fetch_one(conn)
     .await?;
     write_booking_tables(conn, booking_id, tables).await?;
-    note_booking_span(
-        conn,
-        cx.venue.id,
-        start,
-        start + Duration::minutes(WALK_IN_MINUTES),
-    )
-    .await?;
+    note_booking_span(conn, cx.venue.id, start, end).await?;
     let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
     Ok(Link {
         booking_id: Some(booking_id),
@@ -627,9 +634,9 @@ async fn bookings_near(
     opened: DateTime<Utc>,
     tables: &[TableKey],
 ) -> Result<Vec<CandidateBooking>, StoreError> {
-    let latest_start = (opened + venue.tolerances.before_start).timestamp_millis();
-    let earliest_end = opened - venue.tolerances.after_end;
-    let earliest_start = (earliest_end - venue.longest_booking).timestamp_millis();
+    let latest_start = time::plus(opened, venue.tolerances.before_start).timestamp_millis();
+    let earliest_end = time::minus(opened, venue.tolerances.after_end);
+    let earliest_start = time::minus(earliest_end, venue.longest_booking).timestamp_millis();
     let on_tables: Vec<String> = (0..tables.len())
         .map(|i| format!("b.tables LIKE ${} ESCAPE '\\'", i + 5))
         .collect();
@@ -674,7 +681,7 @@ pub(super) async fn note_booking_span(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let span = (end - start).num_milliseconds().max(0);
+    let span = end.signed_duration_since(start).num_milliseconds().max(0);
     db::query(
         "UPDATE venues SET longest_booking_ms = $1 WHERE id = $2 AND longest_booking_ms < $1",
     )
@@ -1195,8 +1202,8 @@ pub(super) async fn suggestions(
          ORDER BY b.start_at, b.id LIMIT 500",
     )
     .bind(venue.id)
-    .bind((opened - SUGGEST_BEFORE).timestamp_millis())
-    .bind((opened + SUGGEST_AFTER).timestamp_millis())
+    .bind(time::minus(opened, SUGGEST_BEFORE).timestamp_millis())
+    .bind(time::plus(opened, SUGGEST_AFTER).timestamp_millis())
     .fetch_all(conn)
     .await?;
     let nearby = candidates(rows.clone())?;

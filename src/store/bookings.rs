@@ -15,7 +15,9 @@ use super::db::{self, Conn, Row};
 use super::records::*;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use crate::domain::spend::SaleFigures;
-use crate::domain::{BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey};
+use crate::domain::{
+    BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey, time,
+};
 
 /// Statuses of a booking whose guests came.
 const VISITED: [BookingStatus; 3] = [
@@ -125,7 +127,7 @@ pub(super) async fn create(
     }
     let now = Utc::now();
     let guest_id = link_guest(conn, venue_id, &booking.customer, now).await?;
-    let end = booking.start + Duration::minutes(booking.duration_minutes);
+    let end = time::plus(booking.start, time::minutes(booking.duration_minutes));
     let id: i64 = db::query_scalar(
         "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
              customer_name, customer_email, customer_phone, guest_id, created_at, updated_at)
@@ -204,7 +206,7 @@ pub(super) async fn update(
         let minutes = changes
             .duration_minutes
             .unwrap_or((old_end - old_start).num_minutes());
-        let end = start + Duration::minutes(minutes);
+        let end = time::plus(start, time::minutes(minutes));
         db::query("UPDATE bookings SET start_at = $1, end_at = $2 WHERE id = $3")
             .bind(start.timestamp_millis())
             .bind(end.timestamp_millis())
@@ -550,8 +552,8 @@ fn local_day(zone: chrono_tz::Tz, date: NaiveDate) -> Option<(DateTime<Utc>, Dat
         zone.from_local_datetime(&midnight)
             .earliest()
             .or_else(|| {
-                zone.from_local_datetime(&(midnight + Duration::hours(1)))
-                    .earliest()
+                let later = midnight.checked_add_signed(Duration::hours(1))?;
+                zone.from_local_datetime(&later).earliest()
             })
             .map(|t| t.with_timezone(&Utc))
     };

@@ -414,6 +414,22 @@ fn first<T: FromValue>(row: &Row) -> Result<T, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("unexpected scalar {:?}", row.get(0))))
 }
 
+/// Rewrites the readiness heartbeat row: a write that commits only if the store can take
+/// writes now (see the readiness probes of both engines).
+///
+/// # Errors
+/// When the write fails.
+pub async fn heartbeat(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO store_heartbeat (id, at) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+    )
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Runs a future that never suspends (store work on a SQLite connection) to completion on
 /// this thread.
 ///

@@ -68,15 +68,15 @@ pub(super) async fn health(
     .await?;
     for row in &problems {
         let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
-        if let Some(record) = records.get_mut(&key) {
-            if record.problems.len() < PROBLEMS {
-                record.problems.push(HealthProblem {
-                    outcome: row.try_get("outcome")?,
-                    reason: row.try_get("reason")?,
-                    example: row.try_get("example")?,
-                    events: row.try_get("events")?,
-                });
-            }
+        if let Some(record) = records.get_mut(&key)
+            && record.problems.len() < PROBLEMS
+        {
+            record.problems.push(HealthProblem {
+                outcome: row.try_get("outcome")?,
+                reason: row.try_get("reason")?,
+                example: row.try_get("example")?,
+                events: row.try_get("events")?,
+            });
         }
     }
     let sales = db::query(

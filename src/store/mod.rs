@@ -12,6 +12,7 @@
 //! milliseconds.
 
 mod apply;
+pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};
 pub mod body;
 mod bookings;
 pub mod db;
@@ -34,25 +35,8 @@ pub use records::*;
 /// The concrete store the service runs on.
 pub type SqlStoreHandle = sql::SqlStore;
 
-/// Which database a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    /// The backend a `database_url` names.
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-}
+/// Which database a store runs on (the configuration's, where it is read from the URL).
+pub use crate::config::Backend;
 
 /// Errors from the store. Internal: logged, never shown to partners in detail.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +61,42 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Unsupported(String),
+    /// A write panicked (a bug, never the input's fault alone): it was rolled back and the
+    /// writer went on with the next one.
+    #[error("internal error: {0}")]
+    Panicked(String),
+    /// The store cannot take writes now (its writer stopped, or a probe write did not
+    /// commit in time); readiness says so.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The message a panic carried, for the log and the failed event's detail.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// Runs `work`, turning a panic inside it into [`StoreError::Panicked`]: one write's bug
+/// fails that write only, on either backend, and never the writer or the connection.
+///
+/// # Errors
+/// What `work` returns, or [`StoreError::Panicked`].
+pub async fn guarded<T>(
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "a write panicked; it is rolled back alone");
+            Err(StoreError::Panicked(message))
+        }
+    }
 }
 
 /// The outcome decided for an event before any processing (rejections, test pings).
@@ -250,17 +270,49 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether a write can commit now: a probe write commits within `within` (and, on
+    /// SQLite, the writer thread is alive).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] saying why not.
+    async fn ready(&self, within: Duration) -> Result<(), StoreError>;
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// PostgreSQL: how long to keep trying while the server is unreachable (zero: once).
+    pub connect_for: Duration,
+    /// SQLite: take the database for this process alone, so a second process writing to
+    /// the same file refuses to start instead of sharing SQLite's locks in silence.
+    pub exclusive: bool,
+}
+
+/// Opens (and migrates) the store a `database_url` names, trying once, shared.
+///
+/// # Errors
+/// As [`open_with`].
+pub async fn open(database_url: &str) -> Result<sql::SqlStore, StoreError> {
+    open_with(database_url, OpenOptions::default()).await
 }
 
 /// Opens (and migrates) the store a `database_url` names.
 ///
 /// # Errors
-/// When the URL names no supported backend, the database cannot be reached or the
-/// migrations fail.
-pub async fn open(database_url: &str) -> Result<sql::SqlStore, StoreError> {
+/// When the URL names no supported backend, the database cannot be reached in time, another
+/// process holds it (SQLite, `exclusive`), or the migrations fail.
+pub async fn open_with(
+    database_url: &str,
+    options: OpenOptions,
+) -> Result<sql::SqlStore, StoreError> {
     match Backend::of_url(database_url) {
-        Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(sqlite::open(database_url).await?)),
-        Some(Backend::Postgres) => Ok(sql::SqlStore::postgres(postgres::open(database_url).await?)),
+        Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(
+            sqlite::open(database_url, options.exclusive).await?,
+        )),
+        Some(Backend::Postgres) => Ok(sql::SqlStore::postgres(
+            postgres::open(database_url, options.connect_for).await?,
+        )),
         None => Err(StoreError::Unsupported(format!(
             "database_url must start with sqlite: or postgres://, got scheme {:?}",
             database_url.split(':').next().unwrap_or_default()

@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -29,6 +29,10 @@ const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0003_retention",
         include_str!("../../migrations/postgres/0003_retention.sql"),
+    ),
+    (
+        "0004_resilience",
+        include_str!("../../migrations/postgres/0004_resilience.sql"),
     ),
 ];
 
@@ -48,17 +52,90 @@ pub struct Postgres {
     pool: PgPool,
 }
 
-/// Connects to and migrates the database at `url` (`postgres://...`).
+/// How long a pooled connection is waited for before a write or read fails: far longer
+/// than any transaction, far shorter than a partner's patience.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to and migrates the database at `url` (`postgres://...`). While the server is
+/// unreachable or starting up, tries again with exponential back-off and jitter for up to
+/// `connect_for`, logging the host, port and underlying error of each failed attempt; a
+/// refusal that waiting cannot fix (bad password, no such database) fails at once.
 ///
 /// # Errors
-/// When the server cannot be reached or a migration fails.
-pub async fn open(url: &str) -> Result<Postgres, StoreError> {
+/// [`StoreError::Unavailable`] naming the host, port and last error when no connection
+/// could be made in time; a migration's failure.
+pub async fn open(url: &str, connect_for: Duration) -> Result<Postgres, StoreError> {
+    use backon::Retryable as _;
+    use sqlx::ConnectOptions as _;
+    use sqlx::postgres::PgConnectOptions;
+    let options: PgConnectOptions = url.parse().map_err(|e| {
+        StoreError::Unsupported(format!("database_url is not a PostgreSQL URL: {e}"))
+    })?;
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times();
+    let last_error = std::sync::Mutex::new(String::new());
+    let attempts = (|| options.connect())
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|error| !connect_for.is_zero() && worth_waiting_for(error))
+        .notify(|error, wait| {
+            tracing::warn!(server = %target, error = %error, retry_in_ms = wait.as_millis(),
+                "PostgreSQL is not reachable yet");
+            if let Ok(mut last) = last_error.lock() {
+                *last = error.to_string();
+            }
+        });
+    let unreachable = |error: String| {
+        StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {target} (tried for {} s): {error}",
+            connect_for.as_secs_f64()
+        ))
+    };
+    let first = if connect_for.is_zero() {
+        attempts.await.map_err(|e| unreachable(e.to_string()))?
+    } else {
+        match tokio::time::timeout(connect_for, attempts).await {
+            Ok(connected) => connected.map_err(|e| unreachable(e.to_string()))?,
+            Err(_) => {
+                let last = last_error
+                    .lock()
+                    .map(|last| last.clone())
+                    .unwrap_or_default();
+                let last = if last.is_empty() {
+                    "no answer to any attempt".to_owned()
+                } else {
+                    last
+                };
+                return Err(unreachable(last));
+            }
+        }
+    };
+    drop(first);
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
-        .connect(url)
-        .await?;
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
     migrate(&pool).await?;
     Ok(Postgres { pool })
+}
+
+/// Whether a failed connection attempt may succeed later: the server down, restarting or
+/// full, a network fault; not a wrong password or a missing database.
+fn worth_waiting_for(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // cannot_connect_now (starting up or shutting down), too_many_connections,
+        // admin_shutdown, crash_shutdown.
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some("57P03" | "53300" | "57P01" | "57P02")
+        ),
+        _ => false,
+    }
 }
 
 /// Applies the migrations not yet applied, each in its own transaction, under a session
@@ -132,7 +209,9 @@ impl Postgres {
         F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
     {
         let mut tx = self.pool.begin().await?;
-        let result = op(&mut Conn::postgres(&mut tx)).await;
+        // A panic in one write fails that write alone: the transaction is rolled back when
+        // it is dropped, and the connection goes back to the pool.
+        let result = super::guarded(op(&mut Conn::postgres(&mut tx))).await;
         match result {
             Ok(value) => {
                 let committing = std::time::Instant::now();
@@ -162,6 +241,28 @@ impl Postgres {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Whether a write can commit now: a probe transaction (one heartbeat row, so a
+    /// read-only server after a failover shows too) commits within `within`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] with the reason.
+    pub async fn ready(&self, within: Duration) -> Result<(), StoreError> {
+        let probe = self.write(|conn| Box::pin(super::db::heartbeat(conn)));
+        match tokio::time::timeout(within, probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StoreError::Unavailable(format!(
+                "a probe write failed: {error}{}",
+                std::error::Error::source(&error)
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            ))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "a probe write did not commit within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 }
 

@@ -45,6 +45,10 @@ pub struct NewEvent {
     /// Hex SHA-256 of the body as received, worked out by the request, not by the store's
     /// writer.
     pub body_sha256: String,
+    /// How long the body as received was, in bytes.
+    pub body_bytes: usize,
+    /// Whether `body` holds only the first bytes of it (a refused delivery).
+    pub body_truncated: bool,
     /// The handler that maps it (`None` when the partner is unknown).
     pub handler: Option<String>,
     /// The version of that handler (a script's content hash), when it has versions.
@@ -494,7 +498,14 @@ pub struct EventDetail {
     pub query: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub body_sha256: String,
+    /// The size of the body as stored (0 once purged, or for a body refused for its size).
     pub body_bytes: usize,
+    /// The size of the body as received: more than `body_bytes` for a refused delivery
+    /// (which keeps at most its first 4 KiB) or an oversized one (which keeps none).
+    pub received_bytes: usize,
+    /// Whether the stored body is only the first bytes of it: a refused delivery keeps at
+    /// most 4 KiB, an oversized one none.
+    pub body_truncated: bool,
     /// The body as text when it is valid UTF-8 ...
     pub body: Option<String>,
     /// ... else base64 of its bytes.

@@ -87,6 +87,22 @@ impl SqlStore {
         }
     }
 
+    /// Completes with the reason if the store can never write again in this process (the
+    /// SQLite writer thread died): the process must exit so a supervisor restarts it.
+    /// PostgreSQL's pool recovers on its own, so there it never completes.
+    pub async fn died(&self) -> String {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => {
+                let mut died = sqlite.died();
+                match died.wait_for(Option::is_some).await {
+                    Ok(reason) => reason.clone().unwrap_or_default(),
+                    Err(_) => "the SQLite writer is gone".to_owned(),
+                }
+            }
+            Engine::Postgres(_) => std::future::pending().await,
+        }
+    }
+
     /// Waits for writes in progress, then closes the connections it can.
     pub async fn close(&self) {
         match &self.engine {
@@ -149,9 +165,9 @@ pub(super) async fn insert_event(
     db::query_scalar(
         "INSERT INTO events (id, received_at, partner, route, method, event_type, path, query,
              headers, body, body_encoding, body_sha256, handler, handler_version, outcome, reason,
-             detail, venue_id, sale_id, processed_at)
+             detail, venue_id, sale_id, processed_at, body_bytes, body_truncated)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-             $18, $19, $20)
+             $18, $19, $20, $21, $22)
          RETURNING id",
     )
     .bind(id)
@@ -174,6 +190,8 @@ pub(super) async fn insert_event(
     .bind(outcome.venue_id)
     .bind(outcome.sale_id)
     .bind(processed_at)
+    .bind(i64::try_from(event.body_bytes).ok())
+    .bind(event.body_truncated)
     .fetch_one(conn)
     .await
 }
@@ -241,12 +259,17 @@ async fn record_processing_failure(
     Ok(failed)
 }
 
-/// The outcome of an event whose processing failed with `cause`.
+/// The outcome of an event whose processing failed with `cause`: `internal_error` for a
+/// panic (our bug), `processing_error` for anything else.
 fn failure(event_id: i64, cause: &StoreError) -> Ingested {
+    let reason = match cause {
+        StoreError::Panicked(_) => Reason::InternalError,
+        _ => Reason::ProcessingError,
+    };
     Ingested {
         event_id,
         outcome: Outcome::Failed,
-        reason: Some(Reason::ProcessingError),
+        reason: Some(reason),
         detail: Some(cause.to_string()),
         venue_id: None,
         sale_id: None,
@@ -281,6 +304,18 @@ async fn reprocess_locked(
     reprocess_event(conn, event_id, mapped, handler_version).await
 }
 
+/// Applying a mapping, with a panic inside it (a bug in a rule) turned into a processing
+/// failure: the caller undoes the write and keeps the raw event as `failed` with reason
+/// `internal_error`, like any other processing failure.
+async fn processed(
+    work: impl std::future::Future<Output = Result<Ingested, StoreError>>,
+) -> Result<Ingested, StoreError> {
+    super::guarded(work).await.map_err(|error| match error {
+        StoreError::Panicked(_) => StoreError::Processing(Box::new(error)),
+        other => other,
+    })
+}
+
 /// Applies a raw event's mapping and stores the event with its outcome, in one insert under
 /// an id reserved first (what it touches refers to it). If anything fails the whole write is
 /// undone, and the raw event is then stored as `failed` on its own (by [`SqlStore::ingest`]
@@ -293,7 +328,7 @@ async fn ingest_event(
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
     let now = Utc::now();
-    let result = apply::process(conn, event_id, &event.partner, mapped, now).await?;
+    let result = processed(apply::process(conn, event_id, &event.partner, mapped, now)).await?;
     insert_event(conn, event_id, event, &result, now).await?;
     Ok(result)
 }
@@ -314,7 +349,7 @@ async fn reprocess_event(
     let partner: String = row.try_get("partner")?;
     let before: String = row.try_get("outcome")?;
     let now = Utc::now();
-    let result = apply::process(conn, event_id, &partner, mapped, now).await?;
+    let result = processed(apply::process(conn, event_id, &partner, mapped, now)).await?;
     let converged = before == Outcome::Processed.as_str()
         && matches!(
             result.reason,
@@ -673,7 +708,8 @@ async fn sale_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<SaleDetail>,
 
 async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail>, StoreError> {
     let Some(row) = db::query(format!(
-        "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_encoding, body_sha256
+        "SELECT {EVENT_COLUMNS}, path, query, headers, body, body_encoding, body_sha256,
+             body_bytes, body_truncated
          FROM events WHERE id = $1"
     ))
     .bind(id)
@@ -689,6 +725,11 @@ async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail
     let headers: String = row.try_get("headers")?;
     let headers: BTreeMap<String, String> = serde_json::from_str(&headers).unwrap_or_default();
     let body_bytes = body.len();
+    let received_bytes = row
+        .try_get::<Option<i64>>("body_bytes")?
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(body_bytes);
+    let body_truncated = row.try_get::<i64>("body_truncated")? != 0;
     let (text, base64) = match String::from_utf8(body) {
         Ok(text) => (Some(text), None),
         Err(error) => (
@@ -703,6 +744,8 @@ async fn event_detail(conn: &mut Conn<'_>, id: i64) -> Result<Option<EventDetail
         headers,
         body_sha256: row.try_get("body_sha256")?,
         body_bytes,
+        received_bytes,
+        body_truncated,
         body: text,
         body_base64: base64,
     }))
@@ -1083,6 +1126,13 @@ impl Store for SqlStore {
         summary.bookings = bookings;
         summary.guests = guests;
         Ok(summary)
+    }
+
+    async fn ready(&self, within: Duration) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.ready(within).await,
+            Engine::Postgres(postgres) => postgres.ready(within).await,
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -35,6 +35,8 @@ use crate::telemetry;
 const MAX_BATCH: usize = 512;
 /// Jobs that may wait for the writer; beyond this, callers wait to enqueue.
 const QUEUE: usize = 8192;
+/// How long SQLite waits for a lock another program holds before the write fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle reader connections kept open.
 const READERS: usize = 4;
 /// Prepared statements kept per connection.
@@ -46,7 +48,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -58,6 +60,10 @@ const MIGRATIONS: [(&str, &str); 3] = [
     (
         "0003_retention",
         include_str!("../../migrations/sqlite/0003_retention.sql"),
+    ),
+    (
+        "0004_resilience",
+        include_str!("../../migrations/sqlite/0004_resilience.sql"),
     ),
 ];
 
@@ -74,6 +80,35 @@ type Job = Box<dyn FnOnce(&mut Connection) -> Finished + Send>;
 pub struct Sqlite {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Readers>,
+    writer: Arc<WriterHealth>,
+}
+
+/// What the writer thread tells the rest of the process about itself.
+#[derive(Debug)]
+pub struct WriterHealth {
+    /// False once the thread has stopped for any reason but the store being closed.
+    alive: AtomicBool,
+    /// Whether the last group commit failed (a full disk, the file locked by another
+    /// process): readiness is false until a write commits again.
+    last_commit_failed: AtomicBool,
+    /// Set once, with the reason, when the writer dies: the process must restart.
+    died: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl WriterHealth {
+    fn new() -> WriterHealth {
+        WriterHealth {
+            alive: AtomicBool::new(true),
+            last_commit_failed: AtomicBool::new(false),
+            died: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    fn die(&self, why: String) {
+        tracing::error!(reason = %why, "the SQLite writer stopped; the process must restart");
+        self.alive.store(false, Ordering::Release);
+        self.died.send_replace(Some(why));
+    }
 }
 
 impl std::fmt::Debug for Sqlite {
@@ -87,6 +122,8 @@ impl std::fmt::Debug for Sqlite {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// The exclusive lock on the database, when taken; released with the last handle.
+    _lock: Option<std::fs::File>,
 }
 
 /// The file a `sqlite:` URL names (`sqlite://data/d.db`, `sqlite:d.db?mode=rwc`).
@@ -124,7 +161,9 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
     };
     let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.busy_timeout(Duration::from_secs(10))?;
+    // Only another program (the sqlite3 shell, a backup tool) can hold the write lock: a
+    // second diarysync refuses to start. Waiting longer would only hold up every request.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // temp_store: savepoints journal the pages they change; in memory, not in a temp file.
     conn.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; \
@@ -167,13 +206,72 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Opens (creating if needed) and migrates the SQLite database at `url`, and starts its
-/// writer thread.
+/// The lock file beside a database that a process writing to it holds (`d.db` ->
+/// `d.db.lock`), with that process's id inside for the message a second one prints.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the database for this process alone: SQLite's own locking would let a second
+/// process write to the same file in silence, each writer then waiting on the other's
+/// locks. Held until the store (every handle on it) is gone.
 ///
 /// # Errors
-/// When the file cannot be opened or created, or a migration fails.
-pub async fn open(url: &str) -> Result<Sqlite, StoreError> {
+/// [`StoreError::Unavailable`] naming the file and the process holding it.
+fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let lock_path = lock_path(path);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot open the lock file {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| write!(file, "{}", std::process::id()))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("writing {}: {e}", lock_path.display()))
+                })?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(StoreError::Unavailable(format!(
+                "the SQLite database {} is in use by another diarysync process (pid {}); \
+                 one process serves a SQLite file: stop the other one, or use PostgreSQL to \
+                 run several nodes",
+                path.display(),
+                holder.trim()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
+/// Opens (creating if needed) and migrates the SQLite database at `url`, and starts its
+/// writer thread; with `exclusive`, first takes the database for this process alone.
+///
+/// # Errors
+/// When the file cannot be opened or created, another process holds it (`exclusive`), or
+/// a migration fails.
+pub async fn open(url: &str, exclusive: bool) -> Result<Sqlite, StoreError> {
     let path = path_of(url)?;
+    let lock = exclusive.then(|| lock_exclusively(&path)).transpose()?;
     let writer_path = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
         let mut conn = connect(&writer_path, Role::Writer)?;
@@ -183,6 +281,7 @@ pub async fn open(url: &str) -> Result<Sqlite, StoreError> {
     .await
     .map_err(|e| StoreError::Unsupported(format!("opening SQLite: {e}")))??;
     let (jobs, queue) = mpsc::channel(QUEUE);
+    let health = Arc::new(WriterHealth::new());
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
     let restart_due = Arc::new(AtomicBool::new(false));
     let (checkpointer_path, asks) = (path.clone(), Arc::clone(&restart_due));
@@ -190,10 +289,19 @@ pub async fn open(url: &str) -> Result<Sqlite, StoreError> {
         .name("sqlite-checkpoint".to_owned())
         .spawn(move || checkpoint_loop(&checkpointer_path, &writer_gone, &asks))
         .map_err(|e| StoreError::Unsupported(format!("starting the checkpointer: {e}")))?;
+    let writer_health = Arc::clone(&health);
     std::thread::Builder::new()
         .name("sqlite-writer".to_owned())
         .spawn(move || {
-            write_loop(writer, queue, &restart_due);
+            let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                write_loop(writer, queue, &restart_due, &writer_health);
+            }));
+            if let Err(panic) = stopped {
+                writer_health.die(format!(
+                    "the writer thread panicked outside a write: {}",
+                    super::panic_message(panic.as_ref())
+                ));
+            }
             drop(writer_alive);
         })
         .map_err(|e| StoreError::Unsupported(format!("starting the writer thread: {e}")))?;
@@ -202,7 +310,9 @@ pub async fn open(url: &str) -> Result<Sqlite, StoreError> {
         readers: Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
+            _lock: lock,
         }),
+        writer: health,
     })
 }
 
@@ -220,7 +330,9 @@ impl Sqlite {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
-            let result = run_sync(op(&mut Conn::sqlite(connection)));
+            // A panic in one write fails that write alone: its savepoint is rolled back and
+            // the writer goes on with the rest of the batch.
+            let result = run_sync(super::guarded(op(&mut Conn::sqlite(connection))));
             Finished {
                 kept: result.is_ok(),
                 answer: Box::new(move |committed| {
@@ -274,9 +386,75 @@ impl Sqlite {
     pub async fn flush(&self) {
         let _ = self.write(|_| Box::pin(async { Ok(()) })).await;
     }
+
+    /// The writer thread's state.
+    pub fn writer(&self) -> &WriterHealth {
+        &self.writer
+    }
+
+    /// Completes with the reason once the writer has died (never, while it lives).
+    pub fn died(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.writer.died.subscribe()
+    }
+
+    /// Whether a write can commit now: the writer is alive, the last commit did not fail,
+    /// and a probe write (one heartbeat row, so a full disk or a lock held by another
+    /// process shows) commits within `within`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] saying which of these does not hold.
+    pub async fn ready(&self, within: Duration) -> Result<(), StoreError> {
+        if !self.writer.alive.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "the writer thread has stopped".into(),
+            ));
+        }
+        let probe = self.write(|conn| Box::pin(super::db::heartbeat(conn)));
+        match tokio::time::timeout(within, probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(StoreError::Unavailable(format!(
+                "a probe write failed: {error}"
+            ))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "a probe write did not commit within {} ms (the database may be locked by another process)",
+                within.as_millis()
+            ))),
+        }
+    }
 }
 
-fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, restart_due: &AtomicBool) {
+/// Writes a consistent copy of the SQLite database at `url` to `target` while the service
+/// may be running: `VACUUM INTO` reads one snapshot of the database (the WAL's committed
+/// transactions included, which copying the file alone would miss) in a read transaction
+/// that never blocks the writer, and writes a compact, self-contained file.
+///
+/// # Errors
+/// When the database cannot be opened, `target` exists already, or the copy fails.
+pub fn backup(url: &str, target: &Path) -> Result<(), StoreError> {
+    let path = path_of(url)?;
+    if target.exists() {
+        return Err(StoreError::Unsupported(format!(
+            "{} exists already; back up to a new file",
+            target.display()
+        )));
+    }
+    let conn = connect(&path, Role::Reader)?;
+    let target_text = target
+        .to_str()
+        .ok_or_else(|| StoreError::Unsupported("the backup path must be UTF-8".to_owned()))?;
+    conn.execute("VACUUM INTO ?1", [target_text])?;
+    Ok(())
+}
+
+/// `fail` point names in the writer, for the tests that prove a dead writer is noticed.
+pub const FAIL_BETWEEN_BATCHES: &str = "sqlite-writer-between-batches";
+
+fn write_loop(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    restart_due: &AtomicBool,
+    health: &WriterHealth,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -287,7 +465,10 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, restart_due:
         }
         let size = batch.len();
         let started = Instant::now();
-        commit_batch(&mut conn, batch);
+        let committed = commit_batch(&mut conn, batch);
+        health
+            .last_commit_failed
+            .store(!committed, Ordering::Release);
         metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
@@ -298,6 +479,7 @@ fn write_loop(mut conn: Connection, mut queue: mpsc::Receiver<Job>, restart_due:
                 tracing::warn!(error = %error, "finishing a checkpoint failed; will try again");
             }
         }
+        fail::fail_point!(FAIL_BETWEEN_BATCHES);
     }
     // Every handle is gone: fold the WAL into the database before closing.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -338,16 +520,29 @@ fn checkpoint_loop(
 }
 
 /// Runs every job in its own savepoint of one transaction, commits once, then answers.
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+/// Returns whether the batch committed.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
     let mut answers = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     let ran = (|| {
         run(conn, "BEGIN IMMEDIATE")?;
         for job in jobs.by_ref() {
             run(conn, "SAVEPOINT job")?;
-            let finished = job(conn);
-            answers.push(finished.answer);
-            if !finished.kept {
+            // `write` already turns a panic inside a write into its error; this catches one
+            // while the write is being set up, whose caller then hears the job was lost.
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+            let kept = match finished {
+                Ok(finished) => {
+                    answers.push(finished.answer);
+                    finished.kept
+                }
+                Err(panic) => {
+                    let message = super::panic_message(panic.as_ref());
+                    tracing::error!(panic = %message, "a write panicked; rolled back alone");
+                    false
+                }
+            };
+            if !kept {
                 run(conn, "ROLLBACK TO job")?;
             }
             run(conn, "RELEASE job")?;
@@ -359,6 +554,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
             for answer in answers {
                 answer(Ok(()));
             }
+            true
         }
         Err(error) => {
             if !conn.is_autocommit() {
@@ -371,6 +567,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
                 ))));
             }
             // Jobs not yet run are dropped with `jobs`: their callers see the writer's error.
+            false
         }
     }
 }
@@ -386,9 +583,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_commit_is_fsync_durable_in_wal_mode() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = open(&url).await.expect("opens");
+        let (_dir, _, store) = fresh(false).await;
         let (mode, synchronous) = store
             .write(|conn| {
                 Box::pin(async move {
@@ -407,36 +602,44 @@ mod tests {
         assert_eq!(synchronous, 2, "FULL: the WAL is fsynced at every commit");
     }
 
-    #[tokio::test]
-    async fn a_failing_job_is_rolled_back_alone_and_its_batch_mates_commit() {
+    /// A store on a fresh file, and the directory that keeps it.
+    async fn fresh(exclusive: bool) -> (tempfile::TempDir, String, Sqlite) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = open(&url).await.expect("opens");
-        let insert = |name: &'static str, fail: bool| {
-            let store = store.clone();
-            async move {
-                store
-                    .write(move |conn| {
-                        Box::pin(async move {
-                            super::super::db::query(
-                                "INSERT INTO venues (name, timezone, created_at) VALUES ($1, 'UTC', 0)",
-                            )
-                            .bind(name)
-                            .execute(conn)
-                            .await?;
-                            if fail {
-                                return Err(StoreError::Conflict("refused".to_owned()));
-                            }
-                            Ok(())
-                        })
-                    })
-                    .await
-            }
-        };
-        let (a, b, c) = tokio::join!(insert("a", false), insert("b", true), insert("c", false));
-        assert!(a.is_ok() && c.is_ok());
-        assert!(matches!(b, Err(StoreError::Conflict(_))));
-        let names: Vec<String> = store
+        let store = open(&url, exclusive).await.expect("opens");
+        (dir, url, store)
+    }
+
+    /// What a test write does after inserting its venue.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Then {
+        Keep,
+        Refuse,
+        Panic,
+    }
+
+    async fn insert(store: &Sqlite, name: &'static str, then: Then) -> Result<(), StoreError> {
+        store
+            .write(move |conn| {
+                Box::pin(async move {
+                    super::super::db::query(
+                        "INSERT INTO venues (name, timezone, created_at) VALUES ($1, 'UTC', 0)",
+                    )
+                    .bind(name)
+                    .execute(conn)
+                    .await?;
+                    assert!(then != Then::Panic, "a bug in write {name}");
+                    if then == Then::Refuse {
+                        return Err(StoreError::Conflict("refused".to_owned()));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn names(store: &Sqlite) -> Vec<String> {
+        store
             .read(|conn| {
                 Box::pin(
                     super::super::db::query_scalar("SELECT name FROM venues ORDER BY name")
@@ -444,8 +647,73 @@ mod tests {
                 )
             })
             .await
-            .expect("read");
-        assert_eq!(names, ["a", "c"]);
+            .expect("read")
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_is_rolled_back_alone_and_its_batch_mates_commit() {
+        let (_dir, _, store) = fresh(false).await;
+        let (a, b, c) = tokio::join!(
+            insert(&store, "a", Then::Keep),
+            insert(&store, "b", Then::Refuse),
+            insert(&store, "c", Then::Keep)
+        );
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(StoreError::Conflict(_))));
+        assert_eq!(names(&store).await, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_is_rolled_back_alone_and_its_batch_mates_commit() {
+        let (_dir, _, store) = fresh(false).await;
+        let (a, b, c) = tokio::join!(
+            insert(&store, "a", Then::Keep),
+            insert(&store, "b", Then::Panic),
+            insert(&store, "c", Then::Keep)
+        );
+        assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+        match b {
+            Err(StoreError::Panicked(message)) => assert!(message.contains("a bug in write b")),
+            other => panic!("expected the panic as the write's error, got {other:?}"),
+        }
+        insert(&store, "d", Then::Keep)
+            .await
+            .expect("the writer goes on");
+        assert_eq!(names(&store).await, ["a", "c", "d"]);
+        assert!(store.ready(Duration::from_secs(5)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_dead_writer_is_not_ready_and_says_why() {
+        let (_dir, _, store) = fresh(false).await;
+        assert!(store.ready(Duration::from_secs(5)).await.is_ok());
+        let mut died = store.died();
+        store.writer().die("injected".to_owned());
+        assert!(matches!(
+            store.ready(Duration::from_secs(5)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let reason = died.wait_for(Option::is_some).await.expect("told").clone();
+        assert_eq!(reason.as_deref(), Some("injected"));
+    }
+
+    #[tokio::test]
+    async fn a_second_exclusive_open_of_one_file_is_refused_with_the_holders_pid() {
+        let (_dir, url, first) = fresh(true).await;
+        match open(&url, true).await {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(
+                    message.contains("in use by another diarysync process"),
+                    "{message}"
+                );
+                assert!(
+                    message.contains(&std::process::id().to_string()),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        drop(first);
     }
 
     #[test]

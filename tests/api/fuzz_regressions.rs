@@ -44,3 +44,34 @@ fn every_kept_fuzz_input_maps_without_a_panic() {
     }
     assert!(failures.is_empty(), "inputs that panic: {failures:#?}");
 }
+
+#[test]
+fn every_kept_delivery_goes_through_the_store_without_our_own_failure() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let kept: Vec<PathBuf> = ["corpus/delivery", "seeds/delivery", "regressions/delivery"]
+        .iter()
+        .flat_map(|dir| inputs(&root.join(dir)))
+        .collect();
+    assert!(
+        inputs(&root.join("seeds/delivery")).len() >= 10,
+        "fuzz/seeds/delivery holds the extreme times every run replays"
+    );
+    let mut failures = Vec::new();
+    for path in &kept {
+        let input = match std::fs::read(path) {
+            Ok(input) => input,
+            Err(error) => panic!("{}: {error}", path.display()),
+        };
+        if catch_unwind(AssertUnwindSafe(|| {
+            diarysync::gateway::fuzzing::deliver(&input);
+        }))
+        .is_err()
+        {
+            failures.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "deliveries that failed on our side: {failures:#?}"
+    );
+}

@@ -361,6 +361,46 @@ impl TestApp {
     }
 }
 
+/// A Checkfront partner (its own handler, a URL token), as the tests configure it.
+pub const CHECKFRONT_PARTNER: &str = r#"
+[[partners]]
+name = "checkfront"
+handler = "checkfront"
+[partners.auth]
+scheme = "url-token"
+secret = "cf-token"
+"#;
+
+impl TestApp {
+    /// Posts a body to the `checkfront` partner's booking callback.
+    pub async fn post_checkfront(&self, body: Vec<u8>, content_type: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!(
+                "{}/partners/checkfront/webhooks/callback/booking?token=cf-token",
+                self.base
+            ))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, json_of(response).await)
+    }
+
+    /// The status of an admin GET, whatever it is.
+    pub async fn admin_get_status(&self, path: &str) -> StatusCode {
+        self.client
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request")
+            .status()
+    }
+}
+
 /// Runs each listed `async fn(Db)` scenario as a test on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_stores {

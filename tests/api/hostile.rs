@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::helpers::{Db, LIGHTSPEED_TOKEN, TestApp, json_of, spawn_with};
+use crate::helpers::{CHECKFRONT_PARTNER, Db, LIGHTSPEED_TOKEN, TestApp, json_of, spawn_with};
 
 /// The bodies, by name.
 fn bodies() -> Vec<(&'static str, Vec<u8>)> {
@@ -111,13 +111,7 @@ fn routes() -> Vec<(&'static str, String)> {
 async fn spawn_all_handlers(db: Db) -> TestApp {
     let salesplay = Path::new(env!("CARGO_MANIFEST_DIR")).join("partners/salesplay.rhai");
     let extra = format!(
-        r#"
-[[partners]]
-name = "checkfront"
-handler = "checkfront"
-[partners.auth]
-scheme = "url-token"
-secret = "cf-token"
+        r#"{CHECKFRONT_PARTNER}
 
 [[partners]]
 name = "tourcms"

@@ -150,22 +150,6 @@ async fn venue(app: &TestApp, timezone: &str, locations: Value) -> i64 {
     venue["id"].as_i64().expect("venue id")
 }
 
-async fn post_checkfront(app: &TestApp, body: Vec<u8>, content_type: &str) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .post(format!(
-            "{}/partners/checkfront/webhooks/callback/booking?token=cf-token",
-            app.base
-        ))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, json_of(response).await)
-}
-
 /// The one booking of a venue on a local day, from the diary.
 async fn only_booking(app: &TestApp, venue: i64, date: &str) -> Value {
     let diary = app
@@ -196,8 +180,9 @@ async fn checkfront_bookings_arrive_in_json_xml_and_form_alike(db: Db) {
             json!([{ "partner": "checkfront", "location_id": HOST }]),
         )
         .await;
-        let (status, answer) =
-            post_checkfront(&app, fixture("checkfront", file), content_type).await;
+        let (status, answer) = app
+            .post_checkfront(fixture("checkfront", file), content_type)
+            .await;
         assert_eq!(status, StatusCode::OK, "{file}: {answer}");
         assert_eq!(answer["outcome"], "processed", "{file}: {answer}");
         let booking = only_booking(&app, venue, "2014-03-06").await;
@@ -230,8 +215,9 @@ async fn checkfront_shapes_statuses_and_duplicates(db: Db) {
     )
     .await;
     for file in ["booking_single_item.json", "booking_single_item.xml"] {
-        let (status, answer) =
-            post_checkfront(&app, fixture("checkfront", file), "application/json").await;
+        let (status, answer) = app
+            .post_checkfront(fixture("checkfront", file), "application/json")
+            .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
     let single = only_booking(&app, venue, "2026-05-12").await;
@@ -240,40 +226,34 @@ async fn checkfront_shapes_statuses_and_duplicates(db: Db) {
     assert_eq!(single["platform"]["currency"], "EUR");
     assert_eq!(single["start"], "2026-05-12T17:00:00Z", "10:00 PDT");
 
-    let (_, first) = post_checkfront(
-        &app,
-        fixture("checkfront", "booking.json"),
-        "application/json",
-    )
-    .await;
+    let (_, first) = app
+        .post_checkfront(fixture("checkfront", "booking.json"), "application/json")
+        .await;
     assert_eq!(first["outcome"], "processed");
-    let (_, again) = post_checkfront(
-        &app,
-        fixture("checkfront", "booking.json"),
-        "application/json",
-    )
-    .await;
+    let (_, again) = app
+        .post_checkfront(fixture("checkfront", "booking.json"), "application/json")
+        .await;
     assert_eq!(
         again["reason"], "duplicate_event",
         "Booking Modified and Status Change fire together"
     );
     // The fields.customer_* layout reads as the same customer: the same snapshot again.
-    let (_, layout) = post_checkfront(
-        &app,
-        fixture("checkfront", "booking_new_layout_only.json"),
-        "application/json",
-    )
-    .await;
+    let (_, layout) = app
+        .post_checkfront(
+            fixture("checkfront", "booking_new_layout_only.json"),
+            "application/json",
+        )
+        .await;
     assert_eq!(layout["reason"], "duplicate_event", "{layout}");
     let booking = only_booking(&app, venue, "2014-03-06").await;
     assert_eq!(booking["customer"]["email"], "support@checkfront.com");
 
-    let (_, custom) = post_checkfront(
-        &app,
-        fixture("checkfront", "booking_custom_status.json"),
-        "application/json",
-    )
-    .await;
+    let (_, custom) = app
+        .post_checkfront(
+            fixture("checkfront", "booking_custom_status.json"),
+            "application/json",
+        )
+        .await;
     assert!(
         custom["detail"]
             .as_str()
@@ -281,12 +261,12 @@ async fn checkfront_shapes_statuses_and_duplicates(db: Db) {
             .contains("-> arrived"),
         "{custom}"
     );
-    let (_, stop) = post_checkfront(
-        &app,
-        fixture("checkfront", "booking_stop.json"),
-        "application/json",
-    )
-    .await;
+    let (_, stop) = app
+        .post_checkfront(
+            fixture("checkfront", "booking_stop.json"),
+            "application/json",
+        )
+        .await;
     assert!(
         stop["detail"]
             .as_str()
@@ -310,32 +290,22 @@ async fn checkfront_payments_and_refunds_update_what_was_paid(db: Db) {
     )
     .await;
     // A payment before its booking is kept and found once the booking arrives.
-    let (_, paid) = post_checkfront(
-        &app,
-        fixture("checkfront", "payment_for_current_booking.json"),
-        "application/json",
-    )
-    .await;
+    let (_, paid) = app
+        .post_checkfront(
+            fixture("checkfront", "payment_for_current_booking.json"),
+            "application/json",
+        )
+        .await;
     assert_eq!(paid["outcome"], "processed", "{paid}");
-    post_checkfront(
-        &app,
-        fixture("checkfront", "booking.json"),
-        "application/json",
-    )
-    .await;
-    let (_, refund) = post_checkfront(
-        &app,
-        fixture("checkfront", "refund.json"),
-        "application/json",
-    )
-    .await;
+    app.post_checkfront(fixture("checkfront", "booking.json"), "application/json")
+        .await;
+    let (_, refund) = app
+        .post_checkfront(fixture("checkfront", "refund.json"), "application/json")
+        .await;
     assert_eq!(refund["outcome"], "processed", "{refund}");
-    let (_, again) = post_checkfront(
-        &app,
-        fixture("checkfront", "refund.json"),
-        "application/json",
-    )
-    .await;
+    let (_, again) = app
+        .post_checkfront(fixture("checkfront", "refund.json"), "application/json")
+        .await;
     assert_eq!(again["reason"], "duplicate_event");
     let booking = only_booking(&app, venue, "2014-03-06").await;
     assert_eq!(
@@ -347,8 +317,9 @@ async fn checkfront_payments_and_refunds_update_what_was_paid(db: Db) {
         Some(2)
     );
     for file in ["payment.json", "payment.xml"] {
-        let (status, answer) =
-            post_checkfront(&app, fixture("checkfront", file), "application/json").await;
+        let (status, answer) = app
+            .post_checkfront(fixture("checkfront", file), "application/json")
+            .await;
         assert_eq!(status, StatusCode::OK, "{file}");
         assert_eq!(answer["outcome"], "processed", "{file}: {answer}");
     }
@@ -370,7 +341,7 @@ async fn checkfront_malformed_and_hostile_bodies_are_stored_and_answered(db: Db)
         "wrong_types.json",
     ] {
         let body = fixture("checkfront", file);
-        let (status, answer) = post_checkfront(&app, body.clone(), "application/xml").await;
+        let (status, answer) = app.post_checkfront(body.clone(), "application/xml").await;
         assert_eq!(status, StatusCode::OK, "{file}: {answer}");
         assert_eq!(answer["outcome"], "ignored", "{file}: {answer}");
         let event = app.event(&answer["event_id"]).await;
@@ -399,12 +370,8 @@ async fn a_pos_sale_finds_the_checkfront_booking_by_code_or_by_its_tables(db: Db
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    post_checkfront(
-        &app,
-        fixture("checkfront", "booking.json"),
-        "application/json",
-    )
-    .await;
+    app.post_checkfront(fixture("checkfront", "booking.json"), "application/json")
+        .await;
     let booking = only_booking(&app, venue, "2014-03-06").await;
     assert_eq!(booking["tables"], json!(["1"]), "paddleboard -> table 1");
 

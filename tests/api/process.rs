@@ -121,6 +121,22 @@ impl Node {
 }
 
 impl Node {
+    /// SIGTERM, then waits up to `within` for the process to exit; its exit status, or
+    /// `None` if it was still running (it is then killed when dropped).
+    pub fn terminate_and_wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

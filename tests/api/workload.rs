@@ -107,12 +107,12 @@ pub async fn deliver(client: &reqwest::Client, base: &Mutex<String>, body: &[u8]
             .timeout(Duration::from_secs(5))
             .send()
             .await;
-        if let Ok(response) = answer {
-            if response.status().is_success() {
-                let json: Value = response.json().await.unwrap_or_default();
-                if let Some(id) = json["event_id"].as_i64() {
-                    return id;
-                }
+        if let Ok(response) = answer
+            && response.status().is_success()
+        {
+            let json: Value = response.json().await.unwrap_or_default();
+            if let Some(id) = json["event_id"].as_i64() {
+                return id;
             }
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

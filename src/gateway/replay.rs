@@ -1,0 +1,208 @@
+//! Replay: stored events run through their partners' current handlers again, a page at a
+//! time, each page in one transaction committed while the next is read and mapped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName};
+
+use super::{CALLBACK_LOCK_WAIT, Gateway, lock_keys, map_guarded, vetted};
+use crate::domain::{Mapped, Outcome, Reason};
+use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
+use crate::store::{Ingested, ReplayFilter, Reprocess, StoreError, StoredEvent};
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplaySummary {
+    /// Events run through their partner's current handler again.
+    pub replayed: usize,
+    /// Events of partners no longer configured.
+    pub skipped: usize,
+    /// Events that were `failed` or `ignored` before and are `processed` now.
+    pub recovered: usize,
+    /// How many replayed events ended in each outcome.
+    pub outcomes: BTreeMap<String, usize>,
+}
+
+/// How many stored events a replay reads at a time.
+const REPLAY_PAGE: i64 = 500;
+
+/// A replay page being committed.
+struct Committing {
+    /// Each event's outcome before the replay.
+    was: Vec<Outcome>,
+    commit: tokio::task::JoinHandle<Result<Vec<Result<Ingested, StoreError>>, StoreError>>,
+}
+
+impl Committing {
+    /// Waits for the page's commit and counts what became of each event.
+    async fn tally(
+        self,
+        summary: &mut ReplaySummary,
+        progress: &mut impl FnMut(),
+    ) -> Result<(), StoreError> {
+        let results = self
+            .commit
+            .await
+            .map_err(|e| StoreError::Unsupported(format!("replay task: {e}")))?;
+        let results = match results {
+            Ok(results) => results,
+            Err(StoreError::SaleBusy) => {
+                let busy = self.was.len();
+                *summary
+                    .outcomes
+                    .entry(Reason::SaleInFlight.as_str().to_owned())
+                    .or_default() += busy;
+                (0..busy).for_each(|_| progress());
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        for (result, was) in results.into_iter().zip(self.was) {
+            let outcome = match result {
+                Ok(ingested) => {
+                    summary.replayed += 1;
+                    if ingested.outcome == Outcome::Processed
+                        && matches!(was, Outcome::Failed | Outcome::Ignored | Outcome::Pending)
+                    {
+                        summary.recovered += 1;
+                    }
+                    ingested.outcome.as_str()
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "an event could not be replayed");
+                    Reason::StoreError.as_str()
+                }
+            };
+            *summary.outcomes.entry(outcome.to_owned()).or_default() += 1;
+            progress();
+        }
+        Ok(())
+    }
+}
+
+impl Gateway {
+    /// How many stored events `filter` selects for replay.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
+        self.store.count_replayable(filter).await
+    }
+
+    /// Runs the stored events `filter` selects through their partner's *current* handler
+    /// again, oldest first, calling `progress` after each. Safe to repeat: sale snapshots
+    /// apply only when newer, so events already processed converge to the same state, and
+    /// events that failed or were ignored under an older handler are recovered.
+    ///
+    /// Events go to the store a page at a time, one transaction per page; the next page is
+    /// read and mapped while the previous one commits.
+    ///
+    /// # Errors
+    /// When the store fails as a whole; pages committed before that stay done. An event that
+    /// fails alone is counted under `store_error` and the replay goes on.
+    pub async fn replay(
+        &self,
+        filter: &ReplayFilter,
+        mut progress: impl FnMut(),
+    ) -> Result<ReplaySummary, StoreError> {
+        let mut summary = ReplaySummary::default();
+        let mut after = 0;
+        let mut committing: Option<Committing> = None;
+        loop {
+            let page = self.store.replayable(filter, after, REPLAY_PAGE).await?;
+            let next = self.map_page(&page, &mut summary, &mut progress);
+            if let Some(previous) = committing.take() {
+                previous.tally(&mut summary, &mut progress).await?;
+            }
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let store = Arc::clone(&self.store);
+            let (batch, was) = next;
+            committing = Some(Committing {
+                was,
+                commit: tokio::spawn(async move {
+                    store.reprocess_batch(batch, CALLBACK_LOCK_WAIT).await
+                }),
+            });
+        }
+        Ok(summary)
+    }
+
+    /// Maps a page of stored events with their partners' current handlers; events of
+    /// partners no longer configured are skipped. Returns the batch and each event's
+    /// outcome before the replay.
+    fn map_page(
+        &self,
+        page: &[StoredEvent],
+        summary: &mut ReplaySummary,
+        progress: &mut impl FnMut(),
+    ) -> (Vec<Reprocess>, Vec<Outcome>) {
+        let mut batch = Vec::with_capacity(page.len());
+        let mut was = Vec::with_capacity(page.len());
+        for event in page {
+            let Some(partner) = self.partners.get(&event.partner) else {
+                summary.skipped += 1;
+                progress();
+                continue;
+            };
+            let (mapped, handler_version) = self.map_stored(&partner.handler, event);
+            batch.push(Reprocess {
+                event_id: event.id,
+                lock_keys: lock_keys(&event.partner, &mapped),
+                mapped,
+                handler_version,
+            });
+            was.push(Outcome::parse(&event.outcome).unwrap_or(Outcome::Pending));
+        }
+        (batch, was)
+    }
+
+    /// A configured partner's handler, with its spec.
+    pub(crate) fn partner_handler(
+        &self,
+        name: &str,
+    ) -> Option<(&HandlerSpec, &Arc<dyn PartnerHandler>)> {
+        self.partners.get(name).map(|p| (&p.spec, &p.handler))
+    }
+
+    /// Maps a stored event again with `handler`, from its stored headers, query and body.
+    pub(crate) fn map_stored(
+        &self,
+        handler: &Arc<dyn PartnerHandler>,
+        event: &StoredEvent,
+    ) -> (Mapped, Option<String>) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &event.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                http::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        map_guarded(
+            handler.as_ref(),
+            Delivery {
+                event_type: &event.event_type,
+                headers: &headers,
+                query: event.query.as_deref(),
+                body: &event.body,
+            },
+        )
+    }
+
+    /// Applies a fresh mapping to a stored event and records its new outcome.
+    pub(crate) async fn reapply(
+        &self,
+        event: &StoredEvent,
+        mapped: Mapped,
+        version: Option<String>,
+    ) -> Result<Ingested, StoreError> {
+        let mapped = vetted(mapped);
+        let keys = lock_keys(&event.partner, &mapped);
+        self.store
+            .reprocess(event.id, mapped, version, &keys, CALLBACK_LOCK_WAIT)
+            .await
+    }
+}

@@ -1,0 +1,147 @@
+//! What of a delivery is stored with its event: selected headers (never credentials), the
+//! query with secret values masked, and the body, whole or, for a refused delivery, only its
+//! first bytes.
+
+use std::collections::BTreeMap;
+
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
+
+use super::Inbound;
+use crate::partners::auth::AuthScheme;
+use crate::store::NewEvent;
+use crate::store::body::StoredBody;
+
+/// Headers worth keeping with a stored event. Credentials are never among them.
+const KEPT_HEADERS: [&str; 8] = [
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "user-agent",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-lightspeed-idempotency-key",
+];
+
+/// How much of a body to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Every byte: an accepted delivery, replayable.
+    Whole,
+    /// At most this many first bytes: a refused delivery, kept to show what was sent.
+    First(usize),
+}
+
+/// The event as it will be stored: selected headers only, secret query values masked, the
+/// body as `keep` says (its size and SHA-256 always of the whole body as received).
+pub(super) fn new_event(
+    inbound: &Inbound,
+    auth: Option<&AuthScheme>,
+    handler: Option<&str>,
+    keep: Keep,
+) -> NewEvent {
+    let body = &inbound.body;
+    let kept = match keep {
+        Keep::Whole => body.clone(),
+        Keep::First(limit) => body.slice(..body.len().min(limit)),
+    };
+    NewEvent {
+        received_at: inbound.received_at,
+        partner: inbound.partner.clone(),
+        route: inbound.route.as_str(),
+        method: inbound.method.clone(),
+        event_type: inbound.event_type.clone(),
+        path: inbound.path.clone(),
+        query: inbound
+            .query
+            .as_deref()
+            .map(|q| mask_query(q, auth.and_then(AuthScheme::secret_param))),
+        headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header)),
+        body_sha256: hex::encode(Sha256::digest(body)),
+        body_bytes: inbound.body_bytes.unwrap_or(body.len()),
+        body_truncated: kept.len() < body.len()
+            || inbound.body_bytes.is_some_and(|n| n > kept.len()),
+        body: StoredBody::encode(&kept),
+        handler: handler.map(str::to_owned),
+        handler_version: None,
+    }
+}
+
+fn kept_headers(headers: &HeaderMap, secret: Option<&HeaderName>) -> BTreeMap<String, String> {
+    headers
+        .keys()
+        .filter(|name| KEPT_HEADERS.contains(&name.as_str()) || name.as_str().contains("signature"))
+        .filter(|name| Some(*name) != secret)
+        .map(|name| {
+            let values: Vec<String> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (name.as_str().to_owned(), values.join(", "))
+        })
+        .collect()
+}
+
+/// The query string with the value of `secret_param` replaced, so stored events hold no
+/// credentials.
+fn mask_query(query: &str, secret_param: Option<&str>) -> String {
+    let Some(secret_param) = secret_param else {
+        return query.to_owned();
+    };
+    query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            let decoded: String = form_urlencoded::parse(key.as_bytes())
+                .map(|(k, v)| {
+                    if v.is_empty() {
+                        k.into_owned()
+                    } else {
+                        format!("{k}={v}")
+                    }
+                })
+                .collect();
+            if decoded == secret_param {
+                format!("{key}=[redacted]")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_parameters_are_masked_and_others_kept() {
+        assert_eq!(
+            mask_query("a=1&token=s3cret&b=2", Some("token")),
+            "a=1&token=[redacted]&b=2"
+        );
+        assert_eq!(mask_query("a=1&token=s3cret", None), "a=1&token=s3cret");
+        assert_eq!(
+            mask_query("tok%65n=s3cret", Some("token")),
+            "tok%65n=[redacted]"
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_kept_but_signatures_are() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer t".parse().expect("header"));
+        headers.insert("x-api-secret", "k".parse().expect("header"));
+        headers.insert("x-partner-signature", "abc".parse().expect("header"));
+        headers.insert("content-type", "application/json".parse().expect("header"));
+        let secret = HeaderName::from_static("x-api-secret");
+        let kept = kept_headers(&headers, Some(&secret));
+        assert_eq!(
+            kept.keys().map(String::as_str).collect::<Vec<_>>(),
+            vec!["content-type", "x-partner-signature"]
+        );
+    }
+}
