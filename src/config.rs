@@ -159,6 +159,24 @@ pub struct PartnerConfig {
     pub auth: AuthScheme,
     /// Deliveries beyond this are answered 429 with Retry-After; `None`: unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// How a delivery its handler cannot map is answered (`on_handler_error`).
+    pub on_handler_error: HandlerErrors,
+    /// The charset of a body that declares none and is not UTF-8 (`undeclared_charset`);
+    /// `None`: such a body is malformed.
+    pub undeclared_charset: Option<&'static encoding_rs::Encoding>,
+}
+
+/// How a delivery is answered when its handler or script cannot build a valid command
+/// from it (`invalid_payload`, `script_error`, `script_limit`). The event is stored
+/// `failed` either way, and recovered by a replay once the handler is fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandlerErrors {
+    /// 200: the partner does not retry, the event waits in the log (the default: partners
+    /// such as SalesPlay and Checkfront disable a webhook that keeps failing).
+    #[default]
+    Store,
+    /// 500: for partners whose retries are harmless and wanted.
+    Retry,
 }
 
 /// A sustained rate and the burst allowed above it.
@@ -335,6 +353,10 @@ struct RawPartner {
     /// Deliveries per second (0: unlimited) and the burst above it.
     rate_limit_per_second: Option<u32>,
     rate_limit_burst: Option<u32>,
+    /// "store" (200, the default) or "retry" (500) for deliveries the handler cannot map.
+    on_handler_error: Option<String>,
+    /// A charset label (e.g. "windows-1252") for bodies that declare none and are not UTF-8.
+    undeclared_charset: Option<String>,
     auth: RawAuth,
 }
 
@@ -347,6 +369,8 @@ struct RawApi {
     marketplace_id: String,
     private_key: Option<SecretString>,
     private_key_env: Option<String>,
+    /// Calls per channel and hour never exceeded (default: TourCMS's published 3,000).
+    hourly_limit: Option<u32>,
 }
 
 fn default_marketplace() -> String {
@@ -530,10 +554,17 @@ impl RawPartner {
                     api.private_key_env.as_deref(),
                 )
                 .map_err(|e| invalid(format!("partner {name}: api.{e}")))?;
+                let hourly_limit = match api.hourly_limit {
+                    None => crate::partners::tourcms::HOURLY_LIMIT,
+                    Some(limit) => std::num::NonZeroU32::new(limit).ok_or_else(|| {
+                        invalid(format!("partner {name}: api.hourly_limit must be positive"))
+                    })?,
+                };
                 Some(crate::partners::tourcms::TourCmsApi {
                     base_url: api.base_url.trim_end_matches('/').to_owned(),
                     marketplace_id: api.marketplace_id,
                     private_key: std::sync::Arc::new(private_key),
+                    hourly_limit,
                 })
             }
         };
@@ -563,11 +594,32 @@ impl RawPartner {
                 Some(RateLimit { per_second, burst })
             }
         };
+        let on_handler_error = match self.on_handler_error.as_deref() {
+            None | Some("store") => HandlerErrors::Store,
+            Some("retry") => HandlerErrors::Retry,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "partner {name}: on_handler_error = {other:?}: expected \"store\" or \"retry\""
+                )));
+            }
+        };
+        let undeclared_charset = self
+            .undeclared_charset
+            .map(|label| {
+                encoding_rs::Encoding::for_label(label.as_bytes()).ok_or_else(|| {
+                    invalid(format!(
+                        "partner {name}: undeclared_charset {label:?} is not a known charset"
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(PartnerConfig {
             name,
             handler,
             auth,
             rate_limit,
+            on_handler_error,
+            undeclared_charset,
         })
     }
 }

@@ -35,6 +35,92 @@ const BATCH: i64 = 50;
 
 pub use crate::config::Cadence;
 
+/// How long to leave a channel alone when TourCMS says it has no calls left this hour and
+/// gives no time to wait: its window is an hour, so a quarter of one, then ask again.
+const EXHAUSTED_PAUSE: Duration = Duration::from_secs(900);
+
+/// What the fetcher remembers about each partner account between rounds, so it behaves as
+/// the partner's API docs ask: never over the published hourly limit (a GCRA limiter per
+/// channel, sized from `[partners.api] hourly_limit`), and quiet while the API says to wait
+/// (`Retry-After`, or `X-RateLimit-Remaining: 0`).
+#[derive(Debug, Default)]
+pub struct Courtesy {
+    limiters: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<governor::DefaultDirectRateLimiter>>,
+    >,
+    quiet_until: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Courtesy {
+    /// Whether a call for `channel` may go out now: not asked to wait, and within the hourly
+    /// limit (a call is counted when this says yes).
+    fn may_call(&self, channel: &str, hourly_limit: std::num::NonZeroU32) -> bool {
+        let now = std::time::Instant::now();
+        if let Ok(quiet) = self.quiet_until.lock()
+            && quiet.get(channel).is_some_and(|until| *until > now)
+        {
+            return false;
+        }
+        let limiter = match self.limiters.lock() {
+            Ok(mut limiters) => {
+                Arc::clone(limiters.entry(channel.to_owned()).or_insert_with(|| {
+                    Arc::new(governor::RateLimiter::direct(governor::Quota::per_hour(
+                        hourly_limit,
+                    )))
+                }))
+            }
+            Err(_) => return true,
+        };
+        limiter.check().is_ok()
+    }
+
+    /// Leaves `channel` alone for `wait`.
+    fn quiet(&self, channel: &str, wait: Duration) {
+        if let Ok(mut quiet) = self.quiet_until.lock() {
+            let until = std::time::Instant::now() + wait;
+            let entry = quiet.entry(channel.to_owned()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+}
+
+/// What an answer says about waiting: `Retry-After` in seconds (or an HTTP date), or an
+/// exhausted `X-RateLimit-Remaining`.
+fn asked_to_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .ok()
+                .or_else(|| {
+                    chrono::DateTime::parse_from_rfc2822(v.trim())
+                        .ok()
+                        .and_then(|at| (at.with_timezone(&Utc) - Utc::now()).to_std().ok())
+                })
+        });
+    let exhausted = headers
+        .get("x-ratelimit-remaining")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .is_some_and(|left| left <= 0);
+    retry_after.or(exhausted.then_some(EXHAUSTED_PAUSE))
+}
+
+/// The wait before attempt `attempts + 1`: `base` doubling per attempt, capped at an hour,
+/// with full jitter over its upper half so nodes and events do not retry in step.
+fn backoff(base: Duration, attempts: i64) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    let ceiling = base
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(MAX_BACKOFF);
+    ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
 /// Runs until `stop` turns true.
 pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
@@ -44,6 +130,7 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
             return;
         }
     };
+    let courtesy = Courtesy::default();
     let mut tick = tokio::time::interval(cadence.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -54,13 +141,14 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
-        if let Err(error) = fetch_due(&gateway, &client, cadence.retry_base).await {
+        if let Err(error) = fetch_due(&gateway, &client, cadence.retry_base, &courtesy).await {
             tracing::error!(%error, "fetch round failed");
         }
     }
 }
 
-/// Fetches every due pending event once; returns how many were tried.
+/// Fetches every due pending event once (those whose channel may be called now); returns
+/// how many were tried.
 ///
 /// # Errors
 /// When the store cannot be read or written.
@@ -68,55 +156,107 @@ pub async fn fetch_due(
     gateway: &Gateway,
     client: &reqwest::Client,
     retry_base: Duration,
+    courtesy: &Courtesy,
 ) -> Result<usize, StoreError> {
     let store = gateway.store();
     let due = store.due_fetches(Utc::now(), BATCH).await?;
     let mut tried = 0;
     for event in &due {
+        let Some((HandlerSpec::TourCms(api), _)) = gateway.partner_handler(&event.partner) else {
+            let detail = format!("partner {} is not configured to fetch", event.partner);
+            store
+                .fetch_failed(event.id, event.attempts + 1, None, &detail)
+                .await?;
+            continue;
+        };
+        let Some((mapped, version)) = gateway.map_stored(event) else {
+            continue;
+        };
+        let Mapped::Fetch(request) = mapped else {
+            // The handler no longer asks for a fetch: apply what it says now.
+            gateway.reapply(event, mapped, version).await?;
+            continue;
+        };
+        let channel = format!(
+            "{}/{}/{}",
+            event.partner, api.marketplace_id, request.channel_id
+        );
+        if !courtesy.may_call(&channel, api.hourly_limit) {
+            // Not an attempt: it stays due, for a round when the channel may be called.
+            continue;
+        }
         // Several nodes find the same due events; the claim lets one of them fetch each.
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
         if store.claim_fetch(event.id, now, lease_until).await? {
-            fetch_one(gateway, client, retry_base, event).await?;
+            let call = Call {
+                api,
+                request: &request,
+                version,
+                channel: &channel,
+            };
+            fetch_one(gateway, client, retry_base, courtesy, event, call).await?;
             tried += 1;
         }
     }
     Ok(tried)
 }
 
+/// One call to make for a pending event.
+struct Call<'a> {
+    api: &'a tourcms::TourCmsApi,
+    request: &'a crate::domain::FetchRequest,
+    version: Option<String>,
+    channel: &'a str,
+}
+
 async fn fetch_one(
     gateway: &Gateway,
     client: &reqwest::Client,
     retry_base: Duration,
+    courtesy: &Courtesy,
     event: &StoredEvent,
+    call: Call<'_>,
 ) -> Result<(), StoreError> {
     let store = gateway.store();
     let attempts = event.attempts + 1;
-    let Some((HandlerSpec::TourCms(api), handler)) = gateway.partner_handler(&event.partner) else {
-        let detail = format!("partner {} is not configured to fetch", event.partner);
-        return store.fetch_failed(event.id, attempts, None, &detail).await;
-    };
-    let (mapped, version) = gateway.map_stored(handler, event);
-    let Mapped::Fetch(request) = mapped else {
-        // The handler no longer asks for a fetch: apply what it says now.
-        return gateway.reapply(event, mapped, version).await.map(drop);
-    };
-    let (url, headers) = tourcms::show_booking_request(api, &request, Utc::now().timestamp());
-    let mut call = client.get(&url);
+    let (url, headers) =
+        tourcms::show_booking_request(call.api, call.request, Utc::now().timestamp());
+    let mut request = client.get(&url);
     for (name, value) in headers {
-        call = call.header(name, value);
+        request = request.header(name, value);
     }
-    let fetched = match call.send().await {
-        Ok(response) if response.status().is_success() => match response.bytes().await {
-            Ok(body) => tourcms::complete(&request, &body),
-            Err(error) => Err(format!("reading the answer: {error}")),
-        },
-        Ok(response) => Err(format!("TourCMS answered {}", response.status())),
-        Err(error) => Err(format!("TourCMS unreachable: {error}")),
+    let (fetched, wait) = match request.send().await {
+        Ok(response) => {
+            let wait = asked_to_wait(response.headers());
+            if response.status().is_success() {
+                let headers = response.headers().clone();
+                let body = response.bytes().await;
+                let fetched = match body {
+                    Ok(body) => match gateway.decode_from(&event.partner, &body, &headers) {
+                        Ok(document) => tourcms::complete(call.request, &document),
+                        Err(error) => Err(format!("reading the answer: {error}")),
+                    },
+                    Err(error) => Err(format!("reading the answer: {error}")),
+                };
+                (fetched, wait)
+            } else {
+                (Err(format!("TourCMS answered {}", response.status())), wait)
+            }
+        }
+        Err(error) => (Err(format!("TourCMS unreachable: {error}")), None),
     };
+    if let Some(wait) = wait {
+        tracing::info!(
+            channel = call.channel,
+            wait_s = wait.as_secs(),
+            "TourCMS asks us to wait"
+        );
+        courtesy.quiet(call.channel, wait);
+    }
     match fetched {
         Ok(mapped) => {
-            let result = gateway.reapply(event, mapped, version).await?;
+            let result = gateway.reapply(event, mapped, call.version).await?;
             tracing::info!(event_id = event.id, attempts, outcome = %result.outcome, "fetched booking applied");
             Ok(())
         }
@@ -126,10 +266,7 @@ async fn fetch_one(
             store.fetch_failed(event.id, attempts, None, &detail).await
         }
         Err(error) => {
-            let exponent = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(20);
-            let delay = retry_base
-                .saturating_mul(2u32.saturating_pow(exponent))
-                .min(MAX_BACKOFF);
+            let delay = backoff(retry_base, attempts).max(wait.unwrap_or_default());
             let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
             let detail = format!(
                 "attempt {attempts} failed: {error}; next at {}",
@@ -140,5 +277,53 @@ async fn fetch_one(
                 .fetch_failed(event.id, attempts, Some(retry_at), &detail)
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stops_at_an_hour() {
+        let base = Duration::from_secs(5);
+        for attempts in 1..40 {
+            let ceiling = base
+                .saturating_mul(
+                    2u32.saturating_pow(u32::try_from(attempts - 1).unwrap_or(20).min(20)),
+                )
+                .min(MAX_BACKOFF);
+            let delay = backoff(base, attempts);
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{attempts}: {delay:?}"
+            );
+        }
+        let spread: std::collections::BTreeSet<u128> =
+            (0..20).map(|_| backoff(base, 5).as_millis()).collect();
+        assert!(spread.len() > 1, "jittered");
+    }
+
+    #[test]
+    fn retry_after_and_an_exhausted_limit_are_waits() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(asked_to_wait(&headers), None);
+        headers.insert("x-ratelimit-remaining", "12".parse().expect("value"));
+        assert_eq!(asked_to_wait(&headers), None);
+        headers.insert("x-ratelimit-remaining", "0".parse().expect("value"));
+        assert_eq!(asked_to_wait(&headers), Some(EXHAUSTED_PAUSE));
+        headers.insert("retry-after", "120".parse().expect("value"));
+        assert_eq!(asked_to_wait(&headers), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_channel_is_never_called_over_its_hourly_limit() {
+        let courtesy = Courtesy::default();
+        let limit = std::num::NonZeroU32::new(3).expect("nonzero");
+        let allowed = (0..10).filter(|_| courtesy.may_call("a", limit)).count();
+        assert_eq!(allowed, 3);
+        assert!(courtesy.may_call("b", limit), "per channel");
+        courtesy.quiet("b", Duration::from_secs(60));
+        assert!(!courtesy.may_call("b", limit), "quiet while asked to wait");
     }
 }

@@ -74,6 +74,12 @@ enum HandlerCommand {
         /// The event type, as in the URL's {eventType}.
         #[arg(long = "event")]
         event_type: String,
+        /// The payload's Content-Type, e.g. "application/json; charset=ISO-8859-1".
+        #[arg(long)]
+        content_type: Option<String>,
+        /// The payload's Content-Encoding, e.g. "gzip".
+        #[arg(long)]
+        content_encoding: Option<String>,
         /// The payload file.
         file: PathBuf,
     },
@@ -110,9 +116,17 @@ async fn main() -> anyhow::Result<()> {
                     config,
                     partner,
                     event_type,
+                    content_type,
+                    content_encoding,
                     file,
                 },
-        } => test_handler(config, &partner, &event_type, file),
+        } => {
+            let headers = [
+                ("content-type", content_type),
+                ("content-encoding", content_encoding),
+            ];
+            test_handler(config, &partner, &event_type, &headers, file)
+        }
         Command::Backup { config, target } => backup(config, &target),
     }
 }
@@ -169,18 +183,31 @@ fn test_handler(
     path: PathBuf,
     partner: &str,
     event_type: &str,
+    given: &[(&'static str, Option<String>)],
     file: PathBuf,
 ) -> anyhow::Result<()> {
     let config =
         Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
-    let spec = config
+    let partner_config = config
         .partners
         .iter()
         .find(|p| p.name == partner)
-        .map(|p| p.handler.clone())
         .with_context(|| format!("partner {partner} is not in {}", path.display()))?;
-    let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let headers = http::HeaderMap::new();
+    let spec = partner_config.handler.clone();
+    let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in given {
+        if let Some(value) = value {
+            headers.insert(*name, value.parse().context("a header value")?);
+        }
+    }
+    // Decoded as a delivery would be: compression, charset, byte-order marks.
+    let policy = diarysync::partners::decode::BodyPolicy {
+        max_bytes: config.max_body_bytes,
+        undeclared: partner_config.undeclared_charset,
+    };
+    let body = diarysync::partners::decode::decode(&raw, &headers, policy)
+        .context("decoding the payload")?;
     let (mapped, version) = spec.build().map_versioned(Delivery {
         event_type,
         headers: &headers,

@@ -58,6 +58,14 @@ impl BookingStatus {
         matches!(self, Self::Cancelled | Self::NoShow)
     }
 
+    /// Where a status lies along a booking's life, for judging partners' snapshots that
+    /// carry no version (see [`super::BookingSnapshot::rank`]): 0 for an enquiry up to 60
+    /// for completed, 70 for cancelled and no-show; tens, so a partner may rank its own
+    /// finer statuses in between.
+    pub fn rank(self) -> i64 {
+        i64::from(self.progress()) * 10
+    }
+
     fn progress(self) -> u8 {
         match self {
             Self::Enquiry => 0,

@@ -50,6 +50,10 @@ pub struct BookingSnapshot {
     pub currency: Option<String>,
     /// Orders snapshots (the partner's update time, ms); `None` when it gives none.
     pub version: Option<i64>,
+    /// Where the partner's own status lies along a booking's life, on the scale of
+    /// [`BookingStatus::rank`], for partners that send no version (Checkfront: PART below
+    /// PAID, though both are confirmed to us); `None`: the rank of `status`.
+    pub rank: Option<i64>,
     /// `start` and `end` are the venue's wall-clock time (the partner gave local dates and
     /// times without a zone) until [`BookingSnapshot::localise`] turns them into instants.
     pub wall_clock: bool,
@@ -63,6 +67,12 @@ impl BookingSnapshot {
             self.end = super::sale::wall_clock_instant(zone, self.end);
             self.wall_clock = false;
         }
+    }
+
+    /// The snapshot's place along the booking's life: a snapshot ranked below the last one
+    /// applied is a late retry (after PEND, PART, PAID, a PEND again) and changes nothing.
+    pub fn effective_rank(&self) -> Option<i64> {
+        self.rank.or(self.status.map(BookingStatus::rank))
     }
 
     /// Everything the snapshot says, as one string: two deliveries of the same booking state
@@ -257,6 +267,16 @@ impl Command {
 }
 
 impl Mapped {
+    /// A payload the handler cannot build a valid command from (a required field missing, a
+    /// time out of range): stored as `failed` with reason `invalid_payload`, answered 200 by
+    /// default, kept for a replay once the handler is fixed.
+    pub fn invalid(detail: impl Into<String>) -> Mapped {
+        Mapped::Fail {
+            reason: Reason::InvalidPayload,
+            detail: detail.into(),
+        }
+    }
+
     /// Checks every command ([`Command::check`]).
     ///
     /// # Errors

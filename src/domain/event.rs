@@ -70,6 +70,14 @@ pub enum Reason {
     SaleInFlight,
     ProcessingError,
     ScriptError,
+    /// A script hit one of its limits (operations, data size, depth, commands).
+    ScriptLimit,
+    /// The body's `Content-Encoding` is not one we can undo; answered 415.
+    UnsupportedEncoding,
+    /// The body's charset is not a known character encoding; answered 415.
+    UnsupportedCharset,
+    /// A path under a partner prefix that matches no route; recorded, answered 404.
+    UnknownRoute,
     FetchFailed,
     StoreError,
     /// Our own bug, caught: the write was rolled back and the event kept as `failed`.
@@ -98,10 +106,27 @@ impl Reason {
             Self::SaleInFlight => "sale_in_flight",
             Self::ProcessingError => "processing_error",
             Self::ScriptError => "script_error",
+            Self::ScriptLimit => "script_limit",
+            Self::UnsupportedEncoding => "unsupported_encoding",
+            Self::UnsupportedCharset => "unsupported_charset",
+            Self::UnknownRoute => "unknown_route",
             Self::FetchFailed => "fetch_failed",
             Self::StoreError => "store_error",
             Self::InternalError => "internal_error",
         }
+    }
+}
+
+impl Reason {
+    /// Refusals of deliveries that did authenticate but could not be read (an unsupported
+    /// charset or content encoding): unlike other rejected events they are replayed, so
+    /// they are read once support exists.
+    pub const REPLAYABLE_REFUSALS: [Reason; 2] =
+        [Reason::UnsupportedCharset, Reason::UnsupportedEncoding];
+
+    /// Whether a rejected event with this reason may be replayed.
+    pub fn replayable_refusal(self) -> bool {
+        Self::REPLAYABLE_REFUSALS.contains(&self)
     }
 }
 

@@ -16,9 +16,10 @@ use http::HeaderMap;
 
 use tracing::Instrument;
 
-use crate::config::{Config, PartnerConfig};
+use crate::config::{Config, HandlerErrors, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
+use crate::partners::decode::{BodyPolicy, Undecodable, decode};
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
 use crate::replay_cache::ReplayCache;
 use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
@@ -104,6 +105,13 @@ pub enum Receipt {
     Busy { event_id: Option<i64> },
     /// Too many deliveries from this partner: refused unread, retry after the wait.
     RateLimited { retry_after: Duration },
+    /// The body once decompressed is over the limit: refused whole (413).
+    TooLarge { event_id: Option<i64>, limit: usize },
+    /// The body's encoding or charset is one we cannot read (415); stored.
+    Unsupported {
+        event_id: Option<i64>,
+        reason: Reason,
+    },
     /// Our own failure; the partner should retry.
     Failed {
         event_id: Option<i64>,
@@ -140,6 +148,14 @@ impl Receipt {
             Receipt::RateLimited { .. } => {
                 (None, Outcome::Rejected.as_str(), Some(Reason::RateLimited))
             }
+            Receipt::TooLarge { event_id, .. } => (
+                *event_id,
+                Outcome::Rejected.as_str(),
+                Some(Reason::BodyTooLarge),
+            ),
+            Receipt::Unsupported { event_id, reason } => {
+                (*event_id, Outcome::Rejected.as_str(), Some(*reason))
+            }
         }
     }
 }
@@ -151,6 +167,9 @@ struct Partner {
     auth: AuthScheme,
     /// `None`: not rate limited.
     limiter: Option<Limiter>,
+    /// How its bodies are decoded before the handler reads them.
+    body: BodyPolicy,
+    on_handler_error: HandlerErrors,
 }
 
 impl std::fmt::Debug for Partner {
@@ -186,12 +205,21 @@ impl Gateway {
                      handler,
                      auth,
                      rate_limit,
+                     on_handler_error,
+                     undeclared_charset,
                  }| {
                     let partner = Partner {
                         handler: handler.build(),
+                        body: BodyPolicy {
+                            max_bytes: config.max_body_bytes,
+                            // No partner we ship documents a charset other than UTF-8
+                            // for bodies that declare none; operators may set one.
+                            undeclared: undeclared_charset,
+                        },
                         spec: handler,
                         auth,
                         limiter: rate_limit.map(limiter),
+                        on_handler_error,
                     };
                     (name, partner)
                 },
@@ -300,15 +328,23 @@ impl Gateway {
             Some(partner.spec.name()),
             Keep::Whole,
         );
-        let (mapped, handler_version) = map_guarded(
-            partner.handler.as_ref(),
-            Delivery {
-                event_type: &inbound.event_type,
-                headers: &inbound.headers,
-                query: inbound.query.as_deref(),
-                body: &inbound.body,
-            },
-        );
+        let (mapped, handler_version) = match decode(&inbound.body, &inbound.headers, partner.body)
+        {
+            Ok(document) => map_guarded(
+                partner.handler.as_ref(),
+                Delivery {
+                    event_type: &inbound.event_type,
+                    headers: &inbound.headers,
+                    query: inbound.query.as_deref(),
+                    body: &document,
+                },
+            ),
+            Err(Undecodable::TooLarge { limit }) => {
+                let event_id = self.refuse_oversized(inbound, limit).await;
+                return Receipt::TooLarge { event_id, limit };
+            }
+            Err(undecodable) => (undecodable_mapping(&undecodable), None),
+        };
         let mut event = event;
         event.handler_version = handler_version;
         let replay = (!partner.auth.carries_timestamp()).then(|| ReplayCache::key(&event));
@@ -348,13 +384,27 @@ impl Gateway {
             .ingest(event.clone(), mapped, &lock_keys, lock_wait)
             .await
         {
-            Ok(ingested) if ingested.outcome == Outcome::Rejected => Receipt::Refused {
-                event_id: Some(ingested.event_id),
-                reason: ingested.reason.unwrap_or(Reason::BadSignature),
-            },
-            Ok(ingested) if ingested.outcome == Outcome::Failed => Receipt::Failed {
-                event_id: Some(ingested.event_id),
-                reason: ingested.reason.unwrap_or(Reason::ProcessingError),
+            Ok(ingested)
+                if ingested.outcome == Outcome::Failed
+                    && !(partner.on_handler_error == HandlerErrors::Store
+                        && ingested.reason.is_some_and(is_content_failure)) =>
+            {
+                Receipt::Failed {
+                    event_id: Some(ingested.event_id),
+                    reason: ingested.reason.unwrap_or(Reason::ProcessingError),
+                }
+            }
+            Ok(ingested) if ingested.outcome == Outcome::Rejected => match ingested.reason {
+                Some(reason @ (Reason::UnsupportedCharset | Reason::UnsupportedEncoding)) => {
+                    Receipt::Unsupported {
+                        event_id: Some(ingested.event_id),
+                        reason,
+                    }
+                }
+                reason => Receipt::Refused {
+                    event_id: Some(ingested.event_id),
+                    reason: reason.unwrap_or(Reason::BadSignature),
+                },
             },
             Ok(ingested) => {
                 // Only what was applied: a delivery ignored for the state it met (an unknown
@@ -494,6 +544,16 @@ impl Gateway {
         Receipt::Refused { event_id, reason }
     }
 
+    /// Refuses a request under a partner prefix that matches no route (a mistyped webhook
+    /// URL): recorded as `rejected/unknown_route` under the partner it names (if that is
+    /// one), within the limits on refusals, so partner health shows it.
+    pub async fn refuse_unknown_route(&self, inbound: Inbound) -> Receipt {
+        let partner = self.partners.get(&inbound.partner);
+        let detail = format!("no partner route at {}", inbound.path);
+        self.refuse(&inbound, partner, Reason::UnknownRoute, &detail)
+            .await
+    }
+
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,
     /// so the operator sees that the partner sent something we refused; `None` when it was
     /// not recorded (over the limits of refused deliveries, or the store failed).
@@ -573,9 +633,42 @@ fn lock_keys(partner: &str, mapped: &Mapped) -> Vec<SaleKey> {
 pub(crate) fn vetted(mapped: Mapped) -> Mapped {
     match mapped.check() {
         Ok(()) => mapped,
-        Err(invalid) => Mapped::Ignore {
-            reason: Reason::InvalidPayload,
-            detail: invalid.to_string(),
+        Err(invalid) => Mapped::invalid(invalid.to_string()),
+    }
+}
+
+/// Whether a failed event failed for its content (its handler or script could not build a
+/// valid command from it), not for our own fault: answered per the partner's
+/// `on_handler_error`, 200 by default.
+fn is_content_failure(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::InvalidPayload | Reason::ScriptError | Reason::ScriptLimit
+    )
+}
+
+/// What a delivery whose body cannot be decoded becomes: an unsupported encoding or charset
+/// is refused (415) and stored, so a replay reads it once support exists; a broken body is
+/// malformed (200, stored); one too large once decompressed is refused like an oversized
+/// body (the live path answers 413 before this; a replay records it so).
+fn undecodable_mapping(undecodable: &Undecodable) -> Mapped {
+    let detail = undecodable.to_string();
+    match undecodable {
+        Undecodable::UnsupportedEncoding(_) => Mapped::Reject {
+            reason: Reason::UnsupportedEncoding,
+            detail,
+        },
+        Undecodable::UnsupportedCharset(_) => Mapped::Reject {
+            reason: Reason::UnsupportedCharset,
+            detail,
+        },
+        Undecodable::TooLarge { .. } => Mapped::Reject {
+            reason: Reason::BodyTooLarge,
+            detail,
+        },
+        Undecodable::Corrupt(_) => Mapped::Ignore {
+            reason: Reason::MalformedPayload,
+            detail,
         },
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
 
-use super::{CALLBACK_LOCK_WAIT, Gateway, lock_keys, map_guarded, vetted};
+use super::{CALLBACK_LOCK_WAIT, Gateway, lock_keys, map_guarded, undecodable_mapping, vetted};
 use crate::domain::{Mapped, Outcome, Reason};
+use crate::partners::decode::decode;
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
 use crate::store::{Ingested, ReplayFilter, Reprocess, StoreError, StoredEvent};
 
@@ -141,12 +142,11 @@ impl Gateway {
         let mut batch = Vec::with_capacity(page.len());
         let mut was = Vec::with_capacity(page.len());
         for event in page {
-            let Some(partner) = self.partners.get(&event.partner) else {
+            let Some((mapped, handler_version)) = self.map_stored(event) else {
                 summary.skipped += 1;
                 progress();
                 continue;
             };
-            let (mapped, handler_version) = self.map_stored(&partner.handler, event);
             batch.push(Reprocess {
                 event_id: event.id,
                 lock_keys: lock_keys(&event.partner, &mapped),
@@ -167,11 +167,11 @@ impl Gateway {
     }
 
     /// Maps a stored event again with `handler`, from its stored headers, query and body.
-    pub(crate) fn map_stored(
-        &self,
-        handler: &Arc<dyn PartnerHandler>,
-        event: &StoredEvent,
-    ) -> (Mapped, Option<String>) {
+    /// Maps a stored event again with its partner's current handler, from its stored
+    /// headers, query and body, decoded as on its first delivery; `None` when the partner is
+    /// no longer configured.
+    pub(crate) fn map_stored(&self, event: &StoredEvent) -> Option<(Mapped, Option<String>)> {
+        let partner = self.partners.get(&event.partner)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &event.headers {
             if let (Ok(name), Ok(value)) = (
@@ -181,15 +181,38 @@ impl Gateway {
                 headers.insert(name, value);
             }
         }
-        map_guarded(
-            handler.as_ref(),
-            Delivery {
-                event_type: &event.event_type,
-                headers: &headers,
-                query: event.query.as_deref(),
-                body: &event.body,
-            },
-        )
+        Some(match decode(&event.body, &headers, partner.body) {
+            Ok(document) => map_guarded(
+                partner.handler.as_ref(),
+                Delivery {
+                    event_type: &event.event_type,
+                    headers: &headers,
+                    query: event.query.as_deref(),
+                    body: &document,
+                },
+            ),
+            Err(undecodable) => (undecodable_mapping(&undecodable), None),
+        })
+    }
+
+    /// A body `partner` sent us by other means than a delivery (a booking fetched from its
+    /// API), decoded as its deliveries are: compression, charset and byte-order marks.
+    ///
+    /// # Errors
+    /// [`crate::partners::decode::Undecodable`] as for a delivery; an unknown partner's
+    /// body is too large to read, as nothing of it is.
+    pub(crate) fn decode_from(
+        &self,
+        partner: &str,
+        body: &[u8],
+        headers: &http::HeaderMap,
+    ) -> Result<Vec<u8>, crate::partners::decode::Undecodable> {
+        let policy = self
+            .partners
+            .get(partner)
+            .map(|p| p.body)
+            .ok_or(crate::partners::decode::Undecodable::TooLarge { limit: 0 })?;
+        decode(body, headers, policy).map(std::borrow::Cow::into_owned)
     }
 
     /// Applies a fresh mapping to a stored event and records its new outcome.

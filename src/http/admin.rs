@@ -734,7 +734,12 @@ pub(super) async fn replay_one(
     let id = id(path)?;
     let store = state.gateway.store();
     let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
-    if event.summary.outcome == "rejected" {
+    let readable_later = event.summary.reason.as_deref().is_some_and(|r| {
+        crate::domain::Reason::REPLAYABLE_REFUSALS
+            .iter()
+            .any(|readable| readable.as_str() == r)
+    });
+    if event.summary.outcome == "rejected" && !readable_later {
         return Err(ApiError::Conflict(
             "a rejected event failed authentication and is never replayed".into(),
         ));

@@ -1247,6 +1247,12 @@ async fn health(
                             (Some("unknown_location"), Some(example)) => {
                                 format!("{example}: {} events", p.events)
                             }
+                            (reason, Some(example)) if p.event_type.is_some() => format!(
+                                "{} {} failed ({}): {example}",
+                                p.events,
+                                p.event_type.as_deref().unwrap_or_default(),
+                                reason.unwrap_or("")
+                            ),
                             (reason, Some(example)) => format!(
                                 "{} {}: {} events (e.g. {example})",
                                 p.outcome,

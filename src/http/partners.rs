@@ -23,77 +23,248 @@ use crate::gateway::{Inbound, Receipt, Route};
 /// Seconds a partner is asked to wait before retrying a sale that is in flight ("~1 minute").
 const RETRY_AFTER_SECONDS: &str = "60";
 
+/// The two contract routes, as written in the contract.
+const SALES_PATH: &str = "/Sales/partners/{partner}/events/{event_type}";
+const CALLBACK_PATH: &str = "/partners/{partner}/webhooks/callback/{event_type}";
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(
-            "/Sales/partners/{partner}/events/{event_type}",
-            post(sales_event),
+            SALES_PATH,
+            post(sales_event).head(probe_route).options(probe_route),
         )
         .route(
-            "/partners/{partner}/webhooks/callback/{event_type}",
-            get(callback_event).post(callback_event),
+            CALLBACK_PATH,
+            get(callback_event)
+                .post(callback_event)
+                .head(probe_route)
+                .options(probe_route),
         )
 }
 
 async fn sales_event(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: OriginalUri,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let request = Request {
-        method,
-        uri,
-        peer,
-        headers,
-        body,
-    };
-    receive(state, Route::Sales, path, request).await
+    match path {
+        Ok(Path((partner, event_type))) => {
+            receive(state, Route::Sales, partner, event_type, request).await
+        }
+        Err(_) => bad_path(),
+    }
 }
 
 async fn callback_event(
     state: State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: OriginalUri,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let request = Request {
-        method,
-        uri,
-        peer,
-        headers,
-        body,
+    match path {
+        Ok(Path((partner, event_type))) => {
+            receive(state, Route::Callback, partner, event_type, request).await
+        }
+        Err(_) => bad_path(),
+    }
+}
+
+fn bad_path() -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "bad_path", "message": "path segments must be valid UTF-8" }),
+    )
+}
+
+/// `HEAD` and `OPTIONS` on a partner route: a sender checking the URL. Answered without
+/// side effects: no handler runs, nothing is fetched or stored. 200 (204 for `OPTIONS`,
+/// with `Allow`) for a configured partner, 404 for another name.
+async fn probe_route(
+    State(state): State<AppState>,
+    method: Method,
+    path: Result<Path<(String, String)>, PathRejection>,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    let partner = path.map(|Path((partner, _))| partner).unwrap_or_default();
+    let route = match PartnerPath::parse(uri.path()) {
+        Some(PartnerPath::Route { route, .. }) => route,
+        _ => Route::Callback,
     };
-    receive(state, Route::Callback, path, request).await
+    probe(&state, &method, &partner, route)
+}
+
+fn probe(state: &AppState, method: &Method, partner: &str, route: Route) -> Response {
+    let allow = match route {
+        Route::Sales => "POST, HEAD, OPTIONS",
+        Route::Callback => "GET, POST, HEAD, OPTIONS",
+    };
+    let known = state.partner_names.iter().any(|name| name == partner);
+    let status = match (known, *method == Method::OPTIONS) {
+        (false, _) => StatusCode::NOT_FOUND,
+        (true, true) => StatusCode::NO_CONTENT,
+        (true, false) => StatusCode::OK,
+    };
+    let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// A path under the partner prefixes, read leniently: the fixed segments in any case
+/// (`/sales/...`), a trailing or doubled slash ignored.
+#[derive(Debug, PartialEq, Eq)]
+enum PartnerPath {
+    /// One of the two contract routes.
+    Route {
+        route: Route,
+        partner: String,
+        event_type: String,
+    },
+    /// Under a partner prefix, but no route: recorded (for the partner it names, if any).
+    Unknown { route: Route, partner: String },
+}
+
+impl PartnerPath {
+    fn parse(path: &str) -> Option<PartnerPath> {
+        let segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let is = |i: usize, word: &str| {
+            segments
+                .get(i)
+                .is_some_and(|s| s.eq_ignore_ascii_case(word))
+        };
+        let at = |i: usize| segments.get(i).cloned().unwrap_or_default();
+        if is(0, "sales") && is(1, "partners") {
+            if segments.len() == 5 && is(3, "events") {
+                return Some(PartnerPath::Route {
+                    route: Route::Sales,
+                    partner: at(2),
+                    event_type: at(4),
+                });
+            }
+            return Some(PartnerPath::Unknown {
+                route: Route::Sales,
+                partner: at(2),
+            });
+        }
+        if is(0, "partners") {
+            if segments.len() == 5 && is(2, "webhooks") && is(3, "callback") {
+                return Some(PartnerPath::Route {
+                    route: Route::Callback,
+                    partner: at(1),
+                    event_type: at(4),
+                });
+            }
+            return Some(PartnerPath::Unknown {
+                route: Route::Callback,
+                partner: at(1),
+            });
+        }
+        None
+    }
+}
+
+/// Every request no route took. A partner route written a little differently (a trailing
+/// slash, `/sales/` for `/Sales/`) reaches its route; anything else under the partner
+/// prefixes is recorded as a refused delivery (`unknown_route`, within the limits on
+/// refusals) so partner health shows it; the rest is a plain 404.
+pub(super) async fn fallback(state: State<AppState>, request: Request) -> Response {
+    let OriginalUri(uri) = &request.uri;
+    match PartnerPath::parse(uri.path()) {
+        Some(PartnerPath::Route {
+            route,
+            partner,
+            event_type,
+        }) => {
+            let method = &request.method;
+            if *method == Method::HEAD || *method == Method::OPTIONS {
+                return probe(&state, method, &partner, route);
+            }
+            let allowed =
+                *method == Method::POST || (route == Route::Callback && *method == Method::GET);
+            if !allowed {
+                return answer(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    json!({ "error": "method_not_allowed" }),
+                );
+            }
+            receive(state, route, partner, event_type, request).await
+        }
+        Some(PartnerPath::Unknown { route, partner }) => {
+            let mut inbound = match inbound(&state, route, partner, String::new(), request).await {
+                Ok(inbound) => inbound,
+                Err(response) => return response,
+            };
+            inbound.event_type = inbound.path.clone();
+            respond(state.gateway.refuse_unknown_route(inbound).await)
+        }
+        None => answer(StatusCode::NOT_FOUND, json!({ "error": "not_found" })),
+    }
 }
 
 /// A partner's request as the route received it, body still unread.
-struct Request {
+pub(super) struct Request {
     method: Method,
     uri: OriginalUri,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Body,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Request {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .cloned()
+            .unwrap_or_else(|| OriginalUri(parts.uri.clone()));
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .cloned()
+            .map(Extension);
+        Ok(Request {
+            method: parts.method,
+            uri,
+            peer,
+            headers: parts.headers,
+            body,
+        })
+    }
 }
 
 async fn receive(
     State(state): State<AppState>,
     route: Route,
-    path: Result<Path<(String, String)>, PathRejection>,
+    partner: String,
+    event_type: String,
     request: Request,
 ) -> Response {
-    let Ok(Path((partner, event_type))) = path else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({ "error": "bad_path", "message": "path segments must be valid UTF-8" }),
-        );
-    };
+    match inbound(&state, route, partner, event_type, request).await {
+        Ok(inbound) => respond(state.gateway.receive(inbound).await),
+        Err(response) => response,
+    }
+}
+
+/// The delivery as the gateway takes it, its body read within the limits; or the answer to
+/// a body that could not be read (413 over the limit, recorded; 408 too slow; 400 broken).
+async fn inbound(
+    state: &AppState,
+    route: Route,
+    partner: String,
+    event_type: String,
+    request: Request,
+) -> Result<Inbound, Response> {
     let OriginalUri(uri) = request.uri;
     let client = super::serve::client_address(
         request.peer.map(|Extension(ConnectInfo(peer))| peer),
@@ -121,32 +292,30 @@ async fn receive(
     )
     .await
     {
-        Ok(body) => inbound.body = body,
+        Ok(body) => {
+            inbound.body = body;
+            Ok(inbound)
+        }
         Err(Unread::TooLarge { declared }) => {
             inbound.body_bytes = declared;
             let event_id = state
                 .gateway
                 .refuse_oversized(inbound, state.max_body_bytes)
                 .await;
-            return answer(
+            Err(answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({ "error": Reason::BodyTooLarge.as_str(), "event_id": event_id, "limit_bytes": state.max_body_bytes }),
-            );
+            ))
         }
-        Err(Unread::TooSlow) => {
-            return answer(
-                StatusCode::REQUEST_TIMEOUT,
-                json!({ "error": "body_timeout", "message": "the body did not arrive in time" }),
-            );
-        }
-        Err(Unread::Broken(message)) => {
-            return answer(
-                StatusCode::BAD_REQUEST,
-                json!({ "error": "unreadable_body", "message": message }),
-            );
-        }
+        Err(Unread::TooSlow) => Err(answer(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({ "error": "body_timeout", "message": "the body did not arrive in time" }),
+        )),
+        Err(Unread::Broken(message)) => Err(answer(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "unreadable_body", "message": message }),
+        )),
     }
-    respond(state.gateway.receive(inbound).await)
 }
 
 /// Why a body was not read.
@@ -229,6 +398,14 @@ fn respond(receipt: Receipt) -> Response {
             StatusCode::OK,
             json!({ "event_id": event_id, "outcome": "ignored", "reason": Reason::TestNotification.as_str() }),
         ),
+        Receipt::Refused {
+            event_id,
+            reason: Reason::UnknownRoute,
+        } => answer(
+            StatusCode::NOT_FOUND,
+            json!({ "error": Reason::UnknownRoute.as_str(), "event_id": event_id,
+                    "message": "no partner route at this path; the delivery is recorded" }),
+        ),
         Receipt::Refused { event_id, reason } => answer(
             StatusCode::BAD_REQUEST,
             json!({ "error": reason.as_str(), "event_id": event_id }),
@@ -256,6 +433,14 @@ fn respond(receipt: Receipt) -> Response {
             }
             response
         }
+        Receipt::TooLarge { event_id, limit } => answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({ "error": Reason::BodyTooLarge.as_str(), "event_id": event_id, "limit_bytes": limit }),
+        ),
+        Receipt::Unsupported { event_id, reason } => answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({ "error": reason.as_str(), "event_id": event_id }),
+        ),
         Receipt::Failed { event_id, reason } => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": reason.as_str(), "event_id": event_id }),

@@ -30,6 +30,20 @@ pub struct Checkfront {
     pub status_map: BTreeMap<String, BookingStatus>,
 }
 
+/// Where one of Checkfront's default status ids lies along a booking's life, finer than
+/// our statuses: PART (part paid) and PAID are both confirmed, but a PART after PAID is a
+/// late retry. Checkfront's booking webhooks carry no version or update time
+/// (<https://api.checkfront.com/ref/webhook/booking.html>), so this is how a stale
+/// snapshot is told.
+fn default_rank(id: &str) -> Option<i64> {
+    let confirmed = BookingStatus::Confirmed.rank();
+    Some(match id {
+        "PART" => confirmed,
+        "PAID" => confirmed + 5,
+        _ => return None,
+    })
+}
+
 /// Our status for one of Checkfront's default status ids.
 fn default_status(id: &str) -> Option<BookingStatus> {
     Some(match id {
@@ -71,7 +85,7 @@ impl PartnerHandler for Checkfront {
         let Some(host) =
             text_at(&root, &["@attributes", "host"]).or_else(|| text_at(&root, &["host"]))
         else {
-            return ignore(Reason::InvalidPayload, "no account host");
+            return Mapped::invalid("no account host");
         };
         if let Some(booking) = at(&root, &["booking"]).filter(Dynamic::is_map) {
             return match self.booking(&booking) {
@@ -79,7 +93,7 @@ impl PartnerHandler for Checkfront {
                     location_id: host,
                     commands: vec![Command::UpsertBooking(Box::new(snapshot))],
                 },
-                Err(detail) => ignore(Reason::InvalidPayload, detail),
+                Err(detail) => Mapped::invalid(detail),
             };
         }
         if let Some(transaction) = at(&root, &["transaction"]).filter(Dynamic::is_map) {
@@ -88,7 +102,7 @@ impl PartnerHandler for Checkfront {
                     location_id: host,
                     commands: vec![Command::RecordPayment(payment)],
                 },
-                Err(detail) => ignore(Reason::InvalidPayload, detail),
+                Err(detail) => Mapped::invalid(detail),
             };
         }
         let kind =
@@ -148,6 +162,12 @@ impl Checkfront {
             .iter()
             .filter_map(|item| text_at(item, &["sku"]))
             .collect();
+        // An account's own status mapped to ours ranks as ours does.
+        let rank = if self.status_map.contains_key(&partner_status) {
+            None
+        } else {
+            default_rank(&partner_status)
+        };
         Ok(BookingSnapshot {
             external_key: code.clone(),
             reference: code,
@@ -169,6 +189,7 @@ impl Checkfront {
                 .and_then(|o| text_at(o, &["@attributes", "currency_id"]))
                 .or_else(|| order_text("currency_id")),
             version: None,
+            rank,
             wall_clock: false,
         })
     }

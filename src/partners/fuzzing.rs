@@ -81,6 +81,7 @@ pub fn handlers() -> &'static [(&'static str, Arc<dyn PartnerHandler>)] {
             base_url: "http://127.0.0.1:9".to_owned(),
             marketplace_id: "0".to_owned(),
             private_key: Arc::new("key".to_owned().into()),
+            hourly_limit: super::tourcms::HOURLY_LIMIT,
         };
         let specs = [
             ("lightspeed-kseries", HandlerOptions::default()),

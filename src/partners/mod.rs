@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod checkfront;
+pub mod decode;
 pub mod fuzzing;
 pub mod lightspeed;
 pub mod script;

@@ -174,10 +174,14 @@ impl PartnerHandler for ScriptHandler {
             .engine
             .call_fn::<Dynamic>(&mut Scope::new(), ast, "handle", (event,));
         let mapped = match result {
-            Ok(value) => {
-                mapped_of(value).unwrap_or_else(|detail| fail(format!("script result: {detail}")))
-            }
-            Err(error) => fail(format!("script failed: {error}")),
+            Ok(value) => mapped_of(value).unwrap_or_else(|(reason, detail)| Mapped::Fail {
+                reason,
+                detail: format!("script result: {detail}"),
+            }),
+            Err(error) => Mapped::Fail {
+                reason: failure_of(&error),
+                detail: format!("script failed: {error}"),
+            },
         };
         (mapped, version)
     }
@@ -212,19 +216,38 @@ fn event_of(delivery: Delivery<'_>) -> Result<Dynamic, Mapped> {
     Ok(Dynamic::from_map(event))
 }
 
-/// Reads a script's result; see `docs/SCRIPTING.md`.
-fn mapped_of(value: Dynamic) -> Result<Mapped, String> {
+/// Whether a script's runtime error is a limit it hit (`script_limit`: too many
+/// operations, too much data, too deep) or another error (`script_error`).
+fn failure_of(error: &rhai::EvalAltResult) -> Reason {
+    use rhai::EvalAltResult as E;
+    match error {
+        E::ErrorTooManyOperations(_)
+        | E::ErrorDataTooLarge(..)
+        | E::ErrorStackOverflow(_)
+        | E::ErrorTooManyVariables(_) => Reason::ScriptLimit,
+        E::ErrorInFunctionCall(_, _, inner, _) => failure_of(inner),
+        _ => Reason::ScriptError,
+    }
+}
+
+/// Reads a script's result; see `docs/SCRIPTING.md`. A result that is no result at all is the
+/// script's error (`script_error`), too many commands its limit (`script_limit`), and a
+/// command it could not build from the payload (a sale without `opened_at`) an invalid
+/// payload (`invalid_payload`).
+fn mapped_of(value: Dynamic) -> Result<Mapped, (Reason, String)> {
+    let script = |detail: &str| (Reason::ScriptError, detail.to_owned());
     let map = value
         .try_cast::<Map>()
-        .ok_or("handle() must return a map: #{ignore: ...}, #{notice: ...} or #{location: ..., commands: [...]}")?;
+        .ok_or_else(|| script("handle() must return a map: #{ignore: ...}, #{notice: ...} or #{location: ..., commands: [...]}"))?;
     if let Some(reason) = map.get("ignore") {
         let reason = reason
             .clone()
             .into_string()
-            .map_err(|_| "ignore must be a reason string")?;
-        return Ok(Mapped::Ignore {
-            reason: ignore_reason(&reason),
-            detail: text(&map, "detail").unwrap_or(reason),
+            .map_err(|_| script("ignore must be a reason string"))?;
+        let detail = text(&map, "detail").unwrap_or_else(|| reason.clone());
+        return Ok(match ignore_reason(&reason) {
+            Reason::InvalidPayload => Mapped::invalid(detail),
+            reason => Mapped::Ignore { reason, detail },
         });
     }
     if let Some(notice) = text(&map, "notice") {
@@ -235,11 +258,11 @@ fn mapped_of(value: Dynamic) -> Result<Mapped, String> {
         .get("commands")
         .cloned()
         .map(one_or_many)
-        .ok_or("a result needs ignore, notice or commands")?;
+        .ok_or_else(|| script("a result needs ignore, notice or commands"))?;
     if commands.len() > MAX_COMMANDS {
-        return Err(format!(
-            "{} commands; at most {MAX_COMMANDS}",
-            commands.len()
+        return Err((
+            Reason::ScriptLimit,
+            format!("{} commands; at most {MAX_COMMANDS}", commands.len()),
         ));
     }
     // Commands may name their own location; they are grouped by it, in order of appearance.
@@ -250,16 +273,20 @@ fn mapped_of(value: Dynamic) -> Result<Mapped, String> {
             .try_cast::<Map>()
             .and_then(|m| text(&m, "location"));
         let location = own.or_else(|| default_location.clone()).ok_or_else(|| {
-            format!("command {i}: no location (give one on the result or the command)")
+            (
+                Reason::InvalidPayload,
+                format!("command {i}: no location (give one on the result or the command)"),
+            )
         })?;
-        let command = command_of(command).map_err(|e| format!("command {i}: {e}"))?;
+        let command = command_of(command)
+            .map_err(|e| (Reason::InvalidPayload, format!("command {i}: {e}")))?;
         match groups.iter_mut().find(|(l, _)| *l == location) {
             Some((_, group)) => group.push(command),
             None => groups.push((location, vec![command])),
         }
     }
     match groups.len() {
-        0 => Err("no commands".to_owned()),
+        0 => Err(script("no commands")),
         1 => {
             let (location_id, commands) = groups.remove(0);
             Ok(Mapped::Apply {
@@ -615,29 +642,32 @@ mod tests {
     }
 
     #[test]
-    fn runaway_and_greedy_scripts_fail_the_event_quickly() {
-        for source in [
-            "fn handle(event) { loop { } }",
-            "fn handle(event) { let a = []; a.pad(10000000, 0); a }",
-            "fn handle(event) { let s = \"x\"; loop { s += s; } }",
-            "fn handle(event) { handle(event) }",
-            "fn handle(event) { throw \"nope\"; }",
-            "fn handle(event) { 42 }",
-            "fn handle(event) { #{ location: \"x\", commands: [#{ type: \"sale\" }] } }",
-            "this is not rhai",
+    fn runaway_and_greedy_scripts_fail_the_event_quickly_with_a_precise_reason() {
+        for (source, expected) in [
+            ("fn handle(event) { loop { } }", Reason::ScriptLimit),
+            (
+                "fn handle(event) { let a = []; a.pad(10000000, 0); a }",
+                Reason::ScriptLimit,
+            ),
+            (
+                "fn handle(event) { let s = \"x\"; loop { s += s; } }",
+                Reason::ScriptLimit,
+            ),
+            ("fn handle(event) { handle(event) }", Reason::ScriptLimit),
+            ("fn handle(event) { throw \"nope\"; }", Reason::ScriptError),
+            ("fn handle(event) { 42 }", Reason::ScriptError),
+            (
+                "fn handle(event) { #{ location: \"x\", commands: [#{ type: \"sale\" }] } }",
+                Reason::InvalidPayload,
+            ),
+            ("this is not rhai", Reason::ScriptError),
         ] {
             let (_dir, handler) = handler(source);
             let started = std::time::Instant::now();
             let (mapped, _) = run(&handler, "{}");
             assert!(
-                matches!(
-                    mapped,
-                    Mapped::Fail {
-                        reason: Reason::ScriptError,
-                        ..
-                    }
-                ),
-                "{source}: {mapped:?}"
+                matches!(mapped, Mapped::Fail { reason, .. } if reason == expected),
+                "{source}: expected {expected}, got {mapped:?}"
             );
             assert!(
                 started.elapsed().as_secs() < 5,

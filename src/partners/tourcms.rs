@@ -39,7 +39,16 @@ pub struct TourCmsApi {
     /// Operators use 0.
     pub marketplace_id: String,
     pub private_key: Arc<SecretString>,
+    /// Calls per channel and hour we never exceed: TourCMS allows 3,000 GETs an hour
+    /// (<https://www.tourcms.com/support/api/mp/useful.php>), fewer on older accounts.
+    pub hourly_limit: std::num::NonZeroU32,
 }
+
+/// TourCMS's published limit of GET calls per channel and hour.
+pub const HOURLY_LIMIT: std::num::NonZeroU32 = match std::num::NonZeroU32::new(3000) {
+    Some(limit) => limit,
+    None => std::num::NonZeroU32::MIN,
+};
 
 impl PartialEq for TourCmsApi {
     fn eq(&self, other: &Self) -> bool {
@@ -96,8 +105,7 @@ impl PartnerHandler for TourCms {
                 query_param(delivery.query, "booking_id"),
                 query_param(delivery.query, "channel_id"),
             ) else {
-                return ignore(
-                    Reason::InvalidPayload,
+                return Mapped::invalid(
                     "notification without account_id, channel_id and booking_id",
                 );
             };
@@ -129,7 +137,7 @@ impl PartnerHandler for TourCms {
                 location_id,
                 commands: vec![Command::UpsertBooking(Box::new(snapshot))],
             },
-            Err(detail) => ignore(Reason::InvalidPayload, detail),
+            Err(detail) => Mapped::invalid(detail),
         }
     }
 }
@@ -240,6 +248,7 @@ fn booking_of(
         None => None,
     };
     let snapshot = BookingSnapshot {
+        rank: None,
         external_key: format!("{account}/{booking_id}"),
         reference: booking_id,
         status: status_for_event(event),
@@ -315,7 +324,16 @@ pub fn show_booking_request(
         .unwrap_or_default()
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
+    // TourCMS asks every caller to name its application, then the marketplace and channel
+    // in brackets (<https://www.tourcms.com/support/api/mp/useful.php>).
+    let user_agent = format!(
+        "diarysync/{} ({}_{})",
+        env!("CARGO_PKG_VERSION"),
+        api.marketplace_id,
+        request.channel_id
+    );
     let headers = vec![
+        ("user-agent", user_agent),
         ("date", date.clone()),
         ("x-tourcms-date", date),
         (
@@ -360,6 +378,7 @@ mod tests {
             base_url: "https://api.example".into(),
             marketplace_id: "0".into(),
             private_key: Arc::new("tourcms-test-private-key".into()),
+            hourly_limit: HOURLY_LIMIT,
         }
     }
 

@@ -1056,12 +1056,19 @@ async fn update_booking_from_partner(
     cx: &Context<'_>,
     update: BookingUpdate,
 ) -> Result<Ingested, StoreError> {
-    let booking_id: Option<i64> =
-        db::query_scalar("SELECT id FROM bookings WHERE venue_id = $1 AND reference = $2")
+    let row =
+        db::query("SELECT id, partner_rank FROM bookings WHERE venue_id = $1 AND reference = $2")
             .bind(cx.venue.id)
             .bind(update.reference.as_str())
             .fetch_optional(conn)
             .await?;
+    let (booking_id, stored_rank) = match row {
+        Some(row) => (
+            Some(row.try_get::<i64>("id")?),
+            row.try_get::<Option<i64>>("partner_rank")?,
+        ),
+        None => (None, None),
+    };
     let Some(booking_id) = booking_id else {
         let detail = format!(
             "no booking with reference {} at venue {}",
@@ -1074,12 +1081,34 @@ async fn update_booking_from_partner(
             detail,
         ));
     };
-    db::query("UPDATE bookings SET partner_status = $1, updated_at = $2 WHERE id = $3")
-        .bind(update.partner_status.as_str())
-        .bind(cx.now.timestamp_millis())
-        .bind(booking_id)
-        .execute(conn)
-        .await?;
+    let rank = update.status.map(BookingStatus::rank);
+    if behind(rank, stored_rank) {
+        // A late statement (SEATED after PAID): its status, tables and covers are all
+        // from before what was applied, so none of it is.
+        let detail = format!(
+            "{} reported {} for booking {booking_id}, behind what it reported before",
+            cx.partner, update.partner_status
+        );
+        let mut result = verdict(
+            cx.event_id,
+            Outcome::Ignored,
+            Some(Reason::StaleUpdate),
+            detail,
+        );
+        result.venue_id = Some(cx.venue.id);
+        return Ok(result);
+    }
+    db::query(
+        "UPDATE bookings SET partner_status = $1, updated_at = $2,
+             partner_rank = COALESCE($4, partner_rank)
+         WHERE id = $3",
+    )
+    .bind(update.partner_status.as_str())
+    .bind(cx.now.timestamp_millis())
+    .bind(booking_id)
+    .bind(rank)
+    .execute(conn)
+    .await?;
     if let Some(covers) = update.covers.filter(|c| *c > 0) {
         db::query("UPDATE bookings SET covers = $1 WHERE id = $2")
             .bind(covers)
@@ -1312,7 +1341,8 @@ async fn upsert_booking(
     booking: &BookingSnapshot,
 ) -> Result<Ingested, StoreError> {
     let by_key = db::query(
-        "SELECT id, partner_version, fingerprint FROM bookings WHERE venue_id = $1 AND source = $2 AND external_key = $3",
+        "SELECT id, partner_version, fingerprint, partner_rank FROM bookings
+         WHERE venue_id = $1 AND source = $2 AND external_key = $3",
     )
     .bind(cx.venue.id)
     .bind(cx.partner)
@@ -1323,7 +1353,7 @@ async fn upsert_booking(
         Some(row) => Some(row),
         None => {
             db::query(
-                "SELECT id, partner_version, fingerprint FROM bookings
+                "SELECT id, partner_version, fingerprint, partner_rank FROM bookings
                  WHERE venue_id = $1 AND reference = $2 AND external_key IS NULL",
             )
             .bind(cx.venue.id)
@@ -1337,6 +1367,7 @@ async fn upsert_booking(
         let id: i64 = row.try_get("id")?;
         let stored_version: Option<i64> = row.try_get("partner_version")?;
         let stored_print: Option<String> = row.try_get("fingerprint")?;
+        let stored_rank: Option<i64> = row.try_get("partner_rank")?;
         let skipped = if stored_print.as_deref() == Some(fingerprint.as_str()) {
             Some((
                 Reason::DuplicateEvent,
@@ -1348,6 +1379,18 @@ async fn upsert_booking(
                     Reason::StaleUpdate,
                     format!("snapshot version {new} is older than the stored {old}"),
                 )),
+                // Without versions, the partner's status says how far along a snapshot is:
+                // one behind the last applied is a late retry, and its status, money and
+                // partner status all belong to that older moment.
+                (None, _) | (_, None) => behind(booking.effective_rank(), stored_rank).then(|| {
+                    (
+                        Reason::StaleUpdate,
+                        format!(
+                            "snapshot status {} is behind the status already applied to booking {id}",
+                            booking.partner_status
+                        ),
+                    )
+                }),
                 _ => None,
             }
         };
@@ -1398,7 +1441,8 @@ async fn upsert_booking(
              covers = COALESCE($4, covers), customer_name = $5, customer_email = $6,
              customer_phone = $7, guest_id = COALESCE($8, guest_id), source = $9,
              external_key = $10, total = $11, paid = $12, currency = $13,
-             partner_version = $14, fingerprint = $15, partner_status = $16, updated_at = $17
+             partner_version = $14, fingerprint = $15, partner_status = $16, updated_at = $17,
+             partner_rank = COALESCE($19, partner_rank)
          WHERE id = $18",
     )
     .bind(reference)
@@ -1419,6 +1463,7 @@ async fn upsert_booking(
     .bind(booking.partner_status.as_str())
     .bind(now)
     .bind(id)
+    .bind(booking.effective_rank())
     .execute(conn)
     .await?;
     note_booking_span(conn, cx.venue.id, booking.start, booking.end).await?;
@@ -1462,6 +1507,12 @@ async fn upsert_booking(
     let mut result = verdict(cx.event_id, Outcome::Processed, None, detail);
     result.venue_id = Some(cx.venue.id);
     Ok(result)
+}
+
+/// Whether a partner's statement ranked `new` comes from before the one already applied,
+/// ranked `stored`: only when both are known.
+fn behind(new: Option<i64>, stored: Option<i64>) -> bool {
+    matches!((new, stored), (Some(new), Some(stored)) if new < stored)
 }
 
 /// Records a platform's payment or refund once per transaction id.

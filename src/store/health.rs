@@ -57,10 +57,12 @@ pub(super) async fn health(
         record.last_event_at = record.last_event_at.max(Some(last_at));
     }
     let problems = db::query(
-        "SELECT partner, venue_id, outcome, reason, MIN(detail) AS example, COUNT(*) AS events
+        "SELECT partner, venue_id, outcome, reason, MIN(detail) AS example, COUNT(*) AS events,
+             CASE WHEN outcome = 'failed' THEN event_type END AS failed_type
          FROM events WHERE received_at >= $1 AND outcome <> 'processed'
          GROUP BY partner, venue_id, outcome, reason,
-             CASE WHEN reason = 'unknown_location' THEN detail ELSE '' END
+             CASE WHEN reason = 'unknown_location' THEN detail ELSE '' END,
+             CASE WHEN outcome = 'failed' THEN event_type END
          ORDER BY events DESC",
     )
     .bind(day)
@@ -76,6 +78,7 @@ pub(super) async fn health(
                 reason: row.try_get("reason")?,
                 example: row.try_get("example")?,
                 events: row.try_get("events")?,
+                event_type: row.try_get("failed_type")?,
             });
         }
     }

@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 4] = [
+const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -33,6 +33,10 @@ const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0004_resilience",
         include_str!("../../migrations/postgres/0004_resilience.sql"),
+    ),
+    (
+        "0005_partner_rank",
+        include_str!("../../migrations/postgres/0005_partner_rank.sql"),
     ),
 ];
 

@@ -405,6 +405,9 @@ pub struct HealthProblem {
     /// One event's detail, e.g. "location 123 is not mapped to a venue".
     pub example: Option<String>,
     pub events: i64,
+    /// For failed events, their event type: "14 receipts.update failed (invalid_payload):
+    /// a sale needs opened_at" says what to fix and what to replay.
+    pub event_type: Option<String>,
 }
 
 /// What a purge erased.

@@ -538,7 +538,16 @@ fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
 
 fn replay_conditions(filter: &ReplayFilter) -> Conditions {
     let mut conditions = Conditions::default();
-    conditions.clauses.push("outcome <> 'rejected'".to_owned());
+    // Rejected events failed authentication, but for those that did authenticate and
+    // could not be read then (an unsupported charset or encoding).
+    let readable_later: Vec<String> = Reason::REPLAYABLE_REFUSALS
+        .iter()
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect();
+    conditions.clauses.push(format!(
+        "(outcome <> 'rejected' OR reason IN ({}))",
+        readable_later.join(", ")
+    ));
     conditions
         .clauses
         .push("(reason IS NULL OR reason <> 'test_notification')".to_owned());

@@ -48,7 +48,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 4] = [
+const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -64,6 +64,10 @@ const MIGRATIONS: [(&str, &str); 4] = [
     (
         "0004_resilience",
         include_str!("../../migrations/sqlite/0004_resilience.sql"),
+    ),
+    (
+        "0005_partner_rank",
+        include_str!("../../migrations/sqlite/0005_partner_rank.sql"),
     ),
 ];
 

@@ -1,110 +1,20 @@
 //! Booking platforms through HTTP: Checkfront (JSON, XML, form; payments) and TourCMS
 //! (async notifications fetched from a fake Show Booking API on loopback, inline signed).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::helpers::{Db, TestApp, json_of, spawn_beside, spawn_with};
+use crate::tourcms_api::{PRIVATE_KEY, start_fake_tourcms};
 
 const HOST: &str = "your-company.checkfront.com";
-const PRIVATE_KEY: &str = "tourcms-test-private-key";
 
 fn fixture(dir: &str, name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
-
-/// A stand-in for TourCMS's Show Booking API that checks signatures as TourCMS would.
-#[derive(Clone, Default)]
-struct FakeTourCms {
-    down: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-    cancelled: Arc<AtomicBool>,
-}
-
-fn expected_signature(channel: &str, marketplace: &str, time: i64, path: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(PRIVATE_KEY.as_bytes()).expect("key");
-    mac.update(format!("{channel}/{marketplace}/GET/{time}{path}").as_bytes());
-    let raw = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    raw.replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
-
-async fn show_booking(
-    State(fake): State<FakeTourCms>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-    headers: HeaderMap,
-) -> (AxumStatus, String) {
-    fake.requests.fetch_add(1, Ordering::SeqCst);
-    if fake.down.load(Ordering::SeqCst) {
-        return (AxumStatus::SERVICE_UNAVAILABLE, "down".into());
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let Some(time) = chrono::DateTime::parse_from_rfc2822(&header("date"))
-        .ok()
-        .map(|d| d.timestamp())
-    else {
-        return (AxumStatus::UNAUTHORIZED, "no date".into());
-    };
-    let authorization = header("authorization");
-    let Some((channel, marketplace, signature)) =
-        authorization.strip_prefix("TourCMS ").and_then(|rest| {
-            let mut parts = rest.splitn(3, ':');
-            Some((
-                parts.next()?.to_owned(),
-                parts.next()?.to_owned(),
-                parts.next()?.to_owned(),
-            ))
-        })
-    else {
-        return (AxumStatus::UNAUTHORIZED, "no authorization".into());
-    };
-    let booking = query.get("booking_id").cloned().unwrap_or_default();
-    let path = format!("/c/booking/show.xml?booking_id={booking}");
-    if signature != expected_signature(&channel, &marketplace, time, &path) {
-        return (AxumStatus::UNAUTHORIZED, "bad signature".into());
-    }
-    let file = match (channel.as_str(), booking.as_str()) {
-        ("3930", "1234") if fake.cancelled.load(Ordering::SeqCst) => {
-            "show_booking_1234_cancelled.xml"
-        }
-        ("3930", "1234") => "show_booking_1234.xml",
-        ("4001", "1234") => "show_booking_1234_other_account.xml",
-        _ => "show_booking_error.xml",
-    };
-    (
-        AxumStatus::OK,
-        String::from_utf8(fixture("tourcms", file)).expect("utf-8"),
-    )
-}
-
-async fn start_fake_tourcms() -> (String, FakeTourCms) {
-    let fake = FakeTourCms::default();
-    let app = axum::Router::new()
-        .route("/c/booking/show.xml", axum::routing::get(show_booking))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, fake)
 }
 
 async fn spawn_platforms(db: Db, tourcms_url: &str) -> TestApp {
@@ -343,7 +253,12 @@ async fn checkfront_malformed_and_hostile_bodies_are_stored_and_answered(db: Db)
         let body = fixture("checkfront", file);
         let (status, answer) = app.post_checkfront(body.clone(), "application/xml").await;
         assert_eq!(status, StatusCode::OK, "{file}: {answer}");
-        assert_eq!(answer["outcome"], "ignored", "{file}: {answer}");
+        let expected = if file == "wrong_types.json" {
+            "failed" // parsed, but no booking can be made of it: kept for a replay
+        } else {
+            "ignored"
+        };
+        assert_eq!(answer["outcome"], expected, "{file}: {answer}");
         let event = app.event(&answer["event_id"]).await;
         assert_eq!(
             event["body"].as_str().map(str::as_bytes),

@@ -56,9 +56,19 @@ script = "{}"
 [partners.auth]
 scheme = "url-token"
 secret = "sp-token"
+
+[[partners]]
+name = "tilltastic-retried"
+handler = "script"
+script = "{}"
+on_handler_error = "retry"
+[partners.auth]
+scheme = "bearer"
+token = "tt-token"
 "#,
         path.display(),
-        salesplay.display()
+        salesplay.display(),
+        path.display()
     );
     spawn_with(db, &extra).await
 }
@@ -142,7 +152,7 @@ async fn a_made_up_pos_is_onboarded_with_a_config_entry_and_a_script(db: Db) {
     assert_eq!(pong["detail"], "pong");
 }
 
-async fn a_script_over_its_limits_fails_only_that_event(db: Db) {
+async fn a_script_over_its_limits_fails_only_that_event_kept_for_a_replay(db: Db) {
     let dir = tempfile::tempdir().expect("temp dir");
     let greedy = r#"
         fn handle(event) {
@@ -153,13 +163,26 @@ async fn a_script_over_its_limits_fails_only_that_event(db: Db) {
     "#;
     let app = spawn_scripted(db, dir.path(), greedy).await;
     for event_type in ["spin", "hoard"] {
+        // Answered 200 by default: a partner retrying would only hit the limit again, and
+        // partners disable webhooks that keep failing.
         let (status, answer) = post_tilltastic(&app, event_type, "{}").await;
-        assert_eq!(
-            status,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "{event_type}: {answer}"
-        );
-        assert_eq!(answer["error"], "script_error");
+        assert_eq!(status, StatusCode::OK, "{event_type}: {answer}");
+        assert_eq!(answer["outcome"], "failed");
+        assert_eq!(answer["reason"], "script_limit");
+        // A partner configured with on_handler_error = "retry" is asked to retry.
+        let retried = app
+            .client
+            .post(format!(
+                "{}/Sales/partners/tilltastic-retried/events/{event_type}",
+                app.base
+            ))
+            .bearer_auth("tt-token")
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(retried.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(json_of(retried).await["error"], "script_limit");
         let event = app.event(&answer["event_id"]).await;
         assert_eq!(event["outcome"], "failed");
         assert!(
@@ -210,7 +233,33 @@ async fn replay_after_a_script_fix_recovers_failed_events(db: Db) {
     let app = spawn_scripted(db, dir.path(), &broken).await;
     let venue = sydney_venue(&app, "tilltastic", "tt-harbour").await;
     let (status, failed) = post_tilltastic(&app, "check.closed", TILLTASTIC_CHECK).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(status, StatusCode::OK, "stored for a replay: {failed}");
+    assert_eq!(
+        (failed["outcome"].as_str(), failed["reason"].as_str()),
+        (Some("failed"), Some("script_error"))
+    );
+    // The operator sees it in the event log's filter and in partner health, by event type.
+    let listed = app
+        .admin_get("/events?partner=tilltastic&outcome=failed&reason=script_error")
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let health = app.admin_get("/health").await;
+    let problem = health
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|record| record["partner"] == "tilltastic")
+        .flat_map(|record| record["problems"].as_array().cloned().unwrap_or_default())
+        .find(|problem| problem["reason"] == "script_error");
+    let problem = problem.unwrap_or_else(|| panic!("no script_error in {health}"));
+    assert_eq!(problem["event_type"], "check.closed");
+    assert_eq!(problem["events"], 1);
+    assert!(
+        problem["example"]
+            .as_str()
+            .is_some_and(|e| e.contains("field renamed")),
+        "{problem}"
+    );
     assert_eq!(
         app.admin_get(&format!("/venues/{venue}/sales")).await,
         json!([])
@@ -352,7 +401,7 @@ async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
 crate::on_both_stores!(
     a_salesplay_delivery_batching_two_shops_lands_in_each_venue,
     a_made_up_pos_is_onboarded_with_a_config_entry_and_a_script,
-    a_script_over_its_limits_fails_only_that_event,
+    a_script_over_its_limits_fails_only_that_event_kept_for_a_replay,
     a_changed_script_takes_effect_without_a_restart,
     replay_after_a_script_fix_recovers_failed_events,
     salesplay_receipts_credit_notes_and_customers,
