@@ -10,10 +10,11 @@ use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use super::StoreError;
-use super::apply::{self, Link};
 use super::db::{self, Conn, Row};
 use super::records::*;
+use super::rematch::{self as apply, Link};
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
+use super::venue;
 use crate::domain::spend::SaleFigures;
 use crate::domain::{
     BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey, time,
@@ -121,7 +122,7 @@ pub(super) async fn create(
     booking: NewBooking,
 ) -> Result<i64, StoreError> {
     conn.lock_venue(venue_id).await?;
-    let venue = apply::venue(conn, venue_id).await?;
+    let venue = venue::venue(conn, venue_id).await?;
     if let Some(reference) = &booking.reference {
         reference_taken(conn, venue_id, reference, None).await?;
     }
@@ -148,7 +149,7 @@ pub(super) async fn create(
     .fetch_one(conn)
     .await?;
     apply::write_booking_tables(conn, id, &table_keys(&booking.tables)).await?;
-    apply::note_booking_span(conn, venue_id, booking.start, end).await?;
+    venue::note_booking_span(conn, venue_id, booking.start, end).await?;
     apply::rematch_around_booking(
         conn,
         &venue,
@@ -189,7 +190,7 @@ pub(super) async fn update(
         .bind(id)
         .fetch_one(conn)
         .await?;
-    let venue = apply::venue(conn, venue_id).await?;
+    let venue = venue::venue(conn, venue_id).await?;
     let now = Utc::now();
     let old_start = from_millis(row.try_get("start_at")?)?;
     let old_end = from_millis(row.try_get("end_at")?)?;
@@ -213,7 +214,7 @@ pub(super) async fn update(
             .bind(id)
             .execute(conn)
             .await?;
-        apply::note_booking_span(conn, venue_id, start, end).await?;
+        venue::note_booking_span(conn, venue_id, start, end).await?;
     }
     if let Some(covers) = changes.covers {
         db::query("UPDATE bookings SET covers = $1 WHERE id = $2")
@@ -309,7 +310,7 @@ pub(super) async fn update_venue(
     changes: VenueChanges,
 ) -> Result<(), StoreError> {
     conn.lock_venue(id).await?;
-    apply::venue(conn, id).await?;
+    venue::venue(conn, id).await?;
     if let Some(name) = &changes.name {
         db::query("UPDATE venues SET name = $1 WHERE id = $2")
             .bind(name.as_str())

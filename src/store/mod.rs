@@ -12,6 +12,8 @@
 //! milliseconds.
 
 mod apply;
+mod rematch;
+mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};
 pub mod body;
 mod bookings;

@@ -21,7 +21,7 @@ use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
     Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, apply, bookings,
-    health, postgres, retention,
+    health, postgres, rematch, retention,
 };
 use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
@@ -1066,7 +1066,7 @@ impl Store for SqlStore {
         sale_id: i64,
         limit: usize,
     ) -> Result<Option<Vec<SuggestionRecord>>, StoreError> {
-        self.read(move |conn| Box::pin(apply::suggestions(conn, sale_id, limit)))
+        self.read(move |conn| Box::pin(rematch::suggestions(conn, sale_id, limit)))
             .await
     }
 

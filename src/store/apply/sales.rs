@@ -1,0 +1,393 @@
+//! A sale's snapshot applied: fresher than the stored one or not, its match decided (or kept),
+//! a walk-in made for it, its lines and payments written, its bookings moved.
+
+use chrono::Duration;
+
+use crate::domain::sale::Freshness;
+use crate::domain::{
+    BookingStatus, MatchRule, Outcome, Reason, SaleKind, SaleSnapshot, SaleState, TableKey, time,
+};
+
+use crate::store::db::{self, Conn};
+use crate::store::sql::{decimal_text, json_list};
+use crate::store::{Ingested, StoreError};
+
+use super::{Context, verdict};
+use crate::store::rematch::*;
+use crate::store::venue::*;
+
+/// Default length of a walk-in booking created from a sale.
+pub(in crate::store) const WALK_IN_MINUTES: i64 = 90;
+
+/// The stored state of a sale that decides how a new snapshot applies.
+pub(in crate::store) struct StoredSale {
+    id: i64,
+    version: i64,
+    /// See [`items_digest`].
+    items_digest: Option<String>,
+    state: SaleState,
+    booking_id: Option<i64>,
+    match_rule: Option<String>,
+    match_reason: Option<String>,
+}
+
+pub(in crate::store) async fn stored_sale(
+    conn: &mut Conn<'_>,
+    partner: &str,
+    venue_id: i64,
+    external_id: &str,
+) -> Result<Option<StoredSale>, StoreError> {
+    let row = db::query(
+        "SELECT id, version, state, booking_id, match_rule, match_reason, items_digest FROM sales
+         WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
+    )
+    .bind(partner)
+    .bind(venue_id)
+    .bind(external_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        let state: String = row.try_get("state")?;
+        Ok(StoredSale {
+            id: row.try_get("id")?,
+            version: row.try_get("version")?,
+            items_digest: row.try_get("items_digest")?,
+            state: SaleState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?,
+            booking_id: row.try_get("booking_id")?,
+            match_rule: row.try_get("match_rule")?,
+            match_reason: row.try_get("match_reason")?,
+        })
+    })
+    .transpose()
+}
+
+/// A fail point in applying a sale, for the tests that prove a panic inside one write fails
+/// that write alone. Only sales whose id starts with [`FAIL_POINT_SALES`] reach it, so a test
+/// that configures it never disturbs another's sales (fail points are global to a process).
+pub const FAIL_APPLY_SALE: &str = "apply-upsert-sale";
+
+/// See [`FAIL_APPLY_SALE`].
+pub const FAIL_POINT_SALES: &str = "fail-point-";
+
+pub(in crate::store) async fn upsert_sale(
+    conn: &mut Conn<'_>,
+    cx: &Context<'_>,
+    sale: &SaleSnapshot,
+) -> Result<Ingested, StoreError> {
+    fail::fail_point!(
+        FAIL_APPLY_SALE,
+        sale.external_id.starts_with(FAIL_POINT_SALES),
+        |_| Err(StoreError::Unsupported("fail point".to_owned()))
+    );
+    let stored = stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
+    if let Some(stored) = &stored {
+        let skipped = match sale.supersedes(stored.version, stored.state) {
+            Freshness::Newer => None,
+            Freshness::Duplicate => Some((
+                Reason::DuplicateEvent,
+                format!(
+                    "sale {} is already at version {}",
+                    sale.external_id, stored.version
+                ),
+            )),
+            Freshness::Stale => Some((
+                Reason::StaleUpdate,
+                format!(
+                    "snapshot version {} is older than the stored version {}",
+                    sale.version, stored.version
+                ),
+            )),
+        };
+        if let Some((reason, detail)) = skipped {
+            let mut result = verdict(cx.event_id, Outcome::Ignored, Some(reason), detail);
+            result.sale_id = Some(stored.id);
+            return Ok(result);
+        }
+    }
+    let mut facts = sale.facts();
+    facts.tables = cx.venue.diary_tables(&facts.tables);
+    let manual = stored
+        .as_ref()
+        .filter(|s| s.match_rule.as_deref() == Some(MatchRule::Manual.as_str()));
+    let mut link = match manual {
+        Some(manual) => Link::manual(
+            manual.booking_id,
+            manual.match_reason.clone().unwrap_or_default(),
+        ),
+        None => Link::of(decide_match(conn, cx.partner, cx.venue, &facts).await?),
+    };
+    let walk_in = link == Link::default()
+        && cx.venue.walk_ins
+        && sale.kind == SaleKind::Sale
+        && sale.state != SaleState::Voided
+        && !facts.tables.is_empty();
+    if walk_in {
+        link = create_walk_in(conn, cx, sale, &facts.tables).await?;
+    }
+    let sale_id = write_sale(conn, cx, sale, &link, stored.as_ref()).await?;
+    let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
+    let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
+    if let Some(booking_id) = link.booking_id {
+        touched.extend(
+            adopt_lineage(conn, cx.partner, cx.venue.id, &sale.external_id, booking_id).await?,
+        );
+    }
+    touched.extend(stored.and_then(|s| s.booking_id));
+    touched.sort_unstable();
+    touched.dedup();
+    for booking_id in touched {
+        follow_sales(conn, booking_id, &cause, Some(cx.event_id), cx.now).await?;
+    }
+    let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
+    result.sale_id = Some(sale_id);
+    result.match_rule = link.rule;
+    Ok(result)
+}
+
+/// Creates the walk-in booking an unmatched sale on a table stands for.
+pub(in crate::store) async fn create_walk_in(
+    conn: &mut Conn<'_>,
+    cx: &Context<'_>,
+    sale: &SaleSnapshot,
+    tables: &[TableKey],
+) -> Result<Link, StoreError> {
+    let start = sale.opened_at;
+    let end = time::plus(start, Duration::minutes(WALK_IN_MINUTES));
+    let booking_id: i64 = db::query_scalar(
+        "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'walk_in', $6, $6) RETURNING id",
+    )
+    .bind(cx.venue.id)
+    .bind(start.timestamp_millis())
+    .bind(end.timestamp_millis())
+    .bind(sale.covers.unwrap_or(0).max(0))
+    .bind(BookingStatus::Confirmed.as_str())
+    .bind(cx.now.timestamp_millis())
+    .fetch_one(conn)
+    .await?;
+    write_booking_tables(conn, booking_id, tables).await?;
+    note_booking_span(conn, cx.venue.id, start, end).await?;
+    let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
+    Ok(Link {
+        booking_id: Some(booking_id),
+        rule: Some(MatchRule::TableTime.as_str()),
+        reason: Some(format!(
+            "walk-in booking created for table {}",
+            names.join(", ")
+        )),
+        candidates: Vec::new(),
+    })
+}
+
+pub(in crate::store) async fn write_sale(
+    conn: &mut Conn<'_>,
+    cx: &Context<'_>,
+    sale: &SaleSnapshot,
+    link: &Link,
+    stored: Option<&StoredSale>,
+) -> Result<i64, StoreError> {
+    let tables = json_list(sale.tables.iter().map(TableKey::as_str));
+    let refs = json_list(sale.booking_refs.iter().map(|r| StoredRef {
+        value: r.value.clone(),
+        source: r.source.clone(),
+    }));
+    let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
+    let lines = line_rows(sale);
+    let payments = payment_rows(sale);
+    let digest = items_digest(&lines, &payments);
+    let totals = &sale.totals;
+    let sale_id: i64 = db::query_scalar(
+        "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
+             opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
+             discount, deposit, covers, tables, booking_refs, booking_id, match_rule, match_reason,
+             match_candidates, last_event_id, created_at, updated_at, items_digest)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28, $29)
+         ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
+             number = excluded.number, kind = excluded.kind,
+             origin_external_id = excluded.origin_external_id, state = excluded.state,
+             opened_at = excluded.opened_at, closed_at = excluded.closed_at,
+             version = excluded.version, currency = excluded.currency, total = excluded.total,
+             paid = excluded.paid, tax = excluded.tax, net = excluded.net, tip = excluded.tip,
+             service_charge = excluded.service_charge, discount = excluded.discount,
+             deposit = excluded.deposit, covers = excluded.covers,
+             tables = excluded.tables, booking_refs = excluded.booking_refs,
+             booking_id = excluded.booking_id, match_rule = excluded.match_rule,
+             match_reason = excluded.match_reason, match_candidates = excluded.match_candidates,
+             last_event_id = excluded.last_event_id, updated_at = excluded.updated_at,
+             items_digest = excluded.items_digest
+         RETURNING id",
+    )
+    .bind(cx.venue.id)
+    .bind(cx.partner)
+    .bind(sale.external_id.as_str())
+    .bind(sale.number.as_deref())
+    .bind(sale.kind.as_str())
+    .bind(sale.origin_external_id.as_deref())
+    .bind(sale.state.as_str())
+    .bind(sale.opened_at.timestamp_millis())
+    .bind(sale.closed_at.map(|t| t.timestamp_millis()))
+    .bind(sale.version)
+    .bind(sale.currency.as_deref())
+    .bind(decimal_text(totals.total))
+    .bind(decimal_text(totals.paid))
+    .bind(decimal_text(totals.tax))
+    .bind(decimal_text(totals.net))
+    .bind(decimal_text(totals.tip))
+    .bind(decimal_text(totals.service_charge))
+    .bind(decimal_text(totals.discount))
+    .bind(decimal_text(totals.deposit))
+    .bind(sale.covers)
+    .bind(tables)
+    .bind(refs)
+    .bind(link.booking_id)
+    .bind(link.rule)
+    .bind(link.reason.as_deref())
+    .bind(candidates)
+    .bind(cx.event_id)
+    .bind(cx.now.timestamp_millis())
+    .bind(digest.as_str())
+    .fetch_one(conn)
+    .await?;
+    match stored {
+        Some(stored) if stored.items_digest.as_deref() == Some(digest.as_str()) => {}
+        _ => {
+            let replacing = stored.is_some();
+            replace_rows(conn, "sale_lines", LINE_COLUMNS, sale_id, lines, replacing).await?;
+            replace_rows(
+                conn,
+                "sale_payments",
+                PAYMENT_COLUMNS,
+                sale_id,
+                payments,
+                replacing,
+            )
+            .await?;
+        }
+    }
+    Ok(sale_id)
+}
+
+pub(in crate::store) const LINE_COLUMNS: &str = "sale_id, position, external_id, description, quantity, unit_amount, \
+                            amount, tax_rate, tax_included";
+
+pub(in crate::store) const PAYMENT_COLUMNS: &str =
+    "sale_id, position, external_id, method, amount, tip, paid_at";
+
+/// A sale's lines as rows of `sale_lines`, without `sale_id` and `position`.
+pub(in crate::store) fn line_rows(sale: &SaleSnapshot) -> Vec<Vec<db::Param<'_>>> {
+    use db::Bind;
+    sale.lines
+        .iter()
+        .map(|line| {
+            vec![
+                line.external_id.as_deref().param(),
+                line.description.as_str().param(),
+                decimal_text(line.quantity).param(),
+                decimal_text(line.unit_amount).param(),
+                decimal_text(line.amount).param(),
+                line.tax_rate.map(decimal_text).param(),
+                line.tax_included.map(i64::from).param(),
+            ]
+        })
+        .collect()
+}
+
+/// A sale's payments as rows of `sale_payments`, without `sale_id` and `position`.
+pub(in crate::store) fn payment_rows(sale: &SaleSnapshot) -> Vec<Vec<db::Param<'_>>> {
+    use db::Bind;
+    sale.payments
+        .iter()
+        .map(|payment| {
+            vec![
+                payment.external_id.as_deref().param(),
+                payment.method.as_deref().param(),
+                decimal_text(payment.amount).param(),
+                decimal_text(payment.tip).param(),
+                payment.paid_at.map(|t| t.timestamp_millis()).param(),
+            ]
+        })
+        .collect()
+}
+
+/// A digest of exactly what the lines and payments would be written as: equal digests mean
+/// the stored rows can stay.
+pub(in crate::store) fn items_digest(
+    lines: &[Vec<db::Param<'_>>],
+    payments: &[Vec<db::Param<'_>>],
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (table, rows) in [(b'L', lines), (b'P', payments)] {
+        for row in rows {
+            hasher.update([table]);
+            for param in row {
+                match param {
+                    db::Param::Int(Some(v)) => hasher.update(v.to_le_bytes()),
+                    db::Param::Text(Some(v)) => {
+                        hasher.update((v.len() as u64).to_le_bytes());
+                        hasher.update(v.as_bytes());
+                    }
+                    db::Param::Bytes(Some(v)) => {
+                        hasher.update((v.len() as u64).to_le_bytes());
+                        hasher.update(v);
+                    }
+                    db::Param::Int(None) | db::Param::Text(None) | db::Param::Bytes(None) => {
+                        hasher.update([0xff]);
+                    }
+                }
+                hasher.update([0x1f]);
+            }
+        }
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Rows per multi-row insert, well under both databases' parameter limits.
+pub(in crate::store) const ROWS_PER_INSERT: usize = 100;
+
+/// Writes a sale's rows in `table` (each preceded by `sale_id` and its position), a hundred
+/// rows per statement, after deleting the old ones when `replacing`.
+pub(in crate::store) async fn replace_rows(
+    conn: &mut Conn<'_>,
+    table: &str,
+    columns: &str,
+    sale_id: i64,
+    rows: Vec<Vec<db::Param<'_>>>,
+    replacing: bool,
+) -> Result<(), StoreError> {
+    if replacing {
+        db::query(format!("DELETE FROM {table} WHERE sale_id = $1"))
+            .bind(sale_id)
+            .execute(conn)
+            .await?;
+    }
+    let mut position = 0i64;
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        let width = chunk.first().map_or(0, Vec::len) + 2;
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let placeholders: Vec<String> = (1..=width)
+                    .map(|column| format!("${}", row * width + column))
+                    .collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        let mut insert = db::query(format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values.join(", ")
+        ));
+        for row in chunk {
+            insert = insert.bind(sale_id).bind(position);
+            position += 1;
+            for param in row {
+                insert = insert.bind_param(param);
+            }
+        }
+        insert.execute(conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! A venue as writes see it: its matching settings, found by a partner's location or by id.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::{TableKey, Tolerances, time};
+
+use crate::store::StoreError;
+use crate::store::db::{self, Conn, Row};
+
+/// A venue as processing needs it.
+pub(in crate::store) struct Venue {
+    pub id: i64,
+    pub enabled: bool,
+    pub tolerances: Tolerances,
+    /// Normalised POS table name -> normalised diary table name.
+    pub aliases: HashMap<String, String>,
+    pub walk_ins: bool,
+    /// The venue's zone, for partners that send wall-clock times.
+    pub zone: chrono_tz::Tz,
+    /// A booking platform's SKU -> normalised diary table.
+    pub sku_tables: HashMap<String, String>,
+    /// The longest booking the venue has had: no booking starting earlier than this before
+    /// a sale can still be running, which bounds the table-and-time lookup.
+    pub longest_booking: Duration,
+}
+
+impl Venue {
+    /// The sale's tables as the diary names them.
+    pub(in crate::store) fn diary_tables(&self, tables: &[TableKey]) -> Vec<TableKey> {
+        tables
+            .iter()
+            .map(|t| match self.aliases.get(t.as_str()) {
+                Some(alias) => TableKey::from_normalised(alias.clone()),
+                None => t.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The venue columns processing reads, as a literal so whole statements stay constants.
+macro_rules! venue_columns {
+    () => {
+        "v.id, v.tolerance_before_min, v.tolerance_after_min, v.table_aliases, v.walk_ins,
+         v.timezone, v.sku_tables, v.longest_booking_ms"
+    };
+}
+
+pub(in crate::store) const VENUE_OF_LOCATION: &str = concat!(
+    "SELECT ",
+    venue_columns!(),
+    ", l.enabled FROM partner_locations l JOIN venues v ON v.id = l.venue_id
+     WHERE l.partner = $1 AND l.location_id = $2"
+);
+
+pub(in crate::store) const VENUE_BY_ID: &str = concat!(
+    "SELECT ",
+    venue_columns!(),
+    " FROM venues v WHERE v.id = $1"
+);
+
+pub(in crate::store) fn venue_from_row(row: &Row, enabled: bool) -> Result<Venue, StoreError> {
+    let aliases: String = row.try_get("table_aliases")?;
+    Ok(Venue {
+        id: row.try_get("id")?,
+        enabled,
+        tolerances: Tolerances {
+            before_start: time::minutes(row.try_get("tolerance_before_min")?),
+            after_end: time::minutes(row.try_get("tolerance_after_min")?),
+        },
+        aliases: serde_json::from_str(&aliases).unwrap_or_default(),
+        walk_ins: row.try_get::<i64>("walk_ins")? != 0,
+        zone: {
+            let zone: String = row.try_get("timezone")?;
+            zone.parse()
+                .map_err(|_| StoreError::Corrupt(format!("time zone {zone:?}")))?
+        },
+        sku_tables: {
+            let skus: String = row.try_get("sku_tables")?;
+            serde_json::from_str(&skus).unwrap_or_default()
+        },
+        longest_booking: time::millis(row.try_get("longest_booking_ms")?),
+    })
+}
+
+pub(in crate::store) async fn venue_of_location(
+    conn: &mut Conn<'_>,
+    partner: &str,
+    location_id: &str,
+) -> Result<Option<Venue>, StoreError> {
+    let row = db::query(VENUE_OF_LOCATION)
+        .bind(partner)
+        .bind(location_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| {
+        let enabled = row.try_get::<i64>("enabled")? != 0;
+        venue_from_row(&row, enabled)
+    })
+    .transpose()
+}
+
+/// A venue by id, for the re-matching that admin changes trigger.
+pub(in crate::store) async fn venue(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+) -> Result<Venue, StoreError> {
+    let row = db::query(VENUE_BY_ID)
+        .bind(venue_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("venue"))?;
+    venue_from_row(&row, true)
+}
+
+/// Records a booking's length on its venue when it is the longest so far (see
+/// [`Venue::longest_booking`]). Every write of a booking's times calls this.
+pub(in crate::store) async fn note_booking_span(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let span = end.signed_duration_since(start).num_milliseconds().max(0);
+    db::query(
+        "UPDATE venues SET longest_booking_ms = $1 WHERE id = $2 AND longest_booking_ms < $1",
+    )
+    .bind(span)
+    .bind(venue_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
