@@ -118,6 +118,9 @@ impl App {
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let (died_tx, died_rx) = tokio::sync::oneshot::channel::<String>();
         let store = self.store.clone();
+        // When stopping began: serving and cleaning up share one shutdown_timeout from it.
+        let began = Arc::new(std::sync::OnceLock::new());
+        let began_at = Arc::clone(&began);
         let stopping = async move {
             tokio::select! {
                 () = shutdown => {}
@@ -125,6 +128,7 @@ impl App {
                     let _ = died_tx.send(reason);
                 }
             }
+            let _ = began_at.set(tokio::time::Instant::now());
         };
         let served =
             crate::http::serve::serve(self.listener, self.router, self.connections, stopping).await;
@@ -136,10 +140,14 @@ impl App {
             }
             self.store.close().await;
         };
-        if tokio::time::timeout(self.connections.shutdown_timeout, cleanup)
-            .await
-            .is_err()
-        {
+        let deadline = began
+            .get()
+            .map_or_else(tokio::time::Instant::now, |began| *began)
+            + self.connections.shutdown_timeout;
+        // At least a moment to close the store cleanly, even if serving used it all.
+        let deadline =
+            deadline.max(tokio::time::Instant::now() + std::time::Duration::from_millis(250));
+        if tokio::time::timeout_at(deadline, cleanup).await.is_err() {
             tracing::warn!("background work or the store did not stop in time; exiting anyway");
         }
         if let Ok(reason) = died_rx.await {

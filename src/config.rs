@@ -306,10 +306,16 @@ fn rate(what: &str, per_second: u32, burst: u32) -> Result<RateLimit, ConfigErro
     })
 }
 
-/// A positive number of milliseconds.
+/// The longest deadline a key may set: a day. Longer is a typo, and would leave shutdown or
+/// start-up without a bound.
+const LONGEST_MS: u64 = 86_400_000;
+
+/// A positive number of milliseconds, at most a day.
 fn millis(key: &str, ms: u64) -> Result<Duration, ConfigError> {
-    if ms == 0 {
-        return Err(invalid(format!("{key} must be positive")));
+    if ms == 0 || ms > LONGEST_MS {
+        return Err(invalid(format!(
+            "{key} must be between 1 and {LONGEST_MS} (a day)"
+        )));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -516,12 +522,15 @@ impl RawConfig {
                     rate => rate,
                 },
                 max_connections: match self.max_connections {
-                    0 => return Err(invalid("max_connections must be positive")),
-                    n => n,
+                    n @ 1..=1_000_000 => n,
+                    _ => return Err(invalid("max_connections must be between 1 and 1000000")),
                 },
                 shutdown_timeout: millis("shutdown_timeout_ms", self.shutdown_timeout_ms)?,
             },
-            database_connect_timeout: Duration::from_millis(self.database_connect_timeout_ms),
+            database_connect_timeout: match self.database_connect_timeout_ms {
+                0 => Duration::ZERO,
+                ms => millis("database_connect_timeout_ms", ms)?,
+            },
             readiness_timeout: millis("readiness_timeout_ms", self.readiness_timeout_ms)?,
             partners,
         })

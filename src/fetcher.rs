@@ -141,8 +141,10 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
-        if let Err(error) = fetch_due(&gateway, &client, cadence.retry_base, &courtesy).await {
-            tracing::error!(%error, "fetch round failed");
+        let round =
+            crate::store::guarded(fetch_due(&gateway, &client, cadence.retry_base, &courtesy));
+        if let Err(error) = round.await {
+            tracing::error!(%error, "fetch round failed; the next round tries again");
         }
     }
 }
@@ -195,11 +197,41 @@ pub async fn fetch_due(
                 version,
                 channel: &channel,
             };
-            fetch_one(gateway, client, retry_base, courtesy, event, call).await?;
+            // One event's fault (even a bug) fails that event, never the fetcher.
+            let fetched = crate::store::guarded(fetch_one(
+                gateway, client, retry_base, courtesy, event, call,
+            ))
+            .await;
+            if let Err(StoreError::Panicked(message)) = fetched {
+                let detail = format!("internal error while fetching: {message}");
+                store
+                    .fetch_failed(event.id, event.attempts + 1, None, &detail)
+                    .await?;
+            } else {
+                fetched?;
+            }
             tried += 1;
         }
     }
     Ok(tried)
+}
+
+/// [`tourcms::complete`], a panic inside it (a bug the answer's content set off) turned
+/// into an invalid payload for that event, never the end of the fetcher.
+fn complete_guarded(
+    request: &crate::domain::FetchRequest,
+    document: &[u8],
+) -> Result<Mapped, tourcms::FetchError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tourcms::complete(request, document)
+    }))
+    .unwrap_or_else(|panic| {
+        let message = crate::store::panic_message(panic.as_ref());
+        tracing::error!(panic = %message, "reading a fetched booking panicked");
+        Ok(Mapped::invalid(format!(
+            "the fetched booking could not be read (internal error: {message})"
+        )))
+    })
 }
 
 /// One call to make for a pending event.
@@ -234,7 +266,7 @@ async fn fetch_one(
                 let body = response.bytes().await;
                 let fetched = match body {
                     Ok(body) => match gateway.decode_from(&event.partner, &body, &headers) {
-                        Ok(document) => tourcms::complete(call.request, &document),
+                        Ok(document) => complete_guarded(call.request, &document),
                         Err(error) => Err(format!("reading the answer: {error}")),
                     },
                     Err(error) => Err(format!("reading the answer: {error}")),

@@ -189,6 +189,41 @@ pub const MAX_BOOKING_DAYS: i64 = 400;
 /// The most covers a sale or booking may have, as the admin API allows.
 pub const MAX_COVERS: i64 = 10_000;
 
+/// The longest table name read: far longer than any floor plan's, far shorter than what
+/// makes a `LIKE` pattern too complex for SQLite.
+pub const MAX_TABLE_NAME: usize = 64;
+
+fn check_tables<'a>(
+    tables: impl IntoIterator<Item = &'a super::TableKey>,
+    what: &str,
+) -> Result<(), InvalidCommand> {
+    match tables
+        .into_iter()
+        .find(|t| t.as_str().chars().count() > MAX_TABLE_NAME)
+    {
+        Some(table) => Err(InvalidCommand(format!(
+            "{what} has a table name of {} characters; at most {MAX_TABLE_NAME}",
+            table.as_str().chars().count()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// An instant of a command: in range, and for a wall-clock time (to be read in the venue's
+/// zone later) a day inside the range on either side, so that any zone keeps it in range.
+fn check_instant(
+    t: chrono::DateTime<chrono::Utc>,
+    wall_clock: bool,
+    field: &str,
+) -> Result<(), InvalidCommand> {
+    if wall_clock {
+        super::time::bounded_naive(t.naive_utc(), field)?;
+    } else {
+        super::time::bounded(t, field)?;
+    }
+    Ok(())
+}
+
 /// A command a handler built from a payload that cannot be applied as it is: a time outside
 /// [`super::time::RANGE`], a booking that ends before it starts, covers beyond
 /// [`MAX_COVERS`]. The delivery is answered as an invalid payload, never applied.
@@ -219,25 +254,30 @@ impl Command {
     /// # Errors
     /// [`InvalidCommand`] saying which field is wrong.
     pub fn check(&self) -> Result<(), InvalidCommand> {
-        use super::time::bounded;
         match self {
             Command::UpsertSale(sale) => {
                 let id = &sale.external_id;
-                bounded(sale.opened_at, &format!("sale {id} opened at"))?;
+                let local = sale.wall_clock;
+                check_instant(sale.opened_at, local, &format!("sale {id} opened at"))?;
                 if let Some(closed) = sale.closed_at {
-                    bounded(closed, &format!("sale {id} closed at"))?;
+                    check_instant(closed, local, &format!("sale {id} closed at"))?;
                 }
                 for payment in &sale.payments {
                     if let Some(paid) = payment.paid_at {
-                        bounded(paid, &format!("sale {id} payment at"))?;
+                        check_instant(paid, local, &format!("sale {id} payment at"))?;
                     }
                 }
+                check_tables(&sale.tables, &format!("sale {id}"))?;
                 check_covers(sale.covers, &format!("sale {id}"))
             }
             Command::UpsertBooking(booking) => {
                 let key = &booking.external_key;
-                bounded(booking.start, &format!("booking {key} start"))?;
-                bounded(booking.end, &format!("booking {key} end"))?;
+                let local = booking.wall_clock;
+                check_instant(booking.start, local, &format!("booking {key} start"))?;
+                check_instant(booking.end, local, &format!("booking {key} end"))?;
+                if let Some(version) = booking.version {
+                    super::time::from_millis(version, &format!("booking {key} updated at"))?;
+                }
                 if booking.end < booking.start {
                     return Err(InvalidCommand(format!(
                         "booking {key} ends ({}) before it starts ({})",
@@ -253,13 +293,17 @@ impl Command {
                 check_covers(booking.covers, &format!("booking {key}"))
             }
             Command::RecordPayment(payment) => match payment.at {
-                Some(at) => bounded(at, &format!("payment {} at", payment.transaction_id))
-                    .map(drop)
-                    .map_err(Into::into),
+                Some(at) => {
+                    super::time::bounded(at, &format!("payment {} at", payment.transaction_id))
+                        .map(drop)
+                        .map_err(Into::into)
+                }
                 None => Ok(()),
             },
             Command::UpdateBooking(update) => {
-                check_covers(update.covers, &format!("booking {}", update.reference))
+                let what = format!("booking {}", update.reference);
+                check_tables(update.tables.iter().flatten(), &what)?;
+                check_covers(update.covers, &what)
             }
             Command::SetIntegration { .. } | Command::UpsertGuest(_) => Ok(()),
         }

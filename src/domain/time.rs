@@ -57,10 +57,23 @@ pub fn in_range(t: DateTime<Utc>) -> bool {
 /// [`OutOfRange`] naming `field`.
 pub fn bounded(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, OutOfRange> {
     if in_range(t) {
-        Ok(t)
+        Ok(without_leap_second(t))
     } else {
         Err(OutOfRange::new(field, t.to_rfc3339()))
     }
+}
+
+/// `t` with a leap second (`23:59:60`, which chrono holds as `23:59:59` plus a second of
+/// nanoseconds) read as the next second's start, so durations from it stay whole.
+pub fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Timelike;
+    let nanos = t.nanosecond();
+    if nanos < 1_000_000_000 {
+        return t;
+    }
+    t.with_nanosecond(nanos - 1_000_000_000)
+        .and_then(|t| t.checked_add_signed(Duration::seconds(1)))
+        .unwrap_or(t)
 }
 
 /// The instant `ms` milliseconds after the Unix epoch, if it lies in the accepted range.
@@ -87,15 +100,20 @@ pub fn from_seconds(seconds: i64, field: &str) -> Result<DateTime<Utc>, OutOfRan
         .map_err(|_| OutOfRange::new(field, seconds))
 }
 
-/// A wall-clock time (no zone) if it lies in the accepted range read as UTC; the venue's
-/// zone moves it by a day at most later, which every rule tolerates.
+/// A wall-clock time (no zone, read in a venue's zone later) if it lies a day inside the
+/// accepted range: no zone is more than a day from UTC, so the instant it becomes is in
+/// range whatever the venue's zone.
 ///
 /// # Errors
 /// [`OutOfRange`] naming `field`.
 pub fn bounded_naive(t: NaiveDateTime, field: &str) -> Result<NaiveDateTime, OutOfRange> {
-    bounded(t.and_utc(), field)
-        .map(|_| t)
-        .map_err(|_| OutOfRange::new(field, t))
+    const DAY_MS: i64 = 86_400_000;
+    let ms = t.and_utc().timestamp_millis();
+    if (EARLIEST_MS + DAY_MS..=LATEST_MS - DAY_MS).contains(&ms) {
+        Ok(t)
+    } else {
+        Err(OutOfRange::new(field, t))
+    }
 }
 
 /// `t + d`, saturating at chrono's limits instead of panicking.

@@ -24,6 +24,22 @@ const KEPT_HEADERS: [&str; 8] = [
     "x-lightspeed-idempotency-key",
 ];
 
+/// The most of each text of a refused delivery that is stored (path, query, event type, a
+/// header's value), in bytes.
+pub(super) const REFUSED_TEXT_KEPT: usize = 512;
+
+/// `text` cut to [`REFUSED_TEXT_KEPT`] bytes at a character boundary, marked when cut.
+fn shortened(text: &str) -> String {
+    if text.len() <= REFUSED_TEXT_KEPT {
+        return text.to_owned();
+    }
+    let mut end = REFUSED_TEXT_KEPT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 /// How much of a body to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Keep {
@@ -46,18 +62,27 @@ pub(super) fn new_event(
         Keep::Whole => body.clone(),
         Keep::First(limit) => body.slice(..body.len().min(limit)),
     };
+    // A refused delivery's path, event type, query and headers are the sender's too: kept to
+    // a length that shows what was sent, so a long URL costs no more than a long body.
+    let cap = |text: &str| match keep {
+        Keep::Whole => text.to_owned(),
+        Keep::First(_) => shortened(text),
+    };
     NewEvent {
         received_at: inbound.received_at,
         partner: inbound.partner.clone(),
         route: inbound.route.as_str(),
         method: inbound.method.clone(),
-        event_type: inbound.event_type.clone(),
-        path: inbound.path.clone(),
+        event_type: cap(&inbound.event_type),
+        path: cap(&inbound.path),
         query: inbound
             .query
             .as_deref()
-            .map(|q| mask_query(q, auth.and_then(AuthScheme::secret_param))),
-        headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header)),
+            .map(|q| cap(&mask_query(q, auth.and_then(AuthScheme::secret_param)))),
+        headers: kept_headers(&inbound.headers, auth.and_then(AuthScheme::secret_header))
+            .into_iter()
+            .map(|(name, value)| (name, cap(&value)))
+            .collect(),
         body_sha256: hex::encode(Sha256::digest(body)),
         body_bytes: inbound.body_bytes.unwrap_or(body.len()),
         body_truncated: kept.len() < body.len()

@@ -109,6 +109,17 @@ fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> 
     crate::domain::time::bounded(t, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+/// Table names of a reasonable length (`domain::command::MAX_TABLE_NAME`).
+fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
+    let longest = crate::domain::command::MAX_TABLE_NAME;
+    match tables.iter().find(|t| t.chars().count() > longest) {
+        Some(_) => Err(ApiError::Unprocessable(format!(
+            "table names have at most {longest} characters"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A time filter from a query string, inside the same range; a query's mistakes are 400s.
 fn valid_filter(t: Option<DateTime<Utc>>, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     t.map(|t| crate::domain::time::bounded(t, field))
@@ -298,7 +309,7 @@ pub(super) async fn diary(
     let id = id(path)?;
     let params = query(params)?;
     let midnight = params.date.and_time(chrono::NaiveTime::MIN);
-    crate::domain::time::bounded_naive(midnight, "date")
+    crate::domain::time::bounded(midnight.and_utc(), "date")
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Json(state.gateway.store().diary(id, params.date).await?))
 }
@@ -400,7 +411,8 @@ pub(super) async fn create_booking(
         ));
     }
     valid_covers(input.covers)?;
-    valid_time(input.start, "start")?;
+    let start = valid_time(input.start, "start")?;
+    valid_tables(&input.tables)?;
     let status = match input.status.as_deref() {
         None => BookingStatus::Confirmed,
         Some(status) => status
@@ -411,7 +423,7 @@ pub(super) async fn create_booking(
     };
     let booking = NewBooking {
         reference: input.reference.filter(|r| !r.trim().is_empty()),
-        start: input.start,
+        start,
         duration_minutes: input.duration_minutes,
         covers: input.covers,
         tables: input.tables,
@@ -471,10 +483,11 @@ pub(super) async fn update_booking(
         ));
     }
     input.covers.map(valid_covers).transpose()?;
-    input.start.map(|t| valid_time(t, "start")).transpose()?;
+    let start = input.start.map(|t| valid_time(t, "start")).transpose()?;
+    input.tables.as_deref().map(valid_tables).transpose()?;
     let changes = BookingChanges {
         reference: input.reference.filter(|r| !r.trim().is_empty()),
-        start: input.start,
+        start,
         duration_minutes: input.duration_minutes,
         covers: input.covers,
         tables: input.tables,

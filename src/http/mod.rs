@@ -1,6 +1,7 @@
 //! The HTTP edge: routes and (de)serialisation only; every decision is made elsewhere.
 
 mod admin;
+mod body;
 pub mod openapi;
 mod pages;
 mod partners;
@@ -43,8 +44,20 @@ pub fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     Router::new()
         .merge(partners::router())
-        .nest("/api/v1", admin::router(state.clone()))
-        .nest("/ui", pages::router(state.clone()))
+        .nest(
+            "/api/v1",
+            admin::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                body::paced,
+            )),
+        )
+        .nest(
+            "/ui",
+            pages::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                body::paced,
+            )),
+        )
         .route("/", get(|| async { axum::response::Redirect::to("/ui/diary") }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -70,7 +83,17 @@ async fn measure(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // A label from a fixed set: a made-up method would add a series per request.
+    let method = match *request.method() {
+        axum::http::Method::GET
+        | axum::http::Method::POST
+        | axum::http::Method::PUT
+        | axum::http::Method::PATCH
+        | axum::http::Method::DELETE
+        | axum::http::Method::HEAD
+        | axum::http::Method::OPTIONS => request.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     metrics::histogram!(crate::telemetry::REQUEST_SECONDS, "route" => route, "method" => method,

@@ -512,7 +512,7 @@ async fn diary(
     };
     let zone = zone_of(venue);
     let date = date.unwrap_or_else(|| Utc::now().with_timezone(&zone).date_naive());
-    crate::domain::time::bounded_naive(date.and_time(chrono::NaiveTime::MIN), "date")
+    crate::domain::time::bounded(date.and_time(chrono::NaiveTime::MIN).and_utc(), "date")
         .map_err(|e| PageError::BadRequest(e.to_string()))?;
     let diary = store.diary(venue.id, date).await?;
     let (from_hour, to_hour) = service_hours(&diary.bookings, zone);

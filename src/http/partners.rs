@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::Router;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
@@ -16,7 +15,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::AppState;
-use crate::config::ConnectionLimits;
+use super::body::{Unread, read_body};
 use crate::domain::Reason;
 use crate::gateway::{Inbound, Receipt, Route};
 
@@ -316,65 +315,6 @@ async fn inbound(
             json!({ "error": "unreadable_body", "message": message }),
         )),
     }
-}
-
-/// Why a body was not read.
-enum Unread {
-    /// Over the limit (by its `Content-Length`, when it declared one): refused whole.
-    TooLarge { declared: Option<usize> },
-    /// It arrived slower than the minimum rate allows, or paused too long.
-    TooSlow,
-    /// The connection broke or the framing was wrong.
-    Broken(String),
-}
-
-/// Reads a body of at most `limit` bytes, arriving at the minimum average rate after a
-/// grace (`connections.body_read_timeout` plus the expected length at
-/// `body_min_bytes_per_second`); each pause is bounded by the serve loop's body timeout.
-async fn read_body(
-    body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    connections: ConnectionLimits,
-) -> Result<Bytes, Unread> {
-    use http_body_util::BodyExt as _;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Unread::TooLarge { declared });
-    }
-    let expected = declared.unwrap_or(limit);
-    let at_min_rate =
-        Duration::from_secs_f64(expected as f64 / f64::from(connections.body_min_bytes_per_second));
-    let deadline = connections.body_read_timeout.saturating_add(at_min_rate);
-    let limited = http_body_util::Limited::new(body, limit);
-    match tokio::time::timeout(deadline, limited.collect()).await {
-        Err(_) => Err(Unread::TooSlow),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) => {
-            if error.is::<http_body_util::LengthLimitError>() {
-                Err(Unread::TooLarge { declared })
-            } else if is_timeout(error.as_ref()) {
-                Err(Unread::TooSlow)
-            } else {
-                Err(Unread::Broken(error.to_string()))
-            }
-        }
-    }
-}
-
-/// Whether a body error is (or wraps) a body timeout.
-fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {

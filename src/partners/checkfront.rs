@@ -218,8 +218,13 @@ fn payment(transaction: &Dynamic) -> Result<PlatformPayment, String> {
             .ok_or("transaction has no transaction_id")?,
         amount: amount.abs(),
         refund,
-        at: text_at(transaction, &["date"])
-            .and_then(|d| d.parse::<i64>().ok())
-            .and_then(|s| time::from_seconds(s, "date").ok()),
+        at: match text_at(transaction, &["date"]) {
+            None => None,
+            Some(date) => Some(
+                date.parse::<i64>()
+                    .map_err(|_| format!("transaction date {date:?} is not epoch seconds"))
+                    .and_then(|s| time::from_seconds(s, "date").map_err(|e| e.to_string()))?,
+            ),
+        },
     })
 }

@@ -265,8 +265,10 @@ fn other_webhook(envelope: Envelope<'_>) -> Mapped {
         let business = envelope.business_information;
         let deadline = envelope
             .epoch_seconds_deadline_utc
-            .and_then(|s| DateTime::from_timestamp(s, 0))
-            .map(|d| format!(", to complete before {}", d.to_rfc3339()))
+            .map(|s| match time::from_seconds(s, "epochSecondsDeadlineUtc") {
+                Ok(d) => format!(", to complete before {}", d.to_rfc3339()),
+                Err(error) => format!(", deadline unreadable ({error})"),
+            })
             .unwrap_or_default();
         return Mapped::Notice {
             detail: format!(
@@ -338,10 +340,12 @@ fn snapshot(
         .open_date
         .or(account.update_date)
         .ok_or("account has neither openDate nor updateDate")?;
-    let version = account
-        .update_date
-        .or(account.close_date)
-        .unwrap_or(opened_ms);
+    // The update time orders snapshots of the account: one in the wrong unit would freeze
+    // the sale against every later update, so it is a time in range like the others.
+    let version = match account.update_date.or(account.close_date) {
+        Some(ms) => instant(ms, "updateDate")?.timestamp_millis(),
+        None => opened_ms,
+    };
     if account.cancelled == Some(true) {
         state = SaleState::Voided;
     }

@@ -270,9 +270,20 @@ fn booking_of(
         total,
         paid: None,
         currency: text_at(&booking, &["sale_currency"]),
-        version: text_at(&booking, &["updated_at_utc_seconds"])
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(|s| s * 1000),
+        version: match text_at(&booking, &["updated_at_utc_seconds"]) {
+            None => None,
+            // The update time orders snapshots: one in the wrong unit (microseconds,
+            // nanoseconds) would freeze the booking against every later update.
+            Some(text) => Some(
+                text.parse::<i64>()
+                    .map_err(|_| format!("updated_at_utc_seconds {text:?} is not epoch seconds"))
+                    .and_then(|s| {
+                        crate::domain::time::from_seconds(s, "updated_at_utc_seconds")
+                            .map_err(|e| e.to_string())
+                    })?
+                    .timestamp_millis(),
+            ),
+        },
         wall_clock: true,
     };
     Ok((account, snapshot))
@@ -300,12 +311,15 @@ pub fn complete(request: &FetchRequest, body: &[u8]) -> Result<Mapped, FetchErro
     if let Some(error) = text_at(&content, &["error"]).filter(|e| e != "OK") {
         return Err(format!("TourCMS error: {error}"));
     }
-    let (location_id, snapshot) =
-        booking_of(&document, &request.event, Some(request.location_id.clone()))?;
-    Ok(Mapped::Apply {
-        location_id,
-        commands: vec![Command::UpsertBooking(Box::new(snapshot))],
-    })
+    // TourCMS answered with a booking: one that cannot be read (a field missing, a time out
+    // of range) reads the same on every retry, so it is an invalid payload, kept for a replay.
+    match booking_of(&document, &request.event, Some(request.location_id.clone())) {
+        Ok((location_id, snapshot)) => Ok(Mapped::Apply {
+            location_id,
+            commands: vec![Command::UpsertBooking(Box::new(snapshot))],
+        }),
+        Err(detail) => Ok(Mapped::invalid(format!("Show Booking: {detail}"))),
+    }
 }
 
 /// The Show Booking request for a notification, signed as the official client signs it:
@@ -372,6 +386,34 @@ pub fn sign(api: &TourCmsApi, channel: &str, verb: &str, time: i64, path: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_time_in_the_wrong_unit_is_an_invalid_payload_not_a_panic() {
+        let show = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tourcms/show_booking_1234.xml"
+        ))
+        .expect("fixture");
+        let request = FetchRequest {
+            location_id: "4069".into(),
+            booking_id: "1234".into(),
+            channel_id: "3930".into(),
+            event: "new_confirmed_web".into(),
+        };
+        for updated in ["1761991200000000000", "9223372036854775807", "-1", "soon"] {
+            let body = show.replace(
+                "<updated_at_utc_seconds>1773113040</updated_at_utc_seconds>",
+                &format!("<updated_at_utc_seconds>{updated}</updated_at_utc_seconds>"),
+            );
+            match complete(&request, body.as_bytes()) {
+                Ok(Mapped::Fail {
+                    reason: crate::domain::Reason::InvalidPayload,
+                    detail,
+                }) => assert!(detail.contains("updated_at_utc_seconds"), "{detail}"),
+                other => panic!("{updated}: {other:?}"),
+            }
+        }
+    }
 
     fn api() -> TourCmsApi {
         TourCmsApi {

@@ -547,16 +547,17 @@ fn spend_of(sales: &[SaleRecord], covers: i64, venue_currency: Option<&str>) -> 
 
 /// The UTC span of a local day in `zone`, across daylight-saving changes.
 fn local_day(zone: chrono_tz::Tz, date: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    // A day starts at the first local time of it that exists: where midnight does not (a DST
+    // jump at 00:00) it starts later; where the whole day does not (Samoa skipped
+    // 2011-12-30), its start is the next day's, and it is empty.
     let start_of = |day: NaiveDate| {
         let midnight = day.and_hms_opt(0, 0, 0)?;
-        // Where midnight does not exist (a DST jump at 00:00), the day starts an hour later.
-        zone.from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| {
-                let later = midnight.checked_add_signed(Duration::hours(1))?;
-                zone.from_local_datetime(&later).earliest()
-            })
-            .map(|t| t.with_timezone(&Utc))
+        (0..=48).find_map(|half_hours| {
+            let local = midnight.checked_add_signed(Duration::minutes(30 * half_hours))?;
+            zone.from_local_datetime(&local)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        })
     };
     Some((start_of(date)?, start_of(date.succ_opt()?)?))
 }
@@ -668,6 +669,17 @@ pub(super) async fn guest(conn: &mut Conn<'_>, id: i64) -> Result<Option<GuestVi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_a_zone_skipped_is_empty_and_its_neighbours_end_and_start_where_time_exists() {
+        let apia = chrono_tz::Pacific::Apia;
+        let day = |d: u32| NaiveDate::from_ymd_opt(2011, 12, d).expect("date");
+        let (from, to) = local_day(apia, day(30)).expect("a span");
+        assert_eq!(from, to, "Samoa skipped 2011-12-30: an empty day");
+        let (_, end_29) = local_day(apia, day(29)).expect("a span");
+        let (start_31, _) = local_day(apia, day(31)).expect("a span");
+        assert_eq!(end_29, start_31, "the 29th ends where the 31st starts");
+    }
 
     #[test]
     fn a_local_day_spans_its_own_hours_across_daylight_saving() {

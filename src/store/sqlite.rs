@@ -126,8 +126,6 @@ impl std::fmt::Debug for Sqlite {
 struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    /// The exclusive lock on the database, when taken; released with the last handle.
-    _lock: Option<std::fs::File>,
 }
 
 /// The file a `sqlite:` URL names (`sqlite://data/d.db`, `sqlite:d.db?mode=rwc`).
@@ -210,59 +208,57 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The lock file beside a database that a process writing to it holds (`d.db` ->
-/// `d.db.lock`), with that process's id inside for the message a second one prints.
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
+/// Where the process holding a database writes its id, for the message a second one prints:
+/// beside the database's real file (symbolic links resolved), `d.db` -> `d.db.pid`.
+fn pid_path(path: &Path) -> PathBuf {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mut name = real.into_os_string();
+    name.push(".pid");
     PathBuf::from(name)
 }
 
 /// Takes the database for this process alone: SQLite's own locking would let a second
 /// process write to the same file in silence, each writer then waiting on the other's
-/// locks. Held until the store (every handle on it) is gone.
+/// locks. The lock (`flock`) is on the database file itself, so a second process reaching
+/// it through a symbolic or hard link is refused too; SQLite's own locks are `fcntl` locks,
+/// which it does not touch. The writer thread holds it until its connection is closed: an
+/// open file of the database closed before that would drop SQLite's locks with it.
 ///
 /// # Errors
 /// [`StoreError::Unavailable`] naming the file and the process holding it.
 fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
-    use std::io::{Read as _, Seek as _, Write as _};
-    let lock_path = lock_path(path);
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&lock_path)
+        .open(path)
         .map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open the lock file {}: {e}",
-                lock_path.display()
-            ))
+            StoreError::Unavailable(format!("cannot open the database {}: {e}", path.display()))
         })?;
     match file.try_lock() {
         Ok(()) => {
-            file.set_len(0)
-                .and_then(|()| file.rewind())
-                .and_then(|()| write!(file, "{}", std::process::id()))
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("writing {}: {e}", lock_path.display()))
-                })?;
+            // Best effort: only ever read for a message.
+            let _ = std::fs::write(pid_path(path), std::process::id().to_string());
             Ok(file)
         }
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            let holder = std::fs::read_to_string(pid_path(path)).unwrap_or_default();
             Err(StoreError::Unavailable(format!(
                 "the SQLite database {} is in use by another diarysync process (pid {}); \
                  one process serves a SQLite file: stop the other one, or use PostgreSQL to \
                  run several nodes",
                 path.display(),
-                holder.trim()
+                if holder.trim().is_empty() {
+                    "unknown"
+                } else {
+                    holder.trim()
+                }
             )))
         }
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
             "cannot lock {}: {e}",
-            lock_path.display()
+            path.display()
         ))),
     }
 }
@@ -300,6 +296,8 @@ pub async fn open(url: &str, exclusive: bool) -> Result<Sqlite, StoreError> {
             let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 write_loop(writer, queue, &restart_due, &writer_health);
             }));
+            // The connection is closed (write_loop took it): only now the lock goes.
+            drop(lock);
             if let Err(panic) = stopped {
                 writer_health.die(format!(
                     "the writer thread panicked outside a write: {}",
@@ -314,7 +312,6 @@ pub async fn open(url: &str, exclusive: bool) -> Result<Sqlite, StoreError> {
         readers: Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
-            _lock: lock,
         }),
         writer: health,
     })

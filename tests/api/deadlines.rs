@@ -192,7 +192,34 @@ async fn a_second_process_on_one_sqlite_file_refuses_to_start(db: Db) {
     assert!(
         stderr.contains("in use by another diarysync process"),
         "a clear reason: {stderr}"
-    );
+    ); // Nor through another name for the same file.
+    let linked = dir.path().join("linked.db");
+    std::os::unix::fs::symlink(dir.path().join("d.db"), &linked).expect("symlink");
+    let hard = dir.path().join("hard.db");
+    std::fs::hard_link(dir.path().join("d.db"), &hard).expect("hard link");
+    for other in [linked, hard] {
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{}\"\ndatabase_url = \"sqlite://{}\"\nadmin_token = \"{}\"\n",
+                crate::process::free_port(),
+                other.display(),
+                crate::helpers::ADMIN_TOKEN
+            ),
+        )
+        .expect("config");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_diarysync"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .expect("runs");
+        assert!(
+            !output.status.success(),
+            "{}: must not start",
+            other.display()
+        );
+    }
+
     drop(first);
 }
 
@@ -238,8 +265,8 @@ async fn sigterm_stops_the_process_in_bounded_time_even_with_the_database_gone(d
     let started = Instant::now();
     let status = node.terminate_and_wait(Duration::from_secs(20));
     assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "SIGTERM took {:?}",
+        started.elapsed() < Duration::from_millis(3500),
+        "SIGTERM took {:?}: the 1.5 s shutdown_timeout bounds serving and cleanup together",
         started.elapsed()
     );
     assert!(status.is_some(), "the process exited: {}", node.log());
@@ -381,7 +408,139 @@ async fn a_running_sqlite_database_is_backed_up_to_a_consistent_copy(db: Db) {
     drop(node);
 }
 
+/// Sends headers, then a body one byte at a time, `every` apart, chunked or with a declared
+/// length; returns what was answered and after how long.
+fn trickle(addr: &str, path: &str, declared: Option<usize>, every: Duration) -> (String, Duration) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    let framing = match declared {
+        Some(length) => format!("Content-Length: {length}"),
+        None => "Transfer-Encoding: chunked".to_owned(),
+    };
+    stream
+        .write_all(format!("POST {path} HTTP/1.1\r\nHost: a\r\n{framing}\r\n\r\n").as_bytes())
+        .expect("headers");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(20) {
+        let byte: &[u8] = if declared.is_some() {
+            b"a"
+        } else {
+            b"1\r\na\r\n"
+        };
+        if stream.write_all(byte).is_err() {
+            break;
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buffer[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(every);
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+async fn a_body_trickled_below_the_minimum_rate_is_cut_whatever_it_declares(db: Db) {
+    // Grace 500 ms, then at least 1,000 bytes a second; each pause itself is short.
+    let app = spawn_with(
+        db,
+        "body_read_timeout_ms = 500\nbody_min_bytes_per_second = 1000",
+    )
+    .await;
+    let addr = address(&app);
+    for (path, declared) in [
+        ("/Sales/partners/nobody/events/x", None),
+        ("/Sales/partners/lightspeed/events/x", Some(1_000_000)),
+        ("/api/v1/venues", None),
+        ("/ui/login", Some(500_000)),
+    ] {
+        let addr = addr.clone();
+        let (answer, after) = tokio::task::spawn_blocking(move || {
+            trickle(&addr, path, declared, Duration::from_millis(100))
+        })
+        .await
+        .expect("blocking task");
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "{path} {declared:?}: {answer:?}"
+        );
+        assert!(
+            after < Duration::from_secs(3),
+            "{path} {declared:?}: cut after {after:?}, not when its declared length ran out"
+        );
+    }
+}
+
+async fn a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body(db: Db) {
+    let app = spawn_with(db, "").await;
+    let long = "x".repeat(30_000);
+    let response = app
+        .client
+        .post(format!(
+            "{}/Sales/partners/lightspeed/events/{long}?token={long}",
+            app.base
+        ))
+        .bearer_auth("wrong")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    let answer = json_of(response).await;
+    let event = app
+        .admin_get(&format!("/events/{}", answer["event_id"]))
+        .await;
+    for field in ["path", "event_type", "query"] {
+        let stored = event[field].as_str().unwrap_or_default();
+        assert!(
+            stored.len() < 1_000,
+            "{field} stored as {} bytes",
+            stored.len()
+        );
+    }
+    let addr = address(&app);
+    tokio::task::spawn_blocking(move || {
+        for n in 0..5 {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            let method = format!("M{n}{}", "Z".repeat(5_000));
+            let _ = stream.write_all(
+                format!("{method} /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            let _ = until_closed(stream);
+        }
+    })
+    .await
+    .expect("blocking task");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("ZZZZ"), "a made-up method is no label");
+    assert!(
+        metrics.len() < 500_000,
+        "{} bytes of metrics",
+        metrics.len()
+    );
+}
+
 crate::on_both_stores!(
+    a_body_trickled_below_the_minimum_rate_is_cut_whatever_it_declares,
+    a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body,
     idle_half_sent_and_stalled_connections_are_closed_at_their_deadlines,
     connections_beyond_the_maximum_wait_until_one_closes,
     a_postgres_that_cannot_be_reached_at_start_is_named_with_its_error,

@@ -534,7 +534,57 @@ async fn a_late_pos_reservation_status_changes_nothing(db: Db) {
     assert_eq!(view["covers"], 4, "nor its covers");
 }
 
+async fn a_fetched_booking_that_cannot_be_read_fails_alone_and_fetching_goes_on(db: Db) {
+    let (url, fake) = start_fake_tourcms().await;
+    let app = spawn_with(db, &tourcms_partner(&url, "")).await;
+    venue(&app, "Australia/Sydney", "tourcms", "4069").await;
+    let show = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/tourcms/show_booking_1234.xml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture");
+    // Nanoseconds where TourCMS means seconds: it once panicked the fetcher for good.
+    let poisoned = show
+        .replace(
+            "<booking_id>1234</booking_id>",
+            "<booking_id>6001</booking_id>",
+        )
+        .replace(
+            "<updated_at_utc_seconds>1773113040</updated_at_utc_seconds>",
+            "<updated_at_utc_seconds>1761991200000000000</updated_at_utc_seconds>",
+        );
+    fake.script(
+        "6001",
+        Scripted {
+            status: 200,
+            headers: vec![("content-type", "text/xml".to_owned())],
+            body: poisoned.into_bytes(),
+        },
+    );
+    let (_, bad) = notify(
+        &app,
+        "/partners/tourcms/webhooks/callback/booking",
+        &notification("6001"),
+    )
+    .await;
+    let event = settled(&app, &bad["event_id"]).await;
+    assert_eq!(event["outcome"], "failed", "{event}");
+    assert_eq!(event["reason"], "invalid_payload", "{event}");
+    let (_, good) = notify(
+        &app,
+        "/partners/tourcms/webhooks/callback/booking",
+        &notification("1234"),
+    )
+    .await;
+    assert_eq!(
+        settled(&app, &good["event_id"]).await["outcome"],
+        "processed",
+        "the fetcher goes on"
+    );
+}
+
 crate::on_both_stores!(
+    a_fetched_booking_that_cannot_be_read_fails_alone_and_fetching_goes_on,
     a_compressed_signed_delivery_is_verified_on_its_bytes_as_sent_and_replays_alike,
     a_late_pos_reservation_status_changes_nothing,
     head_and_options_probe_without_side_effects,

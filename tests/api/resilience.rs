@@ -483,7 +483,134 @@ async fn refused_deliveries_keep_size_hash_and_first_4_kib_within_limits_of_thei
     assert_ne!(answer["error"], "rate_limited", "{answer}");
 }
 
+/// Times found by an outside attack that reached the store unchecked: update times in the
+/// wrong unit (which froze a sale), payment dates dropped in silence, local times that
+/// leave the range once read in the venue's zone, leap seconds, and table names too long
+/// for SQLite's LIKE.
+async fn update_times_payment_dates_local_times_and_table_names_are_read_into_range(db: Db) {
+    let salesplay =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("partners/salesplay.rhai");
+    let extra = format!(
+        "{CHECKFRONT_PARTNER}\n[[partners]]\nname = \"salesplay\"\nhandler = \"script\"\n\
+         script = \"{}\"\n[partners.auth]\nscheme = \"url-token\"\nsecret = \"sp-token\"\n",
+        salesplay.display()
+    );
+    let app = spawn_with(db, &extra).await;
+    let (venue, booking) = venue_with_t1(&app).await;
+    // An updateDate in microseconds: refused, and it does not freeze the sale.
+    let body = |update: &str, kind: &str, total: u32| {
+        format!(
+            r#"{{"notificationType":"{kind}","businessLocationId":"42","account":{{"id":"frozen","openDate":1712253600000,"updateDate":{update},"closeDate":1712257200000,"tableName":"T1","totalAmount":{total},"paidAmount":{total}}}}}"#
+        )
+    };
+    let answer = json_of(
+        app.post_lightspeed(body("1712253600000000", "OPEN", 5).as_bytes())
+            .await,
+    )
+    .await;
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+    let answer = json_of(
+        app.post_lightspeed(body("1712253700000", "OPEN", 5).as_bytes())
+            .await,
+    )
+    .await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    let answer = json_of(
+        app.post_lightspeed(body("1712257200000", "CLOSE", 99).as_bytes())
+            .await,
+    )
+    .await;
+    assert_eq!(
+        answer["outcome"], "processed",
+        "the CLOSE is not stale: {answer}"
+    );
+    assert_eq!(app.booking_view(booking).await["status"], "paid");
+    // A table name no floor plan has: refused, and bookings around it can still be made.
+    let long = format!(
+        r#"{{"notificationType":"OPEN","businessLocationId":"42","account":{{"id":"long","openDate":1712253600000,"tableName":"{}","totalAmount":5}}}}"#,
+        "T".repeat(60_000)
+    );
+    let answer = json_of(app.post_lightspeed(long.as_bytes()).await).await;
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+    let (status, created) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "start": "2024-04-04T18:30:00Z", "duration_minutes": 90, "covers": 2,
+                    "tables": ["T2"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "start": "2024-04-04T18:30:00Z", "tables": ["x".repeat(65)] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A leap second starts a whole booking: 120 minutes, ending on the minute.
+    let (status, leap) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "start": "2016-12-31T23:59:60Z", "duration_minutes": 120, "covers": 2 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{leap}");
+    assert_eq!(leap["start"], "2017-01-01T00:00:00Z");
+    assert_eq!(leap["end"], "2017-01-01T02:00:00Z");
+    assert_eq!(leap["duration_minutes"], 120);
+    // A Checkfront payment date out of range is refused, not stored as no date.
+    app.venue_with_location("checkfront", "your-company.checkfront.com", true)
+        .await;
+    let payment = json!({ "@attributes": { "host": "your-company.checkfront.com" },
+        "transaction": { "booking_id": "KMVQ-060314", "transaction_id": "T1", "amount": "10.00",
+                         "status": "PAID", "date": "99999999999999999999999" } });
+    let (_, answer) = app
+        .post_checkfront(payment.to_string().into_bytes(), "application/json")
+        .await;
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+    // A local time inside the range that leaves it in the venue's zone.
+    let (status, la) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "LA", "timezone": "America/Los_Angeles",
+                    "locations": [{ "partner": "salesplay", "location_id": "la-shop" }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{la}");
+    for at in ["2199-12-31 23:59:59", "1970-01-01 00:30:00"] {
+        let receipt = json!({ "merchant_id": "m", "type": "receipts.update", "created_at": at,
+            "receipts": [{ "receipt_number": "1-1", "shop_id": "la-shop", "receipt_type": "SALE",
+                           "receipt_date_time": at, "total_money": 10 }] });
+        let response = app
+            .client
+            .post(format!(
+                "{}/partners/salesplay/webhooks/callback/receipts.update?token=sp-token",
+                app.base
+            ))
+            .body(receipt.to_string())
+            .send()
+            .await
+            .expect("request");
+        let answer = json_of(response).await;
+        assert_eq!(answer["reason"], "invalid_payload", "{at}: {answer}");
+    }
+    // The diary of a day a zone skipped (Samoa, 2011-12-30) is empty, not an error.
+    let (_, apia) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "Apia", "timezone": "Pacific/Apia", "locations": [] }),
+        )
+        .await;
+    for day in ["2011-12-29", "2011-12-30", "2011-12-31"] {
+        let status = app
+            .admin_get_status(&format!("/venues/{}/diary?date={day}", apia["id"]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{day}");
+    }
+}
+
 crate::on_both_stores!(
+    update_times_payment_dates_local_times_and_table_names_are_read_into_range,
     a_time_beyond_any_calendar_is_an_invalid_payload_and_the_next_delivery_is_processed,
     a_booking_platforms_date_far_in_the_future_or_backwards_is_an_invalid_payload,
     admin_times_outside_1970_to_2199_are_refused_and_the_service_goes_on,
