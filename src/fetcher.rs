@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::domain::Mapped;
 use crate::gateway::Gateway;
 use crate::partners::{HandlerSpec, tourcms};
-use crate::store::{StoreError, StoredEvent};
+use crate::store::{FetchClaim, StoreError, StoredEvent};
 
 /// Fetches tried before an event is given up as failed (about a day at the cap).
 pub const MAX_ATTEMPTS: i64 = 30;
@@ -38,51 +38,6 @@ pub use crate::config::Cadence;
 /// How long to leave a channel alone when TourCMS says it has no calls left this hour and
 /// gives no time to wait: its window is an hour, so a quarter of one, then ask again.
 const EXHAUSTED_PAUSE: Duration = Duration::from_secs(900);
-
-/// What the fetcher remembers about each partner account between rounds, so it behaves as
-/// the partner's API docs ask: never over the published hourly limit (a GCRA limiter per
-/// channel, sized from `[partners.api] hourly_limit`), and quiet while the API says to wait
-/// (`Retry-After`, or `X-RateLimit-Remaining: 0`).
-#[derive(Debug, Default)]
-pub struct Courtesy {
-    limiters: std::sync::Mutex<
-        std::collections::HashMap<String, Arc<governor::DefaultDirectRateLimiter>>,
-    >,
-    quiet_until: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
-}
-
-impl Courtesy {
-    /// Whether a call for `channel` may go out now: not asked to wait, and within the hourly
-    /// limit (a call is counted when this says yes).
-    fn may_call(&self, channel: &str, hourly_limit: std::num::NonZeroU32) -> bool {
-        let now = std::time::Instant::now();
-        if let Ok(quiet) = self.quiet_until.lock()
-            && quiet.get(channel).is_some_and(|until| *until > now)
-        {
-            return false;
-        }
-        let limiter = match self.limiters.lock() {
-            Ok(mut limiters) => {
-                Arc::clone(limiters.entry(channel.to_owned()).or_insert_with(|| {
-                    Arc::new(governor::RateLimiter::direct(governor::Quota::per_hour(
-                        hourly_limit,
-                    )))
-                }))
-            }
-            Err(_) => return true,
-        };
-        limiter.check().is_ok()
-    }
-
-    /// Leaves `channel` alone for `wait`.
-    fn quiet(&self, channel: &str, wait: Duration) {
-        if let Ok(mut quiet) = self.quiet_until.lock() {
-            let until = std::time::Instant::now() + wait;
-            let entry = quiet.entry(channel.to_owned()).or_insert(until);
-            *entry = (*entry).max(until);
-        }
-    }
-}
 
 /// What an answer says about waiting: `Retry-After` in seconds (or an HTTP date), or an
 /// exhausted `X-RateLimit-Remaining`.
@@ -130,7 +85,6 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
             return;
         }
     };
-    let courtesy = Courtesy::default();
     let mut tick = tokio::time::interval(cadence.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -141,8 +95,7 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
         if *stop.borrow() {
             return;
         }
-        let round =
-            crate::store::guarded(fetch_due(&gateway, &client, cadence.retry_base, &courtesy));
+        let round = crate::store::guarded(fetch_due(&gateway, &client, cadence.retry_base));
         if let Err(error) = round.await {
             tracing::error!(%error, "fetch round failed; the next round tries again");
         }
@@ -152,13 +105,17 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
 /// Fetches every due pending event once (those whose channel may be called now); returns
 /// how many were tried.
 ///
+/// A channel is called as the partner's API docs ask: never over its published hourly
+/// limit (`[partners.api] hourly_limit`, counted in the store so it holds across restarts
+/// and nodes), and not while the API has said to wait (`Retry-After`, or
+/// `X-RateLimit-Remaining: 0`).
+///
 /// # Errors
 /// When the store cannot be read or written.
 pub async fn fetch_due(
     gateway: &Gateway,
     client: &reqwest::Client,
     retry_base: Duration,
-    courtesy: &Courtesy,
 ) -> Result<usize, StoreError> {
     let store = gateway.store();
     let due = store.due_fetches(Utc::now(), BATCH).await?;
@@ -183,14 +140,16 @@ pub async fn fetch_due(
             "{}/{}/{}",
             event.partner, api.marketplace_id, request.channel_id
         );
-        if !courtesy.may_call(&channel, api.hourly_limit) {
-            // Not an attempt: it stays due, for a round when the channel may be called.
-            continue;
-        }
-        // Several nodes find the same due events; the claim lets one of them fetch each.
+        // Several nodes find the same due events; the claim lets one of them fetch each,
+        // and only then is a call counted against the channel's hour.
         let now = Utc::now();
         let lease_until = now + chrono::Duration::from_std(CLAIM_LEASE).unwrap_or_default();
-        if store.claim_fetch(event.id, now, lease_until).await? {
+        let claim = store
+            .claim_fetch(event.id, now, lease_until, &channel, api.hourly_limit.get())
+            .await?;
+        // Over budget is not an attempt: it stays due, for a round when the channel may
+        // be called.
+        if claim == FetchClaim::Claimed {
             let call = Call {
                 api,
                 request: &request,
@@ -198,10 +157,8 @@ pub async fn fetch_due(
                 channel: &channel,
             };
             // One event's fault (even a bug) fails that event, never the fetcher.
-            let fetched = crate::store::guarded(fetch_one(
-                gateway, client, retry_base, courtesy, event, call,
-            ))
-            .await;
+            let fetched =
+                crate::store::guarded(fetch_one(gateway, client, retry_base, event, call)).await;
             if let Err(StoreError::Panicked(message)) = fetched {
                 let detail = format!("internal error while fetching: {message}");
                 store
@@ -246,7 +203,6 @@ async fn fetch_one(
     gateway: &Gateway,
     client: &reqwest::Client,
     retry_base: Duration,
-    courtesy: &Courtesy,
     event: &StoredEvent,
     call: Call<'_>,
 ) -> Result<(), StoreError> {
@@ -284,7 +240,8 @@ async fn fetch_one(
             wait_s = wait.as_secs(),
             "TourCMS asks us to wait"
         );
-        courtesy.quiet(call.channel, wait);
+        let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        store.quiet_api(call.channel, until).await?;
     }
     match fetched {
         Ok(mapped) => {
@@ -346,16 +303,5 @@ mod tests {
         assert_eq!(asked_to_wait(&headers), Some(EXHAUSTED_PAUSE));
         headers.insert("retry-after", "120".parse().expect("value"));
         assert_eq!(asked_to_wait(&headers), Some(Duration::from_secs(120)));
-    }
-
-    #[test]
-    fn a_channel_is_never_called_over_its_hourly_limit() {
-        let courtesy = Courtesy::default();
-        let limit = std::num::NonZeroU32::new(3).expect("nonzero");
-        let allowed = (0..10).filter(|_| courtesy.may_call("a", limit)).count();
-        assert_eq!(allowed, 3);
-        assert!(courtesy.may_call("b", limit), "per channel");
-        courtesy.quiet("b", Duration::from_secs(60));
-        assert!(!courtesy.may_call("b", limit), "quiet while asked to wait");
     }
 }

@@ -78,6 +78,9 @@ pub enum Reason {
     UnsupportedCharset,
     /// A path under a partner prefix that matches no route; recorded, answered 404.
     UnknownRoute,
+    /// A partner route asked with a method it does not take (a `GET` at the sales route);
+    /// recorded, answered 405 with `Allow`.
+    MethodNotAllowed,
     FetchFailed,
     StoreError,
     /// Our own bug, caught: the write was rolled back and the event kept as `failed`.
@@ -110,6 +113,7 @@ impl Reason {
             Self::UnsupportedEncoding => "unsupported_encoding",
             Self::UnsupportedCharset => "unsupported_charset",
             Self::UnknownRoute => "unknown_route",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::FetchFailed => "fetch_failed",
             Self::StoreError => "store_error",
             Self::InternalError => "internal_error",

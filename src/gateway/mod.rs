@@ -554,6 +554,17 @@ impl Gateway {
             .await
     }
 
+    /// Refuses a request on a partner route with a method the route does not take (a
+    /// TourCMS `GET` sent to the sales URL): recorded as `rejected/method_not_allowed`, within
+    /// the limits on refusals, so partner health shows a sender pointed at the wrong route
+    /// instead of a bare 405 nobody sees.
+    pub async fn refuse_method(&self, inbound: Inbound) -> Receipt {
+        let partner = self.partners.get(&inbound.partner);
+        let detail = format!("{} is not taken at {}", inbound.method, inbound.path);
+        self.refuse(&inbound, partner, Reason::MethodNotAllowed, &detail)
+            .await
+    }
+
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,
     /// so the operator sees that the partner sent something we refused; `None` when it was
     /// not recorded (over the limits of refused deliveries, or the store failed).

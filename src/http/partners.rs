@@ -30,15 +30,64 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route(
             SALES_PATH,
-            post(sales_event).head(probe_route).options(probe_route),
+            post(sales_event)
+                .head(probe_route)
+                .options(probe_route)
+                .fallback(wrong_method),
         )
         .route(
             CALLBACK_PATH,
             get(callback_event)
                 .post(callback_event)
                 .head(probe_route)
-                .options(probe_route),
+                .options(probe_route)
+                .fallback(wrong_method),
         )
+}
+
+/// Any other method on a contract route: recorded and answered 405 with `Allow`.
+async fn wrong_method(
+    state: State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let OriginalUri(uri) = &request.uri;
+    let route = match PartnerPath::parse(uri.path()) {
+        Some(PartnerPath::Route { route, .. }) => route,
+        _ => Route::Callback,
+    };
+    let (partner, event_type) = path.map(|Path(p)| p).unwrap_or_default();
+    refuse_method(state, route, partner, event_type, request).await
+}
+
+async fn refuse_method(
+    state: State<AppState>,
+    route: Route,
+    partner: String,
+    event_type: String,
+    request: Request,
+) -> Response {
+    let State(state) = state;
+    match inbound(&state, route, partner, event_type, request).await {
+        Ok(inbound) => with_allow(respond(state.gateway.refuse_method(inbound).await), route),
+        Err(response) => response,
+    }
+}
+
+/// The methods a contract route takes.
+fn allowed_methods(route: Route) -> &'static str {
+    match route {
+        Route::Sales => "POST, HEAD, OPTIONS",
+        Route::Callback => "GET, POST, HEAD, OPTIONS",
+    }
+}
+
+fn with_allow(mut response: Response, route: Route) -> Response {
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static(allowed_methods(route)),
+    );
+    response
 }
 
 async fn sales_event(
@@ -92,10 +141,7 @@ async fn probe_route(
 }
 
 fn probe(state: &AppState, method: &Method, partner: &str, route: Route) -> Response {
-    let allow = match route {
-        Route::Sales => "POST, HEAD, OPTIONS",
-        Route::Callback => "GET, POST, HEAD, OPTIONS",
-    };
+    let allow = allowed_methods(route);
     let known = state.partner_names.iter().any(|name| name == partner);
     let status = match (known, *method == Method::OPTIONS) {
         (false, _) => StatusCode::NOT_FOUND,
@@ -189,10 +235,7 @@ pub(super) async fn fallback(state: State<AppState>, request: Request) -> Respon
             let allowed =
                 *method == Method::POST || (route == Route::Callback && *method == Method::GET);
             if !allowed {
-                return answer(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    json!({ "error": "method_not_allowed" }),
-                );
+                return refuse_method(state, route, partner, event_type, request).await;
             }
             receive(state, route, partner, event_type, request).await
         }
@@ -345,6 +388,14 @@ fn respond(receipt: Receipt) -> Response {
             StatusCode::NOT_FOUND,
             json!({ "error": Reason::UnknownRoute.as_str(), "event_id": event_id,
                     "message": "no partner route at this path; the delivery is recorded" }),
+        ),
+        Receipt::Refused {
+            event_id,
+            reason: Reason::MethodNotAllowed,
+        } => answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({ "error": Reason::MethodNotAllowed.as_str(), "event_id": event_id,
+                    "message": "this route does not take that method; the delivery is recorded" }),
         ),
         Receipt::Refused { event_id, reason } => answer(
             StatusCode::BAD_REQUEST,

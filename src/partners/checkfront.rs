@@ -37,16 +37,17 @@ pub struct Checkfront {
 /// snapshot is told.
 fn default_rank(id: &str) -> Option<i64> {
     let confirmed = BookingStatus::Confirmed.rank();
-    Some(match id {
+    Some(match id.to_ascii_uppercase().as_str() {
         "PART" => confirmed,
         "PAID" => confirmed + 5,
         _ => return None,
     })
 }
 
-/// Our status for one of Checkfront's default status ids.
+/// Our status for one of Checkfront's default status ids, in any case: a `pend` from a
+/// hand-built or older integration is still PEND, and must meet the stale-snapshot rule.
 fn default_status(id: &str) -> Option<BookingStatus> {
-    Some(match id {
+    Some(match id.to_ascii_uppercase().as_str() {
         "WAIT" => BookingStatus::Enquiry,
         "PEND" | "HOLD" => BookingStatus::Provisional,
         "PART" | "PAID" => BookingStatus::Confirmed,
@@ -123,14 +124,21 @@ fn epoch_seconds(node: &Dynamic, field: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl Checkfront {
+    /// The account's own mapping of a status id (`status_map`), exact first, then in any case.
+    fn own_status(&self, id: &str) -> Option<BookingStatus> {
+        self.status_map.get(id).copied().or_else(|| {
+            self.status_map
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(id))
+                .map(|(_, status)| *status)
+        })
+    }
+
     fn booking(&self, booking: &Dynamic) -> Result<BookingSnapshot, String> {
         let code = text_at(booking, &["code"]).ok_or("booking has no code")?;
         let partner_status = text_at(booking, &["status"]).unwrap_or_default();
-        let status = self
-            .status_map
-            .get(&partner_status)
-            .copied()
-            .or_else(|| default_status(&partner_status));
+        let mapped = self.own_status(&partner_status);
+        let status = mapped.or_else(|| default_status(&partner_status));
         let start = epoch_seconds(booking, "start_date")?;
         // Checkfront's day bookings end where they start (or at that day's midnight, before
         // the start time): a booking lasts at least nothing. An end that is there but is no
@@ -163,7 +171,7 @@ impl Checkfront {
             .filter_map(|item| text_at(item, &["sku"]))
             .collect();
         // An account's own status mapped to ours ranks as ours does.
-        let rank = if self.status_map.contains_key(&partner_status) {
+        let rank = if mapped.is_some() {
             None
         } else {
             default_rank(&partner_status)
@@ -198,7 +206,7 @@ impl Checkfront {
 /// A "New Payment/Refund" notification.
 fn payment(transaction: &Dynamic) -> Result<PlatformPayment, String> {
     let status = text_at(transaction, &["status"]).unwrap_or_default();
-    let refund = match status.as_str() {
+    let refund = match status.to_ascii_uppercase().as_str() {
         "PAID" => false,
         "REFUND" => true,
         other => {

@@ -27,7 +27,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use encoding_rs::{Encoding, UTF_8};
+use encoding_rs::{Encoding, REPLACEMENT, UTF_8, UTF_16BE, UTF_16LE, X_USER_DEFINED};
 use http::HeaderMap;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 
@@ -71,38 +71,29 @@ pub fn decode<'a>(
 ) -> Result<Cow<'a, [u8]>, Undecodable> {
     let inflated = inflate(body, headers, policy.max_bytes)?;
     let content_type = header_text(headers, &CONTENT_TYPE);
-    let declared = content_type.as_deref().and_then(charset_param);
-    let (encoding, bom) = match Encoding::for_bom(&inflated) {
-        Some((encoding, bom)) => (Some(encoding), bom),
-        None => {
-            let label = declared.or_else(|| xml_declared_encoding(&inflated));
-            let encoding = label
-                .map(|label| {
-                    Encoding::for_label(label.as_bytes())
-                        .ok_or_else(|| Undecodable::UnsupportedCharset(label.to_owned()))
-                })
-                .transpose()?;
-            (encoding, 0)
-        }
-    };
+    let declared = content_type
+        .as_deref()
+        .map(charset_params)
+        .unwrap_or_default();
     let is_form = content_type.as_deref().is_some_and(|t| {
         t.trim_start()
             .to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded")
     });
-    let encoding = match encoding {
-        Some(encoding) => encoding,
-        None if std::str::from_utf8(&inflated).is_ok() => UTF_8,
+    let (encoding, bom) = match charset(&inflated, &declared)? {
+        Some(found) => found,
+        None if std::str::from_utf8(&inflated).is_ok() => (UTF_8, 0),
         None => match policy.undeclared {
-            Some(fallback) => fallback,
+            Some(fallback) => (fallback, 0),
             // Left for the handler to refuse: we cannot tell what it is.
-            None => return Ok(inflated),
+            None if !is_form => return Ok(inflated),
+            None => return Err(not_utf8_form()),
         },
     };
     let text = transcode(&inflated[bom..], encoding)?;
     let text = strip_marks(text);
-    let text = if is_form && encoding != UTF_8 {
-        Cow::Owned(reencode_form(&text, encoding))
+    let text = if is_form {
+        form_in_utf8(text, encoding, declared.is_empty(), policy.undeclared)?
     } else {
         text
     };
@@ -117,6 +108,142 @@ pub fn decode<'a>(
         return Ok(inflated);
     }
     Ok(Cow::Owned(text.into_owned().into_bytes()))
+}
+
+/// The charset of `body` and the length of its byte-order mark, from (in order) a
+/// byte-order mark, the `Content-Type` declarations, the layout of a UTF-16 document
+/// without a mark (RFC 4627 §3, XML 1.0 Appendix F: its first characters are ASCII, so
+/// every other byte is zero), and an XML declaration; `None` when nothing says.
+///
+/// Declarations that disagree (`charset` twice, or a `Content-Type` against the XML
+/// declaration, as PHP servers' defaults make) are settled by the bytes: UTF-8 if one of
+/// them says so and the body is valid UTF-8 (a legacy charset reads anything, but text in
+/// one is almost never valid multi-byte UTF-8), else the first under which the body reads.
+///
+/// # Errors
+/// [`Undecodable::UnsupportedCharset`] for a label no encoding answers to, for UTF-32, and
+/// for the WHATWG `replacement` (ISO-2022-KR, HZ) and `x-user-defined` encodings, which
+/// would read the body as nothing or as private-use letters.
+fn charset(
+    body: &[u8],
+    declared: &[&str],
+) -> Result<Option<(&'static Encoding, usize)>, Undecodable> {
+    if body.starts_with(&[0xff, 0xfe, 0, 0]) || body.starts_with(&[0, 0, 0xfe, 0xff]) {
+        return Err(Undecodable::UnsupportedCharset("UTF-32".to_owned()));
+    }
+    if let Some(found) = Encoding::for_bom(body) {
+        return Ok(Some(found));
+    }
+    let mut labels: Vec<&str> = declared.to_vec();
+    let sniffed = sniff_utf16(body)?;
+    if let (true, Some(encoding)) = (labels.is_empty(), sniffed) {
+        return Ok(Some((encoding, 0)));
+    }
+    labels.extend(xml_declared_encoding(body));
+    let mut candidates: Vec<&'static Encoding> = Vec::with_capacity(labels.len());
+    for label in labels {
+        let encoding = readable(label)?;
+        // A bare `utf-16` means big-endian without a mark (RFC 2781 §4.3); the body's
+        // own layout says which it is.
+        let encoding = match sniffed {
+            Some(order) if encoding == UTF_16LE && !label.to_ascii_lowercase().ends_with("le") => {
+                order
+            }
+            _ => encoding,
+        };
+        // `us-ascii` on bytes past ASCII is a mislabel: UTF-8 if they read so.
+        let encoding = if is_ascii_label(label) && !body.is_ascii() && is_utf8(body) {
+            UTF_8
+        } else {
+            encoding
+        };
+        if !candidates.contains(&encoding) {
+            candidates.push(encoding);
+        }
+    }
+    let chosen = match candidates.as_slice() {
+        [] => None,
+        [only] => Some(*only),
+        several if several.contains(&UTF_8) && is_utf8(body) => Some(UTF_8),
+        several => several
+            .iter()
+            .copied()
+            .find(|encoding| {
+                encoding
+                    .decode_without_bom_handling_and_without_replacement(body)
+                    .is_some()
+            })
+            .or_else(|| several.first().copied()),
+    };
+    Ok(chosen.map(|encoding| (encoding, 0)))
+}
+
+/// The encoding a declared label names, if it is one a body can honestly be read in.
+fn readable(label: &str) -> Result<&'static Encoding, Undecodable> {
+    match Encoding::for_label(label.as_bytes()) {
+        Some(encoding) if encoding != REPLACEMENT && encoding != X_USER_DEFINED => Ok(encoding),
+        _ => Err(Undecodable::UnsupportedCharset(label.to_owned())),
+    }
+}
+
+/// The WHATWG labels of US-ASCII (which it maps to windows-1252).
+fn is_ascii_label(label: &str) -> bool {
+    ["ascii", "us-ascii", "ansi_x3.4-1968"]
+        .iter()
+        .any(|ascii| label.trim().eq_ignore_ascii_case(ascii))
+}
+
+fn is_utf8(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok()
+}
+
+/// UTF-16 (or UTF-32) told by where the zero bytes fall among a document's first four,
+/// which are ASCII (`{"`, `<?`).
+///
+/// # Errors
+/// [`Undecodable::UnsupportedCharset`] for the layout of UTF-32.
+fn sniff_utf16(body: &[u8]) -> Result<Option<&'static Encoding>, Undecodable> {
+    let Some(&[a, b, c, d]) = body.get(..4) else {
+        return Ok(None);
+    };
+    Ok(match (a == 0, b == 0, c == 0, d == 0) {
+        (true, true, true, false) | (false, true, true, true) => {
+            return Err(Undecodable::UnsupportedCharset("UTF-32".to_owned()));
+        }
+        (true, false, true, false) => Some(UTF_16BE),
+        (false, true, false, true) => Some(UTF_16LE),
+        _ => None,
+    })
+}
+
+fn not_utf8_form() -> Undecodable {
+    Undecodable::Corrupt(
+        "the form's escaped bytes are not UTF-8 and it declares no charset".to_owned(),
+    )
+}
+
+/// A form whose percent-escapes are bytes in `encoding`, as a form whose escapes are UTF-8.
+/// Undeclared escapes that are not UTF-8 are read in the partner's documented fallback, or
+/// refused: decoding them lossily would store U+FFFD in the diary.
+fn form_in_utf8<'t>(
+    form: Cow<'t, str>,
+    encoding: &'static Encoding,
+    undeclared: bool,
+    fallback: Option<&'static Encoding>,
+) -> Result<Cow<'t, str>, Undecodable> {
+    if encoding != UTF_8 {
+        return Ok(Cow::Owned(reencode_form(&form, encoding)));
+    }
+    let escapes_are_utf8 = form.split(['&', '=']).all(|component| {
+        percent_encoding::percent_decode_str(component)
+            .decode_utf8()
+            .is_ok()
+    });
+    match (escapes_are_utf8, undeclared.then_some(fallback).flatten()) {
+        (true, _) => Ok(form),
+        (false, Some(fallback)) => Ok(Cow::Owned(reencode_form(&form, fallback))),
+        (false, None) => Err(not_utf8_form()),
+    }
 }
 
 /// A header's value as text (the first, if repeated), when it is text.
@@ -151,9 +278,7 @@ fn inflate<'a>(
     let mut current: Cow<'a, [u8]> = Cow::Borrowed(body);
     for coding in codings.iter().rev() {
         current = Cow::Owned(match coding.as_str() {
-            "gzip" | "x-gzip" => {
-                read_limited(flate2::read::MultiGzDecoder::new(&current[..]), limit)?
-            }
+            "gzip" | "x-gzip" => gunzip(&current, limit)?,
             // HTTP's `deflate` is a zlib stream; some senders send a raw deflate one.
             "deflate" => read_limited(flate2::read::ZlibDecoder::new(&current[..]), limit)
                 .or_else(|error| match error {
@@ -166,6 +291,28 @@ fn inflate<'a>(
         });
     }
     Ok(current)
+}
+
+/// A gzip body's members, one after another, at most `limit` bytes out. What follows the
+/// last member and is not another (zero padding from a block-aligned writer, a stray
+/// CRLF) is ignored, as `gzip -d` does: each member's own CRC and length have already
+/// vouched for what it held.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Undecodable> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let room = limit.saturating_sub(out.len());
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        let inflated = read_limited(&mut member, room).map_err(|error| match error {
+            Undecodable::TooLarge { .. } => Undecodable::TooLarge { limit },
+            other => other,
+        })?;
+        out.extend_from_slice(&inflated);
+        rest = member.into_inner();
+        if !rest.starts_with(&GZIP_MAGIC) {
+            return Ok(out);
+        }
+    }
 }
 
 /// Everything `reader` yields, refused once it passes `limit`.
@@ -181,15 +328,19 @@ fn read_limited(reader: impl Read, limit: usize) -> Result<Vec<u8>, Undecodable>
     Ok(out)
 }
 
-/// `charset` of a `Content-Type` value, unquoted.
-fn charset_param(content_type: &str) -> Option<&str> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"').trim())
-            .filter(|v| !v.is_empty())
-    })
+/// Every `charset` of a `Content-Type` value (a sender may repeat it), unquoted.
+fn charset_params(content_type: &str) -> Vec<&str> {
+    content_type
+        .split(';')
+        .skip(1)
+        .filter_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| value.trim().trim_matches(['"', '\'']).trim())
+                .filter(|v| !v.is_empty())
+        })
+        .collect()
 }
 
 /// `encoding` of an XML declaration at the start of the body (after whitespace).
@@ -431,5 +582,144 @@ mod tests {
             text(decode(body, &HeaderMap::new(), policy)),
             "{\"n\":\"Café\"}"
         );
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        text.encode_utf16()
+            .flat_map(|unit| {
+                if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn utf16_without_a_mark_is_told_by_its_zero_bytes() {
+        let json = "{\"name\":\"Zoë\"}";
+        for big_endian in [true, false] {
+            let body = utf16(json, big_endian);
+            let h = headers(&[("content-type", "application/json; charset=utf-16")]);
+            assert_eq!(text(decode(&body, &h, POLICY)), json, "declared utf-16");
+            assert_eq!(
+                text(decode(&body, &HeaderMap::new(), POLICY)),
+                json,
+                "undeclared (RFC 4627 §3)"
+            );
+            let xml = "<?xml version=\"1.0\" encoding=\"UTF-16\"?><a>Zoë</a>";
+            let h = headers(&[("content-type", "application/xml")]);
+            assert_eq!(
+                text(decode(&utf16(xml, big_endian), &h, POLICY)),
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>Zoë</a>",
+                "XML 1.0 Appendix F"
+            );
+        }
+    }
+
+    #[test]
+    fn charsets_that_would_read_as_nothing_are_unsupported_not_malformed() {
+        for label in ["iso-2022-kr", "hz-gb-2312", "x-user-defined", "utf-32"] {
+            let h = headers(&[(
+                "content-type",
+                format!("application/json; charset={label}").as_str(),
+            )]);
+            assert!(
+                matches!(
+                    decode(b"{}", &h, POLICY),
+                    Err(Undecodable::UnsupportedCharset(_))
+                ),
+                "{label}"
+            );
+        }
+        let mut utf32 = vec![0xff, 0xfe, 0, 0];
+        utf32.extend("{}".chars().flat_map(|c| u32::from(c).to_le_bytes()));
+        let h = headers(&[("content-type", "application/json; charset=utf-32")]);
+        assert!(matches!(
+            decode(&utf32, &h, POLICY),
+            Err(Undecodable::UnsupportedCharset(_))
+        ));
+        assert!(matches!(
+            decode(&utf32, &HeaderMap::new(), POLICY),
+            Err(Undecodable::UnsupportedCharset(_))
+        ));
+    }
+
+    #[test]
+    fn disagreeing_declarations_are_settled_by_the_bytes() {
+        let utf8 = "{\"dish\":\"Crème brûlée\"}";
+        let h = headers(&[(
+            "content-type",
+            "application/json; charset=iso-8859-1; charset=utf-8",
+        )]);
+        assert_eq!(text(decode(utf8.as_bytes(), &h, POLICY)), utf8);
+        let h = headers(&[("content-type", "application/json; charset=us-ascii")]);
+        assert_eq!(text(decode(utf8.as_bytes(), &h, POLICY)), utf8);
+        let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><a>Zoë Ångström</a>";
+        let h = headers(&[("content-type", "text/xml; charset=iso-8859-1")]);
+        assert_eq!(text(decode(xml.as_bytes(), &h, POLICY)), xml);
+        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><a>Zo\xeb</a>";
+        let h = headers(&[("content-type", "text/xml; charset=utf-8")]);
+        assert_eq!(
+            text(decode(latin1, &h, POLICY)),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><a>Zoë</a>"
+        );
+        // A true Latin-1 body under a single declaration is still read as declared.
+        let h = headers(&[("content-type", "application/json; charset=iso-8859-1")]);
+        assert_eq!(
+            text(decode(b"{\"a\":\"Zo\xeb\"}", &h, POLICY)),
+            "{\"a\":\"Zoë\"}"
+        );
+    }
+
+    #[test]
+    fn undeclared_form_escapes_that_are_not_utf8_are_refused_or_read_in_the_fallback() {
+        let form = b"host=h&booking%5Bcustomer%5D%5Bname%5D=Zo%EB+%C5ngstr%F6m";
+        let h = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert!(matches!(
+            decode(form, &h, POLICY),
+            Err(Undecodable::Corrupt(_))
+        ));
+        let policy = BodyPolicy {
+            undeclared: Some(encoding_rs::WINDOWS_1252),
+            ..POLICY
+        };
+        let decoded = text(decode(form, &h, policy));
+        let name = form_urlencoded::parse(decoded.as_bytes())
+            .find(|(key, _)| key.ends_with("[name]"))
+            .map(|(_, value)| value.into_owned());
+        assert_eq!(name.as_deref(), Some("Zoë Ångström"));
+        let utf8 = b"host=h&name=Zo%C3%AB";
+        assert_eq!(text(decode(utf8, &h, POLICY)), "host=h&name=Zo%C3%AB");
+    }
+
+    #[test]
+    fn bytes_after_the_last_gzip_member_are_ignored_as_gzip_does() {
+        let body = br#"{"notificationType":"OPEN"}"#;
+        let h = headers(&[("content-encoding", "gzip")]);
+        for trailer in [&[0u8; 16][..], b"\r\n\r\nGARBAGE"] {
+            let mut padded = gzip(body);
+            padded.extend_from_slice(trailer);
+            assert!(text(decode(&padded, &h, POLICY)).contains("OPEN"));
+        }
+        let mut two = gzip(b"{\"notification");
+        two.extend(gzip(b"Type\":\"OPEN\"}"));
+        assert_eq!(
+            text(decode(&two, &h, POLICY)),
+            "{\"notificationType\":\"OPEN\"}"
+        );
+        let mut bombs = gzip(&vec![b'0'; 700 << 10]);
+        bombs.extend(gzip(&vec![b'0'; 700 << 10]));
+        assert_eq!(
+            decode(&bombs, &h, POLICY),
+            Err(Undecodable::TooLarge { limit: 1 << 20 }),
+            "the limit holds across members"
+        );
+        let truncated = &gzip(body)[..20];
+        assert!(matches!(
+            decode(truncated, &h, POLICY),
+            Err(Undecodable::Corrupt(_))
+        ));
     }
 }

@@ -469,13 +469,21 @@ fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
     let mut lines = Vec::new();
     for line in list(map, "lines") {
         let line = line.try_cast::<Map>().ok_or("each line must be a map")?;
-        let amount = money(&line, "amount")?.ok_or("a line needs an amount")?;
         let quantity = money(&line, "quantity")?.unwrap_or(rust_decimal::Decimal::ONE);
+        let unit_amount = money(&line, "unit_amount")?;
+        // Some layouts give only the unit price: the line is that many of it.
+        let amount = match (money(&line, "amount")?, unit_amount) {
+            (Some(amount), _) => amount,
+            (None, Some(unit)) => unit
+                .checked_mul(quantity)
+                .ok_or("a line's unit_amount times its quantity is out of range")?,
+            (None, None) => return Err("a line needs an amount or a unit_amount".into()),
+        };
         lines.push(SaleLine {
             external_id: text(&line, "id"),
             description: text(&line, "description").unwrap_or_default(),
             quantity,
-            unit_amount: money(&line, "unit_amount")?.unwrap_or(amount),
+            unit_amount: unit_amount.unwrap_or(amount),
             amount,
             tax_rate: money(&line, "tax_rate")?,
             tax_included: line.get("tax_included").and_then(|v| v.as_bool().ok()),

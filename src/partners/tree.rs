@@ -267,8 +267,14 @@ fn attach(
     Ok(())
 }
 
+/// `key=value&...` on one line, its first key a name: a form, even with the raw spaces
+/// `curl -d` and hand-built encoders leave in values.
 fn looks_like_form(text: &str) -> bool {
-    text.contains('=') && !text.contains(char::is_whitespace)
+    let first = text.split('&').next().unwrap_or_default();
+    first
+        .split_once('=')
+        .is_some_and(|(key, _)| !key.is_empty() && !key.contains(char::is_whitespace))
+        && !text.trim_end().contains(['\n', '\r'])
 }
 
 /// A form body; PHP-style bracket keys nest: `booking[order][total]=48.30` becomes
@@ -499,6 +505,17 @@ mod tests {
         );
         assert_eq!(path(&tree, &["x"]).into_array().map(|a| a.len()), Ok(2));
         assert_eq!(parse(b"hello world").expect("text").0, Format::Text);
+        assert_eq!(parse(b"a = b").expect("text").0, Format::Text);
+        let (format, tree) = parse(b"host=h&booking[customer][name]=John Smith").expect("form");
+        assert_eq!(
+            format,
+            Format::Form,
+            "raw spaces in values are still a form"
+        );
+        assert_eq!(
+            text_at(&tree, &["booking", "customer", "name"]).as_deref(),
+            Some("John Smith")
+        );
         assert_eq!(parse(b"  ").expect("empty").0, Format::Empty);
         assert!(parse(b"{\"a\": ").is_err());
         assert!(parse(b"<a><b></a>").is_err());

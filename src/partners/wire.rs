@@ -17,17 +17,21 @@ fn scalar_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
     let Some(raw) = <Option<&'de RawValue>>::deserialize(d)? else {
         return Ok(None);
     };
-    let text = raw.get();
+    raw_text(raw.get()).map_err(D::Error::custom)
+}
+
+/// [`scalar_text`] of a field's raw JSON.
+fn raw_text(text: &str) -> Result<Option<String>, String> {
     match text.as_bytes().first() {
         Some(b'"') => serde_json::from_str::<String>(text)
             .map(Some)
-            .map_err(D::Error::custom),
+            .map_err(|e| e.to_string()),
         Some(b'-' | b'0'..=b'9') => Ok(Some(text.to_owned())),
         Some(b'n') => Ok(None),
-        _ => Err(D::Error::custom(format!(
+        _ => Err(format!(
             "expected a string or a number, found {}",
             describe(text)
-        ))),
+        )),
     }
 }
 
@@ -40,9 +44,37 @@ fn describe(text: &str) -> &'static str {
     }
 }
 
-/// An identifier given as a JSON string or an integer, kept as text.
+/// An identifier given as a JSON string or a number, kept as text. A number written with a
+/// zero fraction or an exponent (`41910290874370.0`, `4.191029087437e13`, as a client that
+/// passed the id through a float writes it) is the integer it stands for, so it still names
+/// the location it was configured as.
 pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(scalar_text(d)?.filter(|id| !id.is_empty()))
+    let Some(raw) = <Option<&'de RawValue>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = integral_number(raw.get()) {
+        return Ok(Some(whole));
+    }
+    Ok(raw_text(raw.get())
+        .map_err(D::Error::custom)?
+        .filter(|id| !id.is_empty()))
+}
+
+/// A JSON number literal with a fraction or exponent whose value is whole, as its integer
+/// digits; `None` for anything else (a string id keeps its own text).
+fn integral_number(literal: &str) -> Option<String> {
+    let is_number = literal
+        .as_bytes()
+        .first()
+        .is_some_and(|b| matches!(b, b'-' | b'0'..=b'9'));
+    if !is_number || !literal.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    let value = parse_decimal(literal)?;
+    value
+        .fract()
+        .is_zero()
+        .then(|| value.trunc().normalize().to_string())
 }
 
 /// A required identifier; see [`opt_id`].
@@ -166,6 +198,18 @@ mod tests {
         assert!(probe(r#"{"at": 99999999999999999999999}"#).is_err());
         assert!(probe(r#"{"id": [1]}"#).is_err());
         assert!(probe(r#"{"id": true}"#).is_err());
+    }
+
+    #[test]
+    fn an_id_that_went_through_a_float_is_still_its_integer() {
+        for literal in ["41910290874370.0", "4.191029087437e13", "41910290874370"] {
+            let p = probe(&format!(r#"{{"id": {literal}}}"#)).expect("parses");
+            assert_eq!(p.id.as_deref(), Some("41910290874370"), "{literal}");
+        }
+        let p = probe(r#"{"id": "2.0"}"#).expect("parses");
+        assert_eq!(p.id.as_deref(), Some("2.0"), "a string id keeps its text");
+        let p = probe(r#"{"id": 2.5}"#).expect("parses");
+        assert_eq!(p.id.as_deref(), Some("2.5"));
     }
 
     #[test]

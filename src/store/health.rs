@@ -59,7 +59,8 @@ pub(super) async fn health(
     let problems = db::query(
         "SELECT partner, venue_id, outcome, reason, MIN(detail) AS example, COUNT(*) AS events,
              CASE WHEN outcome = 'failed' THEN event_type END AS failed_type
-         FROM events WHERE received_at >= $1 AND outcome <> 'processed'
+         FROM events WHERE received_at >= $1
+             AND (outcome <> 'processed' OR reason = 'unknown_location')
          GROUP BY partner, venue_id, outcome, reason,
              CASE WHEN reason = 'unknown_location' THEN detail ELSE '' END,
              CASE WHEN outcome = 'failed' THEN event_type END

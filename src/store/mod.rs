@@ -11,6 +11,7 @@
 //! Money is stored as decimal text exactly as the partner wrote it; times as UTC epoch
 //! milliseconds.
 
+mod api_budget;
 mod apply;
 mod rematch;
 mod venue;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{Mapped, Outcome, Reason};
+pub use api_budget::FetchClaim;
 pub use in_flight::InFlight;
 pub use records::*;
 /// The concrete store the service runs on.
@@ -202,15 +204,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         now: chrono::DateTime<chrono::Utc>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// Claims a due pending event for one fetch until `lease_until`: true for exactly one
-    /// caller, however many nodes found it due, so a booking is fetched once. A node that
-    /// dies mid-fetch lets the lease run out, and another node fetches it then.
+    /// Claims a due pending event for one fetch until `lease_until`, counting the call
+    /// against its API `channel`'s hour: [`FetchClaim::Claimed`] for exactly one caller,
+    /// however many nodes found it due, so a booking is fetched once; nothing claimed and
+    /// nothing counted when the channel has no call left this hour or was asked to wait
+    /// ([`FetchClaim::OverBudget`]; it stays due). A node that dies mid-fetch lets the
+    /// lease run out, and another node fetches it then.
     async fn claim_fetch(
         &self,
         event_id: i64,
         now: chrono::DateTime<chrono::Utc>,
         lease_until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError>;
+        channel: &str,
+        hourly_limit: u32,
+    ) -> Result<FetchClaim, StoreError>;
+    /// Leaves a partner API `channel` alone until `until`, on every process.
+    async fn quiet_api(
+        &self,
+        channel: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
     /// Records a failed fetch of a pending event: it stays `pending` until `retry_at`, or,
     /// without one, is given up as `failed` (`fetch_failed`).
     async fn fetch_failed(

@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 5] = [
+const MIGRATIONS: [(&str, &str); 6] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -37,6 +37,10 @@ const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0005_partner_rank",
         include_str!("../../migrations/postgres/0005_partner_rank.sql"),
+    ),
+    (
+        "0006_api_budget",
+        include_str!("../../migrations/postgres/0006_api_budget.sql"),
     ),
 ];
 

@@ -20,8 +20,8 @@ use super::postgres::Postgres;
 use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
-    Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, apply, bookings,
-    health, postgres, rematch, retention,
+    Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, api_budget, apply,
+    bookings, health, postgres, rematch, retention,
 };
 use crate::domain::{BookingStatus, Mapped, MatchRule, Outcome, Reason, SaleKind, SaleState};
 
@@ -836,9 +836,15 @@ impl Store for SqlStore {
         event_id: i64,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+        channel: &str,
+        hourly_limit: u32,
+    ) -> Result<api_budget::FetchClaim, StoreError> {
+        let channel = channel.to_owned();
         self.write(move |conn| {
             Box::pin(async move {
+                if !api_budget::has_call(conn, &channel, now, hourly_limit).await? {
+                    return Ok(api_budget::FetchClaim::OverBudget);
+                }
                 let claimed = db::query(
                     "UPDATE events SET next_attempt_at = $1
                      WHERE id = $2 AND outcome = 'pending'
@@ -849,8 +855,20 @@ impl Store for SqlStore {
                 .bind(now.timestamp_millis())
                 .execute(conn)
                 .await?;
-                Ok(claimed == 1)
+                if claimed != 1 {
+                    return Ok(api_budget::FetchClaim::Taken);
+                }
+                api_budget::count_call(conn, &channel, now).await?;
+                Ok(api_budget::FetchClaim::Claimed)
             })
+        })
+        .await
+    }
+
+    async fn quiet_api(&self, channel: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let channel = channel.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move { api_budget::quiet(conn, &channel, until).await })
         })
         .await
     }

@@ -48,7 +48,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 5] = [
+const MIGRATIONS: [(&str, &str); 6] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -68,6 +68,10 @@ const MIGRATIONS: [(&str, &str); 5] = [
     (
         "0005_partner_rank",
         include_str!("../../migrations/sqlite/0005_partner_rank.sql"),
+    ),
+    (
+        "0006_api_budget",
+        include_str!("../../migrations/sqlite/0006_api_budget.sql"),
     ),
 ];
 

@@ -145,9 +145,14 @@ pub async fn empty_database(db: Db) -> EmptyDatabase {
 
 /// Runs SQL statements on a test database, outside the service.
 pub async fn run_sql(db: Db, database: &EmptyDatabase, sql: &str) {
+    run_sql_at(db, &database.url, sql).await
+}
+
+/// Runs SQL statements on the database at `url` (a running app's), outside the service.
+pub async fn run_sql_at(db: Db, url: &str, sql: &str) {
     match db {
         Db::Sqlite => {
-            let path = database.url.trim_start_matches("sqlite://");
+            let path = url.trim_start_matches("sqlite://");
             let conn = rusqlite::Connection::open(path).expect("open");
             conn.busy_timeout(std::time::Duration::from_secs(10))
                 .expect("busy timeout");
@@ -155,9 +160,7 @@ pub async fn run_sql(db: Db, database: &EmptyDatabase, sql: &str) {
         }
         Db::Postgres => {
             use sqlx::Connection;
-            let mut conn = sqlx::PgConnection::connect(&database.url)
-                .await
-                .expect("connect");
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
             sqlx::raw_sql(sql)
                 .execute(&mut conn)
                 .await

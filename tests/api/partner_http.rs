@@ -9,7 +9,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, LIGHTSPEED_TOKEN, TestApp, fixture, json_of, spawn_with};
+use crate::helpers::{
+    Db, LIGHTSPEED_TOKEN, TestApp, fixture, json_of, run_sql_at, spawn_beside, spawn_with,
+};
 use crate::tourcms_api::{FakeTourCms, PRIVATE_KEY, Scripted, start_fake_tourcms};
 
 fn tourcms_partner(url: &str, extra: &str) -> String {
@@ -122,6 +124,60 @@ async fn head_and_options_probe_without_side_effects(db: Db) {
         app.admin_get("/venues/1/diary?date=2026-03-14").await["bookings"]
             .as_array()
             .is_some_and(Vec::is_empty)
+    );
+}
+
+async fn a_method_a_route_does_not_take_is_answered_in_json_and_recorded(db: Db) {
+    let app = spawn_with(db, "").await;
+    // A GET pointed at the sales URL (as a TourCMS notification would be), a DELETE on the
+    // callback route, a trailing slash on top.
+    for (method, path) in [
+        (
+            reqwest::Method::GET,
+            "/Sales/partners/lightspeed/events/booking?booking_id=1234",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/Sales/partners/lightspeed/events/order.updated/",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/partners/lightspeed/webhooks/callback/booking",
+        ),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = json_of(response).await;
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {answer}"
+        );
+        assert_eq!(answer["error"], "method_not_allowed", "{method} {path}");
+        assert!(allow.is_some_and(|a| a.contains("POST")), "{method} {path}");
+        let event = app.event(&answer["event_id"]).await;
+        assert_eq!(event["outcome"], "rejected", "{event}");
+        assert_eq!(event["reason"], "method_not_allowed", "{event}");
+    }
+    let health = app.admin_get("/health").await;
+    assert!(
+        health
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|record| record["partner"] == "lightspeed"
+                && record.to_string().contains("method_not_allowed")),
+        "partner health shows the misdirected sender: {health}"
     );
 }
 
@@ -388,6 +444,67 @@ async fn tourcms_is_never_called_over_its_hourly_limit(db: Db) {
     }
 }
 
+async fn the_hourly_limit_counts_calls_made_by_every_process_on_the_database(db: Db) {
+    let (url, fake) = start_fake_tourcms().await;
+    let config = tourcms_partner(&url, "hourly_limit = 3");
+    let app = spawn_with(db, &config).await;
+    venue(&app, "Australia/Sydney", "tourcms", "4069").await;
+    // Two calls this hour by a process before a restart, or by another node.
+    let ten_minutes_ago = (chrono::Utc::now() - chrono::Duration::minutes(10)).timestamp_millis();
+    let two_hours_ago = (chrono::Utc::now() - chrono::Duration::hours(2)).timestamp_millis();
+    run_sql_at(
+        db,
+        &app.database_url,
+        &format!(
+            "INSERT INTO api_calls (channel, called_at) VALUES
+             ('tourcms/0/3930', {ten_minutes_ago}), ('tourcms/0/3930', {ten_minutes_ago}),
+             ('tourcms/0/3930', {two_hours_ago}), ('tourcms/0/3930', {two_hours_ago});",
+        ),
+    )
+    .await;
+    let mut answers = Vec::new();
+    for booking in ["1234", "8101", "8102"] {
+        let (_, answer) = notify(
+            &app,
+            "/partners/tourcms/webhooks/callback/booking",
+            &notification(booking),
+        )
+        .await;
+        answers.push(answer);
+    }
+    if db == Db::Postgres {
+        // A second node on the same database spends from the same hour.
+        let beside = spawn_beside(&app, &config).await;
+        for booking in ["8103", "8104"] {
+            notify(
+                &beside,
+                "/partners/tourcms/webhooks/callback/booking",
+                &notification(booking),
+            )
+            .await;
+        }
+    }
+    asked(&fake, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        1,
+        "one call left of three: the two in the database count, the older ones do not"
+    );
+    let untried = answers.len() - 1;
+    let mut pending = 0;
+    for answer in &answers {
+        let event = app.event(&answer["event_id"]).await;
+        if event["outcome"] == "pending" {
+            pending += 1;
+        }
+    }
+    assert_eq!(
+        pending, untried,
+        "the rest wait for the next hour, none lost"
+    );
+}
+
 async fn an_exhausted_tourcms_rate_limit_pauses_the_channel(db: Db) {
     let (url, fake) = start_fake_tourcms().await;
     let app = spawn_with(db, &tourcms_partner(&url, "")).await;
@@ -584,6 +701,7 @@ async fn a_fetched_booking_that_cannot_be_read_fails_alone_and_fetching_goes_on(
 }
 
 crate::on_both_stores!(
+    a_method_a_route_does_not_take_is_answered_in_json_and_recorded,
     a_fetched_booking_that_cannot_be_read_fails_alone_and_fetching_goes_on,
     a_compressed_signed_delivery_is_verified_on_its_bytes_as_sent_and_replays_alike,
     a_late_pos_reservation_status_changes_nothing,
@@ -592,5 +710,6 @@ crate::on_both_stores!(
     every_tourcms_show_booking_variant_gives_its_diary,
     tourcms_is_called_as_its_api_docs_ask,
     tourcms_is_never_called_over_its_hourly_limit,
+    the_hourly_limit_counts_calls_made_by_every_process_on_the_database,
     an_exhausted_tourcms_rate_limit_pauses_the_channel,
 );

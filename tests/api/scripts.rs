@@ -360,11 +360,8 @@ async fn salesplay_receipts_credit_notes_and_customers(db: Db) {
     );
 }
 
-async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let app = spawn_scripted(db, dir.path(), TILLTASTIC_SCRIPT).await;
-    let first = sydney_venue(&app, "salesplay", SALESPLAY_SHOP).await;
-    let second = sydney_venue(&app, "salesplay", "U2hvcC1Ud28=").await;
+/// The fixture's receipt and a second one (`receipt_id`, for `shop`, of `total`).
+fn batch_with_another_shop(receipt_id: &str, shop: &str, total: &str) -> Value {
     let path = format!(
         "{}/tests/fixtures/salesplay/receipts_update.json",
         env!("CARGO_MANIFEST_DIR")
@@ -372,13 +369,22 @@ async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
     let mut body: Value =
         serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("json");
     let mut other = body["receipts"][0].clone();
-    other["receipt_id"] = json!("UmVjZWlwdC0yMDAy");
-    other["shop_id"] = json!("U2hvcC1Ud28=");
-    other["total"] = json!("12.00");
+    other["receipt_id"] = json!(receipt_id);
+    other["shop_id"] = json!(shop);
+    other["total"] = json!(total);
     body["receipts"]
         .as_array_mut()
         .expect("receipts")
         .push(other);
+    body
+}
+
+async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_scripted(db, dir.path(), TILLTASTIC_SCRIPT).await;
+    let first = sydney_venue(&app, "salesplay", SALESPLAY_SHOP).await;
+    let second = sydney_venue(&app, "salesplay", "U2hvcC1Ud28=").await;
+    let body = batch_with_another_shop("UmVjZWlwdC0yMDAy", "U2hvcC1Ud28=", "12.00");
     let response = app
         .client
         .post(format!(
@@ -398,7 +404,111 @@ async fn a_salesplay_delivery_batching_two_shops_lands_in_each_venue(db: Db) {
     }
 }
 
+async fn a_receipt_for_an_unmapped_shop_in_a_batch_is_shown_and_replayable(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = spawn_scripted(db, dir.path(), TILLTASTIC_SCRIPT).await;
+    let mapped = sydney_venue(&app, "salesplay", SALESPLAY_SHOP).await;
+    let response = app
+        .client
+        .post(format!(
+            "{}/partners/salesplay/webhooks/callback/receipts.update?token=sp-token",
+            app.base
+        ))
+        .json(&batch_with_another_shop(
+            "UmVjZWlwdC0zMDAz",
+            "U2hvcC1OZXc=",
+            "31.50",
+        ))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    assert_eq!(answer["reason"], "unknown_location", "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("U2hvcC1OZXc=")),
+        "{answer}"
+    );
+    // Partner health names the shop.
+    let health = app.admin_get("/health").await;
+    let named = health
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|record| record["partner"] == "salesplay")
+        .flat_map(|record| record["problems"].as_array().cloned().unwrap_or_default())
+        .any(|problem| {
+            problem["reason"] == "unknown_location"
+                && problem["example"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("U2hvcC1OZXc="))
+        });
+    assert!(named, "health names the unmapped shop: {health}");
+    // Once the shop is mapped, a replay by reason brings its receipt in, and the mapped
+    // shop's sale is not counted twice.
+    let new_shop = sydney_venue(&app, "salesplay", "U2hvcC1OZXc=").await;
+    let (status, summary) = app
+        .admin_post(
+            "/events/replay",
+            json!({ "partner": "salesplay", "reason": "unknown_location" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["replayed"], 1, "{summary}");
+    for (venue, total) in [(mapped, "88.00"), (new_shop, "31.50")] {
+        let sales = app.admin_get(&format!("/venues/{venue}/sales")).await;
+        assert_eq!(
+            sales.as_array().map(Vec::len),
+            Some(1),
+            "venue {venue}: {sales}"
+        );
+        assert_eq!(sales[0]["total"], total);
+    }
+    let event = app.event(&answer["event_id"]).await;
+    assert_eq!(event["outcome"], "processed");
+    assert_eq!(
+        event["reason"],
+        Value::Null,
+        "nothing unmapped any more: {event}"
+    );
+}
+
+async fn replaying_the_event_that_wrote_a_sale_reads_it_again(db: Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A handler bug: every check read as a refund.
+    let misread = TILLTASTIC_SCRIPT.replace(
+        "type: \"sale\", id: c.no,",
+        "type: \"sale\", kind: \"refund\", id: c.no,",
+    );
+    assert_ne!(misread, TILLTASTIC_SCRIPT);
+    let app = spawn_scripted(db, dir.path(), &misread).await;
+    let venue = sydney_venue(&app, "tilltastic", "tt-harbour").await;
+    let (status, first) = post_tilltastic(&app, "check.closed", TILLTASTIC_CHECK).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let sales = app.admin_get(&format!("/venues/{venue}/sales")).await;
+    assert_eq!(sales[0]["kind"], "refund", "{sales}");
+    std::fs::write(dir.path().join("tilltastic.rhai"), TILLTASTIC_SCRIPT).expect("fix");
+    // A second delivery of the same check is still a duplicate ...
+    let (_, again) = post_tilltastic(&app, "check.closed", TILLTASTIC_CHECK).await;
+    assert_eq!(again["reason"], "duplicate_event", "{again}");
+    // ... but the event that wrote the sale, replayed, is read by the fixed handler.
+    let (status, replayed) = app
+        .admin_post(&format!("/events/{}/replay", first["event_id"]), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["event"]["outcome"], "processed", "{replayed}");
+    let sales = app.admin_get(&format!("/venues/{venue}/sales")).await;
+    assert_eq!(sales.as_array().map(Vec::len), Some(1), "{sales}");
+    assert_eq!(sales[0]["kind"], "sale", "{sales}");
+    assert_eq!(sales[0]["total"], "88.40");
+}
+
 crate::on_both_stores!(
+    a_receipt_for_an_unmapped_shop_in_a_batch_is_shown_and_replayable,
+    replaying_the_event_that_wrote_a_sale_reads_it_again,
     a_salesplay_delivery_batching_two_shops_lands_in_each_venue,
     a_made_up_pos_is_onboarded_with_a_config_entry_and_a_script,
     a_script_over_its_limits_fails_only_that_event_kept_for_a_replay,

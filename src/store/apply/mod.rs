@@ -97,21 +97,50 @@ pub(in crate::store) async fn process(
 }
 
 /// One event's outcome from its groups': processed if any group was, else the first's.
+///
+/// A batch whose other locations were processed but one of whose locations is mapped to no
+/// venue (a shop added at SalesPlay before it is mapped here) is `processed` with reason
+/// `unknown_location`, its detail naming those locations: so partner health lists it, and
+/// a replay by `reason=unknown_location` after mapping the shop picks it up.
 pub(in crate::store) fn combine(event_id: i64, mut results: Vec<Ingested>) -> Ingested {
     if results.len() <= 1 {
         return results
             .pop()
             .unwrap_or_else(|| verdict(event_id, Outcome::Processed, None, "no commands"));
     }
-    let detail = results
+    let Some(first_processed) = results.iter().position(|r| r.outcome == Outcome::Processed) else {
+        let detail = joined_details(results.iter());
+        let mut result = results.swap_remove(0);
+        result.detail = Some(detail);
+        return result;
+    };
+    let unmapped: Vec<&Ingested> = results
         .iter()
-        .filter_map(|r| r.detail.as_deref())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let first_processed = results.iter().position(|r| r.outcome == Outcome::Processed);
-    let mut result = results.swap_remove(first_processed.unwrap_or(0));
+        .filter(|r| r.reason == Some(Reason::UnknownLocation))
+        .collect();
+    let detail = if unmapped.is_empty() {
+        joined_details(results.iter())
+    } else {
+        format!(
+            "{}; {} other location(s) processed",
+            joined_details(unmapped.iter().copied()),
+            results.len() - unmapped.len()
+        )
+    };
+    let partly_unmapped = !unmapped.is_empty();
+    let mut result = results.swap_remove(first_processed);
+    if partly_unmapped {
+        result.reason = Some(Reason::UnknownLocation);
+    }
     result.detail = Some(detail);
     result
+}
+
+fn joined_details<'r>(results: impl Iterator<Item = &'r Ingested>) -> String {
+    results
+        .filter_map(|r| r.detail.as_deref())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Applies the commands for one location of the partner.

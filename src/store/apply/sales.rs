@@ -29,6 +29,8 @@ pub(in crate::store) struct StoredSale {
     booking_id: Option<i64>,
     match_rule: Option<String>,
     match_reason: Option<String>,
+    /// The event that last wrote the sale.
+    last_event_id: i64,
 }
 
 pub(in crate::store) async fn stored_sale(
@@ -38,7 +40,8 @@ pub(in crate::store) async fn stored_sale(
     external_id: &str,
 ) -> Result<Option<StoredSale>, StoreError> {
     let row = db::query(
-        "SELECT id, version, state, booking_id, match_rule, match_reason, items_digest FROM sales
+        "SELECT id, version, state, booking_id, match_rule, match_reason, items_digest, last_event_id
+         FROM sales
          WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
     )
     .bind(partner)
@@ -57,6 +60,7 @@ pub(in crate::store) async fn stored_sale(
             booking_id: row.try_get("booking_id")?,
             match_rule: row.try_get("match_rule")?,
             match_reason: row.try_get("match_reason")?,
+            last_event_id: row.try_get("last_event_id")?,
         })
     })
     .transpose()
@@ -84,6 +88,9 @@ pub(in crate::store) async fn upsert_sale(
     if let Some(stored) = &stored {
         let skipped = match sale.supersedes(stored.version, stored.state) {
             Freshness::Newer => None,
+            // The very event that wrote the sale, replayed after its handler changed: its
+            // mapping now is the truth (a receipt misread as a refund is read again).
+            Freshness::Duplicate if stored.last_event_id == cx.event_id => None,
             Freshness::Duplicate => Some((
                 Reason::DuplicateEvent,
                 format!(
