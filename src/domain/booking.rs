@@ -120,6 +120,36 @@ impl BookingStatus {
     }
 }
 
+impl BookingStatus {
+    /// The status a booking goes back to when its last live sale has left it (re-matched,
+    /// unmatched, voided): the one it had before its sales first moved it
+    /// (`before_sales`), or cancelled for a walk-in booking made for a check. `None` when
+    /// its sales had not moved it (it is not seated or paid, or nothing is known of before).
+    pub fn without_sales(
+        self,
+        before_sales: Option<BookingStatus>,
+        walk_in: bool,
+    ) -> Option<BookingStatus> {
+        if !matches!(self, Self::Seated | Self::Paid) {
+            return None;
+        }
+        if walk_in {
+            return Some(Self::Cancelled);
+        }
+        before_sales.filter(|before| *before != self)
+    }
+
+    /// Whether a partner's no-show or cancellation may take a booking its sales have seated
+    /// or paid: only when no sale holds it by stronger evidence than table and time
+    /// (`held_firmly`: a reference, lineage, an operator). The walk-in whose check was
+    /// taken for the absent party's is then matched again.
+    pub fn may_release_to(self, target: BookingStatus, held_firmly: bool) -> bool {
+        matches!(target, Self::NoShow | Self::Cancelled)
+            && matches!(self, Self::Seated | Self::Paid)
+            && !held_firmly
+    }
+}
+
 /// Who asks for a status move; see [`BookingStatus::may_move_to`]. Moves caused by the
 /// booking's own sales are decided by [`BookingStatus::after_sales`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +186,29 @@ impl FromStr for BookingStatus {
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// A guest's name as a check or booking gives it. Personal data: prints redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GuestName(pub String);
+
+impl GuestName {
+    /// A name worth comparing: not empty.
+    pub fn of(name: Option<&str>) -> Option<GuestName> {
+        name.map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| GuestName(n.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GuestName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GuestName([personal data redacted])")
     }
 }
 

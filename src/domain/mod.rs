@@ -16,7 +16,7 @@ pub mod table;
 pub mod time;
 pub mod venue;
 
-pub use booking::{BookingStatus, Customer, Mover};
+pub use booking::{BookingStatus, Customer, GuestName, Mover};
 pub use command::{
     BookingSnapshot, BookingUpdate, Command, FetchRequest, InvalidCommand, Mapped, PlatformPayment,
 };

@@ -129,6 +129,12 @@ pub struct SaleSnapshot {
     pub lines: Vec<SaleLine>,
     pub payments: Vec<SalePayment>,
     pub booking_refs: Vec<BookingRef>,
+    /// When the partner says this snapshot was made (Lightspeed's `updateDate`), if it
+    /// says; the time a check moved onto a table is read from it.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The guest named on the check (Lightspeed's `consumerRecord`), for matching only.
+    /// Personal data: never logged.
+    pub guest_name: Option<super::booking::GuestName>,
     /// The partner gave times without a zone (SalesPlay's `created_at`): `opened_at`,
     /// `closed_at` and payment times hold the venue's wall-clock time until
     /// [`SaleSnapshot::localise`] turns them into instants.
@@ -145,6 +151,7 @@ impl SaleSnapshot {
         }
         self.opened_at = wall_clock_instant(zone, self.opened_at);
         self.closed_at = self.closed_at.map(|t| wall_clock_instant(zone, t));
+        self.updated_at = self.updated_at.map(|t| wall_clock_instant(zone, t));
         for payment in &mut self.payments {
             payment.paid_at = payment.paid_at.map(|t| wall_clock_instant(zone, t));
         }
@@ -157,8 +164,11 @@ impl SaleSnapshot {
             kind: self.kind,
             origin_external_id: self.origin_external_id.clone(),
             opened_at: self.opened_at,
+            placed_at: None,
             tables: self.tables.clone(),
             booking_refs: self.booking_refs.clone(),
+            covers: self.covers,
+            guest_name: self.guest_name.clone(),
         }
     }
 
@@ -202,8 +212,25 @@ pub struct SaleFacts {
     pub kind: SaleKind,
     pub origin_external_id: Option<String>,
     pub opened_at: DateTime<Utc>,
+    /// When a snapshot after its first put the check on the tables it is on now (a bar tab
+    /// moved to a table, a party moved), if one did; the store keeps it.
+    pub placed_at: Option<DateTime<Utc>>,
     pub tables: Vec<TableKey>,
     pub booking_refs: Vec<BookingRef>,
+    pub covers: Option<i64>,
+    /// The guest named on the check.
+    pub guest_name: Option<super::booking::GuestName>,
+}
+
+impl SaleFacts {
+    /// The time table and time matches with, and which it is: when the check got onto its
+    /// table ([`SaleFacts::placed_at`]), else when it was opened.
+    pub fn match_time(&self) -> (DateTime<Utc>, super::matching::TimeBasis) {
+        match self.placed_at {
+            Some(placed) if placed > self.opened_at => (placed, super::matching::TimeBasis::Placed),
+            _ => (self.opened_at, super::matching::TimeBasis::Opened),
+        }
+    }
 }
 
 /// How an incoming snapshot relates to the stored one.

@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 
 use super::sale::{SaleKind, SaleState, SaleTotals};
+use super::venue::CoversSource;
 
 /// Spend of one booking, in the venue's currency.
 ///
@@ -26,8 +27,12 @@ pub struct Spend {
     pub deposits: Decimal,
     /// Refunds and credit notes, as a positive amount.
     pub refunds: Decimal,
-    /// `total / covers`, to the cent; `None` when there are no covers to divide by.
+    /// `total / covers`, to the cent; `None` when there are no covers to divide by. Covers
+    /// are the booked ones or the POS's, as the venue's [`CoversSource`] says.
     pub per_cover: Option<Decimal>,
+    /// The covers the POS counted on the live checks (sales, not their splits, transfers
+    /// or refunds); `None` when no check carries covers.
+    pub pos_covers: Option<i64>,
     pub currency: Option<String>,
 }
 
@@ -42,17 +47,19 @@ pub struct SaleFigures<'a> {
 }
 
 impl Spend {
-    /// Sums the live sales. Covers come from the booking, else from the sales themselves.
+    /// Sums the live sales. Per-cover spend divides by the covers `source` names, falling
+    /// back to the other when it has none.
     pub fn of<'a>(
         sales: impl IntoIterator<Item = SaleFigures<'a>>,
         booking_covers: Option<i64>,
         venue_currency: Option<&str>,
+        source: CoversSource,
     ) -> Spend {
         let mut spend = Spend {
             currency: venue_currency.map(str::to_owned),
             ..Spend::default()
         };
-        let mut sale_covers = 0i64;
+        let mut sale_covers: Option<i64> = None;
         for sale in sales {
             if sale.state == SaleState::Voided {
                 continue;
@@ -73,13 +80,23 @@ impl Spend {
                 spend.service_charge = spend.service_charge.saturating_add(t.service_charge);
                 spend.discounts = spend.discounts.saturating_add(t.discount);
                 spend.deposits = spend.deposits.saturating_add(t.deposit);
-                sale_covers = sale_covers.saturating_add(sale.covers.unwrap_or(0).max(0));
+                if sale.kind == SaleKind::Sale
+                    && let Some(covers) = sale.covers.filter(|c| *c > 0)
+                {
+                    sale_covers = Some(sale_covers.unwrap_or(0).saturating_add(covers));
+                }
             }
             if spend.currency.is_none() {
                 spend.currency = sale.currency.map(str::to_owned);
             }
         }
-        let covers = booking_covers.filter(|c| *c > 0).unwrap_or(sale_covers);
+        spend.pos_covers = sale_covers;
+        let booked = booking_covers.filter(|c| *c > 0);
+        let covers = match source {
+            CoversSource::Booking => booked.or(sale_covers),
+            CoversSource::Pos => sale_covers.or(booked),
+        }
+        .unwrap_or(0);
         spend.per_cover = (covers > 0).then(|| (spend.total / Decimal::from(covers)).round_dp(2));
         spend
     }
@@ -130,6 +147,7 @@ mod tests {
             ],
             Some(3),
             None,
+            CoversSource::Booking,
         );
         assert_eq!(spend.total, money("50.71"));
         assert_eq!(spend.paid, money("50.71"));
@@ -150,6 +168,7 @@ mod tests {
             ],
             None,
             None,
+            CoversSource::Booking,
         );
         assert_eq!(spend.refunds, money("20.00"));
         assert_eq!(spend.total, money("60.00"));
@@ -168,12 +187,50 @@ mod tests {
             [figures(SaleKind::Sale, SaleState::Open, &a, 4)],
             Some(0),
             Some("GBP"),
+            CoversSource::Booking,
         );
         assert_eq!(spend.per_cover, Some(money("10.00")));
         assert_eq!(
             spend.currency.as_deref(),
             Some("GBP"),
             "the venue's currency wins"
+        );
+    }
+
+    #[test]
+    fn a_venue_may_divide_by_the_covers_the_pos_counted() {
+        let a = totals("90.00", "90.00");
+        let b = totals("30.00", "30.00");
+        let split = totals("10.00", "10.00");
+        let sales = [
+            figures(SaleKind::Sale, SaleState::Closed, &a, 3),
+            figures(SaleKind::Sale, SaleState::Closed, &b, 1),
+            figures(SaleKind::Split, SaleState::Closed, &split, 1),
+        ];
+        let booked = Spend::of(sales, Some(2), None, CoversSource::Booking);
+        assert_eq!(
+            booked.pos_covers,
+            Some(4),
+            "splits do not count their guests twice"
+        );
+        assert_eq!(booked.per_cover, Some(money("65.00")));
+        let counted = Spend::of(sales, Some(2), None, CoversSource::Pos);
+        assert_eq!(counted.per_cover, Some(money("32.50")));
+        let none = totals("40.00", "0");
+        let without = Spend::of(
+            [SaleFigures {
+                covers: None,
+                ..figures(SaleKind::Sale, SaleState::Open, &none, 0)
+            }],
+            Some(4),
+            None,
+            CoversSource::Pos,
+        );
+        assert_eq!(without.pos_covers, None);
+        assert_eq!(
+            without.per_cover,
+            Some(money("10.00")),
+            "falls back to the booked"
         );
     }
 }

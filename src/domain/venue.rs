@@ -17,3 +17,29 @@ impl Default for Tolerances {
         }
     }
 }
+
+/// What a venue's per-cover spend divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoversSource {
+    /// The covers booked (falling back to the POS's when none were booked).
+    #[default]
+    Booking,
+    /// The covers the POS counted on the booking's checks (falling back to the booked ones
+    /// when the checks carry none): the guests who really came.
+    Pos,
+}
+
+impl CoversSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Booking => "booking",
+            Self::Pos => "pos",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Booking, Self::Pos]
+            .into_iter()
+            .find(|source| source.as_str() == s)
+    }
+}

@@ -245,6 +245,18 @@ pub(super) struct VenueSettingsInput {
     table_aliases: Option<std::collections::BTreeMap<String, String>>,
     walk_ins: Option<bool>,
     sku_tables: Option<std::collections::BTreeMap<String, String>>,
+    /// What per-cover spend divides by: the booked covers (`booking`) or the covers the
+    /// POS counted on the booking's checks (`pos`).
+    #[schema(value_type = Option<String>, example = "pos")]
+    covers_source: Option<CoversSourceInput>,
+}
+
+/// `booking` or `pos`.
+#[derive(Deserialize, utoipa::ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum CoversSourceInput {
+    Booking,
+    Pos,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -287,6 +299,10 @@ pub(super) async fn update_venue(
         table_aliases: input.table_aliases,
         walk_ins: input.walk_ins,
         sku_tables: input.sku_tables,
+        covers_source: input.covers_source.map(|source| match source {
+            CoversSourceInput::Booking => crate::domain::venue::CoversSource::Booking,
+            CoversSourceInput::Pos => crate::domain::venue::CoversSource::Pos,
+        }),
     };
     let store = state.gateway.store();
     store.update_venue(id, changes).await?;

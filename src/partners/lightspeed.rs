@@ -24,8 +24,8 @@ use super::{Delivery, PartnerHandler};
 use crate::domain::sale::BookingRef;
 use crate::domain::time;
 use crate::domain::{
-    BookingStatus, BookingUpdate, Command, Mapped, Reason, SaleKind, SaleLine, SalePayment,
-    SaleSnapshot, SaleState, SaleTotals, TableKey,
+    BookingStatus, BookingUpdate, Command, GuestName, Mapped, Reason, SaleKind, SaleLine,
+    SalePayment, SaleSnapshot, SaleState, SaleTotals, TableKey,
 };
 
 /// The `lightspeed-kseries` handler.
@@ -119,6 +119,40 @@ struct Account {
     payment_lines: Option<Vec<PaymentLine>>,
     external_references: Option<Vec<ExternalReference>>,
     latest_external_references: Option<Vec<ExternalReference>>,
+    /// The guest the check is for, when the POS knows one (null for walk-ins).
+    consumer_record: Option<ConsumerRecord>,
+}
+
+/// `account.consumerRecord` (Lightspeed K-Series order notifications, seed 001).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerRecord {
+    contact_information: Option<ContactInformation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContactInformation {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    full_name: Option<String>,
+}
+
+impl ContactInformation {
+    /// "first last", else the full name as given.
+    fn name(self) -> Option<String> {
+        let parts: Vec<String> = [self.first_name, self.last_name]
+            .into_iter()
+            .flatten()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() {
+            self.full_name
+        } else {
+            Some(parts.join(" "))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -349,9 +383,14 @@ fn snapshot(
     if account.cancelled == Some(true) {
         state = SaleState::Voided;
     }
+    // A refund is an account of its own: typed REFUND, or a negative total that names the
+    // account it refunds (the Financial API's `type` values; the webhook carries the same).
+    let negative = account.total_amount.is_some_and(|t| t < Decimal::ZERO);
     let kind = match account.kind.as_deref() {
         Some("SPLIT") => SaleKind::Split,
         Some("TRANSITORY") => SaleKind::Transfer,
+        Some("REFUND") => SaleKind::Refund,
+        _ if negative && account.origin_account_id.is_some() => SaleKind::Refund,
         _ => SaleKind::Sale,
     };
     let zero = Decimal::ZERO;
@@ -443,7 +482,17 @@ fn snapshot(
             });
         }
     }
+    let updated_at = account
+        .update_date
+        .map(|ms| instant(ms, "updateDate"))
+        .transpose()?;
+    let guest_name = account
+        .consumer_record
+        .and_then(|record| record.contact_information)
+        .and_then(ContactInformation::name);
     Ok(SaleSnapshot {
+        updated_at,
+        guest_name: GuestName::of(guest_name.as_deref()),
         external_id: account.id,
         number: account.account_number,
         kind,

@@ -144,13 +144,31 @@ proptest! {
             end: instant(start),
             tables: vec![table.clone()],
             status: crate::domain::BookingStatus::Confirmed,
+            covers: 2,
+            guest_name: None,
+            walk_in: false,
+            open_checks: 1,
+            closed_checks: 0,
+            last_closed_at: Some(instant(opened)),
         };
         let mut sale = crate::domain::SaleFacts {
             kind: crate::domain::SaleKind::Sale,
             origin_external_id: None,
             opened_at: instant(opened),
-            tables: vec![table],
+            placed_at: Some(instant(start)),
+            tables: vec![table.clone()],
             booking_refs: Vec::new(),
+            covers: Some(2),
+            guest_name: None,
+        };
+        let current = crate::domain::matching::CurrentMatch {
+            booking: booking.clone(),
+            reason: String::new(),
+            decided_by: crate::domain::matching::Decisive {
+                table,
+                at: instant(opened),
+                basis: crate::domain::matching::TimeBasis::Opened,
+            },
         };
         let tolerances = crate::domain::Tolerances {
             before_start: crate::domain::time::minutes(minutes),
@@ -160,7 +178,16 @@ proptest! {
             sale: &sale,
             by_reference: &[],
             origin_booking: None,
+            current: Some(&current),
             nearby: std::slice::from_ref(&booking),
+            tolerances,
+        });
+        let _ = decide(MatchInput {
+            sale: &sale,
+            by_reference: &[],
+            origin_booking: None,
+            current: None,
+            nearby: &[booking.clone(), booking.clone()],
             tolerances,
         });
         sale.opened_at = chrono::DateTime::<chrono::Utc>::MIN_UTC;

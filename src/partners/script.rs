@@ -505,6 +505,9 @@ fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
             paid_at,
         });
     }
+    let updated_at = time(map, "updated_at")?
+        .map(|t| instant("updated_at", t))
+        .transpose()?;
     let version = match map.get("version").filter(|v| !v.is_unit()) {
         None => closed_at.unwrap_or(opened_at).timestamp_millis(),
         Some(v) if v.is_int() => int(map, "version")?.unwrap_or_default(),
@@ -515,6 +518,8 @@ fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
         },
     };
     Ok(SaleSnapshot {
+        updated_at,
+        guest_name: crate::domain::GuestName::of(text(map, "guest").as_deref()),
         external_id: text(map, "id").ok_or("a sale needs an id")?,
         number: text(map, "number"),
         kind,

@@ -11,11 +11,13 @@ use rust_decimal::Decimal;
 
 use super::StoreError;
 use super::db::{self, Conn, Row};
+use super::matching::{Link, set_link};
 use super::records::*;
-use super::rematch::{self as apply, Link};
+use super::rematch as apply;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use super::venue;
 use crate::domain::spend::SaleFigures;
+use crate::domain::venue::CoversSource;
 use crate::domain::{
     BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey, time,
 };
@@ -292,7 +294,7 @@ pub(super) async fn set_manual_link(
         }
         None => "unmatched by an operator".to_owned(),
     };
-    apply::set_link(conn, sale_id, &Link::manual(booking_id, reason)).await?;
+    set_link(conn, sale_id, &Link::manual(booking_id, reason)).await?;
     let now = Utc::now();
     let cause = match booking_id {
         Some(_) => format!("manual match of sale {external_id}"),
@@ -371,6 +373,13 @@ pub(super) async fn update_venue(
             .execute(conn)
             .await?;
     }
+    if let Some(source) = changes.covers_source {
+        db::query("UPDATE venues SET covers_source = $1 WHERE id = $2")
+            .bind(source.as_str())
+            .bind(id)
+            .execute(conn)
+            .await?;
+    }
     if let Some(walk_ins) = changes.walk_ins {
         db::query("UPDATE venues SET walk_ins = $1 WHERE id = $2")
             .bind(i64::from(walk_ins))
@@ -386,7 +395,7 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     let Some(row) = db::query(
         "SELECT b.id, b.venue_id, b.reference, b.start_at, b.end_at, b.covers, b.status, b.partner_status, b.tables,
              b.source, b.customer_name, b.customer_email, b.customer_phone, b.guest_id, v.currency,
-             b.external_key, b.total, b.paid, b.currency AS booked_currency
+             v.covers_source, b.external_key, b.total, b.paid, b.currency AS booked_currency
          FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
     )
     .bind(id)
@@ -427,7 +436,9 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     let tables: Vec<String> =
         serde_json::from_str(&row.try_get::<String>("tables")?).unwrap_or_default();
     let venue_currency: Option<String> = row.try_get("currency")?;
-    let spend = spend_of(&sales, covers, venue_currency.as_deref());
+    let covers_source =
+        CoversSource::parse(&row.try_get::<String>("covers_source")?).unwrap_or_default();
+    let (spend, pos_covers) = spend_of(&sales, covers, venue_currency.as_deref(), covers_source);
     let start = from_millis(row.try_get("start_at")?)?;
     let end = from_millis(row.try_get("end_at")?)?;
     let status: String = row.try_get("status")?;
@@ -438,6 +449,7 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
         start,
         end,
         duration_minutes: (end - start).num_minutes(),
+        pos_covers,
         covers,
         tables,
         status: parse_status(&status)?.as_str(),
@@ -508,7 +520,13 @@ async fn platform(conn: &mut Conn<'_>, row: &Row) -> Result<Option<PlatformRecor
     }))
 }
 
-fn spend_of(sales: &[SaleRecord], covers: i64, venue_currency: Option<&str>) -> SpendRecord {
+/// A booking's spend, and the covers the POS counted on its checks.
+fn spend_of(
+    sales: &[SaleRecord],
+    covers: i64,
+    venue_currency: Option<&str>,
+    source: CoversSource,
+) -> (SpendRecord, Option<i64>) {
     let totals: Vec<SaleTotals> = sales
         .iter()
         .map(|s| SaleTotals {
@@ -529,8 +547,8 @@ fn spend_of(sales: &[SaleRecord], covers: i64, venue_currency: Option<&str>) -> 
         covers: s.covers,
         currency: s.currency.as_deref(),
     });
-    let spend = Spend::of(figures, Some(covers), venue_currency);
-    SpendRecord {
+    let spend = Spend::of(figures, Some(covers), venue_currency, source);
+    let record = SpendRecord {
         total: spend.total,
         paid: spend.paid,
         tax: spend.tax,
@@ -542,7 +560,8 @@ fn spend_of(sales: &[SaleRecord], covers: i64, venue_currency: Option<&str>) -> 
         refunds: spend.refunds,
         per_cover: spend.per_cover,
         currency: spend.currency,
-    }
+    };
+    (record, spend.pos_covers)
 }
 
 /// The UTC span of a local day in `zone`, across daylight-saving changes.

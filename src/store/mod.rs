@@ -13,6 +13,7 @@
 
 mod api_budget;
 mod apply;
+mod matching;
 mod rematch;
 mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};

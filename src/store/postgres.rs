@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 6] = [
+const MIGRATIONS: [(&str, &str); 7] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -41,6 +41,10 @@ const MIGRATIONS: [(&str, &str); 6] = [
     (
         "0006_api_budget",
         include_str!("../../migrations/postgres/0006_api_budget.sql"),
+    ),
+    (
+        "0007_floor_truth",
+        include_str!("../../migrations/postgres/0007_floor_truth.sql"),
     ),
 ];
 

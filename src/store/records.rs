@@ -97,6 +97,9 @@ pub struct VenueRecord {
     pub walk_ins: bool,
     /// A booking platform's SKU or product id -> the diary table it stands for.
     pub sku_tables: BTreeMap<String, String>,
+    /// What per-cover spend divides by: `booking` (the booked covers) or `pos` (the covers
+    /// the POS counted on the booking's checks).
+    pub covers_source: &'static str,
     pub locations: Vec<LocationRecord>,
 }
 
@@ -112,6 +115,7 @@ pub struct VenueChanges {
     pub table_aliases: Option<BTreeMap<String, String>>,
     pub walk_ins: Option<bool>,
     pub sku_tables: Option<BTreeMap<String, String>>,
+    pub covers_source: Option<crate::domain::venue::CoversSource>,
 }
 
 /// Changes to a booking; `None` leaves a field as it is.
@@ -159,6 +163,24 @@ pub struct MatchRecord {
     pub booking_id: Option<i64>,
     /// For an ambiguous sale: the bookings that fitted equally well.
     pub candidates: Vec<i64>,
+    /// For an ambiguous sale: each candidate with what a host would weigh for and against
+    /// it (table, time, its checks, covers, the guest's name), in words.
+    pub evidence: Vec<EvidenceRecord>,
+    /// For `table_time`: the table that decided the match (as the diary names it).
+    pub table: Option<String>,
+    /// For `table_time`: the time that decided it, a UTC instant.
+    pub at: Option<DateTime<Utc>>,
+    /// For `table_time`: which time that was: `opened` (when the check was opened) or
+    /// `placed` (when a later snapshot first put it on its table: a bar tab moved to a
+    /// table, a party moved).
+    pub time_basis: Option<&'static str>,
+}
+
+/// One candidate of an ambiguous sale and the evidence for it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct EvidenceRecord {
+    pub booking_id: i64,
+    pub evidence: String,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
@@ -204,7 +226,11 @@ pub struct BookingView {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub duration_minutes: i64,
+    /// Covers booked.
     pub covers: i64,
+    /// Covers the POS counted on the booking's live checks, beside the booked ones; `null`
+    /// when no check carries covers.
+    pub pos_covers: Option<i64>,
     pub tables: Vec<String>,
     pub status: &'static str,
     /// The last status a partner reported in its own words, if any.

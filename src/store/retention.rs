@@ -2,7 +2,8 @@
 //!
 //! Past the cutoff an event keeps its outcome, reason, detail and what it touched, but its
 //! raw body, headers and query (which carry guests' names, e-mails and phones) are erased;
-//! bookings that ended before it lose their customer's name, e-mail and phone, and guest
+//! bookings that ended before it lose their customer's name, e-mail and phone, checks the
+//! guest's name they carried for matching, and guest
 //! profiles nobody booked with since are anonymised. Sales, their lines, payments and every
 //! figure stay, so spend, diaries and reports do not change. Events go in batches, one
 //! transaction each, so a large purge never holds the writer for long.
@@ -62,5 +63,10 @@ pub(super) async fn purge_people(
     .bind(cutoff)
     .execute(conn)
     .await?;
+    // The guest named on a check is kept for matching only: gone with the rest.
+    db::query("UPDATE sales SET guest_name = NULL WHERE guest_name IS NOT NULL AND opened_at < $1")
+        .bind(cutoff)
+        .execute(conn)
+        .await?;
     Ok((bookings, guests))
 }

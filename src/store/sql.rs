@@ -408,7 +408,8 @@ async fn reprocess_all(
 
 pub(super) const SALE_COLUMNS: &str = "id, venue_id, partner, external_id, number, kind, origin_external_id,
     state, opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
-    discount, deposit, covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id";
+    discount, deposit, covers, tables, booking_id, match_rule, match_reason, match_candidates, last_event_id,
+    matched_table, matched_at, time_basis, match_evidence";
 
 pub(super) fn sale_record(row: &Row) -> Result<SaleRecord, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -449,6 +450,23 @@ pub(super) fn sale_record(row: &Row) -> Result<SaleRecord, StoreError> {
             reason: row.try_get("match_reason")?,
             booking_id: row.try_get("booking_id")?,
             candidates: parse_json_list(row.try_get("match_candidates")?),
+            evidence: super::matching::stored_evidence(row.try_get("match_evidence")?)
+                .into_iter()
+                .map(|e| EvidenceRecord {
+                    booking_id: e.booking_id,
+                    evidence: e.evidence,
+                })
+                .collect(),
+            table: row.try_get("matched_table")?,
+            at: row
+                .try_get::<Option<i64>>("matched_at")?
+                .map(from_millis)
+                .transpose()?,
+            time_basis: row
+                .try_get::<Option<String>>("time_basis")?
+                .as_deref()
+                .and_then(crate::domain::matching::TimeBasis::parse)
+                .map(crate::domain::matching::TimeBasis::as_str),
         },
         last_event_id: row.try_get("last_event_id")?,
     })
@@ -580,7 +598,7 @@ async fn fetch_each<T>(
 async fn venue_record(conn: &mut Conn<'_>, id: i64) -> Result<Option<VenueRecord>, StoreError> {
     let Some(row) = db::query(
         "SELECT id, name, timezone, currency, tolerance_before_min, tolerance_after_min,
-             table_aliases, walk_ins, sku_tables
+             table_aliases, walk_ins, sku_tables, covers_source
          FROM venues WHERE id = $1",
     )
     .bind(id)
@@ -612,6 +630,11 @@ async fn venue_record(conn: &mut Conn<'_>, id: i64) -> Result<Option<VenueRecord
         table_aliases: serde_json::from_str(&aliases).unwrap_or_default(),
         sku_tables: serde_json::from_str(&skus).unwrap_or_default(),
         walk_ins: row.try_get("walk_ins")?,
+        covers_source: crate::domain::venue::CoversSource::parse(
+            &row.try_get::<String>("covers_source")?,
+        )
+        .unwrap_or_default()
+        .as_str(),
         name: row.try_get("name")?,
         timezone: row.try_get("timezone")?,
         currency: row.try_get("currency")?,

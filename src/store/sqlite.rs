@@ -48,7 +48,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 6] = [
+const MIGRATIONS: [(&str, &str); 7] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -72,6 +72,10 @@ const MIGRATIONS: [(&str, &str); 6] = [
     (
         "0006_api_budget",
         include_str!("../../migrations/sqlite/0006_api_budget.sql"),
+    ),
+    (
+        "0007_floor_truth",
+        include_str!("../../migrations/sqlite/0007_floor_truth.sql"),
     ),
 ];
 

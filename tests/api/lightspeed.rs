@@ -343,8 +343,23 @@ async fn a_cancelled_order_is_voided_and_does_not_count(db: Db) {
     );
     assert_eq!(booking["spend"]["total"], "0.00", "but they do not count");
     assert_eq!(
-        booking["status"], "seated",
-        "a void does not move the booking"
+        booking["status"], "confirmed",
+        "no live sale seats it any more: back where it was before its sale"
+    );
+    let back = booking["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (back["from"].as_str(), back["to"].as_str()),
+        (Some("seated"), Some("confirmed"))
+    );
+    assert!(
+        back["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("voided") && c.contains("no live sale left")),
+        "the move says why: {back}"
     );
 }
 

@@ -11,8 +11,10 @@ use crate::store::sql::decimal_text;
 use crate::store::{Ingested, StoreError};
 
 use super::{Context, verdict};
-use crate::store::rematch::*;
-use crate::store::venue::*;
+use crate::store::rematch::{
+    booking_status, held_firmly, record_transition, rematch_around_booking, write_booking_tables,
+};
+use crate::store::venue::note_booking_span;
 
 /// A partner's statement about a booking (e.g. Lightspeed's POS reservation status).
 pub(in crate::store) async fn update_booking_from_partner(
@@ -92,9 +94,9 @@ pub(in crate::store) async fn update_booking_from_partner(
         "booking {booking_id}: {} reported {}",
         cx.partner, update.partner_status
     );
-    match update.status {
-        Some(next) if current.may_move_to(next, Mover::Partner) => {
-            let cause = format!("{} reported {}", cx.partner, update.partner_status);
+    let cause = format!("{} reported {}", cx.partner, update.partner_status);
+    let moved = match update.status {
+        Some(next) if partner_may_move(conn, booking_id, current, next).await? => {
             record_transition(
                 conn,
                 booking_id,
@@ -106,18 +108,28 @@ pub(in crate::store) async fn update_booking_from_partner(
             )
             .await?;
             detail.push_str(&format!(", {current} -> {next}"));
+            Some(next)
         }
-        Some(next) if next != current => detail.push_str(&format!(
-            ", stays {current} (no move from {current} to {next})"
-        )),
-        _ => {}
-    }
-    if tables_changed {
+        Some(next) if next != current => {
+            detail.push_str(&format!(
+                ", stays {current} (no move from {current} to {next})"
+            ));
+            None
+        }
+        _ => None,
+    };
+    let released = moved.is_some_and(BookingStatus::excluded_from_table_matching);
+    if tables_changed || released {
+        let cause = if released {
+            cause
+        } else {
+            format!("tables of booking {booking_id} changed")
+        };
         rematch_around_booking(
             conn,
             cx.venue,
             booking_id,
-            &format!("tables of booking {booking_id} changed"),
+            &cause,
             Some(cx.event_id),
             cx.now,
         )
@@ -283,8 +295,12 @@ pub(in crate::store) async fn upsert_booking(
         cx.partner,
         booking.external_key
     );
+    let may_move = match booking.status {
+        Some(next) if existing_id.is_some() => partner_may_move(conn, id, current, next).await?,
+        _ => false,
+    };
     match booking.status {
-        Some(next) if existing_id.is_some() && current.may_move_to(next, Mover::Partner) => {
+        Some(next) if may_move => {
             record_transition(conn, id, current, next, &cause, Some(cx.event_id), cx.now).await?;
             detail.push_str(&format!(", {current} -> {next}"));
         }
@@ -301,6 +317,25 @@ pub(in crate::store) async fn upsert_booking(
     let mut result = verdict(cx.event_id, Outcome::Processed, None, detail);
     result.venue_id = Some(cx.venue.id);
     Ok(result)
+}
+
+/// Whether a partner may move booking `booking_id` from `current` to `next`: as the state
+/// machine allows partners, or a no-show or cancellation of a booking its sales seated
+/// only by table and time (a walk-in's check taken for the absent party's), whose sales are
+/// then matched again.
+async fn partner_may_move(
+    conn: &mut Conn<'_>,
+    booking_id: i64,
+    current: BookingStatus,
+    next: BookingStatus,
+) -> Result<bool, StoreError> {
+    if current.may_move_to(next, Mover::Partner) {
+        return Ok(true);
+    }
+    if !current.may_release_to(next, false) {
+        return Ok(false);
+    }
+    Ok(!held_firmly(conn, booking_id).await?)
 }
 
 /// Whether a partner's statement ranked `new` comes from before the one already applied,

@@ -1,23 +1,21 @@
 //! A sale's snapshot applied: fresher than the stored one or not, its match decided (or kept),
 //! a walk-in made for it, its lines and payments written, its bookings moved.
 
-use chrono::Duration;
+use chrono::{DateTime, Utc};
 
 use crate::domain::sale::Freshness;
-use crate::domain::{
-    BookingStatus, MatchRule, Outcome, Reason, SaleKind, SaleSnapshot, SaleState, TableKey, time,
-};
+use crate::domain::{Outcome, Reason, SaleSnapshot, SaleState, TableKey};
 
 use crate::store::db::{self, Conn};
-use crate::store::sql::{decimal_text, json_list};
+use crate::store::matching::{
+    LINK_COLUMNS, Link, SaleToMatch, StoredLink, StoredRef, WalkIn, current_match, decide_match,
+    or_walk_in, set_link,
+};
+use crate::store::rematch::{adopt_lineage, follow_sales};
+use crate::store::sql::{decimal_text, from_millis, json_list};
 use crate::store::{Ingested, StoreError};
 
 use super::{Context, verdict};
-use crate::store::rematch::*;
-use crate::store::venue::*;
-
-/// Default length of a walk-in booking created from a sale.
-pub(in crate::store) const WALK_IN_MINUTES: i64 = 90;
 
 /// The stored state of a sale that decides how a new snapshot applies.
 pub(in crate::store) struct StoredSale {
@@ -26,9 +24,10 @@ pub(in crate::store) struct StoredSale {
     /// See [`items_digest`].
     items_digest: Option<String>,
     state: SaleState,
-    booking_id: Option<i64>,
-    match_rule: Option<String>,
-    match_reason: Option<String>,
+    /// The tables it was on, as the partner named them.
+    tables: Vec<String>,
+    placed_at: Option<DateTime<Utc>>,
+    link: StoredLink,
     /// The event that last wrote the sale.
     last_event_id: i64,
 }
@@ -39,11 +38,10 @@ pub(in crate::store) async fn stored_sale(
     venue_id: i64,
     external_id: &str,
 ) -> Result<Option<StoredSale>, StoreError> {
-    let row = db::query(
-        "SELECT id, version, state, booking_id, match_rule, match_reason, items_digest, last_event_id
-         FROM sales
-         WHERE partner = $1 AND venue_id = $2 AND external_id = $3",
-    )
+    let row = db::query(format!(
+        "SELECT id, version, state, items_digest, last_event_id, tables, placed_at, {LINK_COLUMNS}
+         FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3"
+    ))
     .bind(partner)
     .bind(venue_id)
     .bind(external_id)
@@ -51,19 +49,44 @@ pub(in crate::store) async fn stored_sale(
     .await?;
     row.map(|row| {
         let state: String = row.try_get("state")?;
+        let tables: String = row.try_get("tables")?;
         Ok(StoredSale {
             id: row.try_get("id")?,
             version: row.try_get("version")?,
             items_digest: row.try_get("items_digest")?,
             state: SaleState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?,
-            booking_id: row.try_get("booking_id")?,
-            match_rule: row.try_get("match_rule")?,
-            match_reason: row.try_get("match_reason")?,
+            tables: serde_json::from_str(&tables).unwrap_or_default(),
+            placed_at: row
+                .try_get::<Option<i64>>("placed_at")?
+                .map(from_millis)
+                .transpose()?,
+            link: StoredLink::from_row(&row)?,
             last_event_id: row.try_get("last_event_id")?,
         })
     })
     .transpose()
+}
+
+/// When a snapshot put the check on the tables it is on, if after it was first seen: the
+/// stored time while the tables stay; this snapshot's own time (the partner's update time,
+/// else now) when they changed to some (a bar tab moved to a table, a party moved).
+fn placed_at(
+    stored: Option<&StoredSale>,
+    sale: &SaleSnapshot,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let stored = stored?;
+    let tables: Vec<&str> = sale.tables.iter().map(TableKey::as_str).collect();
+    let unchanged = stored
+        .tables
+        .iter()
+        .map(String::as_str)
+        .eq(tables.iter().copied());
+    if unchanged || tables.is_empty() {
+        return stored.placed_at;
+    }
+    Some(sale.updated_at.unwrap_or(now).max(sale.opened_at))
 }
 
 /// A fail point in applying a sale, for the tests that prove a panic inside one write fails
@@ -114,25 +137,39 @@ pub(in crate::store) async fn upsert_sale(
     }
     let mut facts = sale.facts();
     facts.tables = cx.venue.diary_tables(&facts.tables);
-    let manual = stored
-        .as_ref()
-        .filter(|s| s.match_rule.as_deref() == Some(MatchRule::Manual.as_str()));
-    let mut link = match manual {
-        Some(manual) => Link::manual(
-            manual.booking_id,
-            manual.match_reason.clone().unwrap_or_default(),
+    facts.placed_at = placed_at(stored.as_ref(), sale, cx.now);
+    let link = match &stored {
+        Some(stored) if stored.link.is_manual() => Link::manual(
+            stored.link.booking_id,
+            stored.link.reason.clone().unwrap_or_default(),
         ),
-        None => Link::of(decide_match(conn, cx.partner, cx.venue, &facts).await?),
+        _ => {
+            let current = match &stored {
+                Some(stored) => current_match(conn, stored.id, &stored.link).await?,
+                None => None,
+            };
+            let to_match = SaleToMatch {
+                facts: &facts,
+                id: stored.as_ref().map(|s| s.id),
+                current: current.as_ref(),
+            };
+            let decided = Link::of(decide_match(conn, cx.partner, cx.venue, to_match).await?);
+            let walk_in = WalkIn {
+                kind: sale.kind,
+                state: sale.state,
+                at: facts.match_time().0,
+                covers: sale.covers,
+                tables: &facts.tables,
+            };
+            or_walk_in(conn, cx.venue, decided, walk_in, cx.now).await?
+        }
     };
-    let walk_in = link == Link::default()
-        && cx.venue.walk_ins
-        && sale.kind == SaleKind::Sale
-        && sale.state != SaleState::Voided
-        && !facts.tables.is_empty();
-    if walk_in {
-        link = create_walk_in(conn, cx, sale, &facts.tables).await?;
-    }
-    let sale_id = write_sale(conn, cx, sale, &link, stored.as_ref()).await?;
+    let sale = Placed {
+        snapshot: sale,
+        placed_at: facts.placed_at,
+    };
+    let sale_id = write_sale(conn, cx, &sale, &link, stored.as_ref()).await?;
+    let sale = sale.snapshot;
     let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
     let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
     if let Some(booking_id) = link.booking_id {
@@ -140,7 +177,7 @@ pub(in crate::store) async fn upsert_sale(
             adopt_lineage(conn, cx.partner, cx.venue.id, &sale.external_id, booking_id).await?,
         );
     }
-    touched.extend(stored.and_then(|s| s.booking_id));
+    touched.extend(stored.and_then(|s| s.link.booking_id));
     touched.sort_unstable();
     touched.dedup();
     for booking_id in touched {
@@ -152,54 +189,25 @@ pub(in crate::store) async fn upsert_sale(
     Ok(result)
 }
 
-/// Creates the walk-in booking an unmatched sale on a table stands for.
-pub(in crate::store) async fn create_walk_in(
-    conn: &mut Conn<'_>,
-    cx: &Context<'_>,
-    sale: &SaleSnapshot,
-    tables: &[TableKey],
-) -> Result<Link, StoreError> {
-    let start = sale.opened_at;
-    let end = time::plus(start, Duration::minutes(WALK_IN_MINUTES));
-    let booking_id: i64 = db::query_scalar(
-        "INSERT INTO bookings (venue_id, start_at, end_at, covers, status, source, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'walk_in', $6, $6) RETURNING id",
-    )
-    .bind(cx.venue.id)
-    .bind(start.timestamp_millis())
-    .bind(end.timestamp_millis())
-    .bind(sale.covers.unwrap_or(0).max(0))
-    .bind(BookingStatus::Confirmed.as_str())
-    .bind(cx.now.timestamp_millis())
-    .fetch_one(conn)
-    .await?;
-    write_booking_tables(conn, booking_id, tables).await?;
-    note_booking_span(conn, cx.venue.id, start, end).await?;
-    let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
-    Ok(Link {
-        booking_id: Some(booking_id),
-        rule: Some(MatchRule::TableTime.as_str()),
-        reason: Some(format!(
-            "walk-in booking created for table {}",
-            names.join(", ")
-        )),
-        candidates: Vec::new(),
-    })
+/// A snapshot with the time it got onto its tables.
+pub(in crate::store) struct Placed<'a> {
+    pub snapshot: &'a SaleSnapshot,
+    pub placed_at: Option<DateTime<Utc>>,
 }
 
 pub(in crate::store) async fn write_sale(
     conn: &mut Conn<'_>,
     cx: &Context<'_>,
-    sale: &SaleSnapshot,
+    placed: &Placed<'_>,
     link: &Link,
     stored: Option<&StoredSale>,
 ) -> Result<i64, StoreError> {
+    let sale = placed.snapshot;
     let tables = json_list(sale.tables.iter().map(TableKey::as_str));
     let refs = json_list(sale.booking_refs.iter().map(|r| StoredRef {
         value: r.value.clone(),
         source: r.source.clone(),
     }));
-    let candidates = (!link.candidates.is_empty()).then(|| json_list(link.candidates.iter()));
     let lines = line_rows(sale);
     let payments = payment_rows(sale);
     let digest = items_digest(&lines, &payments);
@@ -207,10 +215,10 @@ pub(in crate::store) async fn write_sale(
     let sale_id: i64 = db::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
-             discount, deposit, covers, tables, booking_refs, booking_id, match_rule, match_reason,
-             match_candidates, last_event_id, created_at, updated_at, items_digest)
+             discount, deposit, covers, tables, booking_refs, last_event_id, created_at,
+             updated_at, items_digest, placed_at, guest_name)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $28, $29)
+             $19, $20, $21, $22, $23, $24, $24, $25, $26, $27)
          ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
              number = excluded.number, kind = excluded.kind,
              origin_external_id = excluded.origin_external_id, state = excluded.state,
@@ -220,10 +228,9 @@ pub(in crate::store) async fn write_sale(
              service_charge = excluded.service_charge, discount = excluded.discount,
              deposit = excluded.deposit, covers = excluded.covers,
              tables = excluded.tables, booking_refs = excluded.booking_refs,
-             booking_id = excluded.booking_id, match_rule = excluded.match_rule,
-             match_reason = excluded.match_reason, match_candidates = excluded.match_candidates,
              last_event_id = excluded.last_event_id, updated_at = excluded.updated_at,
-             items_digest = excluded.items_digest
+             items_digest = excluded.items_digest, placed_at = excluded.placed_at,
+             guest_name = excluded.guest_name
          RETURNING id",
     )
     .bind(cx.venue.id)
@@ -248,15 +255,14 @@ pub(in crate::store) async fn write_sale(
     .bind(sale.covers)
     .bind(tables)
     .bind(refs)
-    .bind(link.booking_id)
-    .bind(link.rule)
-    .bind(link.reason.as_deref())
-    .bind(candidates)
     .bind(cx.event_id)
     .bind(cx.now.timestamp_millis())
     .bind(digest.as_str())
+    .bind(placed.placed_at.map(|t| t.timestamp_millis()))
+    .bind(sale.guest_name.as_ref().map(|n| n.as_str()))
     .fetch_one(conn)
     .await?;
+    set_link(conn, sale_id, link).await?;
     match stored {
         Some(stored) if stored.items_digest.as_deref() == Some(digest.as_str()) => {}
         _ => {

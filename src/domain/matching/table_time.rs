@@ -1,0 +1,252 @@
+//! Matching by table and time, ranked as a host would on a real service floor.
+//!
+//! A booking is a candidate when one of the sale's tables is one of its own, the sale's time
+//! lies in its window widened by the venue's tolerances, and it is not cancelled or a
+//! no-show. The sale's time is when the check got onto its table: when it was opened, or,
+//! for a bar tab moved to a table or a check placed later, the time a snapshot first showed
+//! it there ([`super::TimeBasis`]). Then, in order, each step keeping the candidates it
+//! prefers when it prefers any:
+//!
+//! 1. **Gone**: a party that has paid (or completed), or a walk-in whose checks are all
+//!    closed, has left the table: never a candidate for a new check (a table turn).
+//! 2. **Occupancy**: a booking with no open check of its own wins over one whose party
+//!    already has its check.
+//! 3. **Time**: the booking whose start is nearest the sale's time wins, unless another
+//!    starts within [`TIE_MARGIN`] of it (then time cannot tell them apart).
+//! 4. **Name**: among those, when the check names its guest, the bookings under the same
+//!    family name win. A name only ever decides between otherwise equal candidates: the
+//!    name on a check is often the payer's, not the booker's.
+//! 5. **Covers**: among those, the one whose booked covers equal the check's, if only one.
+//!
+//! One left is the match; several are ambiguous and all are named, with the evidence for
+//! each; none is unmatched. Each step that decided is said in the match's reason.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::names::{NameEvidence, compare};
+use super::{
+    CandidateBooking, CandidateEvidence, Decisive, MatchDecision, MatchInput, MatchRule,
+    MatchedBooking, TimeBasis, describe_offset, widened_window,
+};
+use crate::domain::booking::{BookingStatus, GuestName};
+use crate::domain::sale::SaleFacts;
+use crate::domain::table::TableKey;
+
+/// Two bookings whose starts lie this close to a sale's time cannot be told apart by time.
+pub const TIE_MARGIN: Duration = Duration::minutes(30);
+
+/// A candidate and what is known of it against the sale.
+#[derive(Debug, Clone)]
+struct Candidate<'a> {
+    booking: &'a CandidateBooking,
+    table: &'a TableKey,
+    name: NameEvidence,
+    distance: Duration,
+}
+
+/// Whether a booking's party had left the table by `at`: it has paid (or completed), or is
+/// a walk-in whose checks are all closed, and `at` is after its last check closed (a
+/// check opened before then is still theirs: an original whose split was paid first, a
+/// second round). A party that left cannot take a new check.
+pub fn gone(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
+    let finished = matches!(
+        booking.status,
+        BookingStatus::Paid | BookingStatus::Completed
+    ) || (booking.walk_in && booking.open_checks == 0 && booking.closed_checks > 0);
+    finished && booking.last_closed_at.is_none_or(|left| at >= left)
+}
+
+/// Decides by table and time; see the module's documentation.
+pub fn decide(input: MatchInput<'_>) -> MatchDecision {
+    let sale = input.sale;
+    let (at, basis) = sale.match_time();
+    let fitting: Vec<Candidate<'_>> = input
+        .nearby
+        .iter()
+        .filter(|booking| !booking.status.excluded_from_table_matching())
+        .filter(|booking| {
+            let (from, to) = widened_window(booking.start, booking.end, input.tolerances);
+            from <= at && at <= to
+        })
+        .filter_map(|booking| {
+            let table = sale.tables.iter().find(|t| booking.tables.contains(t))?;
+            Some(Candidate {
+                booking,
+                table,
+                name: compare(
+                    sale.guest_name.as_ref().map(GuestName::as_str),
+                    booking.guest_name.as_ref().map(GuestName::as_str),
+                ),
+                distance: at.signed_duration_since(booking.start).abs(),
+            })
+        })
+        .collect();
+    let mut notes: Vec<String> = Vec::new();
+    let gone_ids: Vec<i64> = fitting
+        .iter()
+        .filter(|c| gone(c.booking, at))
+        .map(|c| c.booking.id)
+        .collect();
+    let mut left: Vec<Candidate<'_>> = fitting
+        .iter()
+        .filter(|c| !gone(c.booking, at))
+        .cloned()
+        .collect();
+    if !gone_ids.is_empty() && !left.is_empty() {
+        notes.push(format!("{} had left the table", bookings_phrase(&gone_ids)));
+    }
+    if left.iter().any(|c| c.booking.open_checks == 0)
+        && left.iter().any(|c| c.booking.open_checks > 0)
+    {
+        let busy: Vec<i64> = left
+            .iter()
+            .filter(|c| c.booking.open_checks > 0)
+            .map(|c| c.booking.id)
+            .collect();
+        notes.push(format!(
+            "{} already had an open check",
+            bookings_phrase(&busy)
+        ));
+        left.retain(|c| c.booking.open_checks == 0);
+    }
+    let Some(nearest) = left.iter().map(|c| c.distance).min() else {
+        return MatchDecision::Unmatched;
+    };
+    let before = left.len();
+    let within = nearest.checked_add(&TIE_MARGIN).unwrap_or(Duration::MAX);
+    left.retain(|c| c.distance <= within);
+    if left.len() < before {
+        notes.push("its start is the nearest".to_owned());
+    }
+    if left.len() > 1 && left.iter().any(|c| c.name == NameEvidence::Agrees) {
+        left.retain(|c| c.name == NameEvidence::Agrees);
+        notes.push("the guest's name on the check agrees".to_owned());
+    }
+    if left.len() > 1
+        && let Some(covers) = sale.covers.filter(|c| *c > 0)
+        && left.iter().filter(|c| c.booking.covers == covers).count() == 1
+    {
+        left.retain(|c| c.booking.covers == covers);
+        notes.push(format!("{covers} covers, as booked"));
+    }
+    match left.as_slice() {
+        [] => MatchDecision::Unmatched,
+        [one] => {
+            let mut reason = format!(
+                "table {}, {}",
+                one.table,
+                describe_offset(at, basis, one.booking.start)
+            );
+            if basis == TimeBasis::Placed {
+                reason.push_str(&format!(
+                    " (opened {} elsewhere)",
+                    sale.opened_at.format("%H:%M UTC")
+                ));
+            }
+            for note in &notes {
+                reason.push_str("; ");
+                reason.push_str(note);
+            }
+            MatchDecision::Matched(MatchedBooking {
+                booking_id: one.booking.id,
+                rule: MatchRule::TableTime,
+                reason,
+                decided_by: Some(Decisive {
+                    table: one.table.clone(),
+                    at,
+                    basis,
+                }),
+            })
+        }
+        tied => {
+            let mut candidates: Vec<i64> = tied.iter().map(|c| c.booking.id).collect();
+            candidates.sort_unstable();
+            let mut tables: Vec<&str> = tied.iter().map(|c| c.table.as_str()).collect();
+            tables.sort_unstable();
+            tables.dedup();
+            let each: Vec<String> = tied
+                .iter()
+                .map(|c| {
+                    format!(
+                        "booking {} ({}, {})",
+                        c.booking.id,
+                        c.booking.start.format("%H:%M UTC"),
+                        tables_phrase(&c.booking.tables)
+                    )
+                })
+                .collect();
+            MatchDecision::Ambiguous {
+                reason: format!(
+                    "table{} {}: {} fit equally well",
+                    if tables.len() > 1 { "s" } else { "" },
+                    tables.join(", "),
+                    each.join(", ")
+                ),
+                evidence: tied
+                    .iter()
+                    .map(|c| CandidateEvidence {
+                        booking_id: c.booking.id,
+                        evidence: evidence(sale, c.booking, at, basis),
+                    })
+                    .collect(),
+                candidates,
+            }
+        }
+    }
+}
+
+/// What a host would weigh about `booking` for `sale`, in words: the table, the time, the
+/// checks it has, its covers and its guest's name against the check's.
+pub fn evidence(
+    sale: &SaleFacts,
+    booking: &CandidateBooking,
+    at: DateTime<Utc>,
+    basis: TimeBasis,
+) -> String {
+    let mut parts = vec![
+        tables_phrase(&booking.tables),
+        describe_offset(at, basis, booking.start),
+    ];
+    parts.push(match (booking.open_checks, booking.closed_checks) {
+        (0, 0) => "no check yet".to_owned(),
+        (0, closed) => format!("{closed} closed check(s), none open"),
+        (open, _) => format!("{open} open check(s)"),
+    });
+    if gone(booking, at) {
+        parts.push(format!("{} (the party has left)", booking.status));
+    }
+    if booking.covers > 0 {
+        parts.push(match sale.covers.filter(|c| *c > 0) {
+            Some(covers) if covers == booking.covers => format!("{covers} covers, as booked"),
+            Some(covers) => format!("{} covers booked, {covers} on the check", booking.covers),
+            None => format!("{} covers booked", booking.covers),
+        });
+    }
+    match compare(
+        sale.guest_name.as_ref().map(GuestName::as_str),
+        booking.guest_name.as_ref().map(GuestName::as_str),
+    ) {
+        NameEvidence::Agrees => parts.push("the guest's name agrees".to_owned()),
+        NameEvidence::Disagrees => parts.push("booked under another name".to_owned()),
+        NameEvidence::Silent => {}
+    }
+    parts.join(", ")
+}
+
+fn bookings_phrase(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    if ids.len() == 1 {
+        format!("booking {}", ids[0])
+    } else {
+        format!("bookings {}", ids.join(", "))
+    }
+}
+
+fn tables_phrase(tables: &[TableKey]) -> String {
+    let names: Vec<&str> = tables.iter().map(TableKey::as_str).collect();
+    match names.len() {
+        0 => "no table".to_owned(),
+        1 => format!("table {}", names[0]),
+        _ => format!("tables {}", names.join(", ")),
+    }
+}
