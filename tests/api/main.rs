@@ -11,6 +11,7 @@ mod contract;
 mod crash;
 mod deadlines;
 mod diary;
+mod floor;
 mod fuzz_regressions;
 mod hostile;
 mod lightspeed;

@@ -1,0 +1,518 @@
+//! Matching on a real service floor, through HTTP: table turns, parties moved, bar tabs
+//! moved to tables, walk-ins on no-show tables, names, covers and occupancy, refunds, and
+//! what an operator sees when candidates tie. Checks are Lightspeed K-Series order
+//! notifications shaped like seed 001's split-check account, with the floor's fields changed.
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn};
+
+/// The POS reservation-status seed's location and reservation id.
+const SAMPLE_LOCATION: &str = "9765040300495493";
+
+/// Epoch milliseconds of an RFC 3339 instant, as Lightspeed sends times.
+fn ms(at: &str) -> i64 {
+    DateTime::parse_from_rfc3339(at)
+        .expect("test instant")
+        .with_timezone(&Utc)
+        .timestamp_millis()
+}
+
+/// One snapshot of a check as Lightspeed notifies it.
+struct Check<'a> {
+    id: &'a str,
+    notification: &'a str,
+    opened: &'a str,
+    updated: &'a str,
+    tables: &'a [&'a str],
+    total: &'a str,
+    covers: Option<i64>,
+}
+
+impl<'a> Check<'a> {
+    fn open(id: &'a str, opened: &'a str, tables: &'a [&'a str]) -> Self {
+        Self {
+            id,
+            notification: "OPEN",
+            opened,
+            updated: opened,
+            tables,
+            total: "40.00",
+            covers: None,
+        }
+    }
+
+    fn update(mut self, updated: &'a str, tables: &'a [&'a str]) -> Self {
+        self.notification = "UPDATE";
+        self.updated = updated;
+        self.tables = tables;
+        self
+    }
+
+    fn close(mut self, updated: &'a str) -> Self {
+        self.notification = "CLOSE";
+        self.updated = updated;
+        self
+    }
+
+    /// The notification's JSON, on the split-check venue's location.
+    fn body(&self) -> Value {
+        let mut body: Value = serde_json::from_slice(&fixture("open_split_check_original.json"))
+            .expect("fixture is JSON");
+        body["notificationType"] = json!(self.notification);
+        let account = &mut body["account"];
+        account["id"] = json!(self.id);
+        account["openDate"] = json!(ms(self.opened));
+        account["updateDate"] = json!(ms(self.updated));
+        account["tables"] = json!(self.tables);
+        account["tableName"] = self.tables.first().map_or(Value::Null, |t| json!(t));
+        account["tableNumber"] = Value::Null;
+        account["orderMode"] = json!(if self.tables.is_empty() {
+            "BAR_TAB"
+        } else {
+            "TABLE"
+        });
+        let total: f64 = self.total.parse().expect("test total");
+        account["totalAmount"] = json!(total);
+        account["paidAmount"] = json!(if self.notification == "CLOSE" {
+            total
+        } else {
+            0.0
+        });
+        account["taxAmount"] = json!(0);
+        account["preTaxAmount"] = json!(total);
+        account["transactionLines"] = json!([]);
+        account["coverCount"] = self.covers.map_or(Value::Null, |c| json!(c));
+        if self.notification == "CLOSE" {
+            account["closeDate"] = json!(ms(self.updated));
+        }
+        body
+    }
+}
+
+async fn post(app: &TestApp, body: &Value) -> Value {
+    let response = app.post_lightspeed(body.to_string().as_bytes()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+    answer
+}
+
+async fn send(app: &TestApp, check: &Check<'_>) -> Value {
+    post(app, &check.body()).await
+}
+
+/// The one sale with this account id.
+async fn sale(app: &TestApp, id: &str) -> Value {
+    let sales = app.sales_with_external_id(id).await;
+    assert_eq!(sales.len(), 1, "{sales:?}");
+    sales.into_iter().next().unwrap_or_default()
+}
+
+async fn floor(app: &TestApp) -> i64 {
+    app.venue_with_location("lightspeed", SPLIT_LOCATION, true)
+        .await
+}
+
+async fn booked(app: &TestApp, venue: i64, start: &str, minutes: i64, table: &str) -> i64 {
+    app.booking(
+        venue,
+        json!({ "start": start, "duration_minutes": minutes, "covers": 2, "tables": [table] }),
+    )
+    .await
+}
+
+fn sale_ids(booking: &Value) -> Vec<String> {
+    booking["sales"]
+        .as_array()
+        .map(|sales| {
+            sales
+                .iter()
+                .filter_map(|s| s["external_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let early = booked(&app, venue, "2026-03-06T18:00:00Z", 90, "5").await;
+    let late = booked(&app, venue, "2026-03-06T19:30:00Z", 90, "5").await;
+
+    let first = Check::open("9001", "2026-03-06T18:04:00Z", &["5"]);
+    send(&app, &first).await;
+    send(&app, &first.close("2026-03-06T19:15:00Z")).await;
+    assert_eq!(app.booking_view(early).await["status"], "paid");
+
+    // The next party is seated early, inside the first booking's window.
+    let second = Check::open("9002", "2026-03-06T19:22:00Z", &["5"]);
+    send(&app, &second).await;
+    let early_view = app.booking_view(early).await;
+    let late_view = app.booking_view(late).await;
+    assert_eq!(sale_ids(&early_view), ["9001"]);
+    assert_eq!(sale_ids(&late_view), ["9002"]);
+    assert_eq!(
+        early_view["status"], "paid",
+        "a paid party is not seated again"
+    );
+    assert_eq!(late_view["status"], "seated");
+    assert_eq!(late_view["sales"][0]["match"]["rule"], "table_time");
+}
+
+async fn a_party_moved_to_another_table_keeps_its_check_on_its_booking(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let moved = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "5").await;
+    let other = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "6").await;
+
+    let check = Check::open("9101", "2026-03-06T19:03:00Z", &["5"]);
+    send(&app, &check).await;
+    send(&app, &check.update("2026-03-06T19:40:00Z", &["6"])).await;
+
+    let moved_view = app.booking_view(moved).await;
+    assert_eq!(sale_ids(&moved_view), ["9101"], "the match is sticky");
+    assert_eq!(moved_view["status"], "seated");
+    let other_view = app.booking_view(other).await;
+    assert!(sale_ids(&other_view).is_empty());
+    assert_eq!(other_view["status"], "confirmed");
+    let matched = sale(&app, "9101").await;
+    assert_eq!(matched["match"]["rule"], "table_time");
+    assert_eq!(
+        matched["match"]["table"], "5",
+        "decided on the table it opened on"
+    );
+}
+
+async fn a_booking_whose_only_sale_leaves_returns_to_its_status_before_sales(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let voided = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "5").await;
+    let unmatched = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "6").await;
+
+    let check = Check::open("9201", "2026-03-06T19:05:00Z", &["5"]);
+    send(&app, &check).await;
+    assert_eq!(app.booking_view(voided).await["status"], "seated");
+    let mut cancel = check.body();
+    cancel["notificationType"] = json!("CANCEL");
+    cancel["account"]["updateDate"] = json!(ms("2026-03-06T19:10:00Z"));
+    post(&app, &cancel).await;
+    let view = app.booking_view(voided).await;
+    assert_eq!(view["status"], "confirmed", "{view}");
+    let last = view["transitions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["to"], "confirmed");
+    assert!(
+        last["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no live sale"),
+        "{last}"
+    );
+
+    send(&app, &Check::open("9202", "2026-03-06T19:05:00Z", &["6"])).await;
+    assert_eq!(app.booking_view(unmatched).await["status"], "seated");
+    let id = sale(&app, "9202").await["id"].as_i64().expect("sale id");
+    let (status, _) = app
+        .admin_post(&format!("/sales/{id}/unmatch"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let view = app.booking_view(unmatched).await;
+    assert_eq!(view["status"], "confirmed", "{view}");
+    assert!(sale_ids(&view).is_empty());
+}
+
+async fn a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = booked(&app, venue, "2026-03-06T19:30:00Z", 90, "7").await;
+
+    // Drinks at the bar 40 minutes before the table's booking: too early to be its check.
+    let tab = Check::open("9301", "2026-03-06T18:50:00Z", &[]);
+    send(&app, &tab).await;
+    assert_eq!(sale(&app, "9301").await["match"]["booking_id"], Value::Null);
+
+    send(&app, &tab.update("2026-03-06T19:34:00Z", &["7"])).await;
+    let matched = sale(&app, "9301").await;
+    assert_eq!(matched["match"]["booking_id"], booking, "{matched}");
+    assert_eq!(matched["match"]["rule"], "table_time");
+    assert_eq!(matched["match"]["time_basis"], "placed");
+    assert_eq!(matched["match"]["table"], "7");
+    let at: DateTime<Utc> = matched["match"]["at"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("decisive time");
+    assert_eq!(at.timestamp_millis(), ms("2026-03-06T19:34:00Z"));
+    assert_eq!(app.booking_view(booking).await["status"], "seated");
+
+    // A check opened at its table is judged by its own open time.
+    send(&app, &Check::open("9302", "2026-03-06T19:36:00Z", &["7"])).await;
+    assert_eq!(sale(&app, "9302").await["match"]["time_basis"], "opened");
+}
+
+/// The POS reservation-status seed for a reservation, in a given status.
+fn pos_status(reservation: &str, status: &str) -> Value {
+    let mut body: Value =
+        serde_json::from_slice(&fixture("pos_reservation_seated.json")).expect("fixture is JSON");
+    body["platformReservationId"] = json!(reservation);
+    body["status"] = json!(status);
+    body["tables"] = json!(["1"]);
+    body["covers"] = json!(2);
+    body
+}
+
+async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SAMPLE_LOCATION, true)
+        .await;
+    let (status, _) = app
+        .admin_patch(&format!("/venues/{venue}"), json!({ "walk_ins": true }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let absent = app
+        .booking(venue, json!({ "reference": "R-absent", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["1"] }))
+        .await;
+    let present = app
+        .booking(venue, json!({ "reference": "R-present", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["2"] }))
+        .await;
+
+    // A walk-in sits at the absent party's table; its check lands there by table and time.
+    let mut walk_in = Check::open("9401", "2026-03-06T19:20:00Z", &["1"]).body();
+    walk_in["businessLocationId"] = json!(9765040300495493u64);
+    walk_in["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    post(&app, &walk_in).await;
+    assert_eq!(app.booking_view(absent).await["status"], "seated");
+
+    post(&app, &pos_status("R-absent", "NO_SHOW")).await;
+    let view = app.booking_view(absent).await;
+    assert_eq!(view["status"], "no_show", "{view}");
+    assert!(sale_ids(&view).is_empty(), "the walk-in's spend left");
+    let released = sale(&app, "9401").await;
+    let walk_in_booking = released["match"]["booking_id"]
+        .as_i64()
+        .expect("a walk-in booking took the check");
+    assert_ne!(walk_in_booking, absent);
+    assert_eq!(app.booking_view(walk_in_booking).await["source"], "walk_in");
+
+    // A check carrying the reservation's own reference is proof the party came.
+    let mut own = Check::open("9402", "2026-03-06T19:05:00Z", &["2"]).body();
+    own["businessLocationId"] = json!(9765040300495493u64);
+    own["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    own["platformReservationId"] = json!("R-present");
+    post(&app, &own).await;
+    post(&app, &pos_status("R-present", "NO_SHOW")).await;
+    let view = app.booking_view(present).await;
+    assert_eq!(view["status"], "seated", "{view}");
+    assert_eq!(sale_ids(&view), ["9402"]);
+
+    // A cancellation of a booking held only by table and time is applied the same way.
+    let cancelled = app
+        .booking(venue, json!({ "reference": "R-cancel", "start": "2026-03-06T21:00:00Z", "covers": 2, "tables": ["3"] }))
+        .await;
+    let mut late = Check::open("9403", "2026-03-06T21:05:00Z", &["3"]).body();
+    late["businessLocationId"] = json!(9765040300495493u64);
+    late["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    post(&app, &late).await;
+    post(&app, &pos_status("R-cancel", "CANCELLED")).await;
+    let view = app.booking_view(cancelled).await;
+    assert_eq!(view["status"], "cancelled", "{view}");
+    assert!(sale_ids(&view).is_empty());
+}
+
+/// A joined table 5+6 with one booking on each half, both at 19:00.
+async fn two_bookings_on_joined_tables(app: &TestApp) -> (i64, i64) {
+    let venue = floor(app).await;
+    let five = app
+        .booking(venue, json!({ "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"], "customer": { "name": "Ana Lopez" } }))
+        .await;
+    let six = app
+        .booking(venue, json!({ "start": "2026-03-06T19:00:00Z", "covers": 6, "tables": ["6"], "customer": { "name": "Zoë Müller" } }))
+        .await;
+    (five, six)
+}
+
+fn joined(id: &str) -> Value {
+    Check::open(id, "2026-03-06T19:04:00Z", &["5", "6"]).body()
+}
+
+async fn equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evidence(db: Db) {
+    let app = spawn(db).await;
+    let (five, six) = two_bookings_on_joined_tables(&app).await;
+    post(&app, &joined("9501")).await;
+    let tied = sale(&app, "9501").await;
+    let matched = &tied["match"];
+    assert_eq!(matched["booking_id"], Value::Null, "{tied}");
+    let reason = matched["reason"].as_str().unwrap_or_default();
+    for word in ["5", "6", &five.to_string(), &six.to_string()] {
+        assert!(reason.contains(word), "{word} missing from {reason:?}");
+    }
+    let mut candidates: Vec<i64> = matched["candidates"]
+        .as_array()
+        .map(|c| c.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    candidates.sort_unstable();
+    assert_eq!(candidates, [five, six]);
+    let evidence = matched["evidence"].as_array().cloned().unwrap_or_default();
+    assert_eq!(evidence.len(), 2, "{matched}");
+    for candidate in &evidence {
+        assert!(
+            !candidate["evidence"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty(),
+            "{candidate}"
+        );
+    }
+}
+
+async fn the_guests_name_on_the_check_decides_between_equal_bookings(db: Db) {
+    let app = spawn(db).await;
+    let (_, six) = two_bookings_on_joined_tables(&app).await;
+    // Spelled as the POS had it: different case, decomposed diacritics.
+    let mut named = joined("9601");
+    named["account"]["consumerRecord"] = json!({
+        "contactInformation": { "firstName": "zoe\u{0308}", "lastName": "MU\u{0308}LLER" }
+    });
+    post(&app, &named).await;
+    let matched = sale(&app, "9601").await;
+    assert_eq!(matched["match"]["booking_id"], six, "{matched}");
+    assert_eq!(matched["match"]["rule"], "table_time");
+
+    // A name nobody booked under decides nothing.
+    let mut stranger = joined("9602");
+    stranger["account"]["consumerRecord"] =
+        json!({ "contactInformation": { "firstName": "Kim", "lastName": "Park" } });
+    post(&app, &stranger).await;
+    let unmatched = sale(&app, "9602").await;
+    assert_ne!(unmatched["match"]["booking_id"], json!(six), "{unmatched}");
+}
+
+async fn covers_and_an_open_check_rank_otherwise_equal_bookings(db: Db) {
+    let app = spawn(db).await;
+    let (five, six) = two_bookings_on_joined_tables(&app).await;
+    // Six covers on the check: the party of six booked on table 6.
+    let mut six_guests = joined("9701");
+    six_guests["account"]["coverCount"] = json!(6);
+    post(&app, &six_guests).await;
+    assert_eq!(sale(&app, "9701").await["match"]["booking_id"], six);
+
+    // The next check on the joined table goes to the booking without an open check.
+    post(&app, &joined("9702")).await;
+    assert_eq!(sale(&app, "9702").await["match"]["booking_id"], five);
+}
+
+async fn a_name_never_overrides_a_reference(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let referenced = app
+        .booking(venue, json!({ "reference": "R-77", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"], "customer": { "name": "Ana Lopez" } }))
+        .await;
+    app.booking(venue, json!({ "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"], "customer": { "name": "Kim Park" } }))
+        .await;
+    let mut body = Check::open("9801", "2026-03-06T19:04:00Z", &["5"]).body();
+    body["platformReservationId"] = json!("R-77");
+    body["account"]["consumerRecord"] =
+        json!({ "contactInformation": { "firstName": "Kim", "lastName": "Park" } });
+    post(&app, &body).await;
+    let matched = sale(&app, "9801").await;
+    assert_eq!(matched["match"]["booking_id"], referenced);
+    assert_eq!(matched["match"]["rule"], "booking_reference");
+}
+
+async fn refunds_naming_their_origin_are_counted_as_refunds(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "5").await;
+    let mut paid =
+        Check::open("9901", "2026-03-06T19:04:00Z", &["5"]).close("2026-03-06T20:30:00Z");
+    paid.total = "80.00";
+    send(&app, &paid).await;
+
+    // Days later, at the counter: a negative account naming the check it gives back on.
+    let mut refund = Check::open("9902", "2026-03-09T12:00:00Z", &[]).close("2026-03-09T12:01:00Z");
+    refund.total = "-15.50";
+    let mut body = refund.body();
+    body["account"]["originAccountId"] = json!("9901");
+    post(&app, &body).await;
+    // And one typed REFUND.
+    let mut typed = Check::open("9903", "2026-03-09T12:05:00Z", &[]).close("2026-03-09T12:06:00Z");
+    typed.total = "-4.50";
+    let mut body = typed.body();
+    body["account"]["type"] = json!("REFUND");
+    body["account"]["originAccountId"] = json!("9901");
+    post(&app, &body).await;
+
+    let view = app.booking_view(booking).await;
+    assert_eq!(view["spend"]["refunds"], "20.00", "{}", view["spend"]);
+    assert_eq!(view["spend"]["total"], "60.00");
+    assert_eq!(view["status"], "paid", "a refund does not reopen the table");
+    assert_eq!(sale(&app, "9902").await["match"]["rule"], "lineage");
+}
+
+async fn pos_covers_stand_beside_booked_covers_and_the_venue_picks_the_divisor(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = app
+        .booking(
+            venue,
+            json!({ "start": "2026-03-06T19:00:00Z", "covers": 4, "tables": ["5"] }),
+        )
+        .await;
+    let mut check = Check::open("9951", "2026-03-06T19:04:00Z", &["5"]);
+    check.total = "90.00";
+    check.covers = Some(3);
+    send(&app, &check).await;
+
+    let view = app.booking_view(booking).await;
+    assert_eq!(view["covers"], 4);
+    assert_eq!(view["pos_covers"], 3);
+    assert_eq!(
+        view["spend"]["per_cover"], "22.50",
+        "booked covers by default"
+    );
+
+    let (status, patched) = app
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "covers_source": "pos" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["covers_source"], "pos");
+    assert_eq!(
+        app.booking_view(booking).await["spend"]["per_cover"],
+        "30.00"
+    );
+
+    let (status, refused) = app
+        .admin_patch(
+            &format!("/venues/{venue}"),
+            json!({ "covers_source": "guests" }),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status} {refused}");
+    assert_eq!(
+        app.admin_get(&format!("/venues/{venue}")).await["covers_source"],
+        "pos"
+    );
+}
+
+crate::on_both_stores!(
+    a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking,
+    a_party_moved_to_another_table_keeps_its_check_on_its_booking,
+    a_booking_whose_only_sale_leaves_returns_to_its_status_before_sales,
+    a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there,
+    a_pos_no_show_releases_a_booking_held_only_by_table_and_time,
+    equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evidence,
+    the_guests_name_on_the_check_decides_between_equal_bookings,
+    covers_and_an_open_check_rank_otherwise_equal_bookings,
+    a_name_never_overrides_a_reference,
+    refunds_naming_their_origin_are_counted_as_refunds,
+    pos_covers_stand_beside_booked_covers_and_the_venue_picks_the_divisor,
+);
