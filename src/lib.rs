@@ -16,6 +16,8 @@
 //!   dialects and migrations.
 //! - [`http`]: routes only: partner endpoints, admin API and its OpenAPI document, the
 //!   operator's pages (sessions, templates in `templates/`), health and metrics.
+//! - [`simulate`]: service days with their ground truth, played over HTTP to measure
+//!   matching.
 //! - [`config`]: the validated configuration; [`app`]: building and running the service;
 //!   [`error`]: the admin API's error table; [`telemetry`]: logs and metrics.
 //!
@@ -31,5 +33,6 @@ pub mod http;
 pub mod partners;
 pub mod replay_cache;
 pub mod retention;
+pub mod simulate;
 pub mod store;
 pub mod telemetry;

@@ -55,6 +55,29 @@ enum Command {
         /// The file to write (must not exist).
         target: PathBuf,
     },
+    /// Plays simulated service days against a fresh diarysync and prints how right the
+    /// diary came out: precision, recall, ambiguity. Exits 1 below the thresholds.
+    Simulate {
+        /// How many service days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The seed: the same seed gives the same days.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The database to play on (it must be empty of these days); a fresh SQLite file in
+        /// a temporary directory when absent.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Print every mistake, not only the first ten.
+        #[arg(long)]
+        verbose: bool,
+        /// Fail below this precision.
+        #[arg(long, default_value_t = 1.0)]
+        min_precision: f64,
+        /// Fail below this recall.
+        #[arg(long, default_value_t = 0.98)]
+        min_recall: f64,
+    },
     /// Works with partner handlers.
     Handler {
         #[command(subcommand)]
@@ -128,7 +151,82 @@ async fn main() -> anyhow::Result<()> {
             test_handler(config, &partner, &event_type, &headers, file)
         }
         Command::Backup { config, target } => backup(config, &target),
+        Command::Simulate {
+            days,
+            seed,
+            database_url,
+            verbose,
+            min_precision,
+            min_recall,
+        } => {
+            let score = simulate(days, seed, database_url).await?;
+            println!("{score}");
+            let shown = if verbose { score.mistakes.len() } else { 10 };
+            for mistake in score.mistakes.iter().take(shown) {
+                println!("  {mistake}");
+            }
+            if score.precision() < min_precision || score.recall() < min_recall {
+                anyhow::bail!(
+                    "below the thresholds: precision {min_precision}, recall {min_recall}"
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+/// Starts diarysync in this process on `database_url` (or a fresh SQLite file) with a
+/// Lightspeed partner, plays `days` simulated days seeded with `seed` and scores them.
+async fn simulate(
+    days: u32,
+    seed: u64,
+    database_url: Option<String>,
+) -> anyhow::Result<diarysync::simulate::Score> {
+    let scratch = std::env::temp_dir().join(format!(
+        "diarysync-simulate-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    let database_url = match database_url {
+        Some(url) => url,
+        None => {
+            std::fs::create_dir_all(&scratch).context("creating a scratch directory")?;
+            format!("sqlite://{}", scratch.join("simulate.db").display())
+        }
+    };
+    let admin_token: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect();
+    let partner_token: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\npublic_url = \"http://127.0.0.1\"\n\
+         database_url = \"{database_url}\"\nadmin_token = \"{admin_token}\"\n\
+         [[partners]]\nname = \"lightspeed\"\nhandler = \"lightspeed-kseries\"\n\
+         rate_limit_per_second = 100000\nrate_limit_burst = 100000\n\
+         [partners.auth]\nscheme = \"bearer\"\ntoken = \"{partner_token}\"\n"
+    );
+    let config = Config::from_toml(&toml).context("the simulation's configuration")?;
+    let app = App::build(config).await.context("starting diarysync")?;
+    let target = diarysync::simulate::Target {
+        base: format!("http://127.0.0.1:{}", app.port()),
+        admin_token,
+        partner: "lightspeed".to_owned(),
+        partner_token,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let generated: Vec<_> = (0..days)
+        .map(|day| diarysync::simulate::generate(seed, day))
+        .collect();
+    let score = diarysync::simulate::run(&target, &generated).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    score
 }
 
 fn backup(path: PathBuf, target: &std::path::Path) -> anyhow::Result<()> {

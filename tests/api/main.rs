@@ -27,6 +27,7 @@ mod process;
 mod resilience;
 mod retention;
 mod scripts;
+mod simulation;
 mod tourcms_api;
 mod variants;
 mod workload;

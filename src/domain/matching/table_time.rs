@@ -9,6 +9,11 @@
 //!
 //! 1. **Gone**: a party that has paid (or completed), or a walk-in whose checks are all
 //!    closed, has left the table: never a candidate for a new check (a table turn).
+//!    **Never came**: a reservation with no check at all whose booked end has passed, and
+//!    that nobody marked arrived or seated, is not a candidate either: a party that has
+//!    not sat down by the end of its booking is not coming, and a check opened then is the
+//!    next party's (a walk-in on an unmarked no-show's table). The late tolerance is for
+//!    checks of a party that is there: a second check, a round after the booked end.
 //! 2. **Occupancy**: a booking with no open check of its own wins over one whose party
 //!    already has its check.
 //! 3. **Time**: the booking whose start is nearest the sale's time wins, unless another
@@ -56,6 +61,18 @@ pub fn gone(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
     finished && booking.last_closed_at.is_none_or(|left| at >= left)
 }
 
+/// Whether a booking's party had, by `at`, shown no sign of coming: no check at all, its
+/// booked end passed, and nobody marked it arrived or seated.
+pub fn never_came(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
+    booking.open_checks == 0
+        && booking.closed_checks == 0
+        && at >= booking.end
+        && !matches!(
+            booking.status,
+            BookingStatus::Arrived | BookingStatus::Seated
+        )
+}
+
 /// Decides by table and time; see the module's documentation.
 pub fn decide(input: MatchInput<'_>) -> MatchDecision {
     let sale = input.sale;
@@ -68,6 +85,7 @@ pub fn decide(input: MatchInput<'_>) -> MatchDecision {
             let (from, to) = widened_window(booking.start, booking.end, input.tolerances);
             from <= at && at <= to
         })
+        .filter(|booking| !never_came(booking, at))
         .filter_map(|booking| {
             let table = sale.tables.iter().find(|t| booking.tables.contains(t))?;
             Some(Candidate {

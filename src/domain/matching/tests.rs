@@ -134,6 +134,28 @@ fn cancelled_and_no_show_bookings_never_match_by_table() {
 }
 
 #[test]
+fn a_booking_with_no_check_by_its_end_is_not_given_a_later_first_check() {
+    // Booked 19:00-20:30; a check opened at 20:40 on its table is the next party's.
+    let b = booking(1, at(19, 0), &["10"]);
+    let late = sale(at(20, 40), &["10"]);
+    assert_eq!(
+        decide_with(&late, std::slice::from_ref(&b)),
+        MatchDecision::Unmatched
+    );
+    // Marked seated, or holding a check already: the party is there, the late tolerance
+    // covers its later check.
+    let mut seated = b.clone();
+    seated.status = BookingStatus::Seated;
+    assert_eq!(matched(decide_with(&late, &[seated])).booking_id, 1);
+    let mut eating = b.clone();
+    eating.open_checks = 1;
+    assert_eq!(matched(decide_with(&late, &[eating])).booking_id, 1);
+    // Before its end it is still a candidate.
+    let on_time = sale(at(20, 20), &["10"]);
+    assert_eq!(matched(decide_with(&on_time, &[b])).booking_id, 1);
+}
+
+#[test]
 fn on_a_table_turn_the_party_that_paid_and_left_is_passed_over() {
     // 18:00 party paid; the 19:30 party's check opens at 19:25.
     let mut first = booking(1, at(18, 0), &["10"]);
@@ -196,7 +218,7 @@ fn the_nearest_start_wins_and_starts_within_the_margin_tie() {
     let m = matched(decide_with(
         &s,
         &[
-            booking(1, at(19, 0), &["10"]),
+            booking(1, at(19, 30), &["10"]),
             booking(2, at(20, 30), &["10"]),
         ],
     ));
