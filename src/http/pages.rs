@@ -433,6 +433,8 @@ struct BookingRow {
     guest: Option<String>,
     reference: Option<String>,
     covers: i64,
+    /// Covers the POS counted, shown beside the booked ones when they differ.
+    pos_covers: Option<i64>,
     tables: String,
     status: &'static str,
     sales: Vec<SaleChip>,
@@ -583,6 +585,7 @@ fn booking_row(b: &BookingView, zone: Tz, left: f64, width: f64) -> BookingRow {
         guest: b.customer.name.clone(),
         reference: b.reference.clone(),
         covers: b.covers,
+        pos_covers: b.pos_covers,
         tables: b.tables.join(", "),
         status: b.status,
         sales: b

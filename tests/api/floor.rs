@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn};
+use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn};
 
 /// The POS reservation-status seed's location and reservation id.
 const SAMPLE_LOCATION: &str = "9765040300495493";
@@ -371,6 +371,57 @@ async fn equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evid
     }
 }
 
+/// An operator's page (`/ui/...`), signed in with the admin token.
+async fn operator_page(app: &TestApp, path: &str) -> String {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = client
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("login");
+    let cookie = login
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(!cookie.is_empty(), "signed in");
+    let page = client
+        .get(format!("{}{path}", app.base))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.expect("page text")
+}
+
+async fn the_inbox_shows_the_evidence_for_each_tied_booking(db: Db) {
+    let app = spawn(db).await;
+    let (five, six) = two_bookings_on_joined_tables(&app).await;
+    post(&app, &joined("9551")).await;
+    let venue = app.booking_view(five).await["venue_id"]
+        .as_i64()
+        .expect("venue id");
+    let page = operator_page(&app, &format!("/ui/inbox?venue={venue}")).await;
+    for (booking, covers, guest) in [(five, 2, "Ana Lopez"), (six, 6, "Zoë Müller")] {
+        let row = page
+            .split("<li>")
+            .find(|row| row.contains(&format!("name=\"booking_id\" value=\"{booking}\"")))
+            .unwrap_or_else(|| panic!("booking {booking} is offered: {page}"));
+        assert!(row.contains("fits as well as another"), "{row}");
+        assert!(row.contains(&format!("{covers} covers booked")), "{row}");
+        assert!(row.contains("no check yet"), "{row}");
+        assert!(row.contains(guest), "{row}");
+    }
+}
+
 async fn the_guests_name_on_the_check_decides_between_equal_bookings(db: Db) {
     let app = spawn(db).await;
     let (_, six) = two_bookings_on_joined_tables(&app).await;
@@ -510,6 +561,7 @@ crate::on_both_stores!(
     a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there,
     a_pos_no_show_releases_a_booking_held_only_by_table_and_time,
     equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evidence,
+    the_inbox_shows_the_evidence_for_each_tied_booking,
     the_guests_name_on_the_check_decides_between_equal_bookings,
     covers_and_an_open_check_rank_otherwise_equal_bookings,
     a_name_never_overrides_a_reference,
