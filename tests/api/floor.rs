@@ -162,6 +162,26 @@ async fn a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking(db:
     assert_eq!(late_view["sales"][0]["match"]["rule"], "table_time");
 }
 
+async fn a_late_close_gives_back_the_check_the_next_party_opened(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let early = booked(&app, venue, "2026-03-06T18:00:00Z", 105, "5").await;
+    booked(&app, venue, "2026-03-06T21:00:00Z", 105, "5").await;
+
+    let first = Check::open("9051", "2026-03-06T18:02:00Z", &["5"]);
+    send(&app, &first).await;
+    // A walk-in sits down at 19:50; the first party paid at 19:40, but that CLOSE is
+    // delivered only after the walk-in's check (a partner retry).
+    send(&app, &Check::open("9052", "2026-03-06T19:50:00Z", &["5"])).await;
+    send(&app, &first.close("2026-03-06T19:40:00Z")).await;
+
+    let view = app.booking_view(early).await;
+    assert_eq!(sale_ids(&view), ["9051"], "{view}");
+    assert_eq!(view["status"], "paid");
+    let walk_in = sale(&app, "9052").await;
+    assert_ne!(walk_in["match"]["booking_id"], json!(early), "{walk_in}");
+}
+
 async fn a_party_moved_to_another_table_keeps_its_check_on_its_booking(db: Db) {
     let app = spawn(db).await;
     let venue = floor(&app).await;
@@ -556,6 +576,7 @@ async fn pos_covers_stand_beside_booked_covers_and_the_venue_picks_the_divisor(d
 
 crate::on_both_stores!(
     a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking,
+    a_late_close_gives_back_the_check_the_next_party_opened,
     a_party_moved_to_another_table_keeps_its_check_on_its_booking,
     a_booking_whose_only_sale_leaves_returns_to_its_status_before_sales,
     a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there,

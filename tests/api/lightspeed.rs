@@ -301,12 +301,12 @@ async fn a_split_that_arrives_before_its_origin_is_adopted_later(db: Db) {
     let venue = app
         .venue_with_location("lightspeed", SPLIT_LOCATION, true)
         .await;
-    // 11:00-11:30, widened to 12:30: the original (opened 11:53) matches by table and time,
+    // 11:00-11:55, widened to 12:55: the original (opened 11:53) matches by table and time,
     // the split-off child (opened 13:08) cannot, so only lineage can link it.
     let id = app
         .booking(
             venue,
-            json!({ "start": "2025-12-29T11:00:00Z", "duration_minutes": 30, "tables": ["10"] }),
+            json!({ "start": "2025-12-29T11:00:00Z", "duration_minutes": 55, "tables": ["10"] }),
         )
         .await;
     let child_first = app.deliver_ok("split_child_open.json").await;

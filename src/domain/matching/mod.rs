@@ -229,7 +229,9 @@ fn kept(input: MatchInput<'_>) -> Option<MatchDecision> {
 
 /// Whether a booking still holds a table-and-time match it was given: not cancelled or a
 /// no-show, still on the table that decided it, the time that decided it still in its
-/// widened window. A booking moved or re-tabled since lets the sale go.
+/// widened window, and its party had not paid and left before the check got there (a
+/// `CLOSE` that arrived late shows the check was the next party's). A booking moved or
+/// re-tabled since lets the sale go.
 pub fn holds(current: &CurrentMatch, tolerances: Tolerances) -> bool {
     let booking = &current.booking;
     let (from, to) = widened_window(booking.start, booking.end, tolerances);
@@ -237,6 +239,7 @@ pub fn holds(current: &CurrentMatch, tolerances: Tolerances) -> bool {
         && booking.tables.contains(&current.decided_by.table)
         && from <= current.decided_by.at
         && current.decided_by.at <= to
+        && !table_time::left_before(booking, current.decided_by.at)
 }
 
 /// The reason recorded when a sale inherits the booking of the sale it came from.

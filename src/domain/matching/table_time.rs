@@ -49,16 +49,24 @@ struct Candidate<'a> {
     distance: Duration,
 }
 
-/// Whether a booking's party had left the table by `at`: it has paid (or completed), or is
-/// a walk-in whose checks are all closed, and `at` is after its last check closed (a
-/// check opened before then is still theirs: an original whose split was paid first, a
-/// second round). A party that left cannot take a new check.
+/// Whether a booking's party had left the table by `at`: its other checks are all closed
+/// (it has paid), or the POS reported it departed, and `at` is after its last check closed
+/// (a check opened before then is still theirs: an original whose split was paid first, a
+/// second round). A party that left cannot take a new check. The counts are of the
+/// booking's *other* checks, so a sale being re-decided never counts against itself.
 pub fn gone(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
-    let finished = matches!(
-        booking.status,
-        BookingStatus::Paid | BookingStatus::Completed
-    ) || (booking.walk_in && booking.open_checks == 0 && booking.closed_checks > 0);
+    let finished = booking.status == BookingStatus::Completed
+        || (booking.closed_checks > 0 && booking.open_checks == 0);
     finished && booking.last_closed_at.is_none_or(|left| at >= left)
+}
+
+/// Whether a booking's other checks were all closed before `at`: the party had paid when
+/// this check got onto its table, so the check is the next party's. What a late `CLOSE`
+/// (a partner's retry, a POS back online) reveals about a match made before it arrived.
+pub fn left_before(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
+    booking.closed_checks > 0
+        && booking.open_checks == 0
+        && booking.last_closed_at.is_some_and(|left| at >= left)
 }
 
 /// Whether a booking's party had, by `at`, shown no sign of coming: no check at all, its

@@ -134,6 +134,27 @@ fn cancelled_and_no_show_bookings_never_match_by_table() {
 }
 
 #[test]
+fn a_match_made_before_a_late_close_is_let_go_when_the_party_had_left() {
+    let mut b = booking(1, at(19, 0), &["10"]);
+    let current = |b: &CandidateBooking, at_time| CurrentMatch {
+        booking: b.clone(),
+        reason: "table 10".to_owned(),
+        decided_by: Decisive {
+            table: table("10"),
+            at: at_time,
+            basis: TimeBasis::Opened,
+        },
+    };
+    assert!(holds(&current(&b, at(20, 35)), Tolerances::default()));
+    // Its other check closed at 20:30: a check placed at 20:35 was the next party's...
+    b.closed_checks = 1;
+    b.last_closed_at = Some(at(20, 30));
+    assert!(!holds(&current(&b, at(20, 35)), Tolerances::default()));
+    // ...one placed before it closed is still theirs.
+    assert!(holds(&current(&b, at(20, 10)), Tolerances::default()));
+}
+
+#[test]
 fn a_booking_with_no_check_by_its_end_is_not_given_a_later_first_check() {
     // Booked 19:00-20:30; a check opened at 20:40 on its table is the next party's.
     let b = booking(1, at(19, 0), &["10"]);

@@ -11,7 +11,7 @@ use crate::store::matching::{
     LINK_COLUMNS, Link, SaleToMatch, StoredLink, StoredRef, WalkIn, current_match, decide_match,
     or_walk_in, set_link,
 };
-use crate::store::rematch::{adopt_lineage, follow_sales};
+use crate::store::rematch::{adopt_lineage, follow_sales, rematch_around_booking};
 use crate::store::sql::{decimal_text, from_millis, json_list};
 use crate::store::{Ingested, StoreError};
 
@@ -135,6 +135,7 @@ pub(in crate::store) async fn upsert_sale(
             return Ok(result);
         }
     }
+    let stored_state = stored.as_ref().map(|s| s.state);
     let mut facts = sale.facts();
     facts.tables = cx.venue.diary_tables(&facts.tables);
     facts.placed_at = placed_at(stored.as_ref(), sale, cx.now);
@@ -182,6 +183,21 @@ pub(in crate::store) async fn upsert_sale(
     touched.dedup();
     for booking_id in touched {
         follow_sales(conn, booking_id, &cause, Some(cx.event_id), cx.now).await?;
+    }
+    // A check that closes says when its party left: a check its booking was given by table
+    // and time after that (delivered before this CLOSE) is the next party's.
+    let first_close = sale.state == SaleState::Closed
+        && stored_state.is_none_or(|state| state != SaleState::Closed);
+    if let (true, Some(booking_id)) = (first_close, link.booking_id) {
+        rematch_around_booking(
+            conn,
+            cx.venue,
+            booking_id,
+            &cause,
+            Some(cx.event_id),
+            cx.now,
+        )
+        .await?;
     }
     let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
     result.sale_id = Some(sale_id);
