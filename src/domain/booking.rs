@@ -121,6 +121,17 @@ impl BookingStatus {
 }
 
 impl BookingStatus {
+    /// A booking marked a no-show whose own reference is on a live sale: the party came
+    /// after all (late, after the table was released). It is seated, or paid when its
+    /// checks are all closed; `None` for any other status, or without a live sale.
+    pub fn after_late_arrival(self, sales: SalesSummary) -> Option<BookingStatus> {
+        (self == Self::NoShow && sales.live > 0).then_some(if sales.open > 0 {
+            Self::Seated
+        } else {
+            Self::Paid
+        })
+    }
+
     /// The status a booking goes back to when its last live sale has left it (re-matched,
     /// unmatched, voided): the one it had before its sales first moved it
     /// (`before_sales`), or cancelled for a walk-in booking made for a check. `None` when

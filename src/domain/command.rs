@@ -193,20 +193,32 @@ pub const MAX_COVERS: i64 = 10_000;
 /// makes a `LIKE` pattern too complex for SQLite.
 pub const MAX_TABLE_NAME: usize = 64;
 
+/// The most distinct tables one check or booking may be on: a banquet across a whole room,
+/// and far fewer than what makes a table-and-time look-up too large for the database.
+pub const MAX_TABLES: usize = 64;
+
 fn check_tables<'a>(
     tables: impl IntoIterator<Item = &'a super::TableKey>,
     what: &str,
 ) -> Result<(), InvalidCommand> {
-    match tables
-        .into_iter()
-        .find(|t| t.as_str().chars().count() > MAX_TABLE_NAME)
-    {
-        Some(table) => Err(InvalidCommand(format!(
-            "{what} has a table name of {} characters; at most {MAX_TABLE_NAME}",
-            table.as_str().chars().count()
-        ))),
-        None => Ok(()),
+    let mut distinct: Vec<&super::TableKey> = Vec::new();
+    for table in tables {
+        let length = table.as_str().chars().count();
+        if length > MAX_TABLE_NAME {
+            return Err(InvalidCommand(format!(
+                "{what} has a table name of {length} characters; at most {MAX_TABLE_NAME}"
+            )));
+        }
+        if !distinct.contains(&table) {
+            distinct.push(table);
+            if distinct.len() > MAX_TABLES {
+                return Err(InvalidCommand(format!(
+                    "{what} is on more than {MAX_TABLES} tables"
+                )));
+            }
+        }
     }
+    Ok(())
 }
 
 /// An instant of a command: in range, and for a wall-clock time (to be read in the venue's

@@ -109,15 +109,25 @@ fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> 
     crate::domain::time::bounded(t, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-/// Table names of a reasonable length (`domain::command::MAX_TABLE_NAME`).
+/// Table names of a reasonable length and number (`domain::command::MAX_TABLE_NAME`,
+/// `MAX_TABLES`).
 fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
     let longest = crate::domain::command::MAX_TABLE_NAME;
-    match tables.iter().find(|t| t.chars().count() > longest) {
-        Some(_) => Err(ApiError::Unprocessable(format!(
+    let most = crate::domain::command::MAX_TABLES;
+    if tables.iter().any(|t| t.chars().count() > longest) {
+        return Err(ApiError::Unprocessable(format!(
             "table names have at most {longest} characters"
-        ))),
-        None => Ok(()),
+        )));
     }
+    let mut distinct: Vec<&String> = tables.iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > most {
+        return Err(ApiError::Unprocessable(format!(
+            "a booking is on at most {most} tables"
+        )));
+    }
+    Ok(())
 }
 
 /// A time filter from a query string, inside the same range; a query's mistakes are 400s.

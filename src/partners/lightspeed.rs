@@ -332,6 +332,9 @@ fn pos_reservation_update(
             "POS reservation update without platformReservationId or businessLocationId",
         );
     };
+    if status.trim().is_empty() {
+        return Mapped::invalid("POS reservation update with an empty status");
+    }
     let update = BookingUpdate {
         reference,
         status: pos_status(&status),
@@ -490,13 +493,17 @@ fn snapshot(
         .consumer_record
         .and_then(|record| record.contact_information)
         .and_then(ContactInformation::name);
+    // An account naming itself as its origin names nothing.
+    let origin_external_id = account
+        .origin_account_id
+        .filter(|origin| *origin != account.id);
     Ok(SaleSnapshot {
         updated_at,
         guest_name: GuestName::of(guest_name.as_deref()),
         external_id: account.id,
         number: account.account_number,
         kind,
-        origin_external_id: account.origin_account_id,
+        origin_external_id,
         state,
         opened_at: instant(opened_ms, "openDate")?,
         closed_at: account

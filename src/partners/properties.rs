@@ -150,6 +150,7 @@ proptest! {
             open_checks: 1,
             closed_checks: 0,
             last_closed_at: Some(instant(opened)),
+            moved_away_at: None,
         };
         let mut sale = crate::domain::SaleFacts {
             kind: crate::domain::SaleKind::Sale,

@@ -484,7 +484,8 @@ impl Builder {
                 if party.bar_from.is_some() {
                     snapshots.push(base.next("UPDATE", party.seated, &tables, cents / 2));
                 }
-                let ordered = party.seated + self.minutes((10, 25));
+                // Orders go in before a transfer (15 minutes after seating, below).
+                let ordered = party.seated + self.minutes((5, 14));
                 snapshots.push(base.next("UPDATE", ordered, &tables, cents * 2 / 3));
                 if let Some((at, table)) = &party.moved {
                     tables = vec![table.clone()];

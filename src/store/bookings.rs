@@ -269,12 +269,13 @@ pub(super) async fn set_manual_link(
 ) -> Result<(), StoreError> {
     let venue_id = lock_venue_of(conn, "sales", sale_id, "sale").await?;
     // Read under the venue's lock, so no concurrent change is missed.
-    let row = db::query("SELECT booking_id, external_id FROM sales WHERE id = $1")
+    let row = db::query("SELECT booking_id, external_id, partner FROM sales WHERE id = $1")
         .bind(sale_id)
         .fetch_one(conn)
         .await?;
     let previous: Option<i64> = row.try_get("booking_id")?;
     let external_id: String = row.try_get("external_id")?;
+    let partner: String = row.try_get("partner")?;
     let reason = match booking_id {
         Some(booking_id) => {
             let booking_venue: Option<i64> =
@@ -300,7 +301,15 @@ pub(super) async fn set_manual_link(
         Some(_) => format!("manual match of sale {external_id}"),
         None => format!("manual unmatch of sale {external_id}"),
     };
-    for id in booking_id.into_iter().chain(previous) {
+    // Its splits and refunds go where it goes.
+    let mut touched =
+        crate::store::rematch::follow_origin(conn, &partner, venue_id, &external_id, booking_id)
+            .await?;
+    touched.extend(booking_id);
+    touched.extend(previous);
+    touched.sort_unstable();
+    touched.dedup();
+    for id in touched {
         apply::follow_sales(conn, id, &cause, None, now).await?;
     }
     Ok(())

@@ -191,7 +191,7 @@ pub(in crate::store) async fn decide_match(
 }
 
 /// Everything matching reads of a booking, its checks counted without sale `$n`.
-fn candidate_select(exclude: usize) -> String {
+pub(in crate::store) fn candidate_select(exclude: usize) -> String {
     format!(
         "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, b.tables, b.covers,
              b.customer_name, b.source,
@@ -199,8 +199,9 @@ fn candidate_select(exclude: usize) -> String {
                   AND s.id <> ${exclude}) AS open_checks,
              (SELECT COUNT(*) FROM sales s WHERE s.booking_id = b.id AND s.state = 'closed'
                   AND s.id <> ${exclude}) AS closed_checks,
-             (SELECT MAX(s.closed_at) FROM sales s WHERE s.booking_id = b.id
-                  AND s.state = 'closed' AND s.id <> ${exclude}) AS last_closed_at
+             (SELECT MAX(COALESCE(s.first_closed_at, s.closed_at)) FROM sales s
+                  WHERE s.booking_id = b.id AND s.state = 'closed'
+                  AND s.id <> ${exclude}) AS last_closed_at
          FROM bookings b"
     )
 }
@@ -274,7 +275,9 @@ pub(in crate::store) async fn bookings_near(
     for table in tables {
         query = query.bind(json_member_pattern(table.as_str()));
     }
-    candidates(query.fetch_all(conn).await?)
+    let mut near = candidates(query.fetch_all(conn).await?)?;
+    note_moves(conn, venue, &mut near, exclude).await?;
+    Ok(near)
 }
 
 /// A `LIKE` pattern (escaped with `\`) finding `value` as a member of a JSON list of strings.
@@ -328,9 +331,54 @@ pub(in crate::store) fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBookin
                     .flatten()
                     .map(from_millis)
                     .transpose()?,
+                moved_away_at: None,
             })
         })
         .collect()
+}
+
+/// Fills in, for each candidate with checks, when its party's checks had all left its
+/// tables (`moved_away_at`): each live check (but sale `exclude`) on other tables than the
+/// booking's, as the venue names them, placed there (or opened there) by then. A check on
+/// no table (a tab at the bar) says nothing of where the party sits.
+pub(in crate::store) async fn note_moves(
+    conn: &mut Conn<'_>,
+    venue: &Venue,
+    bookings: &mut [CandidateBooking],
+    exclude: i64,
+) -> Result<(), StoreError> {
+    for booking in bookings
+        .iter_mut()
+        .filter(|b| b.open_checks + b.closed_checks > 0)
+    {
+        let rows = db::query(
+            "SELECT tables, placed_at, opened_at FROM sales
+             WHERE booking_id = $1 AND state <> 'voided' AND id <> $2",
+        )
+        .bind(booking.id)
+        .bind(exclude)
+        .fetch_all(conn)
+        .await?;
+        let mut latest: Option<DateTime<Utc>> = None;
+        let mut all_elsewhere = !rows.is_empty();
+        for row in &rows {
+            let tables: String = row.try_get("tables")?;
+            let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
+            let tables: Vec<TableKey> = tables.into_iter().map(TableKey::from_normalised).collect();
+            let tables = venue.diary_tables(&tables);
+            if tables.is_empty() || tables.iter().any(|t| booking.tables.contains(t)) {
+                all_elsewhere = false;
+                break;
+            }
+            let since = match row.try_get::<Option<i64>>("placed_at")? {
+                Some(ms) => from_millis(ms)?,
+                None => from_millis(row.try_get("opened_at")?)?,
+            };
+            latest = latest.max(Some(since));
+        }
+        booking.moved_away_at = if all_elsewhere { latest } else { None };
+    }
+    Ok(())
 }
 
 /// A stored table-and-time match as the domain's [`CurrentMatch`]: its booking as it is

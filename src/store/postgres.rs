@@ -17,7 +17,7 @@ use super::db::{BoxFuture, Conn};
 use super::{SaleKey, StoreError};
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 7] = [
+const MIGRATIONS: [(&str, &str); 8] = [
     (
         "0001_init",
         include_str!("../../migrations/postgres/0001_init.sql"),
@@ -45,6 +45,10 @@ const MIGRATIONS: [(&str, &str); 7] = [
     (
         "0007_floor_truth",
         include_str!("../../migrations/postgres/0007_floor_truth.sql"),
+    ),
+    (
+        "0008_table_history",
+        include_str!("../../migrations/postgres/0008_table_history.sql"),
     ),
 ];
 

@@ -17,8 +17,8 @@ use crate::store::records::SuggestionRecord;
 use crate::store::sql::{from_millis, json_list, parse_status};
 
 use crate::store::matching::{
-    FACT_COLUMNS, Link, SaleToMatch, WalkIn, candidates, current_match, decide_match, or_walk_in,
-    set_link, stored_facts,
+    FACT_COLUMNS, Link, SaleToMatch, WalkIn, candidate_select, candidates, current_match,
+    decide_match, note_moves, or_walk_in, set_link, stored_facts,
 };
 use crate::store::venue::*;
 
@@ -36,41 +36,72 @@ pub(in crate::store) async fn write_booking_tables(
     Ok(())
 }
 
-/// Links the splits, transfers and refunds of `origin` to its booking: they may have arrived
-/// before their origin was matched, or found a booking by table and time on their own;
-/// lineage ranks above table and time, so the final link does not depend on arrival order.
-/// Returns the bookings such sales left.
-pub(in crate::store) async fn adopt_lineage(
+/// Sales split, transferred or refunded from sale `origin` follow it to `booking_id`: those
+/// that arrived before their origin was matched, found a booking by table and time on their
+/// own, or inherited the origin's previous booking (the origin re-matched, unmatched by an
+/// operator, released by a no-show). With the origin unmatched, its lineage leaves with it.
+/// Lineage ranks above table and time, so the final link does not depend on arrival order
+/// or on whether anyone replayed. Followed down the lineage (a refund of a split), each
+/// sale once. Returns the bookings such sales left or joined.
+pub(in crate::store) async fn follow_origin(
     conn: &mut Conn<'_>,
     partner: &str,
     venue_id: i64,
     origin: &str,
-    booking_id: i64,
+    booking_id: Option<i64>,
 ) -> Result<Vec<i64>, StoreError> {
-    let rows = db::query(
-        "SELECT id, kind, booking_id FROM sales
-         WHERE partner = $1 AND venue_id = $2 AND origin_external_id = $3
-           AND ((booking_id IS NULL AND match_rule IS NULL) OR match_rule = 'table_time')",
-    )
-    .bind(partner)
-    .bind(venue_id)
-    .bind(origin)
-    .fetch_all(conn)
-    .await?;
-    let mut left = Vec::new();
-    for row in rows {
-        let kind: String = row.try_get("kind")?;
-        let kind = SaleKind::parse(&kind).unwrap_or(SaleKind::Sale);
-        left.extend(row.try_get::<Option<i64>>("booking_id")?);
-        let link = Link {
-            booking_id: Some(booking_id),
-            rule: Some(MatchRule::Lineage.as_str()),
-            reason: Some(lineage_reason(kind, origin)),
-            ..Link::default()
-        };
-        set_link(conn, row.try_get("id")?, &link).await?;
+    let mut touched = Vec::new();
+    let mut pending = vec![(origin.to_owned(), booking_id)];
+    let mut seen = vec![origin.to_owned()];
+    while let Some((origin, booking_id)) = pending.pop() {
+        let rows = db::query(
+            "SELECT id, kind, external_id, booking_id, match_rule FROM sales
+             WHERE partner = $1 AND venue_id = $2 AND origin_external_id = $3
+               AND ((booking_id IS NULL AND match_rule IS NULL)
+                    OR match_rule IN ('table_time', 'lineage'))",
+        )
+        .bind(partner)
+        .bind(venue_id)
+        .bind(origin.as_str())
+        .fetch_all(conn)
+        .await?;
+        for row in rows {
+            let external_id: String = row.try_get("external_id")?;
+            if seen.contains(&external_id) {
+                continue;
+            }
+            seen.push(external_id.clone());
+            let previous: Option<i64> = row.try_get("booking_id")?;
+            let rule: Option<String> = row.try_get("match_rule")?;
+            let kind: String = row.try_get("kind")?;
+            let kind = SaleKind::parse(&kind).unwrap_or(SaleKind::Sale);
+            let link = match booking_id {
+                Some(booking_id) => Link {
+                    booking_id: Some(booking_id),
+                    rule: Some(MatchRule::Lineage.as_str()),
+                    reason: Some(lineage_reason(kind, &origin)),
+                    ..Link::default()
+                },
+                // Only what came with the origin leaves with it.
+                None if rule.as_deref() == Some(MatchRule::Lineage.as_str()) => Link {
+                    reason: Some(format!(
+                        "{} of sale {origin}, which is unmatched",
+                        kind.as_str()
+                    )),
+                    ..Link::default()
+                },
+                None => continue,
+            };
+            if previous == booking_id && rule.as_deref() == link.rule {
+                continue;
+            }
+            set_link(conn, row.try_get("id")?, &link).await?;
+            touched.extend(previous);
+            touched.extend(booking_id);
+            pending.push((external_id, booking_id));
+        }
     }
-    Ok(left)
+    Ok(touched)
 }
 
 /// Moves a booking to the status its sales imply, if the state machine allows it; and when
@@ -85,7 +116,7 @@ pub(in crate::store) async fn follow_sales(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let rows = db::query(
-        "SELECT b.status, b.pre_sales_status, b.source, s.state
+        "SELECT b.status, b.pre_sales_status, b.source, s.state, s.match_rule
          FROM bookings b LEFT JOIN sales s ON s.booking_id = b.id
          WHERE b.id = $1",
     )
@@ -101,15 +132,32 @@ pub(in crate::store) async fn follow_sales(
         .transpose()?;
     let walk_in = first.try_get::<Option<String>>("source")?.as_deref() == Some("walk_in");
     let mut summary = SalesSummary::default();
+    let mut referenced = SalesSummary::default();
     for row in &rows {
         let state: Option<String> = row.try_get("state")?;
+        let rule: Option<String> = row.try_get("match_rule")?;
         match state.as_deref().and_then(SaleState::parse) {
             Some(SaleState::Voided) | None => {}
             Some(state) => {
                 summary.live += 1;
                 summary.open += usize::from(state == SaleState::Open);
+                if rule.as_deref() == Some(MatchRule::BookingReference.as_str()) {
+                    referenced.live += 1;
+                }
             }
         }
+    }
+    // A no-show whose own reference turns up on a check: the party came, late.
+    if let Some(next) = current.after_late_arrival(SalesSummary {
+        live: referenced.live,
+        open: summary.open,
+    }) {
+        let cause = format!("{cause}: a check carries its reference, the party came late");
+        if before_sales.is_none() {
+            set_before_sales(conn, booking_id, Some(current)).await?;
+        }
+        record_transition(conn, booking_id, current, next, &cause, event_id, now).await?;
+        return Ok(());
     }
     if summary.live == 0 {
         if let Some(back) = current.without_sales(before_sales, walk_in) {
@@ -140,8 +188,8 @@ async fn set_before_sales(
     Ok(())
 }
 
-/// Whether a live sale holds the booking by stronger evidence than table and time (a
-/// reference, lineage, an operator): then a partner's no-show or cancellation cannot take it
+/// Whether a live sale holds the booking by stronger evidence than table and time (its
+/// reference, an operator; a split or refund only follows its origin): then a partner's no-show or cancellation cannot take it
 /// from seated or paid (see [`BookingStatus::may_release_to`]).
 pub(in crate::store) async fn held_firmly(
     conn: &mut Conn<'_>,
@@ -149,7 +197,7 @@ pub(in crate::store) async fn held_firmly(
 ) -> Result<bool, StoreError> {
     let firm: i64 = db::query_scalar(
         "SELECT COUNT(*) FROM sales WHERE booking_id = $1 AND state <> 'voided'
-             AND (match_rule IS NULL OR match_rule <> 'table_time')",
+             AND match_rule IN ('booking_reference', 'manual')",
     )
     .bind(booking_id)
     .fetch_one(conn)
@@ -222,18 +270,21 @@ pub(in crate::store) async fn suggestions(
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
     let (opened, _) = sale.facts.match_time();
-    let rows = db::query(
-        "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, b.tables, b.covers,
-             b.customer_name
-         FROM bookings b WHERE b.venue_id = $1 AND b.start_at >= $2 AND b.start_at <= $3
+    // The candidates' checks are counted as matching counts them, so the evidence an
+    // operator reads is the evidence the rules weighed.
+    let rows = db::query(format!(
+        "{} WHERE b.venue_id = $1 AND b.start_at >= $2 AND b.start_at <= $3
          ORDER BY b.start_at, b.id LIMIT 500",
-    )
+        candidate_select(4)
+    ))
     .bind(venue.id)
     .bind(time::minus(opened, SUGGEST_BEFORE).timestamp_millis())
     .bind(time::plus(opened, SUGGEST_AFTER).timestamp_millis())
+    .bind(sale_id)
     .fetch_all(conn)
     .await?;
-    let nearby = candidates(rows.clone())?;
+    let mut nearby = candidates(rows.clone())?;
+    note_moves(conn, &venue, &mut nearby, sale_id).await?;
     let ranked = suggest(&sale.facts, &nearby, &tied, limit);
     let mut records = Vec::with_capacity(ranked.len());
     for suggestion in ranked {
@@ -339,11 +390,16 @@ pub(in crate::store) async fn rematch_around_booking(
         set_link(conn, sale.id, &link).await?;
         touched.extend(sale.link.booking_id);
         touched.extend(link.booking_id);
-        if let Some(booking_id) = link.booking_id {
-            touched.extend(
-                adopt_lineage(conn, &sale.partner, venue.id, &sale.external_id, booking_id).await?,
-            );
-        }
+        touched.extend(
+            follow_origin(
+                conn,
+                &sale.partner,
+                venue.id,
+                &sale.external_id,
+                link.booking_id,
+            )
+            .await?,
+        );
     }
     touched.sort_unstable();
     touched.dedup();

@@ -48,7 +48,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 7] = [
+const MIGRATIONS: [(&str, &str); 8] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -76,6 +76,10 @@ const MIGRATIONS: [(&str, &str); 7] = [
     (
         "0007_floor_truth",
         include_str!("../../migrations/sqlite/0007_floor_truth.sql"),
+    ),
+    (
+        "0008_table_history",
+        include_str!("../../migrations/sqlite/0008_table_history.sql"),
     ),
 ];
 

@@ -29,13 +29,18 @@ pub(in crate::store) struct Venue {
 impl Venue {
     /// The sale's tables as the diary names them.
     pub(in crate::store) fn diary_tables(&self, tables: &[TableKey]) -> Vec<TableKey> {
-        tables
-            .iter()
-            .map(|t| match self.aliases.get(t.as_str()) {
+        let mut diary: Vec<TableKey> = Vec::with_capacity(tables.len());
+        for table in tables {
+            let table = match self.aliases.get(table.as_str()) {
                 Some(alias) => TableKey::from_normalised(alias.clone()),
-                None => t.clone(),
-            })
-            .collect()
+                None => table.clone(),
+            };
+            // A table named twice (or two names aliased to one) is one table.
+            if !diary.contains(&table) {
+                diary.push(table);
+            }
+        }
+        diary
     }
 }
 

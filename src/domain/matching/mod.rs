@@ -80,8 +80,12 @@ pub struct CandidateBooking {
     /// Other live checks matched to it that are still open, and that are closed.
     pub open_checks: usize,
     pub closed_checks: usize,
-    /// When the last of those closed checks was closed: when a party that has paid left.
+    /// When the last of those closed checks was first closed: when a party that has paid
+    /// left (a check reopened for a tip afterwards does not bring it back).
     pub last_closed_at: Option<DateTime<Utc>>,
+    /// When its party's checks had all left its tables (moved to other tables, or opened
+    /// on another table than booked): from then on, its tables are free for another party.
+    pub moved_away_at: Option<DateTime<Utc>>,
 }
 
 /// Which time of a sale decided its table-and-time match.

@@ -8,12 +8,15 @@
 //! prefers when it prefers any:
 //!
 //! 1. **Gone**: a party that has paid (or completed), or a walk-in whose checks are all
-//!    closed, has left the table: never a candidate for a new check (a table turn).
+//!    closed, has left the table: never a candidate for a new check (a table turn). So has
+//!    a party whose checks all moved to other tables (a transfer): the table it left is
+//!    free for the next party.
 //!    **Never came**: a reservation with no check at all whose booked end has passed, and
 //!    that nobody marked arrived or seated, is not a candidate either: a party that has
 //!    not sat down by the end of its booking is not coming, and a check opened then is the
 //!    next party's (a walk-in on an unmarked no-show's table). The late tolerance is for
-//!    checks of a party that is there: a second check, a round after the booked end.
+//!    checks of a party that is there: a second check, a round after the booked end. A
+//!    walk-in booking with no other check is the sale's own stand-in, never a candidate.
 //! 2. **Occupancy**: a booking with no open check of its own wins over one whose party
 //!    already has its check.
 //! 3. **Time**: the booking whose start is nearest the sale's time wins, unless another
@@ -57,7 +60,8 @@ struct Candidate<'a> {
 pub fn gone(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
     let finished = booking.status == BookingStatus::Completed
         || (booking.closed_checks > 0 && booking.open_checks == 0);
-    finished && booking.last_closed_at.is_none_or(|left| at >= left)
+    (finished && booking.last_closed_at.is_none_or(|left| at >= left))
+        || booking.moved_away_at.is_some_and(|moved| at >= moved)
 }
 
 /// Whether a booking's other checks were all closed before `at`: the party had paid when
@@ -81,6 +85,13 @@ pub fn never_came(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
         )
 }
 
+/// Whether a booking is only a walk-in made for the sale being decided: a walk-in with no
+/// other check. It stands for that check, not for a party; deciding the check again must
+/// not find the check's own stand-in.
+pub fn placeholder(booking: &CandidateBooking) -> bool {
+    booking.walk_in && booking.open_checks == 0 && booking.closed_checks == 0
+}
+
 /// Decides by table and time; see the module's documentation.
 pub fn decide(input: MatchInput<'_>) -> MatchDecision {
     let sale = input.sale;
@@ -94,6 +105,7 @@ pub fn decide(input: MatchInput<'_>) -> MatchDecision {
             from <= at && at <= to
         })
         .filter(|booking| !never_came(booking, at))
+        .filter(|booking| !placeholder(booking))
         .filter_map(|booking| {
             let table = sale.tables.iter().find(|t| booking.tables.contains(t))?;
             Some(Candidate {
@@ -238,7 +250,9 @@ pub fn evidence(
         (0, closed) => format!("{closed} closed check(s), none open"),
         (open, _) => format!("{open} open check(s)"),
     });
-    if gone(booking, at) {
+    if booking.moved_away_at.is_some_and(|moved| at >= moved) {
+        parts.push("its party moved to another table".to_owned());
+    } else if gone(booking, at) {
         parts.push(format!("{} (the party has left)", booking.status));
     }
     if booking.covers > 0 {

@@ -41,6 +41,7 @@ fn booking(id: i64, start: DateTime<Utc>, tables: &[&str]) -> CandidateBooking {
         open_checks: 0,
         closed_checks: 0,
         last_closed_at: None,
+        moved_away_at: None,
     }
 }
 
@@ -152,6 +153,37 @@ fn a_match_made_before_a_late_close_is_let_go_when_the_party_had_left() {
     assert!(!holds(&current(&b, at(20, 35)), Tolerances::default()));
     // ...one placed before it closed is still theirs.
     assert!(holds(&current(&b, at(20, 10)), Tolerances::default()));
+}
+
+#[test]
+fn the_table_a_party_moved_away_from_is_free_for_the_next_check() {
+    let mut b = booking(1, at(19, 0), &["3"]);
+    b.open_checks = 1;
+    b.moved_away_at = Some(at(20, 10));
+    assert_eq!(
+        decide_with(&sale(at(20, 20), &["3"]), std::slice::from_ref(&b)),
+        MatchDecision::Unmatched
+    );
+    // A check on the table before the party moved is still theirs.
+    assert_eq!(
+        matched(decide_with(&sale(at(19, 30), &["3"]), &[b])).booking_id,
+        1
+    );
+}
+
+#[test]
+fn a_walk_in_made_for_the_sale_itself_is_not_its_candidate() {
+    let mut stand_in = booking(1, at(18, 50), &["10"]);
+    stand_in.walk_in = true;
+    let reserved = booking(2, at(19, 30), &["10"]);
+    let s = sale(at(19, 25), &["10"]);
+    assert_eq!(
+        matched(decide_with(&s, &[stand_in.clone(), reserved])).booking_id,
+        2
+    );
+    // A walk-in with another check is a party at the table.
+    stand_in.open_checks = 1;
+    assert_eq!(matched(decide_with(&s, &[stand_in])).booking_id, 1);
 }
 
 #[test]

@@ -329,13 +329,12 @@ async fn partner_may_move(
     current: BookingStatus,
     next: BookingStatus,
 ) -> Result<bool, StoreError> {
-    if current.may_move_to(next, Mover::Partner) {
-        return Ok(true);
+    // Taking a seated or paid booking away (no-show, cancellation) is only for one its
+    // sales hold by table and time alone: never while a sale carries its reference.
+    if current.may_release_to(next, false) {
+        return Ok(!held_firmly(conn, booking_id).await?);
     }
-    if !current.may_release_to(next, false) {
-        return Ok(false);
-    }
-    Ok(!held_firmly(conn, booking_id).await?)
+    Ok(current.may_move_to(next, Mover::Partner))
 }
 
 /// Whether a partner's statement ranked `new` comes from before the one already applied,

@@ -6,6 +6,7 @@
 //! [`SaleSnapshot::supersedes`]); this module gathers their inputs and writes their results.
 
 mod bookings;
+mod history;
 mod sales;
 
 pub use sales::{FAIL_APPLY_SALE, FAIL_POINT_SALES};

@@ -11,10 +11,11 @@ use crate::store::matching::{
     LINK_COLUMNS, Link, SaleToMatch, StoredLink, StoredRef, WalkIn, current_match, decide_match,
     or_walk_in, set_link,
 };
-use crate::store::rematch::{adopt_lineage, follow_sales, rematch_around_booking};
+use crate::store::rematch::{follow_origin, follow_sales, rematch_around_booking};
 use crate::store::sql::{decimal_text, from_millis, json_list};
 use crate::store::{Ingested, StoreError};
 
+use super::history::learn_from_stale;
 use super::{Context, verdict};
 
 /// The stored state of a sale that decides how a new snapshot applies.
@@ -129,7 +130,13 @@ pub(in crate::store) async fn upsert_sale(
                 ),
             )),
         };
-        if let Some((reason, detail)) = skipped {
+        if let Some((reason, mut detail)) = skipped {
+            if reason == Reason::StaleUpdate
+                && let Some(learned) = learn_from_stale(conn, cx, stored.id, sale).await?
+            {
+                detail.push_str("; ");
+                detail.push_str(&learned);
+            }
             let mut result = verdict(cx.event_id, Outcome::Ignored, Some(reason), detail);
             result.sale_id = Some(stored.id);
             return Ok(result);
@@ -173,11 +180,16 @@ pub(in crate::store) async fn upsert_sale(
     let sale = sale.snapshot;
     let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
     let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
-    if let Some(booking_id) = link.booking_id {
-        touched.extend(
-            adopt_lineage(conn, cx.partner, cx.venue.id, &sale.external_id, booking_id).await?,
-        );
-    }
+    touched.extend(
+        follow_origin(
+            conn,
+            cx.partner,
+            cx.venue.id,
+            &sale.external_id,
+            link.booking_id,
+        )
+        .await?,
+    );
     touched.extend(stored.and_then(|s| s.link.booking_id));
     touched.sort_unstable();
     touched.dedup();
@@ -232,9 +244,9 @@ pub(in crate::store) async fn write_sale(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
              discount, deposit, covers, tables, booking_refs, last_event_id, created_at,
-             updated_at, items_digest, placed_at, guest_name)
+             updated_at, items_digest, placed_at, guest_name, first_seen_at, first_closed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $24, $25, $26, $27)
+             $19, $20, $21, $22, $23, $24, $24, $25, $26, $27, $28, $29)
          ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
              number = excluded.number, kind = excluded.kind,
              origin_external_id = excluded.origin_external_id, state = excluded.state,
@@ -246,7 +258,8 @@ pub(in crate::store) async fn write_sale(
              tables = excluded.tables, booking_refs = excluded.booking_refs,
              last_event_id = excluded.last_event_id, updated_at = excluded.updated_at,
              items_digest = excluded.items_digest, placed_at = excluded.placed_at,
-             guest_name = excluded.guest_name
+             guest_name = excluded.guest_name,
+             first_closed_at = COALESCE(sales.first_closed_at, excluded.first_closed_at)
          RETURNING id",
     )
     .bind(cx.venue.id)
@@ -276,6 +289,15 @@ pub(in crate::store) async fn write_sale(
     .bind(digest.as_str())
     .bind(placed.placed_at.map(|t| t.timestamp_millis()))
     .bind(sale.guest_name.as_ref().map(|n| n.as_str()))
+    // When this snapshot was taken: for the first one, when the check was first seen on
+    // its tables (a late older snapshot may show it was elsewhere before).
+    .bind(sale.updated_at.unwrap_or(sale.opened_at).timestamp_millis())
+    // The first close is when the party left; a reopened check keeps it.
+    .bind(
+        (sale.state == SaleState::Closed)
+            .then(|| sale.closed_at.or(sale.updated_at).unwrap_or(sale.opened_at))
+            .map(|t| t.timestamp_millis()),
+    )
     .fetch_one(conn)
     .await?;
     set_link(conn, sale_id, link).await?;

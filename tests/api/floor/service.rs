@@ -1,140 +1,12 @@
-//! Matching on a real service floor, through HTTP: table turns, parties moved, bar tabs
-//! moved to tables, walk-ins on no-show tables, names, covers and occupancy, refunds, and
-//! what an operator sees when candidates tie. Checks are Lightspeed K-Series order
-//! notifications shaped like seed 001's split-check account, with the floor's fields changed.
+//! Turns, parties moved, bar tabs moved to tables, walk-ins on no-show tables, names,
+//! covers and occupancy, refunds, and what an operator sees when candidates tie.
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, fixture, json_of, spawn};
-
-/// The POS reservation-status seed's location and reservation id.
-const SAMPLE_LOCATION: &str = "9765040300495493";
-
-/// Epoch milliseconds of an RFC 3339 instant, as Lightspeed sends times.
-fn ms(at: &str) -> i64 {
-    DateTime::parse_from_rfc3339(at)
-        .expect("test instant")
-        .with_timezone(&Utc)
-        .timestamp_millis()
-}
-
-/// One snapshot of a check as Lightspeed notifies it.
-struct Check<'a> {
-    id: &'a str,
-    notification: &'a str,
-    opened: &'a str,
-    updated: &'a str,
-    tables: &'a [&'a str],
-    total: &'a str,
-    covers: Option<i64>,
-}
-
-impl<'a> Check<'a> {
-    fn open(id: &'a str, opened: &'a str, tables: &'a [&'a str]) -> Self {
-        Self {
-            id,
-            notification: "OPEN",
-            opened,
-            updated: opened,
-            tables,
-            total: "40.00",
-            covers: None,
-        }
-    }
-
-    fn update(mut self, updated: &'a str, tables: &'a [&'a str]) -> Self {
-        self.notification = "UPDATE";
-        self.updated = updated;
-        self.tables = tables;
-        self
-    }
-
-    fn close(mut self, updated: &'a str) -> Self {
-        self.notification = "CLOSE";
-        self.updated = updated;
-        self
-    }
-
-    /// The notification's JSON, on the split-check venue's location.
-    fn body(&self) -> Value {
-        let mut body: Value = serde_json::from_slice(&fixture("open_split_check_original.json"))
-            .expect("fixture is JSON");
-        body["notificationType"] = json!(self.notification);
-        let account = &mut body["account"];
-        account["id"] = json!(self.id);
-        account["openDate"] = json!(ms(self.opened));
-        account["updateDate"] = json!(ms(self.updated));
-        account["tables"] = json!(self.tables);
-        account["tableName"] = self.tables.first().map_or(Value::Null, |t| json!(t));
-        account["tableNumber"] = Value::Null;
-        account["orderMode"] = json!(if self.tables.is_empty() {
-            "BAR_TAB"
-        } else {
-            "TABLE"
-        });
-        let total: f64 = self.total.parse().expect("test total");
-        account["totalAmount"] = json!(total);
-        account["paidAmount"] = json!(if self.notification == "CLOSE" {
-            total
-        } else {
-            0.0
-        });
-        account["taxAmount"] = json!(0);
-        account["preTaxAmount"] = json!(total);
-        account["transactionLines"] = json!([]);
-        account["coverCount"] = self.covers.map_or(Value::Null, |c| json!(c));
-        if self.notification == "CLOSE" {
-            account["closeDate"] = json!(ms(self.updated));
-        }
-        body
-    }
-}
-
-async fn post(app: &TestApp, body: &Value) -> Value {
-    let response = app.post_lightspeed(body.to_string().as_bytes()).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let answer = json_of(response).await;
-    assert_eq!(answer["outcome"], "processed", "{answer}");
-    answer
-}
-
-async fn send(app: &TestApp, check: &Check<'_>) -> Value {
-    post(app, &check.body()).await
-}
-
-/// The one sale with this account id.
-async fn sale(app: &TestApp, id: &str) -> Value {
-    let sales = app.sales_with_external_id(id).await;
-    assert_eq!(sales.len(), 1, "{sales:?}");
-    sales.into_iter().next().unwrap_or_default()
-}
-
-async fn floor(app: &TestApp) -> i64 {
-    app.venue_with_location("lightspeed", SPLIT_LOCATION, true)
-        .await
-}
-
-async fn booked(app: &TestApp, venue: i64, start: &str, minutes: i64, table: &str) -> i64 {
-    app.booking(
-        venue,
-        json!({ "start": start, "duration_minutes": minutes, "covers": 2, "tables": [table] }),
-    )
-    .await
-}
-
-fn sale_ids(booking: &Value) -> Vec<String> {
-    booking["sales"]
-        .as_array()
-        .map(|sales| {
-            sales
-                .iter()
-                .filter_map(|s| s["external_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use super::*;
+use crate::helpers::{Db, json_of, spawn};
 
 async fn a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking(db: Db) {
     let app = spawn(db).await;
@@ -160,26 +32,6 @@ async fn a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking(db:
     );
     assert_eq!(late_view["status"], "seated");
     assert_eq!(late_view["sales"][0]["match"]["rule"], "table_time");
-}
-
-async fn a_late_close_gives_back_the_check_the_next_party_opened(db: Db) {
-    let app = spawn(db).await;
-    let venue = floor(&app).await;
-    let early = booked(&app, venue, "2026-03-06T18:00:00Z", 105, "5").await;
-    booked(&app, venue, "2026-03-06T21:00:00Z", 105, "5").await;
-
-    let first = Check::open("9051", "2026-03-06T18:02:00Z", &["5"]);
-    send(&app, &first).await;
-    // A walk-in sits down at 19:50; the first party paid at 19:40, but that CLOSE is
-    // delivered only after the walk-in's check (a partner retry).
-    send(&app, &Check::open("9052", "2026-03-06T19:50:00Z", &["5"])).await;
-    send(&app, &first.close("2026-03-06T19:40:00Z")).await;
-
-    let view = app.booking_view(early).await;
-    assert_eq!(sale_ids(&view), ["9051"], "{view}");
-    assert_eq!(view["status"], "paid");
-    let walk_in = sale(&app, "9052").await;
-    assert_ne!(walk_in["match"]["booking_id"], json!(early), "{walk_in}");
 }
 
 async fn a_party_moved_to_another_table_keeps_its_check_on_its_booking(db: Db) {
@@ -275,17 +127,6 @@ async fn a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there(db: Db) {
     assert_eq!(sale(&app, "9302").await["match"]["time_basis"], "opened");
 }
 
-/// The POS reservation-status seed for a reservation, in a given status.
-fn pos_status(reservation: &str, status: &str) -> Value {
-    let mut body: Value =
-        serde_json::from_slice(&fixture("pos_reservation_seated.json")).expect("fixture is JSON");
-    body["platformReservationId"] = json!(reservation);
-    body["status"] = json!(status);
-    body["tables"] = json!(["1"]);
-    body["covers"] = json!(2);
-    body
-}
-
 async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
     let app = spawn(db).await;
     let venue = app
@@ -345,22 +186,6 @@ async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
     assert!(sale_ids(&view).is_empty());
 }
 
-/// A joined table 5+6 with one booking on each half, both at 19:00.
-async fn two_bookings_on_joined_tables(app: &TestApp) -> (i64, i64) {
-    let venue = floor(app).await;
-    let five = app
-        .booking(venue, json!({ "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"], "customer": { "name": "Ana Lopez" } }))
-        .await;
-    let six = app
-        .booking(venue, json!({ "start": "2026-03-06T19:00:00Z", "covers": 6, "tables": ["6"], "customer": { "name": "Zoë Müller" } }))
-        .await;
-    (five, six)
-}
-
-fn joined(id: &str) -> Value {
-    Check::open(id, "2026-03-06T19:04:00Z", &["5", "6"]).body()
-}
-
 async fn equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evidence(db: Db) {
     let app = spawn(db).await;
     let (five, six) = two_bookings_on_joined_tables(&app).await;
@@ -389,37 +214,6 @@ async fn equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evid
             "{candidate}"
         );
     }
-}
-
-/// An operator's page (`/ui/...`), signed in with the admin token.
-async fn operator_page(app: &TestApp, path: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = client
-        .post(format!("{}/ui/login", app.base))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await
-        .expect("login");
-    let cookie = login
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ");
-    assert!(!cookie.is_empty(), "signed in");
-    let page = client
-        .get(format!("{}{path}", app.base))
-        .header(reqwest::header::COOKIE, cookie)
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), StatusCode::OK);
-    page.text().await.expect("page text")
 }
 
 async fn the_inbox_shows_the_evidence_for_each_tied_booking(db: Db) {
@@ -574,9 +368,123 @@ async fn pos_covers_stand_beside_booked_covers_and_the_venue_picks_the_divisor(d
     );
 }
 
+async fn the_table_a_party_moved_away_from_is_free_for_the_next_party(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let anna = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "3").await;
+    let dan = booked(&app, venue, "2026-03-06T20:30:00Z", 120, "12").await;
+
+    // Anna's party moves from table 3 to table 12 at 20:10 and is still eating there.
+    let check = Check::open("9151", "2026-03-06T19:02:00Z", &["3"]);
+    send(&app, &check).await;
+    send(&app, &check.update("2026-03-06T20:10:00Z", &["12"])).await;
+    // A walk-in sits at table 3 at 20:20.
+    send(&app, &Check::open("9152", "2026-03-06T20:20:00Z", &["3"])).await;
+    let walk_in = sale(&app, "9152").await;
+    assert_ne!(walk_in["match"]["booking_id"], json!(anna), "{walk_in}");
+    assert_eq!(sale_ids(&app.booking_view(anna).await), ["9151"]);
+
+    // Anna pays; Dan, booked on 12, is seated on 3 instead (a swap).
+    send(
+        &app,
+        &check
+            .update("2026-03-06T20:10:00Z", &["12"])
+            .close("2026-03-06T21:00:00Z"),
+    )
+    .await;
+    send(&app, &Check::open("9153", "2026-03-06T20:35:00Z", &["3"])).await;
+    let anna_view = app.booking_view(anna).await;
+    assert_eq!(
+        anna_view["status"], "paid",
+        "a paid party is not seated again"
+    );
+    assert_eq!(sale_ids(&anna_view), ["9151"]);
+    let id = sale(&app, "9153").await["id"].as_i64().expect("sale id");
+    let suggestions = app.admin_get(&format!("/sales/{id}/suggestions")).await;
+    let for_anna = suggestions
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["booking_id"] == anna))
+        .cloned()
+        .unwrap_or_default();
+    let reason = for_anna["reason"].as_str().unwrap_or_default();
+    assert!(!reason.contains("no check yet"), "{reason}");
+    assert!(reason.contains("moved to another table"), "{reason}");
+    let _ = dan;
+}
+
+async fn a_check_or_booking_on_too_many_tables_is_refused_clearly(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let many: Vec<String> = (0..1000).map(|t| t.to_string()).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let response = app
+        .post_lightspeed(
+            Check::open("9161", "2026-03-06T19:00:00Z", &many)
+                .body()
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer = json_of(response).await;
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tables"),
+        "{answer}"
+    );
+
+    // The same table named a thousand times is one table.
+    let booking = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "30").await;
+    let same = vec!["30"; 1000];
+    post(
+        &app,
+        &Check::open("9162", "2026-03-06T19:05:00Z", &same).body(),
+    )
+    .await;
+    assert_eq!(sale(&app, "9162").await["match"]["booking_id"], booking);
+
+    let tables: Vec<String> = (0..65).map(|t| format!("T{t}")).collect();
+    let (status, refused) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "start": "2026-03-06T19:00:00Z", "tables": tables }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+}
+
+async fn odd_origins_and_statuses_are_not_taken_as_evidence(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SAMPLE_LOCATION, true)
+        .await;
+    // An empty POS status says nothing.
+    let answer = post_any(&app, &pos_status("R-1", "")).await;
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+
+    // An account naming itself as its origin is a plain sale, matched on its own evidence.
+    let booking = app
+        .booking(
+            venue,
+            json!({ "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"] }),
+        )
+        .await;
+    let mut own = Check::open("9171", "2026-03-06T19:05:00Z", &["5"]).body();
+    own["businessLocationId"] = json!(9_765_040_300_495_493u64);
+    own["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    own["account"]["originAccountId"] = json!("9171");
+    post(&app, &own).await;
+    let itself = sale(&app, "9171").await;
+    assert_eq!(itself["origin_external_id"], Value::Null, "{itself}");
+    assert_eq!(itself["match"]["rule"], "table_time");
+    assert_eq!(itself["match"]["booking_id"], booking);
+}
+
 crate::on_both_stores!(
     a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking,
-    a_late_close_gives_back_the_check_the_next_party_opened,
     a_party_moved_to_another_table_keeps_its_check_on_its_booking,
     a_booking_whose_only_sale_leaves_returns_to_its_status_before_sales,
     a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there,
@@ -588,4 +496,7 @@ crate::on_both_stores!(
     a_name_never_overrides_a_reference,
     refunds_naming_their_origin_are_counted_as_refunds,
     pos_covers_stand_beside_booked_covers_and_the_venue_picks_the_divisor,
+    the_table_a_party_moved_away_from_is_free_for_the_next_party,
+    a_check_or_booking_on_too_many_tables_is_refused_clearly,
+    odd_origins_and_statuses_are_not_taken_as_evidence,
 );
