@@ -151,6 +151,7 @@ proptest! {
             closed_checks: 0,
             last_closed_at: Some(instant(opened)),
             moved_away_at: None,
+            checks_anywhere: 1,
         };
         let mut sale = crate::domain::SaleFacts {
             kind: crate::domain::SaleKind::Sale,

@@ -165,7 +165,7 @@ pub fn generate(seed: u64, index: u32) -> Day {
 impl Builder {
     /// Seats the day's parties; [`Builder::finish`] turns them into deliveries.
     fn plan(seed: u64, index: u32) -> Self {
-        let base = NaiveDate::from_ymd_opt(2027, 1, 4).unwrap_or_default();
+        let base = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
         let mut builder = Builder {
             rng: Rng::with_seed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(index)),
             date: base + Duration::days(i64::from(index % 28)),

@@ -276,7 +276,7 @@ pub(in crate::store) async fn bookings_near(
         query = query.bind(json_member_pattern(table.as_str()));
     }
     let mut near = candidates(query.fetch_all(conn).await?)?;
-    note_moves(conn, venue, &mut near, exclude).await?;
+    note_presence(conn, venue, &mut near, exclude).await?;
     Ok(near)
 }
 
@@ -332,51 +332,75 @@ pub(in crate::store) fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBookin
                     .map(from_millis)
                     .transpose()?,
                 moved_away_at: None,
+                checks_anywhere: count("open_checks") + count("closed_checks"),
             })
         })
         .collect()
 }
 
-/// Fills in, for each candidate with checks, when its party's checks had all left its
-/// tables (`moved_away_at`): each live check (but sale `exclude`) on other tables than the
-/// booking's, as the venue names them, placed there (or opened there) by then. A check on
-/// no table (a tab at the bar) says nothing of where the party sits.
-pub(in crate::store) async fn note_moves(
+/// Where each candidate's party is, from its other live checks (but sale `exclude`), as
+/// a host reads the floor: only checks on the booking's own tables (as the venue names
+/// them) hold those tables (`open_checks`, `closed_checks`, and `last_closed_at` from
+/// each check's first close: a check reopened later for a tip does not bring the party
+/// back); a tab at the bar holds no table; refunds say nothing of where anyone sits. When
+/// every check is on other tables, the party moved away (`moved_away_at`: when the last
+/// got there).
+pub(in crate::store) async fn note_presence(
     conn: &mut Conn<'_>,
     venue: &Venue,
     bookings: &mut [CandidateBooking],
     exclude: i64,
 ) -> Result<(), StoreError> {
-    for booking in bookings
-        .iter_mut()
-        .filter(|b| b.open_checks + b.closed_checks > 0)
-    {
+    for booking in bookings.iter_mut().filter(|b| b.checks_anywhere > 0) {
         let rows = db::query(
-            "SELECT tables, placed_at, opened_at FROM sales
-             WHERE booking_id = $1 AND state <> 'voided' AND id <> $2",
+            "SELECT tables, state, kind, placed_at, opened_at, first_closed_at, closed_at
+             FROM sales WHERE booking_id = $1 AND state <> 'voided' AND id <> $2",
         )
         .bind(booking.id)
         .bind(exclude)
         .fetch_all(conn)
         .await?;
-        let mut latest: Option<DateTime<Utc>> = None;
-        let mut all_elsewhere = !rows.is_empty();
+        let (mut open, mut closed, mut left) = (0, 0, None);
+        let (mut elsewhere, mut moved) = (0, None);
+        let mut counted = 0;
         for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            if kind == SaleKind::Refund.as_str() {
+                continue;
+            }
+            counted += 1;
             let tables: String = row.try_get("tables")?;
             let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
             let tables: Vec<TableKey> = tables.into_iter().map(TableKey::from_normalised).collect();
             let tables = venue.diary_tables(&tables);
-            if tables.is_empty() || tables.iter().any(|t| booking.tables.contains(t)) {
-                all_elsewhere = false;
-                break;
+            if tables.iter().any(|t| booking.tables.contains(t)) {
+                let state: String = row.try_get("state")?;
+                if state == SaleState::Open.as_str() {
+                    open += 1;
+                } else {
+                    closed += 1;
+                    let first_close = match row.try_get::<Option<i64>>("first_closed_at")? {
+                        Some(ms) => Some(ms),
+                        None => row.try_get::<Option<i64>>("closed_at")?,
+                    };
+                    left = left.max(first_close.map(from_millis).transpose()?);
+                }
+            } else if !tables.is_empty() {
+                elsewhere += 1;
+                let since = match row.try_get::<Option<i64>>("placed_at")? {
+                    Some(ms) => from_millis(ms)?,
+                    None => from_millis(row.try_get("opened_at")?)?,
+                };
+                moved = moved.max(Some(since));
             }
-            let since = match row.try_get::<Option<i64>>("placed_at")? {
-                Some(ms) => from_millis(ms)?,
-                None => from_millis(row.try_get("opened_at")?)?,
-            };
-            latest = latest.max(Some(since));
         }
-        booking.moved_away_at = if all_elsewhere { latest } else { None };
+        booking.open_checks = open;
+        booking.closed_checks = closed;
+        booking.last_closed_at = left;
+        booking.checks_anywhere = counted;
+        booking.moved_away_at = (elsewhere > 0 && elsewhere == counted)
+            .then_some(moved)
+            .flatten();
     }
     Ok(())
 }
@@ -386,6 +410,7 @@ pub(in crate::store) async fn note_moves(
 /// before these were kept.
 pub(in crate::store) async fn current_match(
     conn: &mut Conn<'_>,
+    venue: &Venue,
     sale_id: i64,
     stored: &StoredLink,
 ) -> Result<Option<CurrentMatch>, StoreError> {
@@ -396,13 +421,17 @@ pub(in crate::store) async fn current_match(
     if stored.rule.as_deref() != Some(MatchRule::TableTime.as_str()) {
         return Ok(None);
     }
-    Ok(candidate_booking(conn, booking_id, sale_id)
-        .await?
-        .map(|booking| CurrentMatch {
-            booking,
-            reason: stored.reason.clone().unwrap_or_default(),
-            decided_by,
-        }))
+    let Some(booking) = candidate_booking(conn, booking_id, sale_id).await? else {
+        return Ok(None);
+    };
+    let mut booking = [booking];
+    note_presence(conn, venue, &mut booking, sale_id).await?;
+    let [booking] = booking;
+    Ok(Some(CurrentMatch {
+        booking,
+        reason: stored.reason.clone().unwrap_or_default(),
+        decided_by,
+    }))
 }
 
 /// A sale's link as stored.

@@ -18,7 +18,7 @@ use crate::store::sql::{from_millis, json_list, parse_status};
 
 use crate::store::matching::{
     FACT_COLUMNS, Link, SaleToMatch, WalkIn, candidate_select, candidates, current_match,
-    decide_match, note_moves, or_walk_in, set_link, stored_facts,
+    decide_match, note_presence, or_walk_in, set_link, stored_facts,
 };
 use crate::store::venue::*;
 
@@ -116,7 +116,8 @@ pub(in crate::store) async fn follow_sales(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let rows = db::query(
-        "SELECT b.status, b.pre_sales_status, b.source, s.state, s.match_rule
+        "SELECT b.status, b.pre_sales_status, b.source, b.end_at, s.state, s.match_rule,
+             s.first_closed_at, s.version
          FROM bookings b LEFT JOIN sales s ON s.booking_id = b.id
          WHERE b.id = $1",
     )
@@ -140,7 +141,8 @@ pub(in crate::store) async fn follow_sales(
             Some(SaleState::Voided) | None => {}
             Some(state) => {
                 summary.live += 1;
-                summary.open += usize::from(state == SaleState::Open);
+                let reopened_after_leaving = reopened_after_leaving(row)?;
+                summary.open += usize::from(state == SaleState::Open && !reopened_after_leaving);
                 if rule.as_deref() == Some(MatchRule::BookingReference.as_str()) {
                     referenced.live += 1;
                 }
@@ -172,6 +174,25 @@ pub(in crate::store) async fn follow_sales(
         record_transition(conn, booking_id, current, next, cause, event_id, now).await?;
     }
     Ok(())
+}
+
+/// How long after its first close a reopened check may still be its party's (a last round,
+/// a payment taken again at the table).
+const STILL_AT_THE_TABLE: chrono::Duration = chrono::Duration::minutes(30);
+
+/// Whether a row's sale is a check reopened after its party left: first closed, open again
+/// at a time past both its booking's end and a while after that close (a tip added, a
+/// correction made in the office days later). It does not seat the party again.
+fn reopened_after_leaving(row: &db::Row) -> Result<bool, StoreError> {
+    let (Some(first_closed), Some(version)) = (
+        row.try_get::<Option<i64>>("first_closed_at")?,
+        row.try_get::<Option<i64>>("version")?,
+    ) else {
+        return Ok(false);
+    };
+    let end: i64 = row.try_get("end_at")?;
+    let grace = STILL_AT_THE_TABLE.num_milliseconds();
+    Ok(version > end && version > first_closed.saturating_add(grace))
 }
 
 /// Keeps (or forgets) the status a booking had before its sales moved it.
@@ -284,7 +305,7 @@ pub(in crate::store) async fn suggestions(
     .fetch_all(conn)
     .await?;
     let mut nearby = candidates(rows.clone())?;
-    note_moves(conn, &venue, &mut nearby, sale_id).await?;
+    note_presence(conn, &venue, &mut nearby, sale_id).await?;
     let ranked = suggest(&sale.facts, &nearby, &tied, limit);
     let mut records = Vec::with_capacity(ranked.len());
     for suggestion in ranked {
@@ -362,7 +383,7 @@ pub(in crate::store) async fn rematch_around_booking(
             continue;
         }
         sale.facts.tables = venue.diary_tables(&sale.facts.tables);
-        let current = current_match(conn, sale.id, &sale.link).await?;
+        let current = current_match(conn, venue, sale.id, &sale.link).await?;
         let decision = decide_match(
             conn,
             &sale.partner,

@@ -51,7 +51,7 @@ async fn an_unmatched_sale_comes_with_ranked_explained_suggestions(db: Db) {
     );
     assert_eq!(
         suggestions[0]["reason"],
-        "not the sale's table: table 4, opened 8 min after the booking's start, no check yet, \
+        "not the sale's table: table 4, opened 8 min after the booking's start, no other check yet, \
          3 covers booked, 2 on the check"
     );
     assert_eq!(suggestions[0]["covers"], 3);

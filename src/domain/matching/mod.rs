@@ -77,9 +77,12 @@ pub struct CandidateBooking {
     pub guest_name: Option<super::booking::GuestName>,
     /// A walk-in booking made for a check, not a reservation.
     pub walk_in: bool,
-    /// Other live checks matched to it that are still open, and that are closed.
+    /// Its other live checks on its own tables that are still open, and that are closed
+    /// (a tab at the bar or a check on another table does not hold this table).
     pub open_checks: usize,
     pub closed_checks: usize,
+    /// All its other live checks, wherever they are (0: its party has no check at all).
+    pub checks_anywhere: usize,
     /// When the last of those closed checks was first closed: when a party that has paid
     /// left (a check reopened for a tip afterwards does not bring it back).
     pub last_closed_at: Option<DateTime<Utc>>,

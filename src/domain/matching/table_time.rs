@@ -21,10 +21,12 @@
 //!    already has its check.
 //! 3. **Time**: the booking whose start is nearest the sale's time wins, unless another
 //!    starts within [`TIE_MARGIN`] of it (then time cannot tell them apart).
-//! 4. **Name**: among those, when the check names its guest, the bookings under the same
+//! 4. **Marked seated**: among those, a party the POS or the host marked arrived or seated
+//!    that has no check yet wins over a booking not marked (it has not come yet).
+//! 5. **Name**: among those, when the check names its guest, the bookings under the same
 //!    family name win. A name only ever decides between otherwise equal candidates: the
 //!    name on a check is often the payer's, not the booker's.
-//! 5. **Covers**: among those, the one whose booked covers equal the check's, if only one.
+//! 6. **Covers**: among those, the one whose booked covers equal the check's, if only one.
 //!
 //! One left is the match; several are ambiguous and all are named, with the evidence for
 //! each; none is unmatched. Each step that decided is said in the match's reason.
@@ -37,7 +39,7 @@ use super::{
     MatchedBooking, TimeBasis, describe_offset, widened_window,
 };
 use crate::domain::booking::{BookingStatus, GuestName};
-use crate::domain::sale::SaleFacts;
+use crate::domain::sale::{SaleFacts, SaleKind};
 use crate::domain::table::TableKey;
 
 /// Two bookings whose starts lie this close to a sale's time cannot be told apart by time.
@@ -76,8 +78,7 @@ pub fn left_before(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
 /// Whether a booking's party had, by `at`, shown no sign of coming: no check at all, its
 /// booked end passed, and nobody marked it arrived or seated.
 pub fn never_came(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
-    booking.open_checks == 0
-        && booking.closed_checks == 0
+    booking.checks_anywhere == 0
         && at >= booking.end
         && !matches!(
             booking.status,
@@ -85,16 +86,30 @@ pub fn never_came(booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
         )
 }
 
+/// Whether a booking was marked arrived or seated (by the POS, by the host) before any
+/// check of its own: its party is at the table, waiting for its first check.
+fn marked_present(booking: &CandidateBooking) -> bool {
+    matches!(
+        booking.status,
+        BookingStatus::Arrived | BookingStatus::Seated
+    ) && booking.checks_anywhere == 0
+}
+
 /// Whether a booking is only a walk-in made for the sale being decided: a walk-in with no
 /// other check. It stands for that check, not for a party; deciding the check again must
 /// not find the check's own stand-in.
 pub fn placeholder(booking: &CandidateBooking) -> bool {
-    booking.walk_in && booking.open_checks == 0 && booking.closed_checks == 0
+    booking.walk_in && booking.checks_anywhere == 0
 }
 
 /// Decides by table and time; see the module's documentation.
 pub fn decide(input: MatchInput<'_>) -> MatchDecision {
     let sale = input.sale;
+    // A refund says nothing about who sits at a table: it belongs to its origin's booking
+    // (lineage) or to the one its reference names, never to whoever is booked there.
+    if sale.kind == SaleKind::Refund {
+        return MatchDecision::Unmatched;
+    }
     let (at, basis) = sale.match_time();
     let fitting: Vec<Candidate<'_>> = input
         .nearby
@@ -155,6 +170,15 @@ pub fn decide(input: MatchInput<'_>) -> MatchDecision {
     left.retain(|c| c.distance <= within);
     if left.len() < before {
         notes.push("its start is the nearest".to_owned());
+    }
+    // A party the POS or the host marked arrived or seated, with no check yet, is the one
+    // sitting there; a booking not marked has not come yet.
+    if left.len() > 1
+        && left.iter().any(|c| marked_present(c.booking))
+        && left.iter().any(|c| !marked_present(c.booking))
+    {
+        left.retain(|c| marked_present(c.booking));
+        notes.push("its party was marked seated".to_owned());
     }
     if left.len() > 1 && left.iter().any(|c| c.name == NameEvidence::Agrees) {
         left.retain(|c| c.name == NameEvidence::Agrees);
@@ -245,11 +269,18 @@ pub fn evidence(
         tables_phrase(&booking.tables),
         describe_offset(at, basis, booking.start),
     ];
-    parts.push(match (booking.open_checks, booking.closed_checks) {
-        (0, 0) => "no check yet".to_owned(),
-        (0, closed) => format!("{closed} closed check(s), none open"),
-        (open, _) => format!("{open} open check(s)"),
-    });
+    parts.push(
+        match (
+            booking.open_checks,
+            booking.closed_checks,
+            booking.checks_anywhere,
+        ) {
+            (0, 0, 0) => "no other check yet".to_owned(),
+            (0, 0, elsewhere) => format!("{elsewhere} other check(s), none on its tables"),
+            (0, closed, _) => format!("{closed} other closed check(s), none open"),
+            (open, _, _) => format!("{open} other open check(s)"),
+        },
+    );
     if booking.moved_away_at.is_some_and(|moved| at >= moved) {
         parts.push("its party moved to another table".to_owned());
     } else if gone(booking, at) {

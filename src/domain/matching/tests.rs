@@ -42,6 +42,7 @@ fn booking(id: i64, start: DateTime<Utc>, tables: &[&str]) -> CandidateBooking {
         closed_checks: 0,
         last_closed_at: None,
         moved_away_at: None,
+        checks_anywhere: 0,
     }
 }
 
@@ -149,6 +150,7 @@ fn a_match_made_before_a_late_close_is_let_go_when_the_party_had_left() {
     assert!(holds(&current(&b, at(20, 35)), Tolerances::default()));
     // Its other check closed at 20:30: a check placed at 20:35 was the next party's...
     b.closed_checks = 1;
+    b.checks_anywhere = 1;
     b.last_closed_at = Some(at(20, 30));
     assert!(!holds(&current(&b, at(20, 35)), Tolerances::default()));
     // ...one placed before it closed is still theirs.
@@ -159,6 +161,7 @@ fn a_match_made_before_a_late_close_is_let_go_when_the_party_had_left() {
 fn the_table_a_party_moved_away_from_is_free_for_the_next_check() {
     let mut b = booking(1, at(19, 0), &["3"]);
     b.open_checks = 1;
+    b.checks_anywhere = 1;
     b.moved_away_at = Some(at(20, 10));
     assert_eq!(
         decide_with(&sale(at(20, 20), &["3"]), std::slice::from_ref(&b)),
@@ -183,6 +186,7 @@ fn a_walk_in_made_for_the_sale_itself_is_not_its_candidate() {
     );
     // A walk-in with another check is a party at the table.
     stand_in.open_checks = 1;
+    stand_in.checks_anywhere = 1;
     assert_eq!(matched(decide_with(&s, &[stand_in])).booking_id, 1);
 }
 
@@ -202,6 +206,7 @@ fn a_booking_with_no_check_by_its_end_is_not_given_a_later_first_check() {
     assert_eq!(matched(decide_with(&late, &[seated])).booking_id, 1);
     let mut eating = b.clone();
     eating.open_checks = 1;
+    eating.checks_anywhere = 1;
     assert_eq!(matched(decide_with(&late, &[eating])).booking_id, 1);
     // Before its end it is still a candidate.
     let on_time = sale(at(20, 20), &["10"]);
@@ -214,6 +219,7 @@ fn on_a_table_turn_the_party_that_paid_and_left_is_passed_over() {
     let mut first = booking(1, at(18, 0), &["10"]);
     first.status = BookingStatus::Paid;
     first.closed_checks = 1;
+    first.checks_anywhere = 1;
     let second = booking(2, at(19, 30), &["10"]);
     let m = matched(decide_with(
         &sale(at(19, 25), &["10"]),
@@ -232,6 +238,7 @@ fn on_a_table_turn_the_party_that_paid_and_left_is_passed_over() {
         if left == BookingStatus::Seated {
             earlier.walk_in = true;
             earlier.closed_checks = 1;
+            earlier.checks_anywhere = 1;
         }
         let later = booking(4, at(19, 30), &["10"]);
         let m = matched(decide_with(&sale(at(19, 20), &["10"]), &[earlier, later]));
@@ -255,6 +262,7 @@ fn a_booking_whose_party_has_its_check_yields_to_one_without() {
     let mut first = booking(1, at(18, 0), &["10"]);
     first.status = BookingStatus::Seated;
     first.open_checks = 1;
+    first.checks_anywhere = 1;
     let second = booking(2, at(19, 15), &["10"]);
     let m = matched(decide_with(&sale(at(19, 0), &["10"]), &[first, second]));
     assert_eq!(m.booking_id, 2);
@@ -333,7 +341,7 @@ fn the_ambiguity_names_every_table_and_booking_that_tied() {
         evidence[0],
         CandidateEvidence {
             booking_id: 1,
-            evidence: "table 10, opened 5 min after the booking's start, no check yet".into()
+            evidence: "table 10, opened 5 min after the booking's start, no other check yet".into()
         }
     );
 }
@@ -498,7 +506,7 @@ fn suggestions_put_tied_bookings_first_then_the_sales_table_then_the_nearest() {
     );
     assert_eq!(
         suggestions[0].reason,
-        "fits as well as another: table 10, opened 12 min after the booking's start, no check yet"
+        "fits as well as another: table 10, opened 12 min after the booking's start, no other check yet"
     );
     assert!(
         suggestions[3]

@@ -90,6 +90,10 @@ fn placed_at(
     Some(sale.updated_at.unwrap_or(now).max(sale.opened_at))
 }
 
+/// How far ahead of this server's clock a snapshot's own time may be: POS clocks drift
+/// and venues sit in every zone, but not by a day.
+const MAX_CLOCK_AHEAD: chrono::Duration = chrono::Duration::days(1);
+
 /// A fail point in applying a sale, for the tests that prove a panic inside one write fails
 /// that write alone. Only sales whose id starts with [`FAIL_POINT_SALES`] reach it, so a test
 /// that configures it never disturbs another's sales (fail points are global to a process).
@@ -108,6 +112,19 @@ pub(in crate::store) async fn upsert_sale(
         sale.external_id.starts_with(FAIL_POINT_SALES),
         |_| Err(StoreError::Unsupported("fail point".to_owned()))
     );
+    // A snapshot stamped far ahead of our clock (a POS clock gone wrong, a hostile partner)
+    // would outrank every real snapshot after it and freeze the check: not applied.
+    if sale.version > crate::domain::time::plus(cx.now, MAX_CLOCK_AHEAD).timestamp_millis() {
+        return Ok(verdict(
+            cx.event_id,
+            Outcome::Failed,
+            Some(Reason::InvalidPayload),
+            format!(
+                "snapshot of sale {} is stamped more than a day ahead of this server's clock",
+                sale.external_id
+            ),
+        ));
+    }
     let stored = stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
     if let Some(stored) = &stored {
         let skipped = match sale.supersedes(stored.version, stored.state) {
@@ -153,7 +170,7 @@ pub(in crate::store) async fn upsert_sale(
         ),
         _ => {
             let current = match &stored {
-                Some(stored) => current_match(conn, stored.id, &stored.link).await?,
+                Some(stored) => current_match(conn, cx.venue, stored.id, &stored.link).await?,
                 None => None,
             };
             let to_match = SaleToMatch {

@@ -144,7 +144,62 @@ async fn a_late_first_close_gives_back_a_check_given_while_the_party_seemed_to_s
     );
 }
 
+async fn a_snapshot_stamped_far_in_the_future_does_not_freeze_the_check(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = booked(&app, venue, "2026-03-06T19:00:00Z", 120, "5").await;
+    let check = Check::open("9095", "2026-03-06T19:05:00Z", &["5"]);
+    send(&app, &check).await;
+    let future = post_any(&app, &check.update("2190-01-01T00:00:00Z", &["5"]).body()).await;
+    assert_eq!(future["reason"], "invalid_payload", "{future}");
+    send(&app, &check.close("2026-03-06T20:30:00Z")).await;
+    assert_eq!(sale(&app, "9095").await["state"], "closed");
+    assert_eq!(app.booking_view(booking).await["status"], "paid");
+}
+
+async fn a_check_reopened_days_later_does_not_seat_its_party_again(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let friday = booked(&app, venue, "2026-03-06T19:00:00Z", 105, "9").await;
+    let check = Check::open("9096", "2026-03-06T19:05:00Z", &["9"]);
+    send(&app, &check.close("2026-03-06T20:40:00Z")).await;
+    assert_eq!(app.booking_view(friday).await["status"], "paid");
+    // Monday: reopened in the office to correct the tip, and left open.
+    send(&app, &check.update("2026-03-09T12:10:00Z", &["9"])).await;
+    let view = app.booking_view(friday).await;
+    assert_eq!(view["status"], "paid", "{view}");
+    assert_eq!(sale_ids(&view), ["9096"]);
+}
+
+async fn a_refund_whose_origin_never_came_sits_in_the_inbox_not_on_the_table(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = booked(&app, venue, "2026-03-06T19:00:00Z", 105, "4").await;
+    // A refund at table 4 of a check from before the integration went live.
+    let mut refund =
+        Check::open("9097", "2026-03-06T19:10:00Z", &["4"]).close("2026-03-06T19:10:00Z");
+    refund.total = "-15.00";
+    let mut body = refund.body();
+    body["account"]["type"] = json!("REFUND");
+    body["account"]["originAccountId"] = json!("555000111");
+    post(&app, &body).await;
+    assert_eq!(
+        sale(&app, "9097").await["match"]["booking_id"],
+        serde_json::Value::Null
+    );
+    // The party's own check is theirs.
+    let mut own = Check::open("9098", "2026-03-06T19:15:00Z", &["4"]);
+    own.total = "95.00";
+    send(&app, &own.close("2026-03-06T20:30:00Z")).await;
+    let view = app.booking_view(booking).await;
+    assert_eq!(sale_ids(&view), ["9098"], "{view}");
+    assert_eq!(view["spend"]["total"], "95.00");
+}
+
 crate::on_both_stores!(
+    a_check_reopened_days_later_does_not_seat_its_party_again,
+    a_refund_whose_origin_never_came_sits_in_the_inbox_not_on_the_table,
+    a_snapshot_stamped_far_in_the_future_does_not_freeze_the_check,
     a_check_reopened_for_a_tip_does_not_bring_its_party_back_to_the_table,
     a_late_first_close_gives_back_a_check_given_while_the_party_seemed_to_stay,
     a_late_close_gives_back_the_check_the_next_party_opened,

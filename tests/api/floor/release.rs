@@ -224,7 +224,53 @@ async fn a_no_show_whose_reference_turns_up_on_a_check_came_late(db: Db) {
     assert_eq!(app.booking_view(late).await["status"], "no_show");
 }
 
+async fn an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_agrees(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = booked(&app, venue, "2026-03-06T18:00:00Z", 105, "1").await;
+    let mut table = Check::open("9851", "2026-03-06T18:05:00Z", &["1"]);
+    table.total = "80.00";
+    send(&app, &table.close("2026-03-06T19:30:00Z")).await;
+    // The party moves to the bar; a walk-in sits at table 1.
+    let mut tab = Check::open("9852", "2026-03-06T19:35:00Z", &[]);
+    tab.total = "30.00";
+    send(&app, &tab).await;
+    send(&app, &Check::open("9853", "2026-03-06T19:50:00Z", &["1"])).await;
+    let id = sale(&app, "9852").await["id"].as_i64().expect("sale id");
+    let (status, _) = app
+        .admin_post(
+            &format!("/sales/{id}/match"),
+            json!({ "booking_id": booking }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send(&app, &tab.close("2026-03-06T22:00:00Z")).await;
+
+    let check_diary = |view: Value| {
+        let mut ids = sale_ids(&view);
+        ids.sort();
+        assert_eq!(ids, ["9851", "9852"], "{view}");
+        assert_eq!(view["status"], "paid");
+        assert_eq!(view["spend"]["total"], "110.00");
+    };
+    check_diary(app.booking_view(booking).await);
+    assert_ne!(
+        sale(&app, "9853").await["match"]["booking_id"],
+        json!(booking)
+    );
+    let (status, _) = app
+        .admin_post("/events/replay", json!({ "partner": "lightspeed" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    check_diary(app.booking_view(booking).await);
+    assert_ne!(
+        sale(&app, "9853").await["match"]["booking_id"],
+        json!(booking)
+    );
+}
+
 crate::on_both_stores!(
+    an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_agrees,
     a_no_show_whose_reference_turns_up_on_a_check_came_late,
     a_pos_cancellation_is_refused_while_a_sale_carries_the_reference,
     a_pos_no_show_releases_a_walk_ins_check_with_its_split_and_refund,

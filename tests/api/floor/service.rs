@@ -231,7 +231,7 @@ async fn the_inbox_shows_the_evidence_for_each_tied_booking(db: Db) {
             .unwrap_or_else(|| panic!("booking {booking} is offered: {page}"));
         assert!(row.contains("fits as well as another"), "{row}");
         assert!(row.contains(&format!("{covers} covers booked")), "{row}");
-        assert!(row.contains("no check yet"), "{row}");
+        assert!(row.contains("no other check yet"), "{row}");
         assert!(row.contains(guest), "{row}");
     }
 }
@@ -407,7 +407,7 @@ async fn the_table_a_party_moved_away_from_is_free_for_the_next_party(db: Db) {
         .cloned()
         .unwrap_or_default();
     let reason = for_anna["reason"].as_str().unwrap_or_default();
-    assert!(!reason.contains("no check yet"), "{reason}");
+    assert!(!reason.contains("no other check yet"), "{reason}");
     assert!(reason.contains("moved to another table"), "{reason}");
     let _ = dan;
 }
@@ -483,7 +483,39 @@ async fn odd_origins_and_statuses_are_not_taken_as_evidence(db: Db) {
     assert_eq!(itself["match"]["booking_id"], booking);
 }
 
+async fn a_party_the_pos_seated_wins_its_check_over_a_booking_not_yet_arrived(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SAMPLE_LOCATION, true)
+        .await;
+    let seated = app
+        .booking(venue, json!({ "reference": "GS", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"] }))
+        .await;
+    app.booking(
+        venue,
+        json!({ "reference": "HS", "start": "2026-03-06T19:15:00Z", "covers": 2, "tables": ["6"] }),
+    )
+    .await;
+    let mut status = pos_status("GS", "SEATED");
+    status["tables"] = json!(["6"]);
+    post(&app, &status).await;
+    let mut check = Check::open("9181", "2026-03-06T19:03:00Z", &["6"]).body();
+    check["businessLocationId"] = json!(9_765_040_300_495_493u64);
+    check["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    post(&app, &check).await;
+    let matched = sale(&app, "9181").await;
+    assert_eq!(matched["match"]["booking_id"], seated, "{matched}");
+    assert!(
+        matched["match"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("marked seated"),
+        "{matched}"
+    );
+}
+
 crate::on_both_stores!(
+    a_party_the_pos_seated_wins_its_check_over_a_booking_not_yet_arrived,
     a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking,
     a_party_moved_to_another_table_keeps_its_check_on_its_booking,
     a_booking_whose_only_sale_leaves_returns_to_its_status_before_sales,
