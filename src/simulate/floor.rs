@@ -536,6 +536,32 @@ impl Builder {
                 }
             }
         }
+        // Refunds of checks from before the integration went live: no origin diarysync
+        // knows, rung up at some table during service. Nobody's reservation.
+        for _ in 0..self.rng.usize(0..=2) {
+            self.count("refund of an unknown check");
+            let id = account(self.index);
+            truth.insert(id.clone(), Truth::WalkIn);
+            let table = SINGLE_TABLES[self.rng.usize(..SINGLE_TABLES.len())].to_owned();
+            let at = self.at(DINNER.first) + self.minutes((0, 180));
+            let refund = Snapshot {
+                account_id: id,
+                location_id: location_id.clone(),
+                notification: "CLOSE",
+                opened: at,
+                updated: at,
+                tables: vec![table],
+                total_cents: -self.rng.i64(500..=3000),
+                paid_cents: 0,
+                tip_cents: 0,
+                covers: None,
+                guest: None,
+                reference: None,
+                kind: "REFUND",
+                origin: Some(format!("1{:010}", self.rng.u64(..10_000_000_000))),
+            };
+            snapshots.push(refund.paid(at, refund.total_cents, 0));
+        }
         let mut deliveries: Vec<Delivery> = Vec::new();
         for snapshot in &snapshots {
             let body = wire::order_notification(snapshot);
@@ -611,6 +637,7 @@ mod tests {
             "separate checks per guest",
             "check reopened for a tip",
             "refund days later",
+            "refund of an unknown check",
             "joined tables",
             "delivery duplicated",
             "delivery delayed by a retry",
