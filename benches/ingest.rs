@@ -44,8 +44,10 @@ const VENUES: i64 = 1_000;
 const BOOKINGS: i64 = 100_000;
 /// Tables per venue; each has one lunch booking (12:00-14:00 UTC) a day.
 const TABLES: i64 = 20;
-/// 2025-12-29T00:00:00Z, the seed check's own day.
-const DAY0_MS: i64 = 1_766_966_400_000;
+/// 2022-01-03T00:00:00Z: the first day of the diary, far enough back that even the
+/// 1,000-day diary of the matching run ends before today (diarysync refuses snapshots
+/// stamped more than a day ahead of its clock).
+const DAY0_MS: i64 = 1_641_168_000_000;
 const DAY_MS: i64 = 86_400_000;
 /// Sales open at 12:30, inside that day's booking of their table.
 const SALE_OPEN_MS: i64 = 45_000_000;
@@ -131,7 +133,7 @@ impl Notification {
             location,
             table,
             open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
-            update_date: 1_767_013_602_149 + i64::try_from(step).unwrap_or(0),
+            update_date: snapshot_time(DAY0_MS + day * DAY_MS + SALE_OPEN_MS, step),
         }
     }
 }
@@ -156,6 +158,14 @@ fn spread(sale: u64, venues: i64, days: i64) -> (i64, i64, i64) {
         (mixed / venues) % TABLES + 1,
         (mixed / venues / TABLES) % days.max(1),
     )
+}
+
+/// When step `step` of a sale opened at `open_date` is taken, as a POS stamps it: the OPEN
+/// at the open time, the UPDATE a quarter of an hour later, the CLOSE after an hour (a
+/// millisecond per step keeps every snapshot of a run distinct).
+fn snapshot_time(open_date: i64, step: u64) -> i64 {
+    let offset = [0, 900_000, 3_600_000][usize::try_from(step % 3).unwrap_or(0)];
+    open_date + offset + i64::try_from(step % 1_000).unwrap_or(0)
 }
 
 fn days_seeded() -> i64 {
@@ -822,13 +832,14 @@ async fn matching_phase(template: &Template, summary: &mut Summary) {
                 // The latest lunches: the diary's whole history lies before them.
                 let (location, table, day) = spread(i, VENUES, days.min(5));
                 let day = days - 1 - day;
+                let open_date = DAY0_MS + day * DAY_MS + SALE_OPEN_MS;
                 let n = Notification {
                     kind: "CLOSE",
                     sale: i,
                     location,
                     table,
-                    open_date: DAY0_MS + day * DAY_MS + SALE_OPEN_MS,
-                    update_date: 1,
+                    open_date,
+                    update_date: snapshot_time(open_date, 2),
                 };
                 template.render(&n, &mut scratch);
                 let signature = hmac_sha256_hex(

@@ -190,18 +190,14 @@ pub(in crate::store) async fn decide_match(
     Ok(decide(input(&[], None, &nearby)))
 }
 
-/// Everything matching reads of a booking, its checks counted without sale `$n`.
+/// Everything matching reads of a booking, its checks counted without sale `$n` (where
+/// they are is [`note_presence`]'s).
 pub(in crate::store) fn candidate_select(exclude: usize) -> String {
     format!(
         "SELECT b.id, b.reference, b.start_at, b.end_at, b.status, b.tables, b.covers,
              b.customer_name, b.source,
-             (SELECT COUNT(*) FROM sales s WHERE s.booking_id = b.id AND s.state = 'open'
-                  AND s.id <> ${exclude}) AS open_checks,
-             (SELECT COUNT(*) FROM sales s WHERE s.booking_id = b.id AND s.state = 'closed'
-                  AND s.id <> ${exclude}) AS closed_checks,
-             (SELECT MAX(COALESCE(s.first_closed_at, s.closed_at)) FROM sales s
-                  WHERE s.booking_id = b.id AND s.state = 'closed'
-                  AND s.id <> ${exclude}) AS last_closed_at
+             (SELECT COUNT(*) FROM sales s WHERE s.booking_id = b.id AND s.state <> 'voided'
+                  AND s.id <> ${exclude}) AS checks_anywhere
          FROM bookings b"
     )
 }
@@ -323,16 +319,13 @@ pub(in crate::store) fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBookin
                 covers: row.try_get::<i64>("covers").unwrap_or(0),
                 guest_name: GuestName::of(name.as_deref()),
                 walk_in: source.as_deref() == Some("walk_in"),
-                open_checks: count("open_checks"),
-                closed_checks: count("closed_checks"),
-                last_closed_at: row
-                    .try_get::<Option<i64>>("last_closed_at")
-                    .ok()
-                    .flatten()
-                    .map(from_millis)
-                    .transpose()?,
+                // Where its checks are is read by `note_presence`, for the bookings that
+                // have any.
+                open_checks: 0,
+                closed_checks: 0,
+                last_closed_at: None,
                 moved_away_at: None,
-                checks_anywhere: count("open_checks") + count("closed_checks"),
+                checks_anywhere: count("checks_anywhere"),
             })
         })
         .collect()

@@ -150,28 +150,28 @@ pub(in crate::store) async fn follow_sales(
         }
     }
     // A no-show whose own reference turns up on a check: the party came, late.
+    let remember = if before_sales.is_none() {
+        BeforeSales::Set(current)
+    } else {
+        BeforeSales::Keep
+    };
     if let Some(next) = current.after_late_arrival(SalesSummary {
         live: referenced.live,
         open: summary.open,
     }) {
         let cause = format!("{cause}: a check carries its reference, the party came late");
-        if before_sales.is_none() {
-            set_before_sales(conn, booking_id, Some(current)).await?;
-        }
-        record_transition(conn, booking_id, current, next, &cause, event_id, now).await?;
-        return Ok(());
+        let change = StatusChange::new(current, next, remember);
+        return move_booking(conn, booking_id, change, &cause, event_id, now).await;
     }
     if summary.live == 0 {
         if let Some(back) = current.without_sales(before_sales, walk_in) {
             let cause = format!("{cause}; no live sale left");
-            record_transition(conn, booking_id, current, back, &cause, event_id, now).await?;
-            set_before_sales(conn, booking_id, None).await?;
+            let change = StatusChange::new(current, back, BeforeSales::Forget);
+            move_booking(conn, booking_id, change, &cause, event_id, now).await?;
         }
     } else if let Some(next) = current.after_sales(summary) {
-        if before_sales.is_none() {
-            set_before_sales(conn, booking_id, Some(current)).await?;
-        }
-        record_transition(conn, booking_id, current, next, cause, event_id, now).await?;
+        let change = StatusChange::new(current, next, remember);
+        move_booking(conn, booking_id, change, cause, event_id, now).await?;
     }
     Ok(())
 }
@@ -195,18 +195,77 @@ fn reopened_after_leaving(row: &db::Row) -> Result<bool, StoreError> {
     Ok(version > end && version > first_closed.saturating_add(grace))
 }
 
-/// Keeps (or forgets) the status a booking had before its sales moved it.
-async fn set_before_sales(
+/// What a status move does with the status a booking had before its sales moved it.
+#[derive(Debug, Clone, Copy)]
+enum BeforeSales {
+    Keep,
+    Set(BookingStatus),
+    Forget,
+}
+
+/// A booking's status move and what it remembers of before its sales.
+#[derive(Debug, Clone, Copy)]
+struct StatusChange {
+    from: BookingStatus,
+    to: BookingStatus,
+    before_sales: BeforeSales,
+}
+
+impl StatusChange {
+    fn new(from: BookingStatus, to: BookingStatus, before_sales: BeforeSales) -> Self {
+        Self {
+            from,
+            to,
+            before_sales,
+        }
+    }
+}
+
+/// Moves a booking as its sales say, remembering (or forgetting) its status before them in
+/// the same statement, and records the move with `cause`.
+async fn move_booking(
     conn: &mut Conn<'_>,
     booking_id: i64,
-    status: Option<BookingStatus>,
+    change: StatusChange,
+    cause: &str,
+    event_id: Option<i64>,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    db::query("UPDATE bookings SET pre_sales_status = $1 WHERE id = $2")
-        .bind(status.map(BookingStatus::as_str))
-        .bind(booking_id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    let before = match change.before_sales {
+        BeforeSales::Keep => {
+            return record_transition(
+                conn,
+                booking_id,
+                change.from,
+                change.to,
+                cause,
+                event_id,
+                now,
+            )
+            .await;
+        }
+        BeforeSales::Set(status) => Some(status.as_str()),
+        BeforeSales::Forget => None,
+    };
+    db::query(
+        "UPDATE bookings SET status = $1, updated_at = $2, pre_sales_status = $4 WHERE id = $3",
+    )
+    .bind(change.to.as_str())
+    .bind(now.timestamp_millis())
+    .bind(booking_id)
+    .bind(before)
+    .execute(conn)
+    .await?;
+    insert_transition(
+        conn,
+        booking_id,
+        change.from,
+        change.to,
+        cause,
+        event_id,
+        now,
+    )
+    .await
 }
 
 /// Whether a live sale holds the booking by stronger evidence than table and time (its
@@ -252,6 +311,19 @@ pub(in crate::store) async fn record_transition(
         .bind(booking_id)
         .execute(conn)
         .await?;
+    insert_transition(conn, booking_id, from, to, cause, event_id, now).await
+}
+
+/// Records a status move in the booking's history.
+async fn insert_transition(
+    conn: &mut Conn<'_>,
+    booking_id: i64,
+    from: BookingStatus,
+    to: BookingStatus,
+    cause: &str,
+    event_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     db::query(
         "INSERT INTO booking_transitions (booking_id, from_status, to_status, cause, event_id, at)
          VALUES ($1, $2, $3, $4, $5, $6)",

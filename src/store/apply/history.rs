@@ -18,9 +18,10 @@ use crate::store::db::{self, Conn};
 use crate::store::matching::{
     FACT_COLUMNS, Link, SaleToMatch, StoredFacts, decide_match, set_link, stored_facts,
 };
-use crate::store::rematch::{follow_origin, follow_sales, rematch_around_booking};
+use crate::store::rematch::{follow_origin, follow_sales};
 
 use super::Context;
+use super::sales::{first_close, recheck_after_close};
 
 /// A snapshot time this close to the open time is the opening itself.
 const AT_OPENING: Duration = Duration::minutes(1);
@@ -48,28 +49,16 @@ pub(in crate::store) async fn learn_from_stale(
     // the checks its booking was given by table and time since then are the next party's.
     let first_closed_at: Option<i64> = row.try_get("first_closed_at")?;
     if stale.state == SaleState::Closed {
-        let closed = stale
-            .closed_at
-            .or(stale.updated_at)
-            .unwrap_or(stale.opened_at)
-            .timestamp_millis();
-        if first_closed_at.is_none_or(|known| closed < known) {
+        let closed = first_close(stale);
+        if first_closed_at.is_none_or(|known| closed.timestamp_millis() < known) {
             db::query("UPDATE sales SET first_closed_at = $1 WHERE id = $2")
-                .bind(closed)
+                .bind(closed.timestamp_millis())
                 .bind(sale_id)
                 .execute(conn)
                 .await?;
             if let Some(booking_id) = stored.link.booking_id {
                 let cause = format!("sale {} closed earlier than known", stored.external_id);
-                rematch_around_booking(
-                    conn,
-                    cx.venue,
-                    booking_id,
-                    &cause,
-                    Some(cx.event_id),
-                    cx.now,
-                )
-                .await?;
+                recheck_after_close(conn, cx, booking_id, sale_id, closed, &cause).await?;
             }
         }
     }

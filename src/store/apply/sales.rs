@@ -215,23 +215,54 @@ pub(in crate::store) async fn upsert_sale(
     }
     // A check that closes says when its party left: a check its booking was given by table
     // and time after that (delivered before this CLOSE) is the next party's.
-    let first_close = sale.state == SaleState::Closed
+    let closing = sale.state == SaleState::Closed
         && stored_state.is_none_or(|state| state != SaleState::Closed);
-    if let (true, Some(booking_id)) = (first_close, link.booking_id) {
-        rematch_around_booking(
-            conn,
-            cx.venue,
-            booking_id,
-            &cause,
-            Some(cx.event_id),
-            cx.now,
-        )
-        .await?;
+    if let (true, Some(booking_id)) = (closing, link.booking_id) {
+        recheck_after_close(conn, cx, booking_id, sale_id, first_close(sale), &cause).await?;
     }
     let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
     result.sale_id = Some(sale_id);
     result.match_rule = link.rule;
     Ok(result)
+}
+
+/// When a closed snapshot says its check was paid: its close time, else its own time, and
+/// never before the check opened.
+pub(in crate::store) fn first_close(sale: &SaleSnapshot) -> DateTime<Utc> {
+    sale.closed_at
+        .or(sale.updated_at)
+        .unwrap_or(sale.opened_at)
+        .max(sale.opened_at)
+}
+
+/// Matches again booking `booking_id`'s table-and-time checks (but `sale_id`) that were
+/// decided at or after `closed_at`, when its party paid and left: only those can be the
+/// next party's. Nothing to do, and nothing read but one count, for the usual close.
+///
+/// # Errors
+/// Store failures only.
+pub(in crate::store) async fn recheck_after_close(
+    conn: &mut Conn<'_>,
+    cx: &Context<'_>,
+    booking_id: i64,
+    sale_id: i64,
+    closed_at: DateTime<Utc>,
+    cause: &str,
+) -> Result<(), StoreError> {
+    let later: i64 = db::query_scalar(
+        "SELECT COUNT(*) FROM sales WHERE booking_id = $1 AND id <> $2
+             AND match_rule = 'table_time' AND matched_at >= $3",
+    )
+    .bind(booking_id)
+    .bind(sale_id)
+    .bind(closed_at.timestamp_millis())
+    .fetch_one(conn)
+    .await?;
+    if later > 0 {
+        rematch_around_booking(conn, cx.venue, booking_id, cause, Some(cx.event_id), cx.now)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A snapshot with the time it got onto its tables.
@@ -312,7 +343,7 @@ pub(in crate::store) async fn write_sale(
     // The first close is when the party left; a reopened check keeps it.
     .bind(
         (sale.state == SaleState::Closed)
-            .then(|| sale.closed_at.or(sale.updated_at).unwrap_or(sale.opened_at))
+            .then(|| first_close(sale))
             .map(|t| t.timestamp_millis()),
     )
     .fetch_one(conn)
