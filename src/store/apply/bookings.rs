@@ -135,6 +135,14 @@ pub(in crate::store) async fn update_booking_from_partner(
         )
         .await?;
     }
+    // Its sales have the last word (a POS `PAID` while a check is still open leaves the
+    // party seated): the answer says where the booking ended up.
+    if let Some(next) = moved {
+        let after = booking_status(conn, booking_id).await?;
+        if after != next {
+            detail.push_str(&format!(", then {after} by its sales"));
+        }
+    }
     Ok(verdict(cx.event_id, Outcome::Processed, None, detail))
 }
 

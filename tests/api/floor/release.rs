@@ -269,7 +269,27 @@ async fn an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_
     );
 }
 
+async fn a_pos_status_answer_says_where_the_booking_ended_up(db: Db) {
+    let app = spawn(db).await;
+    let venue = pos_venue(&app).await;
+    let booking = app
+        .booking(venue, json!({ "reference": "PD-1", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["1"] }))
+        .await;
+    post(
+        &app,
+        &at_pos(Check::open("9861", "2026-03-06T19:05:00Z", &["1"]).body()),
+    )
+    .await;
+    // The POS says PAID while the check is still open: the open check keeps the party
+    // seated, and the answer says so.
+    let answer = post(&app, &pos_status("PD-1", "PAID")).await;
+    assert_eq!(app.booking_view(booking).await["status"], "seated");
+    let detail = answer["detail"].as_str().unwrap_or_default();
+    assert!(detail.ends_with("then seated by its sales"), "{detail}");
+}
+
 crate::on_both_stores!(
+    a_pos_status_answer_says_where_the_booking_ended_up,
     an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_agrees,
     a_no_show_whose_reference_turns_up_on_a_check_came_late,
     a_pos_cancellation_is_refused_while_a_sale_carries_the_reference,
