@@ -54,7 +54,18 @@ pub struct PlannedBooking {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub sent_at: DateTime<Utc>,
+    /// A partner's notification (Lightspeed), or `None` for a host's change to the diary.
     pub body: Value,
+    /// A host's change to the diary at that time, instead of a notification.
+    pub retable: Option<Retable>,
+}
+
+/// The host moves a reservation to other tables in the diary before its party arrives.
+#[derive(Debug, Clone)]
+pub struct Retable {
+    /// The reservation, by its index in [`Day::bookings`].
+    pub booking: usize,
+    pub tables: Vec<String>,
 }
 
 /// A generated day: the diary before service, the floor's deliveries in the order they
@@ -132,7 +143,10 @@ struct Builder {
     parties: Vec<Party>,
     /// When each table is taken, for transfers.
     taken: BTreeMap<String, Vec<Span>>,
-    no_show_reports: Vec<(DateTime<Utc>, String)>,
+    /// The host's diary moves: when, which reservation, to which table.
+    retables: Vec<(DateTime<Utc>, usize, String)>,
+    /// POS reservation statuses: when, for which reservation, which status.
+    statuses: Vec<(DateTime<Utc>, String, &'static str)>,
     situations: BTreeMap<&'static str, usize>,
 }
 
@@ -173,7 +187,8 @@ impl Builder {
             bookings: Vec::new(),
             parties: Vec::new(),
             taken: BTreeMap::new(),
-            no_show_reports: Vec::new(),
+            statuses: Vec::new(),
+            retables: Vec::new(),
             situations: BTreeMap::new(),
         };
         for service in [LUNCH, DINNER] {
@@ -190,6 +205,7 @@ impl Builder {
             }
             builder.bar_drinkers(service);
         }
+        builder.retable();
         builder.transfers();
         builder
     }
@@ -291,7 +307,7 @@ impl Builder {
                     } else {
                         marked
                     };
-                    self.no_show_reports.push((reported_at, reference));
+                    self.statuses.push((reported_at, reference, "NO_SHOW"));
                     if let Fate::NoShow { reported } = &mut self.bookings[number].fate {
                         *reported = true;
                     }
@@ -397,6 +413,67 @@ impl Builder {
                 .entry(table.clone())
                 .or_default()
                 .push((from, to));
+        }
+    }
+
+    /// Some reservations are moved by the host to another table before the party arrives
+    /// (a better table freed up, a pram to fit): the diary is changed 20 to 60 minutes
+    /// before the start, and the party is seated there. Only to a table free for the
+    /// party's whole stay and with no other reservation in the booking's window.
+    fn retable(&mut self) {
+        for index in 0..self.parties.len() {
+            let party = &self.parties[index];
+            let Truth::Booking(booking) = party.truth else {
+                continue;
+            };
+            if party.tables.len() != 1 || party.bar_from.is_some() || self.rng.f64() >= 0.05 {
+                continue;
+            }
+            let (seated, left, from) = (party.seated, party.left, party.tables[0].clone());
+            let planned = &self.bookings[booking];
+            let (start, end) = (
+                planned.start,
+                planned.start + Duration::minutes(planned.minutes),
+            );
+            let window = (
+                start - Duration::minutes(EARLY),
+                end + Duration::minutes(60),
+            );
+            let free: Vec<&str> = SINGLE_TABLES
+                .iter()
+                .copied()
+                .filter(|table| *table != from)
+                .filter(|table| {
+                    self.taken.get(*table).is_none_or(|spans| {
+                        spans.iter().all(|(a, b)| {
+                            *b + Duration::minutes(5) <= seated || left + Duration::minutes(5) <= *a
+                        })
+                    })
+                })
+                .filter(|table| {
+                    self.bookings.iter().all(|other| {
+                        other.fate == Fate::Cancelled
+                            || !other.tables.iter().any(|t| t == table)
+                            || other.start
+                                + Duration::minutes(other.minutes)
+                                + Duration::minutes(60)
+                                < window.0
+                            || other.start - Duration::minutes(EARLY) > window.1
+                    })
+                })
+                .collect();
+            if free.is_empty() {
+                continue;
+            }
+            let target = free[self.rng.usize(..free.len())].to_owned();
+            self.count("reservation moved to another table before arrival");
+            let at = start - self.minutes((20, 60));
+            if let Some(spans) = self.taken.get_mut(&from) {
+                spans.retain(|span| *span != (seated, left));
+            }
+            self.take(std::slice::from_ref(&target), seated, left);
+            self.retables.push((at, booking, target.clone()));
+            self.parties[index].tables = vec![target];
         }
     }
 
@@ -584,14 +661,43 @@ impl Builder {
                 deliveries.push(Delivery {
                     sent_at: sent_at + self.minutes((0, 3)),
                     body: body.clone(),
+                    retable: None,
                 });
             }
-            deliveries.push(Delivery { sent_at, body });
+            deliveries.push(Delivery {
+                sent_at,
+                body,
+                retable: None,
+            });
         }
-        for (at, reference) in &self.no_show_reports {
+        // Reservations the POS seated itself report SEATED and DEPARTED.
+        for party in &parties {
+            if let Truth::Booking(index) = party.truth
+                && self.rng.f64() < 0.4
+            {
+                self.count("POS reservation statuses");
+                let reference = self.bookings[index].reference.clone();
+                let seated = party.seated + self.minutes((0, 2));
+                let departed = party.left + self.minutes((0, 5));
+                self.statuses.push((seated, reference.clone(), "SEATED"));
+                self.statuses.push((departed, reference, "DEPARTED"));
+            }
+        }
+        for (at, reference, status) in &self.statuses {
             deliveries.push(Delivery {
                 sent_at: *at,
-                body: wire::reservation_status(&location_id, reference, "NO_SHOW"),
+                body: wire::reservation_status(&location_id, reference, status),
+                retable: None,
+            });
+        }
+        for (at, booking, table) in &self.retables {
+            deliveries.push(Delivery {
+                sent_at: *at,
+                body: Value::Null,
+                retable: Some(Retable {
+                    booking: *booking,
+                    tables: vec![table.clone()],
+                }),
             });
         }
         deliveries.sort_by_key(|d| d.sent_at);
@@ -638,6 +744,8 @@ mod tests {
             "check reopened for a tip",
             "refund days later",
             "refund of an unknown check",
+            "POS reservation statuses",
+            "reservation moved to another table before arrival",
             "joined tables",
             "delivery duplicated",
             "delivery delayed by a retry",
