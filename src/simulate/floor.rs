@@ -439,6 +439,9 @@ impl Builder {
                 start - Duration::minutes(EARLY),
                 end + Duration::minutes(60),
             );
+            // As for any table a host keeps for a booking: nobody else sits there from
+            // before the booking is due until the party leaves.
+            let kept_from = seated.min(window.0 - Duration::minutes(10));
             let free: Vec<&str> = SINGLE_TABLES
                 .iter()
                 .copied()
@@ -446,7 +449,8 @@ impl Builder {
                 .filter(|table| {
                     self.taken.get(*table).is_none_or(|spans| {
                         spans.iter().all(|(a, b)| {
-                            *b + Duration::minutes(5) <= seated || left + Duration::minutes(5) <= *a
+                            *b + Duration::minutes(5) <= kept_from
+                                || left + Duration::minutes(5) <= *a
                         })
                     })
                 })
