@@ -169,7 +169,17 @@ impl SaleSnapshot {
             booking_refs: self.booking_refs.clone(),
             covers: self.covers,
             guest_name: self.guest_name.clone(),
+            paid_at: (self.state == SaleState::Closed).then(|| self.paid_at()),
         }
+    }
+
+    /// When a closed snapshot says its check was paid: its close time, else its own time,
+    /// never before the check opened.
+    pub fn paid_at(&self) -> DateTime<Utc> {
+        self.closed_at
+            .or(self.updated_at)
+            .unwrap_or(self.opened_at)
+            .max(self.opened_at)
     }
 
     /// Whether this snapshot should replace `stored`, given the stored version and state.
@@ -220,6 +230,8 @@ pub struct SaleFacts {
     pub covers: Option<i64>,
     /// The guest named on the check.
     pub guest_name: Option<super::booking::GuestName>,
+    /// When the check was (first) paid; `None` while it is open.
+    pub paid_at: Option<DateTime<Utc>>,
 }
 
 impl SaleFacts {

@@ -162,6 +162,7 @@ proptest! {
             booking_refs: Vec::new(),
             covers: Some(2),
             guest_name: None,
+            paid_at: None,
         };
         let current = crate::domain::matching::CurrentMatch {
             booking: booking.clone(),

@@ -331,6 +331,10 @@ pub(in crate::store) fn candidates(rows: Vec<Row>) -> Result<Vec<CandidateBookin
         .collect()
 }
 
+/// A check paid this soon after it was opened was no meal: a deposit, a voucher sold, a
+/// prepayment taken on arrival.
+const NOT_A_MEAL: chrono::Duration = chrono::Duration::minutes(10);
+
 /// Where each candidate's party is, from its other live checks (but sale `exclude`), as
 /// a host reads the floor: only checks on the booking's own tables (as the venue names
 /// them) hold those tables (`open_checks`, `closed_checks`, and `last_closed_at` from
@@ -371,12 +375,22 @@ pub(in crate::store) async fn note_presence(
                 if state == SaleState::Open.as_str() {
                     open += 1;
                 } else {
-                    closed += 1;
                     let first_close = match row.try_get::<Option<i64>>("first_closed_at")? {
                         Some(ms) => Some(ms),
                         None => row.try_get::<Option<i64>>("closed_at")?,
                     };
-                    left = left.max(first_close.map(from_millis).transpose()?);
+                    let paid = first_close.map(from_millis).transpose()?;
+                    let opened = from_millis(row.try_get("opened_at")?)?;
+                    // A check paid before the booking was due, or within minutes of being
+                    // opened (a deposit, a voucher, a prepayment taken on arrival), says
+                    // nothing of its party having eaten and left.
+                    if paid.is_some_and(|paid| paid <= booking.start || paid - opened < NOT_A_MEAL)
+                    {
+                        counted -= 1;
+                        continue;
+                    }
+                    closed += 1;
+                    left = left.max(paid);
                 }
             } else if !tables.is_empty() {
                 elsewhere += 1;
@@ -577,7 +591,8 @@ pub(in crate::store) struct StoredFacts {
 /// The columns [`stored_facts`] reads.
 pub(in crate::store) const FACT_COLUMNS: &str = "id, partner, external_id, kind, state,
     origin_external_id, opened_at, placed_at, tables, booking_refs, covers, guest_name,
-    booking_id, match_rule, match_reason, matched_table, matched_at, time_basis";
+    booking_id, match_rule, match_reason, matched_table, matched_at, time_basis,
+    first_closed_at, closed_at";
 
 pub(in crate::store) fn stored_facts(row: &Row) -> Result<StoredFacts, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -612,6 +627,14 @@ pub(in crate::store) fn stored_facts(row: &Row) -> Result<StoredFacts, StoreErro
                 .collect(),
             covers: row.try_get("covers")?,
             guest_name: GuestName::of(guest_name.as_deref()),
+            paid_at: match state.as_str() {
+                "closed" => row
+                    .try_get::<Option<i64>>("first_closed_at")?
+                    .or(row.try_get::<Option<i64>>("closed_at")?)
+                    .map(from_millis)
+                    .transpose()?,
+                _ => None,
+            },
         },
     })
 }

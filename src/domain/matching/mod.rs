@@ -224,7 +224,22 @@ fn by_lineage(input: MatchInput<'_>) -> Option<MatchDecision> {
 /// it on the table and time that decided it.
 fn kept(input: MatchInput<'_>) -> Option<MatchDecision> {
     let current = input.current?;
-    holds(current, input.tolerances).then(|| {
+    let booking = &current.booking;
+    // A booking moved to the table its check moved to (the POS or the host followed the
+    // party) still holds it, as one still on the table that decided it does; one whose
+    // check was done before it was due never did.
+    let mut followed = current.clone();
+    if let Some(table) = input
+        .sale
+        .tables
+        .iter()
+        .find(|t| booking.tables.contains(t))
+    {
+        followed.decided_by.table = table.clone();
+    }
+    let holding = holds(current, input.tolerances) || holds(&followed, input.tolerances);
+    let early = table_time::done_before_due(input.sale, booking, current.decided_by.at);
+    (holding && !early).then(|| {
         MatchDecision::Matched(MatchedBooking {
             booking_id: current.booking.id,
             rule: MatchRule::TableTime,

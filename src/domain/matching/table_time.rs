@@ -17,6 +17,8 @@
 //!    next party's (a walk-in on an unmarked no-show's table). The late tolerance is for
 //!    checks of a party that is there: a second check, a round after the booked end. A
 //!    walk-in booking with no other check is the sale's own stand-in, never a candidate.
+//!    **Done before due**: a check opened and paid before a booking's start is not its
+//!    party's (a quick walk-in in the gap before it, a deposit taken ahead).
 //! 2. **Occupancy**: a booking with no open check of its own wins over one whose party
 //!    already has its check.
 //! 3. **Time**: the booking whose start is nearest the sale's time wins, unless another
@@ -95,6 +97,13 @@ fn marked_present(booking: &CandidateBooking) -> bool {
     ) && booking.checks_anywhere == 0
 }
 
+/// Whether the check was opened and paid before the booking was even due: a quick walk-in
+/// in the gap before a reservation ("yours if you are done by seven"), or a deposit taken
+/// ahead. A party does not finish its meal before its booking starts.
+pub fn done_before_due(sale: &SaleFacts, booking: &CandidateBooking, at: DateTime<Utc>) -> bool {
+    at < booking.start && sale.paid_at.is_some_and(|paid| paid <= booking.start)
+}
+
 /// Whether a booking is only a walk-in made for the sale being decided: a walk-in with no
 /// other check. It stands for that check, not for a party; deciding the check again must
 /// not find the check's own stand-in.
@@ -120,6 +129,7 @@ pub fn decide(input: MatchInput<'_>) -> MatchDecision {
             from <= at && at <= to
         })
         .filter(|booking| !never_came(booking, at))
+        .filter(|booking| !done_before_due(sale, booking, at))
         .filter(|booking| !placeholder(booking))
         .filter_map(|booking| {
             let table = sale.tables.iter().find(|t| booking.tables.contains(t))?;

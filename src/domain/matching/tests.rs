@@ -24,6 +24,7 @@ fn sale(opened_at: DateTime<Utc>, tables: &[&str]) -> SaleFacts {
         booking_refs: vec![],
         covers: None,
         guest_name: None,
+        paid_at: None,
     }
 }
 

@@ -84,7 +84,9 @@ pub(in crate::store) async fn update_booking_from_partner(
     }
     let tables_changed = match &update.tables {
         Some(tables) if !tables.is_empty() => {
-            write_booking_tables(conn, booking_id, &cx.venue.diary_tables(tables)).await?;
+            let named = cx.venue.diary_tables(tables);
+            let tables = tables_after_partner(conn, booking_id, named).await?;
+            write_booking_tables(conn, booking_id, &tables).await?;
             true
         }
         _ => false,
@@ -343,6 +345,37 @@ async fn partner_may_move(
         return Ok(!held_firmly(conn, booking_id).await?);
     }
     Ok(current.may_move_to(next, Mover::Partner))
+}
+
+/// The tables a booking has after a partner names `named` for it: those, and while the
+/// booking holds live sales, also the tables it had. A reservation's POS table and the
+/// table its party's checks are on can differ (seated elsewhere, a late status from before
+/// a transfer); the checks say where the party sat, so a status never takes that away.
+async fn tables_after_partner(
+    conn: &mut Conn<'_>,
+    booking_id: i64,
+    named: Vec<TableKey>,
+) -> Result<Vec<TableKey>, StoreError> {
+    let live: i64 =
+        db::query_scalar("SELECT COUNT(*) FROM sales WHERE booking_id = $1 AND state <> 'voided'")
+            .bind(booking_id)
+            .fetch_one(conn)
+            .await?;
+    if live == 0 {
+        return Ok(named);
+    }
+    let had: String = db::query_scalar("SELECT tables FROM bookings WHERE id = $1")
+        .bind(booking_id)
+        .fetch_one(conn)
+        .await?;
+    let had: Vec<String> = serde_json::from_str(&had).unwrap_or_default();
+    let mut tables = named;
+    for table in had.into_iter().map(TableKey::from_normalised) {
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+    }
+    Ok(tables)
 }
 
 /// Whether a partner's statement ranked `new` comes from before the one already applied,

@@ -229,10 +229,7 @@ pub(in crate::store) async fn upsert_sale(
 /// When a closed snapshot says its check was paid: its close time, else its own time, and
 /// never before the check opened.
 pub(in crate::store) fn first_close(sale: &SaleSnapshot) -> DateTime<Utc> {
-    sale.closed_at
-        .or(sale.updated_at)
-        .unwrap_or(sale.opened_at)
-        .max(sale.opened_at)
+    sale.paid_at()
 }
 
 /// Matches again booking `booking_id`'s table-and-time checks (but `sale_id`) that were

@@ -514,7 +514,126 @@ async fn a_party_the_pos_seated_wins_its_check_over_a_booking_not_yet_arrived(db
     );
 }
 
+async fn a_quick_walk_in_done_before_a_booking_is_due_leaves_it_its_own_check(db: Db) {
+    let app = spawn(db).await;
+    let venue = floor(&app).await;
+    let booking = app
+        .booking(
+            venue,
+            json!({ "start": "2026-03-06T19:00:00Z", "covers": 4, "tables": ["6"] }),
+        )
+        .await;
+    // "You can have it if you are done by seven": a couple at 18:32, paid at 18:56.
+    let walk_in = Check::open("9191", "2026-03-06T18:32:00Z", &["6"]);
+    send(&app, &walk_in).await;
+    send(&app, &walk_in.close("2026-03-06T18:56:00Z")).await;
+    send(&app, &Check::open("9192", "2026-03-06T19:04:00Z", &["6"])).await;
+
+    let view = app.booking_view(booking).await;
+    assert_eq!(sale_ids(&view), ["9192"], "{view}");
+    assert_eq!(view["status"], "seated");
+    assert_ne!(
+        sale(&app, "9191").await["match"]["booking_id"],
+        json!(booking)
+    );
+
+    // A deposit taken on its own check before the meal does not make the party leave.
+    let deposit_booking = app
+        .booking(venue, json!({ "reference": "DEP-1", "start": "2026-03-06T19:00:00Z", "covers": 4, "tables": ["7"] }))
+        .await;
+    let mut deposit =
+        Check::open("9193", "2026-03-06T18:40:00Z", &["7"]).close("2026-03-06T18:41:00Z");
+    deposit.total = "50.00";
+    let mut body = deposit.body();
+    body["platformReservationId"] = json!("DEP-1");
+    post(&app, &body).await;
+    send(&app, &Check::open("9194", "2026-03-06T19:04:00Z", &["7"])).await;
+    let mut ids = sale_ids(&app.booking_view(deposit_booking).await);
+    ids.sort();
+    assert_eq!(ids, ["9193", "9194"]);
+
+    // Nor does one taken on arrival, paid within a minute, before the meal's check.
+    let arrival = app
+        .booking(venue, json!({ "reference": "DEP-2", "start": "2026-03-06T19:00:00Z", "covers": 4, "tables": ["8"] }))
+        .await;
+    let mut prepaid =
+        Check::open("9196", "2026-03-06T19:01:00Z", &["8"]).close("2026-03-06T19:01:30Z");
+    prepaid.total = "50.00";
+    let mut body = prepaid.body();
+    body["platformReservationId"] = json!("DEP-2");
+    post(&app, &body).await;
+    send(&app, &Check::open("9197", "2026-03-06T19:04:00Z", &["8"])).await;
+    let mut ids = sale_ids(&app.booking_view(arrival).await);
+    ids.sort();
+    assert_eq!(ids, ["9196", "9197"]);
+}
+
+async fn a_booking_the_pos_moved_with_its_party_keeps_the_check(db: Db) {
+    let app = spawn(db).await;
+    let venue = app
+        .venue_with_location("lightspeed", SAMPLE_LOCATION, true)
+        .await;
+    let booking = app
+        .booking(venue, json!({ "reference": "TR-1", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["4"] }))
+        .await;
+    let at_pos = |mut body: Value| {
+        body["businessLocationId"] = json!(9_765_040_300_495_493u64);
+        body["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+        body
+    };
+    let mut check = Check::open("9195", "2026-03-06T19:03:00Z", &["4"]);
+    check.total = "90.00";
+    post(&app, &at_pos(check.body())).await;
+    // Transferred to table 9; paid; the POS reports the reservation departed from table 9.
+    post(
+        &app,
+        &at_pos(check.update("2026-03-06T19:40:00Z", &["9"]).body()),
+    )
+    .await;
+    post(
+        &app,
+        &at_pos(
+            check
+                .update("2026-03-06T19:40:00Z", &["9"])
+                .close("2026-03-06T20:30:00Z")
+                .body(),
+        ),
+    )
+    .await;
+    let mut departed = pos_status("TR-1", "DEPARTED");
+    departed["tables"] = json!(["9"]);
+    post(&app, &departed).await;
+
+    let view = app.booking_view(booking).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert_eq!(sale_ids(&view), ["9195"]);
+    assert_eq!(view["spend"]["total"], "90.00");
+
+    // A late status naming the reservation's POS table, where the party never sat, takes
+    // nothing away from it, and gives it nobody else's check.
+    let other = app
+        .booking(venue, json!({ "reference": "TR-2", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"] }))
+        .await;
+    let mut paid =
+        Check::open("9198", "2026-03-06T19:03:00Z", &["5"]).close("2026-03-06T20:20:00Z");
+    paid.total = "80.00";
+    post(&app, &at_pos(paid.body())).await;
+    let mut seated = pos_status("TR-2", "SEATED");
+    seated["tables"] = json!(["11"]);
+    post(&app, &seated).await;
+    post(
+        &app,
+        &at_pos(Check::open("9199", "2026-03-06T20:40:00Z", &["11"]).body()),
+    )
+    .await;
+    let view = app.booking_view(other).await;
+    assert_eq!(sale_ids(&view), ["9198"], "{view}");
+    assert_eq!(view["status"], "paid");
+}
+
 crate::on_both_stores!(
+    a_quick_walk_in_done_before_a_booking_is_due_leaves_it_its_own_check,
+    a_booking_the_pos_moved_with_its_party_keeps_the_check,
     a_party_the_pos_seated_wins_its_check_over_a_booking_not_yet_arrived,
     a_check_opened_after_a_party_paid_and_left_goes_to_the_next_booking,
     a_party_moved_to_another_table_keeps_its_check_on_its_booking,
