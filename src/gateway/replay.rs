@@ -19,6 +19,10 @@ pub struct ReplaySummary {
     pub replayed: usize,
     /// Events of partners no longer configured.
     pub skipped: usize,
+    /// Events recorded as duplicates of an earlier delivery (`duplicate_event`): the earlier
+    /// one is replayed, a copy never is, so that a copy re-sent after later changes does
+    /// not roll them back and the diary is the same with or without a replay.
+    pub duplicates: usize,
     /// Events that were `failed` or `ignored` before and are `processed` now.
     pub recovered: usize,
     /// How many replayed events ended in each outcome.
@@ -142,6 +146,11 @@ impl Gateway {
         let mut batch = Vec::with_capacity(page.len());
         let mut was = Vec::with_capacity(page.len());
         for event in page {
+            if event.reason.as_deref() == Some(Reason::DuplicateEvent.as_str()) {
+                summary.duplicates += 1;
+                progress();
+                continue;
+            }
             let Some((mapped, handler_version)) = self.map_stored(event) else {
                 summary.skipped += 1;
                 progress();

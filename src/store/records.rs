@@ -481,6 +481,8 @@ pub struct StoredEvent {
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
     pub outcome: String,
+    /// Why it ended so, when it was not processed (`duplicate_event`, ...).
+    pub reason: Option<String>,
     /// Fetches tried so far (pending events).
     pub attempts: i64,
 }

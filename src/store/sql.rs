@@ -535,7 +535,7 @@ impl Conditions {
 }
 
 const STORED_EVENT: &str = "SELECT id, partner, event_type, query, headers, body, body_encoding,
-    outcome, attempts FROM events";
+    outcome, reason, attempts FROM events";
 
 fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
     let headers: String = row.try_get("headers")?;
@@ -550,6 +550,7 @@ fn stored_event(row: &Row) -> Result<StoredEvent, StoreError> {
             row.try_get::<Option<String>>("body_encoding")?.as_deref(),
         )?,
         outcome: row.try_get("outcome")?,
+        reason: row.try_get("reason")?,
         attempts: row.try_get("attempts")?,
     })
 }

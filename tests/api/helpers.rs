@@ -224,6 +224,12 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
+/// A fixture of another partner (`tests/fixtures/{dir}/{name}`).
+pub fn fixture_in(dir: &str, name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
 /// Deserialises a response body as JSON, with the body in the panic message if it is not.
 pub async fn json_of(response: Response) -> Value {
     let text = response.text().await.expect("response body");

@@ -196,7 +196,50 @@ async fn a_refund_whose_origin_never_came_sits_in_the_inbox_not_on_the_table(db:
     assert_eq!(view["spend"]["total"], "95.00");
 }
 
+/// The start of the one booking on 2014-03-06 (Checkfront's sample booking's day).
+async fn sample_booking_start(app: &crate::helpers::TestApp, venue: i64) -> serde_json::Value {
+    let diary = app
+        .admin_get(&format!("/venues/{venue}/diary?date=2014-03-06"))
+        .await;
+    diary["bookings"][0]["start"].clone()
+}
+
+async fn a_replay_never_applies_a_copy_recorded_as_a_duplicate(db: Db) {
+    let app = crate::helpers::spawn_with(db, crate::helpers::CHECKFRONT_PARTNER).await;
+    let venue = app
+        .venue_with_location("checkfront", "your-company.checkfront.com", true)
+        .await;
+    let first = crate::helpers::fixture_in("checkfront", "booking.json");
+    // The guest moves the booking two hours later; then Checkfront re-sends the first
+    // snapshot (Booking Modified and Booking Status Change both fire).
+    let moved = String::from_utf8_lossy(&first)
+        .replace("1394128800", "1394136000")
+        .into_bytes();
+    for (body, expected) in [
+        (first.clone(), "processed"),
+        (moved, "processed"),
+        (first, "ignored"),
+    ] {
+        let (status, answer) = app.post_checkfront(body, "application/json").await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+        assert_eq!(answer["outcome"], expected, "{answer}");
+    }
+    let live = sample_booking_start(&app, venue).await;
+    assert_eq!(live, "2014-03-06T20:00:00Z");
+    let (status, summary) = app
+        .admin_post("/events/replay", json!({ "partner": "checkfront" }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{summary}");
+    assert_eq!(summary["duplicates"], 1, "{summary}");
+    assert_eq!(
+        sample_booking_start(&app, venue).await,
+        live,
+        "the diary is the same"
+    );
+}
+
 crate::on_both_stores!(
+    a_replay_never_applies_a_copy_recorded_as_a_duplicate,
     a_check_reopened_days_later_does_not_seat_its_party_again,
     a_refund_whose_origin_never_came_sits_in_the_inbox_not_on_the_table,
     a_snapshot_stamped_far_in_the_future_does_not_freeze_the_check,
