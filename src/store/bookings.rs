@@ -307,12 +307,7 @@ pub(super) async fn set_manual_link(
             .await?;
     touched.extend(booking_id);
     touched.extend(previous);
-    touched.sort_unstable();
-    touched.dedup();
-    for id in touched {
-        apply::follow_sales(conn, id, &cause, None, now).await?;
-    }
-    Ok(())
+    crate::store::rematch::follow_all(conn, touched, &cause, None, now).await
 }
 
 pub(super) async fn update_venue(

@@ -348,67 +348,98 @@ pub(in crate::store) async fn note_presence(
     bookings: &mut [CandidateBooking],
     exclude: i64,
 ) -> Result<(), StoreError> {
+    let with_checks: Vec<i64> = bookings
+        .iter()
+        .filter(|b| b.checks_anywhere > 0)
+        .map(|b| b.id)
+        .collect();
+    if with_checks.is_empty() {
+        return Ok(());
+    }
+    // One read for every candidate that has checks.
+    let placeholders: Vec<String> = (0..with_checks.len())
+        .map(|i| format!("${}", i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT booking_id, tables, state, kind, placed_at, opened_at, first_closed_at, closed_at
+         FROM sales WHERE booking_id IN ({}) AND state <> 'voided' AND id <> $1",
+        placeholders.join(", ")
+    );
+    let mut query = db::query(&sql).bind(exclude);
+    for id in &with_checks {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(conn).await?;
     for booking in bookings.iter_mut().filter(|b| b.checks_anywhere > 0) {
-        let rows = db::query(
-            "SELECT tables, state, kind, placed_at, opened_at, first_closed_at, closed_at
-             FROM sales WHERE booking_id = $1 AND state <> 'voided' AND id <> $2",
-        )
-        .bind(booking.id)
-        .bind(exclude)
-        .fetch_all(conn)
-        .await?;
-        let (mut open, mut closed, mut left) = (0, 0, None);
-        let (mut elsewhere, mut moved) = (0, None);
-        let mut counted = 0;
-        for row in &rows {
-            let kind: String = row.try_get("kind")?;
-            if kind == SaleKind::Refund.as_str() {
-                continue;
-            }
+        let id = booking.id;
+        let checks = rows
+            .iter()
+            .filter(|row| row.try_get::<i64>("booking_id").ok() == Some(id));
+        presence(venue, booking, checks)?;
+    }
+    Ok(())
+}
+
+/// Fills in where `booking`'s party is from its `checks` (rows of [`note_presence`]).
+fn presence<'r>(
+    venue: &Venue,
+    booking: &mut CandidateBooking,
+    checks: impl Iterator<Item = &'r Row>,
+) -> Result<(), StoreError> {
+    let (mut open, mut closed, mut left) = (0, 0, None);
+    let (mut elsewhere, mut moved) = (0, None);
+    let mut counted = 0;
+    for row in checks {
+        let kind: String = row.try_get("kind")?;
+        if kind == SaleKind::Refund.as_str() {
+            continue;
+        }
+        let tables: String = row.try_get("tables")?;
+        let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
+        let tables: Vec<TableKey> = tables.into_iter().map(TableKey::from_normalised).collect();
+        let tables = venue.diary_tables(&tables);
+        let opened = from_millis(row.try_get("opened_at")?)?;
+        if !tables.iter().any(|t| booking.tables.contains(t)) {
             counted += 1;
-            let tables: String = row.try_get("tables")?;
-            let tables: Vec<String> = serde_json::from_str(&tables).unwrap_or_default();
-            let tables: Vec<TableKey> = tables.into_iter().map(TableKey::from_normalised).collect();
-            let tables = venue.diary_tables(&tables);
-            if tables.iter().any(|t| booking.tables.contains(t)) {
-                let state: String = row.try_get("state")?;
-                if state == SaleState::Open.as_str() {
-                    open += 1;
-                } else {
-                    let first_close = match row.try_get::<Option<i64>>("first_closed_at")? {
-                        Some(ms) => Some(ms),
-                        None => row.try_get::<Option<i64>>("closed_at")?,
-                    };
-                    let paid = first_close.map(from_millis).transpose()?;
-                    let opened = from_millis(row.try_get("opened_at")?)?;
-                    // A check paid before the booking was due, or within minutes of being
-                    // opened (a deposit, a voucher, a prepayment taken on arrival), says
-                    // nothing of its party having eaten and left.
-                    if paid.is_some_and(|paid| paid <= booking.start || paid - opened < NOT_A_MEAL)
-                    {
-                        counted -= 1;
-                        continue;
-                    }
-                    closed += 1;
-                    left = left.max(paid);
-                }
-            } else if !tables.is_empty() {
+            if !tables.is_empty() {
                 elsewhere += 1;
-                let since = match row.try_get::<Option<i64>>("placed_at")? {
-                    Some(ms) => from_millis(ms)?,
-                    None => from_millis(row.try_get("opened_at")?)?,
-                };
+                let since = row
+                    .try_get::<Option<i64>>("placed_at")?
+                    .map(from_millis)
+                    .transpose()?
+                    .unwrap_or(opened);
                 moved = moved.max(Some(since));
             }
+            continue;
         }
-        booking.open_checks = open;
-        booking.closed_checks = closed;
-        booking.last_closed_at = left;
-        booking.checks_anywhere = counted;
-        booking.moved_away_at = (elsewhere > 0 && elsewhere == counted)
-            .then_some(moved)
-            .flatten();
+        let state: String = row.try_get("state")?;
+        if state == SaleState::Open.as_str() {
+            counted += 1;
+            open += 1;
+            continue;
+        }
+        let paid = row
+            .try_get::<Option<i64>>("first_closed_at")?
+            .or(row.try_get::<Option<i64>>("closed_at")?)
+            .map(from_millis)
+            .transpose()?;
+        // A check paid before the booking was due, or within minutes of being opened (a
+        // deposit, a voucher, a prepayment taken on arrival), says nothing of its party
+        // having eaten and left.
+        if paid.is_some_and(|paid| paid <= booking.start || paid - opened < NOT_A_MEAL) {
+            continue;
+        }
+        counted += 1;
+        closed += 1;
+        left = left.max(paid);
     }
+    booking.open_checks = open;
+    booking.closed_checks = closed;
+    booking.last_closed_at = left;
+    booking.checks_anywhere = counted;
+    booking.moved_away_at = (elsewhere > 0 && elsewhere == counted)
+        .then_some(moved)
+        .flatten();
     Ok(())
 }
 

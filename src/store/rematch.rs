@@ -494,10 +494,21 @@ pub(in crate::store) async fn rematch_around_booking(
             .await?,
         );
     }
+    follow_all(conn, touched, cause, event_id, now).await
+}
+
+/// Lets every booking in `touched` (once each, whatever the repeats) follow its sales.
+pub(in crate::store) async fn follow_all(
+    conn: &mut Conn<'_>,
+    mut touched: Vec<i64>,
+    cause: &str,
+    event_id: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     touched.sort_unstable();
     touched.dedup();
-    for id in touched {
-        follow_sales(conn, id, cause, event_id, now).await?;
+    for booking_id in touched {
+        follow_sales(conn, booking_id, cause, event_id, now).await?;
     }
     Ok(())
 }

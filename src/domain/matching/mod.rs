@@ -224,21 +224,16 @@ fn by_lineage(input: MatchInput<'_>) -> Option<MatchDecision> {
 /// it on the table and time that decided it.
 fn kept(input: MatchInput<'_>) -> Option<MatchDecision> {
     let current = input.current?;
-    let booking = &current.booking;
     // A booking moved to the table its check moved to (the POS or the host followed the
     // party) still holds it, as one still on the table that decided it does; one whose
     // check was done before it was due never did.
-    let mut followed = current.clone();
-    if let Some(table) = input
-        .sale
-        .tables
-        .iter()
-        .find(|t| booking.tables.contains(t))
-    {
-        followed.decided_by.table = table.clone();
-    }
-    let holding = holds(current, input.tolerances) || holds(&followed, input.tolerances);
-    let early = table_time::done_before_due(input.sale, booking, current.decided_by.at);
+    let holding = holds(current, input.tolerances)
+        || input
+            .sale
+            .tables
+            .iter()
+            .any(|table| holds_on(current, table, input.tolerances));
+    let early = table_time::done_before_due(input.sale, &current.booking, current.decided_by.at);
     (holding && !early).then(|| {
         MatchDecision::Matched(MatchedBooking {
             booking_id: current.booking.id,
@@ -255,10 +250,15 @@ fn kept(input: MatchInput<'_>) -> Option<MatchDecision> {
 /// `CLOSE` that arrived late shows the check was the next party's). A booking moved or
 /// re-tabled since lets the sale go.
 pub fn holds(current: &CurrentMatch, tolerances: Tolerances) -> bool {
+    holds_on(current, &current.decided_by.table, tolerances)
+}
+
+/// [`holds`], with the booking on `table` in place of the table that decided the match.
+fn holds_on(current: &CurrentMatch, table: &TableKey, tolerances: Tolerances) -> bool {
     let booking = &current.booking;
     let (from, to) = widened_window(booking.start, booking.end, tolerances);
     !booking.status.excluded_from_table_matching()
-        && booking.tables.contains(&current.decided_by.table)
+        && booking.tables.contains(table)
         && from <= current.decided_by.at
         && current.decided_by.at <= to
         && !table_time::left_before(booking, current.decided_by.at)

@@ -356,18 +356,18 @@ async fn tables_after_partner(
     booking_id: i64,
     named: Vec<TableKey>,
 ) -> Result<Vec<TableKey>, StoreError> {
-    let live: i64 =
-        db::query_scalar("SELECT COUNT(*) FROM sales WHERE booking_id = $1 AND state <> 'voided'")
-            .bind(booking_id)
-            .fetch_one(conn)
-            .await?;
-    if live == 0 {
+    let row = db::query(
+        "SELECT b.tables, (SELECT COUNT(*) FROM sales s WHERE s.booking_id = b.id
+             AND s.state <> 'voided') AS live
+         FROM bookings b WHERE b.id = $1",
+    )
+    .bind(booking_id)
+    .fetch_one(conn)
+    .await?;
+    if row.try_get::<i64>("live")? == 0 {
         return Ok(named);
     }
-    let had: String = db::query_scalar("SELECT tables FROM bookings WHERE id = $1")
-        .bind(booking_id)
-        .fetch_one(conn)
-        .await?;
+    let had: String = row.try_get("tables")?;
     let had: Vec<String> = serde_json::from_str(&had).unwrap_or_default();
     let mut tables = named;
     for table in had.into_iter().map(TableKey::from_normalised) {

@@ -18,10 +18,10 @@ use crate::store::db::{self, Conn};
 use crate::store::matching::{
     FACT_COLUMNS, Link, SaleToMatch, StoredFacts, decide_match, set_link, stored_facts,
 };
-use crate::store::rematch::{follow_origin, follow_sales};
+use crate::store::rematch::{follow_all, follow_origin};
 
 use super::Context;
-use super::sales::{first_close, recheck_after_close};
+use super::sales::recheck_after_close;
 
 /// A snapshot time this close to the open time is the opening itself.
 const AT_OPENING: Duration = Duration::minutes(1);
@@ -49,7 +49,7 @@ pub(in crate::store) async fn learn_from_stale(
     // the checks its booking was given by table and time since then are the next party's.
     let first_closed_at: Option<i64> = row.try_get("first_closed_at")?;
     if stale.state == SaleState::Closed {
-        let closed = first_close(stale);
+        let closed = stale.paid_at();
         if first_closed_at.is_none_or(|known| closed.timestamp_millis() < known) {
             db::query("UPDATE sales SET first_closed_at = $1 WHERE id = $2")
                 .bind(closed.timestamp_millis())
@@ -183,11 +183,7 @@ async fn relink(
     .await?;
     touched.extend(link.booking_id);
     touched.extend(stored.link.booking_id);
-    touched.sort_unstable();
-    touched.dedup();
-    for booking_id in touched {
-        follow_sales(conn, booking_id, &cause, Some(cx.event_id), cx.now).await?;
-    }
+    follow_all(conn, touched, &cause, Some(cx.event_id), cx.now).await?;
     Ok(Some(format!(
         "its table history re-decided the sale: {}",
         link.describe()

@@ -11,7 +11,7 @@ use crate::store::matching::{
     LINK_COLUMNS, Link, SaleToMatch, StoredLink, StoredRef, WalkIn, current_match, decide_match,
     or_walk_in, set_link,
 };
-use crate::store::rematch::{follow_origin, follow_sales, rematch_around_booking};
+use crate::store::rematch::{follow_all, follow_origin, rematch_around_booking};
 use crate::store::sql::{decimal_text, from_millis, json_list};
 use crate::store::{Ingested, StoreError};
 
@@ -208,28 +208,18 @@ pub(in crate::store) async fn upsert_sale(
         .await?,
     );
     touched.extend(stored.and_then(|s| s.link.booking_id));
-    touched.sort_unstable();
-    touched.dedup();
-    for booking_id in touched {
-        follow_sales(conn, booking_id, &cause, Some(cx.event_id), cx.now).await?;
-    }
+    follow_all(conn, touched, &cause, Some(cx.event_id), cx.now).await?;
     // A check that closes says when its party left: a check its booking was given by table
     // and time after that (delivered before this CLOSE) is the next party's.
     let closing = sale.state == SaleState::Closed
         && stored_state.is_none_or(|state| state != SaleState::Closed);
     if let (true, Some(booking_id)) = (closing, link.booking_id) {
-        recheck_after_close(conn, cx, booking_id, sale_id, first_close(sale), &cause).await?;
+        recheck_after_close(conn, cx, booking_id, sale_id, sale.paid_at(), &cause).await?;
     }
     let mut result = verdict(cx.event_id, Outcome::Processed, None, link.describe());
     result.sale_id = Some(sale_id);
     result.match_rule = link.rule;
     Ok(result)
-}
-
-/// When a closed snapshot says its check was paid: its close time, else its own time, and
-/// never before the check opened.
-pub(in crate::store) fn first_close(sale: &SaleSnapshot) -> DateTime<Utc> {
-    sale.paid_at()
 }
 
 /// Matches again booking `booking_id`'s table-and-time checks (but `sale_id`) that were
@@ -340,7 +330,7 @@ pub(in crate::store) async fn write_sale(
     // The first close is when the party left; a reopened check keeps it.
     .bind(
         (sale.state == SaleState::Closed)
-            .then(|| first_close(sale))
+            .then(|| sale.paid_at())
             .map(|t| t.timestamp_millis()),
     )
     .fetch_one(conn)
