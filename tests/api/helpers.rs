@@ -216,15 +216,12 @@ async fn spawn_on_with(database: EmptyDatabase, extra: &str) -> TestApp {
     }
 }
 
+/// A Lightspeed fixture (`tests/fixtures/lightspeed/{name}`).
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/lightspeed/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    fixture_in("lightspeed", name)
 }
 
-/// A fixture of another partner (`tests/fixtures/{dir}/{name}`).
+/// A fixture of any partner (`tests/fixtures/{dir}/{name}`).
 pub fn fixture_in(dir: &str, name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))

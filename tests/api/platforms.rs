@@ -7,15 +7,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Db, TestApp, json_of, spawn_beside, spawn_with};
+use crate::helpers::{Db, TestApp, fixture_in as fixture, json_of, spawn_beside, spawn_with};
 use crate::tourcms_api::{PRIVATE_KEY, start_fake_tourcms};
 
 const HOST: &str = "your-company.checkfront.com";
-
-fn fixture(dir: &str, name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/{dir}/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
 
 async fn spawn_platforms(db: Db, tourcms_url: &str) -> TestApp {
     spawn_with(db, &platforms_config(tourcms_url)).await

@@ -50,11 +50,7 @@ impl FakeTourCms {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/tourcms/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+    crate::helpers::fixture_in("tourcms", name)
 }
 
 fn expected_signature(channel: &str, marketplace: &str, time: i64, path: &str) -> String {

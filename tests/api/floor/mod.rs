@@ -159,6 +159,13 @@ pub fn sale_ids(booking: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A check's notification on the POS reservation seed's location.
+pub fn at_pos(mut body: Value) -> Value {
+    body["businessLocationId"] = json!(9_765_040_300_495_493u64);
+    body["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    body
+}
+
 /// The POS reservation-status seed for a reservation, in a given status.
 pub fn pos_status(reservation: &str, status: &str) -> Value {
     let mut body: Value =

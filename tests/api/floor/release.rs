@@ -20,13 +20,6 @@ async fn pos_venue(app: &TestApp) -> i64 {
     venue
 }
 
-/// A check's notification on the POS reservation seed's location.
-fn at_pos(mut body: Value) -> Value {
-    body["businessLocationId"] = json!(9_765_040_300_495_493u64);
-    body["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
-    body
-}
-
 /// A split (`SPLIT`) or refund (`REFUND`) account of `origin`.
 fn child_of(origin: &str, id: &str, kind: &str, at: &str, total: &str) -> Value {
     let mut child = Check::open(id, at, &[]).close(at);

@@ -144,9 +144,7 @@ async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
         .await;
 
     // A walk-in sits at the absent party's table; its check lands there by table and time.
-    let mut walk_in = Check::open("9401", "2026-03-06T19:20:00Z", &["1"]).body();
-    walk_in["businessLocationId"] = json!(9765040300495493u64);
-    walk_in["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    let walk_in = at_pos(Check::open("9401", "2026-03-06T19:20:00Z", &["1"]).body());
     post(&app, &walk_in).await;
     assert_eq!(app.booking_view(absent).await["status"], "seated");
 
@@ -162,9 +160,7 @@ async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
     assert_eq!(app.booking_view(walk_in_booking).await["source"], "walk_in");
 
     // A check carrying the reservation's own reference is proof the party came.
-    let mut own = Check::open("9402", "2026-03-06T19:05:00Z", &["2"]).body();
-    own["businessLocationId"] = json!(9765040300495493u64);
-    own["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    let mut own = at_pos(Check::open("9402", "2026-03-06T19:05:00Z", &["2"]).body());
     own["platformReservationId"] = json!("R-present");
     post(&app, &own).await;
     post(&app, &pos_status("R-present", "NO_SHOW")).await;
@@ -176,9 +172,7 @@ async fn a_pos_no_show_releases_a_booking_held_only_by_table_and_time(db: Db) {
     let cancelled = app
         .booking(venue, json!({ "reference": "R-cancel", "start": "2026-03-06T21:00:00Z", "covers": 2, "tables": ["3"] }))
         .await;
-    let mut late = Check::open("9403", "2026-03-06T21:05:00Z", &["3"]).body();
-    late["businessLocationId"] = json!(9765040300495493u64);
-    late["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    let late = at_pos(Check::open("9403", "2026-03-06T21:05:00Z", &["3"]).body());
     post(&app, &late).await;
     post(&app, &pos_status("R-cancel", "CANCELLED")).await;
     let view = app.booking_view(cancelled).await;
@@ -472,9 +466,7 @@ async fn odd_origins_and_statuses_are_not_taken_as_evidence(db: Db) {
             json!({ "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["5"] }),
         )
         .await;
-    let mut own = Check::open("9171", "2026-03-06T19:05:00Z", &["5"]).body();
-    own["businessLocationId"] = json!(9_765_040_300_495_493u64);
-    own["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    let mut own = at_pos(Check::open("9171", "2026-03-06T19:05:00Z", &["5"]).body());
     own["account"]["originAccountId"] = json!("9171");
     post(&app, &own).await;
     let itself = sale(&app, "9171").await;
@@ -499,9 +491,7 @@ async fn a_party_the_pos_seated_wins_its_check_over_a_booking_not_yet_arrived(db
     let mut status = pos_status("GS", "SEATED");
     status["tables"] = json!(["6"]);
     post(&app, &status).await;
-    let mut check = Check::open("9181", "2026-03-06T19:03:00Z", &["6"]).body();
-    check["businessLocationId"] = json!(9_765_040_300_495_493u64);
-    check["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
+    let check = at_pos(Check::open("9181", "2026-03-06T19:03:00Z", &["6"]).body());
     post(&app, &check).await;
     let matched = sale(&app, "9181").await;
     assert_eq!(matched["match"]["booking_id"], seated, "{matched}");
@@ -576,11 +566,6 @@ async fn a_booking_the_pos_moved_with_its_party_keeps_the_check(db: Db) {
     let booking = app
         .booking(venue, json!({ "reference": "TR-1", "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["4"] }))
         .await;
-    let at_pos = |mut body: Value| {
-        body["businessLocationId"] = json!(9_765_040_300_495_493u64);
-        body["account"]["businessLocationId"] = json!(SAMPLE_LOCATION);
-        body
-    };
     let mut check = Check::open("9195", "2026-03-06T19:03:00Z", &["4"]);
     check.total = "90.00";
     post(&app, &at_pos(check.body())).await;
