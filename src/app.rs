@@ -49,6 +49,8 @@ impl App {
         let options = store::OpenOptions {
             connect_for: config.database_connect_timeout,
             exclusive: true,
+            writers: config.database_writers,
+            synchronous: config.sqlite_synchronous,
         };
         let store = store::open_with(&config.database_url, options).await?;
         let listener = TcpListener::bind(config.listen).await?;

@@ -22,7 +22,9 @@ use crate::partners::auth::{
 };
 
 /// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
-const ENV_KEYS: [&str; 25] = [
+const ENV_KEYS: [&str; 27] = [
+    "database_writers",
+    "sqlite_synchronous",
     "replay_window_seconds",
     "refused_rate_limit_per_second",
     "refused_rate_limit_burst",
@@ -83,7 +85,37 @@ pub struct Config {
     pub database_connect_timeout: Duration,
     /// How long `/readyz` waits for its probe write to commit.
     pub readiness_timeout: Duration,
+    /// PostgreSQL: writer connections per process, each committing the events waiting for it
+    /// in one transaction.
+    pub database_writers: usize,
+    /// SQLite: whether a commit waits for the disk.
+    pub sqlite_synchronous: SqliteSynchronous,
     pub partners: Vec<PartnerConfig>,
+}
+
+/// When a SQLite commit is durable (`PRAGMA synchronous`, WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Every commit waits for the disk's flush before any event of it is acknowledged:
+    /// nothing acknowledged is lost, on a crash or a power failure. The default.
+    #[default]
+    Full,
+    /// Commits do not wait for the disk; the WAL is flushed at checkpoints. A crash of the
+    /// process loses nothing (the operating system has the writes), but a power failure or a
+    /// kernel crash loses the events acknowledged since the last flush (at most the
+    /// checkpointer's interval, a fraction of a second). An operator's choice, never the
+    /// default.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The `PRAGMA synchronous` value.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
+        }
+    }
 }
 
 /// The limits on deliveries without valid credentials (unknown partner names, missing or
@@ -254,6 +286,10 @@ struct RawConfig {
     database_connect_timeout_ms: u64,
     #[serde(default = "default_readiness_timeout_ms")]
     readiness_timeout_ms: u64,
+    #[serde(default = "default_database_writers")]
+    database_writers: usize,
+    #[serde(default = "default_sqlite_synchronous")]
+    sqlite_synchronous: String,
     #[serde(default)]
     partners: Vec<RawPartner>,
 }
@@ -293,6 +329,12 @@ fn default_database_connect_timeout_ms() -> u64 {
 }
 fn default_readiness_timeout_ms() -> u64 {
     2_000
+}
+fn default_database_writers() -> usize {
+    4
+}
+fn default_sqlite_synchronous() -> String {
+    "full".to_owned()
 }
 
 /// A rate from a per-second count and a burst, both positive.
@@ -532,6 +574,19 @@ impl RawConfig {
                 ms => millis("database_connect_timeout_ms", ms)?,
             },
             readiness_timeout: millis("readiness_timeout_ms", self.readiness_timeout_ms)?,
+            database_writers: match self.database_writers {
+                n @ 1..=64 => n,
+                _ => return Err(invalid("database_writers must be between 1 and 64")),
+            },
+            sqlite_synchronous: match self.sqlite_synchronous.to_ascii_lowercase().as_str() {
+                "full" => SqliteSynchronous::Full,
+                "normal" => SqliteSynchronous::Normal,
+                other => {
+                    return Err(invalid(format!(
+                        "sqlite_synchronous must be \"full\" or \"normal\", got {other:?}"
+                    )));
+                }
+            },
             partners,
         })
     }

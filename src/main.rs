@@ -254,6 +254,8 @@ async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
         // A replay writes: on SQLite, never beside a running service's writer (use
         // POST /api/v1/events/replay there).
         exclusive: true,
+        writers: config.database_writers,
+        synchronous: config.sqlite_synchronous,
     };
     let store = diarysync::store::open_with(&config.database_url, options)
         .await

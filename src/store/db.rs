@@ -26,12 +26,63 @@ use super::StoreError;
 /// A boxed future borrowing a connection for `'a`: what store operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A write queued for a writer: its answer, once its batch is committed.
+#[derive(Debug)]
+#[must_use = "a queued write's answer says whether it committed"]
+pub struct Pending<T> {
+    answer: Answer<T>,
+}
+
+#[derive(Debug)]
+enum Answer<T> {
+    Typed(tokio::sync::oneshot::Receiver<Result<T, StoreError>>),
+    /// From a queue of writes of every type (PostgreSQL's writers).
+    Erased(tokio::sync::oneshot::Receiver<Result<Box<dyn std::any::Any + Send>, StoreError>>),
+}
+
+impl<T: 'static> Pending<T> {
+    pub(super) fn new(answer: tokio::sync::oneshot::Receiver<Result<T, StoreError>>) -> Self {
+        Pending {
+            answer: Answer::Typed(answer),
+        }
+    }
+
+    pub(super) fn erased(
+        answer: tokio::sync::oneshot::Receiver<Result<Box<dyn std::any::Any + Send>, StoreError>>,
+    ) -> Self {
+        Pending {
+            answer: Answer::Erased(answer),
+        }
+    }
+
+    /// Waits until the write's batch is committed (or it failed).
+    ///
+    /// # Errors
+    /// The write's own error, the commit's, or [`StoreError::Unavailable`] when the writer
+    /// stopped before answering.
+    pub async fn wait(self) -> Result<T, StoreError> {
+        let stopped = |_| StoreError::Unavailable("the writer stopped before answering".to_owned());
+        match self.answer {
+            Answer::Typed(answer) => answer.await.map_err(stopped)?,
+            Answer::Erased(answer) => answer
+                .await
+                .map_err(stopped)??
+                .downcast::<T>()
+                .map(|value| *value)
+                .map_err(|_| StoreError::Corrupt("a write answered another type".to_owned())),
+        }
+    }
+}
+
 /// A connection inside a transaction, on either backend.
 #[derive(Debug)]
 pub struct Conn<'c> {
     link: Link<'c>,
     /// Savepoints opened so far, for unique names.
     savepoints: u32,
+    /// Whether a lock another transaction holds is waited for, or answered at once with
+    /// [`StoreError::Contended`] (a write in a PostgreSQL batch).
+    waits_for_locks: bool,
 }
 
 #[derive(Debug)]
@@ -45,14 +96,32 @@ impl<'c> Conn<'c> {
         Conn {
             link: Link::Sqlite(conn),
             savepoints: 0,
+            waits_for_locks: true,
         }
     }
 
+    /// A PostgreSQL connection in a transaction of its own: locks are waited for.
     pub fn postgres(conn: &'c mut PgConnection) -> Conn<'c> {
         Conn {
             link: Link::Postgres(conn),
             savepoints: 0,
+            waits_for_locks: true,
         }
+    }
+
+    /// A PostgreSQL connection in a batch of writes: a lock held elsewhere is not waited
+    /// for but answered with [`StoreError::Contended`] (see `postgres::writer`).
+    pub fn postgres_batched(conn: &'c mut PgConnection) -> Conn<'c> {
+        Conn {
+            link: Link::Postgres(conn),
+            savepoints: 0,
+            waits_for_locks: false,
+        }
+    }
+
+    /// Whether locks held by other transactions are waited for (see [`Conn::postgres_batched`]).
+    pub fn waits_for_locks(&self) -> bool {
+        self.waits_for_locks
     }
 
     /// The PostgreSQL connection, for what only PostgreSQL does (advisory locks).
@@ -88,7 +157,7 @@ impl<'c> Conn<'c> {
     /// When the database fails.
     pub async fn lock_venue(&mut self, venue_id: i64) -> Result<(), StoreError> {
         if let Link::Postgres(conn) = &mut self.link {
-            super::postgres::lock_venue(conn, venue_id).await?;
+            super::postgres::lock_venue(conn, venue_id, self.waits_for_locks).await?;
         }
         Ok(())
     }

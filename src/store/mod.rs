@@ -56,6 +56,12 @@ pub enum StoreError {
     /// Another request holds the in-flight lock of the same sale.
     #[error("the same sale is being processed by another request")]
     SaleBusy,
+    /// A write running in a PostgreSQL batch met a lock another transaction holds: it never
+    /// waits there (two batches waiting on each other would stall every event of both), so
+    /// its savepoint is rolled back and it runs again on its own, where it may wait.
+    /// Internal to the store: callers never see it.
+    #[error("a lock is held by another transaction")]
+    Contended,
     /// A write the caller asked for conflicts with stored data (e.g. a duplicate reference).
     #[error("{0}")]
     Conflict(String),
@@ -303,6 +309,11 @@ pub struct OpenOptions {
     /// SQLite: take the database for this process alone, so a second process writing to
     /// the same file refuses to start instead of sharing SQLite's locks in silence.
     pub exclusive: bool,
+    /// PostgreSQL: writer connections that batch events (zero: the default,
+    /// [`postgres::DEFAULT_WRITERS`]).
+    pub writers: usize,
+    /// SQLite: whether a commit waits for the disk.
+    pub synchronous: crate::config::SqliteSynchronous,
 }
 
 /// Opens (and migrates) the store a `database_url` names, trying once, shared.
@@ -324,10 +335,19 @@ pub async fn open_with(
 ) -> Result<sql::SqlStore, StoreError> {
     match Backend::of_url(database_url) {
         Some(Backend::Sqlite) => Ok(sql::SqlStore::sqlite(
-            sqlite::open(database_url, options.exclusive).await?,
+            sqlite::open(database_url, options.exclusive, options.synchronous).await?,
         )),
         Some(Backend::Postgres) => Ok(sql::SqlStore::postgres(
-            postgres::open(database_url, options.connect_for).await?,
+            postgres::open(
+                database_url,
+                options.connect_for,
+                if options.writers == 0 {
+                    postgres::DEFAULT_WRITERS
+                } else {
+                    options.writers
+                },
+            )
+            .await?,
         )),
         None => Err(StoreError::Unsupported(format!(
             "database_url must start with sqlite: or postgres://, got scheme {:?}",

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use tokio::time::Instant;
 
 use super::body;
-use super::db::{self, BoxFuture, Conn, Param, Row};
+use super::db::{self, BoxFuture, Conn, Param, Pending, Row};
 use super::postgres::Postgres;
 use super::records::*;
 use super::sqlite::Sqlite;
@@ -70,6 +70,28 @@ impl SqlStore {
         match &self.engine {
             Engine::Sqlite(sqlite) => sqlite.write(op).await,
             Engine::Postgres(postgres) => postgres.write(op).await,
+        }
+    }
+
+    /// Queues `op` for a write transaction shared with other writes, and returns once it is
+    /// queued: on SQLite the next group commit, on PostgreSQL the next batch of the writer
+    /// `route` picks (writes with the same route never contend with each other). Writes
+    /// queued one after another on one route run in that order, so a sale's in-flight lock
+    /// need only be held until its write is queued, not until it commits: a burst of one
+    /// sale's deliveries shares one batch instead of waiting a commit each. `op` may run
+    /// twice on PostgreSQL: a run that met a lock held elsewhere is rolled back and runs
+    /// again alone.
+    async fn submit<T, F>(&self, route: Option<u64>, op: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.submit(op).await,
+            Engine::Postgres(postgres) => postgres.submit(route, op).await,
         }
     }
 
@@ -225,22 +247,39 @@ async fn lock_across_nodes(
     keys: &[SaleKey],
     deadline: Instant,
 ) -> Result<(), StoreError> {
+    let waits = conn.waits_for_locks();
     if let Some(postgres) = conn.as_postgres() {
+        if !waits {
+            return postgres::try_lock_sales(postgres, keys).await;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         postgres::lock_sales(postgres, keys, left).await?;
     }
     Ok(())
 }
 
+/// Which writer an event goes to on PostgreSQL: one per partner location, so a venue's
+/// events never contend with each other for its lock on one node.
+fn route_of(partner: &str, keys: &[SaleKey]) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let key = keys.first()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (partner, key.location_id.as_str()).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 async fn ingest_locked(
     conn: &mut Conn<'_>,
-    keys: Vec<SaleKey>,
+    keys: Arc<[SaleKey]>,
     deadline: Instant,
     event: Arc<NewEvent>,
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
+    let wait_until = conn.waits_for_locks().then_some(deadline);
     let event_id = match conn.as_postgres() {
-        Some(postgres) => postgres::reserve_event_id_locking(postgres, &keys, deadline).await?,
+        Some(postgres) => {
+            postgres::reserve_event_id_locking(postgres, &keys[..], wait_until).await?
+        }
         None => conn.next_event_id().await?,
     };
     ingest_event(conn, event_id, &event, mapped).await
@@ -800,19 +839,38 @@ impl Store for SqlStore {
         lock_keys: &[SaleKey],
         lock_wait: Duration,
     ) -> Result<Ingested, StoreError> {
+        // The sale is held shared, and only until its write is queued: writes of one sale
+        // queue on one writer (the route is the sale's location) and run one after another,
+        // so a burst of one sale's deliveries shares a batch instead of waiting a commit
+        // each. A replay holds it exclusively until its commit. Across nodes on PostgreSQL,
+        // the sale's advisory lock waits until `deadline`.
         let deadline = Instant::now() + lock_wait;
-        let _held = self.in_flight.acquire(lock_keys, deadline).await?;
-        let keys = lock_keys.to_vec();
+        let held = self.in_flight.acquire_shared(lock_keys, deadline).await?;
+        let route = route_of(&event.partner, lock_keys);
+        let keys: Arc<[SaleKey]> = lock_keys.into();
         let event = Arc::new(event);
         let stored = Arc::clone(&event);
-        let ingested = self
-            .write(move |conn| Box::pin(ingest_locked(conn, keys, deadline, stored, mapped)))
-            .await;
-        match ingested {
+        let queued = self
+            .submit(route, move |conn| {
+                Box::pin(ingest_locked(
+                    conn,
+                    Arc::clone(&keys),
+                    deadline,
+                    Arc::clone(&stored),
+                    mapped.clone(),
+                ))
+            })
+            .await?;
+        drop(held);
+        match queued.wait().await {
             Err(StoreError::Processing(cause)) => {
-                self.write(move |conn| {
+                let cause = Arc::new(*cause);
+                self.submit(route, move |conn| {
+                    let (event, cause) = (Arc::clone(&event), Arc::clone(&cause));
                     Box::pin(async move { record_processing_failure(conn, &event, &cause).await })
                 })
+                .await?
+                .wait()
                 .await
             }
             other => other,
@@ -994,14 +1052,17 @@ impl Store for SqlStore {
     }
 
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
-        self.write(move |conn| {
+        let route = route_of(&event.partner, &[]);
+        let (event, verdict) = (Arc::new(event), Arc::new(verdict));
+        self.submit(route, move |conn| {
+            let (event, verdict) = (Arc::clone(&event), Arc::clone(&verdict));
             Box::pin(async move {
                 let event_id = conn.next_event_id().await?;
                 let stored = Ingested {
                     event_id,
                     outcome: verdict.outcome,
                     reason: verdict.reason,
-                    detail: verdict.detail,
+                    detail: verdict.detail.clone(),
                     venue_id: None,
                     sale_id: None,
                     match_rule: None,
@@ -1009,6 +1070,8 @@ impl Store for SqlStore {
                 insert_event(conn, event_id, &event, &stored, Utc::now()).await
             })
         })
+        .await?
+        .wait()
         .await
     }
 

@@ -28,7 +28,8 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use super::db::{BoxFuture, Conn, run_sync};
+use super::db::{BoxFuture, Conn, Pending, run_sync};
+use crate::config::SqliteSynchronous;
 use crate::telemetry;
 
 /// Jobs per transaction at most; more wait for the next one.
@@ -167,7 +168,11 @@ enum Role {
     Checkpointer,
 }
 
-fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
+fn connect(
+    path: &Path,
+    role: Role,
+    synchronous: SqliteSynchronous,
+) -> Result<Connection, StoreError> {
     let access = match role {
         Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         Role::Checkpointer => OpenFlags::SQLITE_OPEN_READ_WRITE,
@@ -179,10 +184,11 @@ fn connect(path: &Path, role: Role) -> Result<Connection, StoreError> {
     // second diarysync refuses to start. Waiting longer would only hold up every request.
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // temp_store: savepoints journal the pages they change; in memory, not in a temp file.
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; \
-         PRAGMA synchronous = FULL;",
-    )?;
+         PRAGMA synchronous = {};",
+        synchronous.pragma()
+    ))?;
     if role == Role::Writer {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
@@ -281,12 +287,16 @@ fn lock_exclusively(path: &Path) -> Result<std::fs::File, StoreError> {
 /// # Errors
 /// When the file cannot be opened or created, another process holds it (`exclusive`), or
 /// a migration fails.
-pub async fn open(url: &str, exclusive: bool) -> Result<Sqlite, StoreError> {
+pub async fn open(
+    url: &str,
+    exclusive: bool,
+    synchronous: SqliteSynchronous,
+) -> Result<Sqlite, StoreError> {
     let path = path_of(url)?;
     let lock = exclusive.then(|| lock_exclusively(&path)).transpose()?;
     let writer_path = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
-        let mut conn = connect(&writer_path, Role::Writer)?;
+        let mut conn = connect(&writer_path, Role::Writer, synchronous)?;
         migrate(&mut conn)?;
         Ok::<_, StoreError>(conn)
     })
@@ -341,6 +351,21 @@ impl Sqlite {
             + Send
             + 'static,
     {
+        self.submit(op).await?.wait().await
+    }
+
+    /// Queues `op` for the next group-committed transaction and returns once it is queued:
+    /// writes queued one after another run in that order.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the writer has stopped.
+    pub async fn submit<T, F>(&self, op: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
             // A panic in one write fails that write alone: its savepoint is rolled back and
@@ -356,10 +381,8 @@ impl Sqlite {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| StoreError::Unsupported("the SQLite writer has stopped".to_owned()))?;
-        answer.await.map_err(|_| {
-            StoreError::Unsupported("the SQLite writer stopped before answering".to_owned())
-        })?
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".to_owned()))?;
+        Ok(Pending::new(answer))
     }
 
     /// Runs `op` on a reader connection, off the async threads.
@@ -382,7 +405,7 @@ impl Sqlite {
                 .pop();
             let mut connection = match idle {
                 Some(connection) => connection,
-                None => connect(&readers.path, Role::Reader)?,
+                None => connect(&readers.path, Role::Reader, SqliteSynchronous::Full)?,
             };
             let result = run_sync(op(&mut Conn::sqlite(&mut connection)));
             let mut idle = readers.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -451,7 +474,7 @@ pub fn backup(url: &str, target: &Path) -> Result<(), StoreError> {
             target.display()
         )));
     }
-    let conn = connect(&path, Role::Reader)?;
+    let conn = connect(&path, Role::Reader, SqliteSynchronous::Full)?;
     let target_text = target
         .to_str()
         .ok_or_else(|| StoreError::Unsupported("the backup path must be UTF-8".to_owned()))?;
@@ -506,7 +529,7 @@ fn checkpoint_loop(
     writer_gone: &std::sync::mpsc::Receiver<()>,
     restart_due: &AtomicBool,
 ) {
-    let conn = match connect(path, Role::Checkpointer) {
+    let conn = match connect(path, Role::Checkpointer, SqliteSynchronous::Full) {
         Ok(conn) => conn,
         Err(error) => {
             tracing::error!(error = %error, "the checkpointer cannot open the database");
@@ -619,7 +642,9 @@ mod tests {
     async fn fresh(exclusive: bool) -> (tempfile::TempDir, String, Sqlite) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        let store = open(&url, exclusive).await.expect("opens");
+        let store = open(&url, exclusive, SqliteSynchronous::Full)
+            .await
+            .expect("opens");
         (dir, url, store)
     }
 
@@ -713,7 +738,7 @@ mod tests {
     #[tokio::test]
     async fn a_second_exclusive_open_of_one_file_is_refused_with_the_holders_pid() {
         let (_dir, url, first) = fresh(true).await;
-        match open(&url, true).await {
+        match open(&url, true, SqliteSynchronous::Full).await {
             Err(StoreError::Unavailable(message)) => {
                 assert!(
                     message.contains("in use by another diarysync process"),

@@ -59,6 +59,18 @@ pub(in crate::store) const VENUE_OF_LOCATION: &str = concat!(
      WHERE l.partner = $1 AND l.location_id = $2"
 );
 
+/// [`VENUE_OF_LOCATION`] taking the venue's diary lock in the same statement, if free
+/// (PostgreSQL; the key is [`crate::store::postgres::venue_key`]'s, computed by the server).
+static VENUE_OF_LOCATION_TRY_LOCK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, l.enabled, pg_try_advisory_xact_lock({}) AS locked
+         FROM partner_locations l JOIN venues v ON v.id = l.venue_id
+         WHERE l.partner = $1 AND l.location_id = $2",
+        venue_columns!(),
+        crate::store::postgres::VENUE_KEY_OF_V_ID
+    )
+});
+
 pub(in crate::store) const VENUE_BY_ID: &str = concat!(
     "SELECT ",
     venue_columns!(),
@@ -104,6 +116,39 @@ pub(in crate::store) async fn venue_of_location(
         venue_from_row(&row, enabled)
     })
     .transpose()
+}
+
+/// The venue a partner's location is mapped to, its diary held for the rest of the
+/// transaction ([`Conn::lock_venue`]). In a PostgreSQL batch, read and locked in one round
+/// trip.
+///
+/// # Errors
+/// [`StoreError::Contended`] in a batch when another transaction holds the venue.
+pub(in crate::store) async fn locked_venue_of_location(
+    conn: &mut Conn<'_>,
+    partner: &str,
+    location_id: &str,
+) -> Result<Option<Venue>, StoreError> {
+    if conn.waits_for_locks() || conn.as_postgres().is_none() {
+        let venue = venue_of_location(conn, partner, location_id).await?;
+        if let Some(venue) = &venue {
+            conn.lock_venue(venue.id).await?;
+        }
+        return Ok(venue);
+    }
+    let row = db::query(VENUE_OF_LOCATION_TRY_LOCK.as_str())
+        .bind(partner)
+        .bind(location_id)
+        .fetch_optional(conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if !row.try_get::<bool>("locked")? {
+        return Err(StoreError::Contended);
+    }
+    let enabled = row.try_get::<i64>("enabled")? != 0;
+    venue_from_row(&row, enabled).map(Some)
 }
 
 /// A venue by id, for the re-matching that admin changes trigger.

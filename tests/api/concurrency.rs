@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_TOKEN, Db, LIGHTSPEED_TOKEN, TestApp, empty_database, fixture, setting, spawn,
+    ADMIN_TOKEN, Db, LIGHTSPEED_TOKEN, TestApp, empty_database, fixture, setting, spawn, spawn_with,
 };
 use crate::process::Node;
 use crate::workload::{deliver, seed, state, workload};
@@ -139,7 +139,42 @@ async fn the_same_sale_from_many_connections_is_applied_once_at_its_newest(db: D
     }
 }
 
-crate::on_both_stores!(the_same_sale_from_many_connections_is_applied_once_at_its_newest,);
+/// A POS that re-sends a busy check in a burst (or a load test posting one body from every
+/// connection): each delivery holds the sale only until its write is queued, in order, so a
+/// burst shares a batch instead of waiting one commit each, and none waits out the sale's
+/// lock (50 ms here) into a 409. Before, such deliveries queued one commit each behind the
+/// other and the last ones were refused (384 here).
+async fn a_burst_of_one_sales_deliveries_shares_a_batch_instead_of_waiting_out_its_lock(db: Db) {
+    let app = spawn_with(db, "sale_lock_wait_ms = 50").await;
+    let (_, booking) = app.split_venue_with_booking().await;
+    let versions = versions();
+    let route = "/Sales/partners/lightspeed/events/order.updated";
+    // Every delivery a distinct snapshot (a byte-identical one would be a duplicate, answered
+    // without processing): updates a millisecond apart, and the CLOSE newest of all.
+    let deliveries: Vec<_> = (0..384)
+        .map(|i| {
+            let mut body = versions[if i == 0 { 2 } else { 1 }].clone();
+            let stamp = body["account"]["updateDate"].as_i64().expect("updateDate");
+            let later = if i == 0 { 10_000 } else { i as i64 };
+            body["account"]["updateDate"] = json!(stamp + later);
+            until_acknowledged(&app, route, body.to_string().into_bytes())
+        })
+        .collect();
+    let tries = futures_util::future::join_all(deliveries).await;
+    let conflicts: usize = tries.iter().map(|t| t.conflicts).sum();
+    let server_errors: usize = tries.iter().map(|t| t.server_errors.len()).sum();
+    assert_eq!(conflicts, 0, "no delivery of the burst was answered 409");
+    assert_eq!(server_errors, 0, "no delivery of the burst failed");
+    assert_eq!(app.sales_with_external_id(SALE).await.len(), 1);
+    let view = app.booking_view(booking).await;
+    assert_eq!(view["status"], "paid", "the newest version (CLOSE) stands");
+    assert_eq!(view["spend"]["total"], "50.71", "counted once");
+}
+
+crate::on_both_stores!(
+    the_same_sale_from_many_connections_is_applied_once_at_its_newest,
+    a_burst_of_one_sales_deliveries_shares_a_batch_instead_of_waiting_out_its_lock,
+);
 
 /// Two diarysync processes, no shared memory, one PostgreSQL: every delivery goes to both
 /// nodes at once, so each sale's versions race across processes. The guarantees hold across
@@ -221,4 +256,31 @@ async fn two_nodes_on_one_postgres_apply_each_delivery_once() {
         sales.len(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A batch on PostgreSQL reads a venue and takes its diary lock in one statement, the key
+/// computed by the server; every other write computes it in the process. Both must name the
+/// same lock, or a batch and an operator's change would not exclude each other.
+#[tokio::test]
+async fn the_venue_lock_is_the_same_whether_the_server_or_the_process_computes_its_key() {
+    use sqlx::Connection as _;
+    let database = empty_database(Db::Postgres).await;
+    let mut conn = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("connect");
+    for venue_id in [1_i64, 42, 123_456_789_012, i64::MAX] {
+        let server: i64 = sqlx::query_scalar(&format!(
+            "SELECT {} FROM (SELECT $1::bigint AS id) v",
+            diarysync::store::postgres::VENUE_KEY_OF_V_ID
+        ))
+        .bind(venue_id)
+        .fetch_one(&mut conn)
+        .await
+        .expect("key");
+        assert_eq!(
+            server,
+            diarysync::store::postgres::venue_key(venue_id),
+            "venue {venue_id}"
+        );
+    }
 }

@@ -194,9 +194,15 @@ async fn spawn_on_with(database: EmptyDatabase, extra: &str) -> TestApp {
         url: database_url,
         dir,
     } = database;
+    // The tests' own lock wait, unless the test sets one.
+    let lock_wait = if extra.contains("sale_lock_wait_ms") {
+        ""
+    } else {
+        "sale_lock_wait_ms = 200\n"
+    };
     let toml = format!(
         "listen = \"127.0.0.1:0\"\npublic_url = \"{PUBLIC_URL}\"\ndatabase_url = \"{database_url}\"\n\
-         admin_token = \"{ADMIN_TOKEN}\"\nsale_lock_wait_ms = 200\n{extra}\n{PARTNERS}"
+         admin_token = \"{ADMIN_TOKEN}\"\n{lock_wait}{extra}\n{PARTNERS}"
     );
     let config = Config::from_toml(&toml).expect("test config is valid");
     let app = App::build(config).await.expect("app builds");

@@ -88,6 +88,8 @@ pub(in crate::store) async fn process(
     for (location_id, commands) in groups {
         match apply_group(conn, event_id, partner, &location_id, commands, now).await {
             Ok(result) => results.push(result),
+            // Not a failure of the event: a lock held elsewhere, waited for on a second run.
+            Err(StoreError::Contended) => return Err(StoreError::Contended),
             Err(error) => {
                 tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
                 return Err(StoreError::Processing(Box::new(error)));
@@ -153,7 +155,7 @@ pub(in crate::store) async fn apply_group(
     commands: Vec<Command>,
     now: DateTime<Utc>,
 ) -> Result<Ingested, StoreError> {
-    let Some(venue) = venue_of_location(conn, partner, location_id).await? else {
+    let Some(venue) = locked_venue_of_location(conn, partner, location_id).await? else {
         let detail = format!("location {location_id} is not mapped to a venue");
         return Ok(verdict(
             event_id,
@@ -162,7 +164,6 @@ pub(in crate::store) async fn apply_group(
             detail,
         ));
     };
-    conn.lock_venue(venue.id).await?;
     // Switching the integration on must work while it is off.
     let switches_only = commands
         .iter()

@@ -13,42 +13,44 @@ use sqlx::PgConnection;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::db::{BoxFuture, Conn};
+use super::db::{BoxFuture, Conn, Pending};
 use super::{SaleKey, StoreError};
+
+mod writer;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
 const MIGRATIONS: [(&str, &str); 8] = [
     (
         "0001_init",
-        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../../../migrations/postgres/0001_init.sql"),
     ),
     (
         "0002_fast_ingest",
-        include_str!("../../migrations/postgres/0002_fast_ingest.sql"),
+        include_str!("../../../migrations/postgres/0002_fast_ingest.sql"),
     ),
     (
         "0003_retention",
-        include_str!("../../migrations/postgres/0003_retention.sql"),
+        include_str!("../../../migrations/postgres/0003_retention.sql"),
     ),
     (
         "0004_resilience",
-        include_str!("../../migrations/postgres/0004_resilience.sql"),
+        include_str!("../../../migrations/postgres/0004_resilience.sql"),
     ),
     (
         "0005_partner_rank",
-        include_str!("../../migrations/postgres/0005_partner_rank.sql"),
+        include_str!("../../../migrations/postgres/0005_partner_rank.sql"),
     ),
     (
         "0006_api_budget",
-        include_str!("../../migrations/postgres/0006_api_budget.sql"),
+        include_str!("../../../migrations/postgres/0006_api_budget.sql"),
     ),
     (
         "0007_floor_truth",
-        include_str!("../../migrations/postgres/0007_floor_truth.sql"),
+        include_str!("../../../migrations/postgres/0007_floor_truth.sql"),
     ),
     (
         "0008_table_history",
-        include_str!("../../migrations/postgres/0008_table_history.sql"),
+        include_str!("../../../migrations/postgres/0008_table_history.sql"),
     ),
 ];
 
@@ -62,11 +64,16 @@ const POOL_SIZE: u32 = 32;
 /// PostgreSQL's SQLSTATE for `lock_timeout` expiring.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-/// A pool on one database. Cheap to clone.
+/// A pool on one database, and the writers that batch its events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pool: PgPool,
+    writers: std::sync::Arc<writer::Writers>,
 }
+
+/// Writer connections per process by default: enough to keep PostgreSQL's cores busy while
+/// each waits for its round trips, few enough that they do not contend for them.
+pub const DEFAULT_WRITERS: usize = 4;
 
 /// How long a pooled connection is waited for before a write or read fails: far longer
 /// than any transaction, far shorter than a partner's patience.
@@ -80,7 +87,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Errors
 /// [`StoreError::Unavailable`] naming the host, port and last error when no connection
 /// could be made in time; a migration's failure.
-pub async fn open(url: &str, connect_for: Duration) -> Result<Postgres, StoreError> {
+pub async fn open(
+    url: &str,
+    connect_for: Duration,
+    writers: usize,
+) -> Result<Postgres, StoreError> {
     use backon::Retryable as _;
     use sqlx::ConnectOptions as _;
     use sqlx::postgres::PgConnectOptions;
@@ -134,9 +145,10 @@ pub async fn open(url: &str, connect_for: Duration) -> Result<Postgres, StoreErr
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_lazy_with(options);
+        .connect_lazy_with(options.clone());
     migrate(&pool).await?;
-    Ok(Postgres { pool })
+    let writers = std::sync::Arc::new(writer::Writers::start(&options, &pool, writers)?);
+    Ok(Postgres { pool, writers })
 }
 
 /// Whether a failed connection attempt may succeed later: the server down, restarting or
@@ -215,6 +227,34 @@ async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Runs `op` in a transaction of its own on a pooled connection and commits it; locks are
+/// waited for.
+///
+/// # Errors
+/// What `op` returns (the transaction is rolled back), or the commit's failure.
+async fn solo<T, F>(pool: &PgPool, op: F) -> Result<T, StoreError>
+where
+    F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
+{
+    let mut tx = pool.begin().await?;
+    // A panic in one write fails that write alone: the transaction is rolled back when it is
+    // dropped, and the connection goes back to the pool.
+    let result = super::guarded(op(&mut Conn::postgres(&mut tx))).await;
+    match result {
+        Ok(value) => {
+            let committing = std::time::Instant::now();
+            tx.commit().await?;
+            metrics::histogram!(crate::telemetry::COMMIT_SECONDS, "backend" => "postgres")
+                .record(committing.elapsed().as_secs_f64());
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
+}
+
 impl Postgres {
     /// Runs `op` in a transaction of its own and commits it.
     ///
@@ -224,23 +264,24 @@ impl Postgres {
     where
         F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
     {
-        let mut tx = self.pool.begin().await?;
-        // A panic in one write fails that write alone: the transaction is rolled back when
-        // it is dropped, and the connection goes back to the pool.
-        let result = super::guarded(op(&mut Conn::postgres(&mut tx))).await;
-        match result {
-            Ok(value) => {
-                let committing = std::time::Instant::now();
-                tx.commit().await?;
-                metrics::histogram!(crate::telemetry::COMMIT_SECONDS, "backend" => "postgres")
-                    .record(committing.elapsed().as_secs_f64());
-                Ok(value)
-            }
-            Err(error) => {
-                let _ = tx.rollback().await;
-                Err(error)
-            }
-        }
+        solo(&self.pool, op).await
+    }
+
+    /// Queues `op` for the next batch of a writer (see `writer`): the writer `route` picks,
+    /// so writes with the same route never contend with each other, and run in the order
+    /// they were queued. `op` runs again alone if it met a lock another transaction holds.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] once the store is closed.
+    pub async fn submit<T, F>(&self, route: Option<u64>, op: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.writers.submit(route, op).await
     }
 
     /// Runs `op` on a pooled connection, outside any transaction.
@@ -256,6 +297,7 @@ impl Postgres {
     }
 
     pub async fn close(&self) {
+        self.writers.close();
         self.pool.close().await;
     }
 
@@ -290,6 +332,11 @@ pub fn advisory_key(key: &SaleKey) -> i64 {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
+    lock_id(hasher)
+}
+
+/// A lock id from a hash: its first 8 bytes, as a signed big-endian integer.
+fn lock_id(hasher: Sha256) -> i64 {
     let digest = hasher.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
@@ -301,7 +348,7 @@ pub fn advisory_key(key: &SaleKey) -> i64 {
 ///
 /// # Errors
 /// [`StoreError::SaleBusy`] when another transaction still holds one after `wait`.
-pub(super) async fn lock_sales(
+pub(in crate::store) async fn lock_sales(
     conn: &mut PgConnection,
     keys: &[SaleKey],
     wait: Duration,
@@ -333,16 +380,45 @@ pub(super) async fn lock_sales(
     set_lock_timeout(conn, "0").await
 }
 
-/// Reserves the next event id and takes the sales' advisory locks: in the common case (one
-/// sale, nobody else on it) a single statement; otherwise [`lock_sales`], waiting until
-/// `deadline` at most.
+/// Takes the advisory locks of `keys` for the rest of the transaction if nobody holds any of
+/// them, in one statement, never waiting (a write in a batch).
 ///
 /// # Errors
-/// [`StoreError::SaleBusy`] when another transaction still holds a sale at `deadline`.
-pub(super) async fn reserve_event_id_locking(
+/// [`StoreError::Contended`] when another transaction holds one.
+pub(in crate::store) async fn try_lock_sales(
     conn: &mut PgConnection,
     keys: &[SaleKey],
-    deadline: tokio::time::Instant,
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<i64> = keys.iter().map(advisory_key).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let locked: Option<bool> = sqlx::query_scalar(
+        "SELECT bool_and(pg_try_advisory_xact_lock(id)) FROM unnest($1::bigint[]) AS id",
+    )
+    .bind(ids)
+    .fetch_one(&mut *conn)
+    .await?;
+    if locked == Some(true) {
+        Ok(())
+    } else {
+        Err(StoreError::Contended)
+    }
+}
+
+/// Reserves the next event id and takes the sales' advisory locks: in the common case (one
+/// sale, nobody else on it) a single statement; otherwise [`lock_sales`], waiting until
+/// `deadline` at most, or not at all without one (a write in a batch).
+///
+/// # Errors
+/// [`StoreError::SaleBusy`] when another transaction still holds a sale at `deadline`;
+/// [`StoreError::Contended`] when one holds it and there is no deadline to wait until.
+pub(in crate::store) async fn reserve_event_id_locking(
+    conn: &mut PgConnection,
+    keys: &[SaleKey],
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<i64, StoreError> {
     use sqlx::Row;
     const NEXT_ID: &str = "SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id";
@@ -362,31 +438,56 @@ pub(super) async fn reserve_event_id_locking(
         }
     };
     if !locked {
+        let Some(deadline) = deadline else {
+            return Err(StoreError::Contended);
+        };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         lock_sales(conn, keys, left).await?;
     }
     Ok(id)
 }
 
+/// [`venue_key`] of the venue `v.id`, as PostgreSQL computes it: the first 8 bytes of the
+/// SHA-256 of `venue\0` and the id's 8 big-endian bytes, as a signed big-endian integer.
+pub const VENUE_KEY_OF_V_ID: &str = "('x' || left(encode(sha256('\\x76656e756500'::bytea \
+    || int8send(v.id)), 'hex'), 16))::bit(64)::bigint";
+
 /// The advisory lock id of a venue's diary: hashed like a sale's, in its own domain so the
-/// two never collide.
-fn venue_key(venue_id: i64) -> i64 {
+/// two never collide. A batch computes the same key in SQL (`venue::locked_venue_of_location`,
+/// one round trip for the venue and its lock): change both together.
+pub fn venue_key(venue_id: i64) -> i64 {
     let mut hasher = Sha256::new();
     hasher.update(b"venue\0");
     hasher.update(venue_id.to_be_bytes());
-    let digest = hasher.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
+    lock_id(hasher)
 }
 
-/// Holds the venue's diary for the rest of the transaction (see `Conn::lock_venue`).
-pub(super) async fn lock_venue(conn: &mut PgConnection, venue_id: i64) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+/// Holds the venue's diary for the rest of the transaction (see `Conn::lock_venue`),
+/// waiting for it, or, without `wait`, only if nobody else holds it.
+///
+/// # Errors
+/// [`StoreError::Contended`] when another transaction holds it and `wait` is false.
+pub(in crate::store) async fn lock_venue(
+    conn: &mut PgConnection,
+    venue_id: i64,
+    wait: bool,
+) -> Result<(), StoreError> {
+    if wait {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(venue_key(venue_id))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(venue_key(venue_id))
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
-    Ok(())
+    if locked {
+        Ok(())
+    } else {
+        Err(StoreError::Contended)
+    }
 }
 
 /// `SET LOCAL lock_timeout`, as a statement that takes a parameter.
