@@ -65,7 +65,7 @@ impl Options {
                 .unwrap_or(64),
             rate: number("--rate", if smoke { 200 } else { 2_000 }),
             only: value("--only")
-                .or_else(|| smoke.then(|| "ceiling,sqlite,rate,replay".to_owned()))
+                .or_else(|| smoke.then(|| "fsync,ceiling,sqlite,rate,replay".to_owned()))
                 .map(|v| v.split(',').map(str::to_owned).collect()),
             nodes: usize::try_from(number("--nodes", 3)).unwrap_or(3),
         }
@@ -93,11 +93,12 @@ impl Summary {
         });
         let rss = rss.map_or(String::new(), |r| format!("{r:.1}"));
         let line = format!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {ratio} | {rss} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {ratio} | {rss} |",
             run.rate(),
             run.percentile(0.50),
             run.percentile(0.99),
             run.percentile(0.999),
+            run.percentile(1.0),
             run.errors
         );
         println!("{line}");
@@ -133,7 +134,7 @@ async fn sqlite_phases(
         "seeded SQLite with {VENUES} venues and {BOOKINGS} bookings in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
-    let server = spawn_diarysync(dir, &url).await;
+    let server = spawn_diarysync(dir, &url, &[]).await;
     warm_up(server.addr, options, template).await;
     if options.runs("sqlite") || options.runs("replay") {
         let run = drive(server.addr, options, template).await;
@@ -148,7 +149,7 @@ async fn sqlite_phases(
         );
     }
     if options.runs("rate") {
-        let run = drive_rate(server.addr, options.rate, options.seconds, template).await;
+        let run = drive_rate(server.addr, options.rate, options.seconds, template, 0).await;
         summary.load(
             &format!(
                 "diarysync, SQLite durable, {} events/s offered",
@@ -161,6 +162,80 @@ async fn sqlite_phases(
     }
     server.stop();
     Some(path)
+}
+
+/// The sqlite and rate runs again with `sqlite_synchronous = "normal"`: commits that do not
+/// wait for the disk, on a fresh copy of the same diary.
+async fn sqlite_normal_phase(
+    options: &Options,
+    template: &Arc<Template>,
+    ceiling: Option<&Run>,
+    summary: &mut Summary,
+    dir: &Path,
+) {
+    let path = dir.join("bench-normal.db");
+    let url = format!("sqlite://{}", path.display());
+    diarysync::store::open(&url)
+        .await
+        .expect("migrate")
+        .close()
+        .await;
+    seed_sqlite(&path, VENUES, BOOKINGS);
+    let server = spawn_diarysync(dir, &url, &[("DIARYSYNC_SQLITE_SYNCHRONOUS", "normal")]).await;
+    warm_up(server.addr, options, template).await;
+    let run = drive(server.addr, options, template).await;
+    summary.load(
+        &format!(
+            "diarysync, SQLite synchronous = NORMAL, {} connections",
+            options.concurrency
+        ),
+        &run,
+        ceiling,
+        Some(server.peak_rss_mib()),
+    );
+    let run = drive_rate(server.addr, options.rate, options.seconds, template, 0).await;
+    summary.load(
+        &format!(
+            "diarysync, SQLite synchronous = NORMAL, {} events/s offered",
+            options.rate
+        ),
+        &run,
+        None,
+        Some(server.peak_rss_mib()),
+    );
+    server.stop();
+}
+
+/// The disk's own flush latency in this run: 8 KiB appended and `fdatasync`ed, as a WAL
+/// commit does, for a second (at most 5,000 times).
+fn fsync_phase(summary: &mut Summary, dir: &Path) {
+    use std::io::Write as _;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let page = vec![0x5a_u8; 8192];
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(1) && latencies.len() < 5_000 {
+        let flushing = Instant::now();
+        file.write_all(&page).expect("append");
+        file.sync_data().expect("fdatasync");
+        latencies.push(u32::try_from(flushing.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    latencies.sort_unstable();
+    let at = |p: f64| {
+        let index = ((latencies.len().saturating_sub(1)) as f64 * p).round() as usize;
+        f64::from(latencies.get(index).copied().unwrap_or(0)) / 1000.0
+    };
+    summary.note(format!(
+        "| disk: 8 KiB append + fdatasync, {} times | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | max {:.2} ms |",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    ));
 }
 
 async fn postgres_phase(
@@ -187,7 +262,7 @@ async fn postgres_phase(
         .close()
         .await;
     seed_postgres(&url).await;
-    let server = spawn_diarysync(dir, &url).await;
+    let server = spawn_diarysync(dir, &url, &[]).await;
     warm_up(server.addr, options, template).await;
     // PostgreSQL plans statements from table statistics; autovacuum refreshes them once a
     // minute, which a short run never sees: before it, `sales` looked empty.
@@ -206,6 +281,16 @@ async fn postgres_phase(
         ceiling,
         Some(server.peak_rss_mib()),
     );
+    // Latency at a rate it sustains, and at the rate the SQLite run is offered.
+    for rate in [options.rate / 2, options.rate] {
+        let run = drive_rate(server.addr, rate, options.seconds, template, rate).await;
+        summary.load(
+            &format!("diarysync, PostgreSQL, {rate} events/s offered"),
+            &run,
+            None,
+            Some(server.peak_rss_mib()),
+        );
+    }
     server.stop();
 }
 
@@ -331,8 +416,8 @@ async fn run(options: Options) {
         .map_or_else(|| temp.path().to_owned(), PathBuf::from);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let mut summary = Summary::default();
-    summary.note("| run | events/s | p50 ms | p99 ms | p99.9 ms | errors | × ceiling | server peak RSS MiB |".to_owned());
-    summary.note("|---|---:|---:|---:|---:|---:|---:|---:|".to_owned());
+    summary.note("| run | events/s | p50 ms | p99 ms | p99.9 ms | max ms | errors | × ceiling | server peak RSS MiB |".to_owned());
+    summary.note("|---|---:|---:|---:|---:|---:|---:|---:|---:|".to_owned());
     let ceiling = if options.runs("ceiling") {
         let server = spawn_ceiling().await;
         let run = drive(server.addr, &options, &template).await;
@@ -346,7 +431,7 @@ async fn run(options: Options) {
             Some(server.peak_rss_mib()),
         );
         if options.runs("rate") {
-            let paced = drive_rate(server.addr, options.rate, options.seconds, &template).await;
+            let paced = drive_rate(server.addr, options.rate, options.seconds, &template, 0).await;
             summary.load(
                 &format!("ceiling, {} events/s offered", options.rate),
                 &paced,
@@ -359,7 +444,13 @@ async fn run(options: Options) {
     } else {
         None
     };
+    if options.runs("fsync") {
+        fsync_phase(&mut summary, &dir);
+    }
     let stored = sqlite_phases(&options, &template, ceiling.as_ref(), &mut summary, &dir).await;
+    if options.runs("normal") {
+        sqlite_normal_phase(&options, &template, ceiling.as_ref(), &mut summary, &dir).await;
+    }
     postgres_phase(&options, &template, ceiling.as_ref(), &mut summary, &dir).await;
     if let (Some(path), true) = (&stored, options.runs("replay")) {
         replay_phase(path, &mut summary).await;

@@ -59,7 +59,7 @@ pub async fn fleet_phase(
     seed_postgres(&url).await;
     let mut nodes = Vec::new();
     for _ in 0..options.nodes.max(2) {
-        nodes.push(Some(spawn_diarysync(dir, &url).await));
+        nodes.push(Some(spawn_diarysync(dir, &url, &[]).await));
     }
     let balancer = Balancer::start(dir, &nodes).await;
     let started = Instant::now();

@@ -81,11 +81,12 @@ impl Notification {
 
 impl Notification {
     /// Request `step` of a paced run: `per_second` sales are open at a time and each gets
-    /// its OPEN, UPDATE and CLOSE a second apart, as a POS updates many checks at once.
-    pub fn interleaved(per_second: u64, step: u64) -> Notification {
+    /// its OPEN, UPDATE and CLOSE a second apart, as a POS updates many checks at once. Each
+    /// `run` has sales of its own (a run on a server another run used sends no duplicates).
+    pub fn interleaved(per_second: u64, step: u64, run: u64) -> Notification {
         let round = step / per_second;
         let sale = (round / 3) * per_second + step % per_second;
-        Notification::of(1_000, sale * 3 + round % 3)
+        Notification::of(1_000 + run, sale * 3 + round % 3)
     }
 }
 
@@ -309,6 +310,7 @@ pub async fn drive_rate(
     rate: u64,
     seconds: u64,
     template: &Arc<Template>,
+    run: u64,
 ) -> Run {
     const CONNECTIONS: u64 = 256;
     let total = rate * seconds;
@@ -329,7 +331,7 @@ pub async fn drive_rate(
             loop {
                 let next = queue.lock().await.recv().await;
                 let Some((step, due_at)) = next else { break };
-                let n = Notification::interleaved(rate, step);
+                let n = Notification::interleaved(rate, step, run);
                 let request = signed_request(&template, &n, &mut scratch);
                 if !exchange(&mut sender, request).await {
                     errors += 1;
@@ -480,18 +482,23 @@ pub fn config_text(database_url: &str, port: u16) -> String {
 }
 
 /// diarysync's release binary serving `database_url`, logging warnings only.
-pub async fn spawn_diarysync(dir: &Path, database_url: &str) -> Server {
+pub async fn spawn_diarysync(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let config = dir.join(format!("bench-{port}.toml"));
     std::fs::write(&config, config_text(database_url, port)).expect("config");
     let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_diarysync"))
+    // DIARYSYNC_BENCH_SERVER runs another build (an earlier commit's) against the same
+    // generator, for a before-and-after in one run.
+    let binary = std::env::var_os("DIARYSYNC_BENCH_SERVER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_diarysync").into());
+    let child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env(
             "RUST_LOG",
             std::env::var("DIARYSYNC_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
         )
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
