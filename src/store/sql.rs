@@ -110,18 +110,23 @@ impl SqlStore {
     }
 
     /// Completes with the reason if the store can never write again in this process (the
-    /// SQLite writer thread died): the process must exit so a supervisor restarts it.
-    /// PostgreSQL's pool recovers on its own, so there it never completes.
+    /// SQLite writer thread, or a PostgreSQL writer thread, died): the process must exit so
+    /// a supervisor restarts it. PostgreSQL's connections recover on their own.
     pub async fn died(&self) -> String {
-        match &self.engine {
-            Engine::Sqlite(sqlite) => {
-                let mut died = sqlite.died();
-                match died.wait_for(Option::is_some).await {
-                    Ok(reason) => reason.clone().unwrap_or_default(),
-                    Err(_) => "the SQLite writer is gone".to_owned(),
-                }
-            }
-            Engine::Postgres(_) => std::future::pending().await,
+        let mut died = match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.died(),
+            Engine::Postgres(postgres) => postgres.died(),
+        };
+        let reason = died
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .map(|reason| reason.clone().unwrap_or_default());
+        match (reason, &self.engine) {
+            (Some(reason), _) => reason,
+            (None, Engine::Sqlite(_)) => "the SQLite writer is gone".to_owned(),
+            // The writers were closed with the store.
+            (None, Engine::Postgres(_)) => std::future::pending().await,
         }
     }
 

@@ -598,19 +598,32 @@ mod injected {
         assert_eq!(app.sales_with_external_id(&poisoned).await.len(), 1);
     }
 
+    /// On SQLite the one writer thread; on PostgreSQL one of the writer threads that batch
+    /// events (an unknown partner's refused delivery is recorded through them).
     async fn a_writer_that_dies_makes_the_process_exit_non_zero_not_serve_500s(db: Db) {
-        if db == Db::Postgres {
-            // PostgreSQL has no writer thread: a pooled connection that fails is replaced.
-            return;
-        }
         let dir = tempfile::tempdir().expect("dir");
         let port = crate::process::free_port();
         let config = dir.path().join("node.toml");
+        let (database_url, fail_point, _database) = match db {
+            Db::Sqlite => (
+                format!("sqlite://{}", dir.path().join("d.db").display()),
+                diarysync::store::sqlite::FAIL_BETWEEN_BATCHES,
+                None,
+            ),
+            Db::Postgres => {
+                let database = crate::helpers::empty_database(Db::Postgres).await;
+                (
+                    database.url.clone(),
+                    diarysync::store::postgres::FAIL_BETWEEN_BATCHES,
+                    Some(database),
+                )
+            }
+        };
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}\"\nadmin_token = \"{}\"\n",
-                dir.path().join("d.db").display(),
+                "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"{database_url}\"\n\
+                 admin_token = \"{}\"\ndatabase_writers = 1\n",
                 crate::helpers::ADMIN_TOKEN
             ),
         )
@@ -618,13 +631,7 @@ mod injected {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_diarysync"))
             .args(["serve", "--config"])
             .arg(&config)
-            .env(
-                "FAILPOINTS",
-                format!(
-                    "{}=20*off->panic",
-                    diarysync::store::sqlite::FAIL_BETWEEN_BATCHES
-                ),
-            )
+            .env("FAILPOINTS", format!("{fail_point}=20*off->panic"))
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -647,6 +654,12 @@ mod injected {
                 json!({ "name": "V", "timezone": "UTC", "locations": [] }),
             )
             .await;
+            // A delivery from a partner nobody configured: refused, and recorded as such.
+            let _ = client
+                .post(format!("{base}/Sales/partners/nobody/events/order.updated"))
+                .body("{}")
+                .send()
+                .await;
             let ready = client
                 .get(format!("{base}/readyz"))
                 .send()

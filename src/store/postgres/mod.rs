@@ -17,6 +17,7 @@ use super::db::{BoxFuture, Conn, Pending};
 use super::{SaleKey, StoreError};
 
 mod writer;
+pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
 const MIGRATIONS: [(&str, &str); 8] = [
@@ -294,6 +295,11 @@ impl Postgres {
     {
         let mut conn = self.pool.acquire().await?;
         op(&mut Conn::postgres(&mut conn)).await
+    }
+
+    /// Completes with the reason once a writer thread has died: the process must restart.
+    pub fn died(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.writers.died()
     }
 
     pub async fn close(&self) {

@@ -36,6 +36,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::StoreError;
 use crate::store::db::{BoxFuture, Conn, Pending};
 
+/// A `fail` point between two batches, for the test that proves a dead writer is noticed.
+pub const FAIL_BETWEEN_BATCHES: &str = "postgres-writer-between-batches";
+
 /// Writes per transaction at most. PostgreSQL keeps 64 subtransactions per backend in
 /// shared memory; a batch's savepoints are released one by one, so only a write's own
 /// savepoints nest, well under that.
@@ -61,6 +64,9 @@ struct Job {
 pub(super) struct Writers {
     queues: Mutex<Vec<mpsc::Sender<Job>>>,
     next: AtomicUsize,
+    /// Set once, with the reason, if a writer thread dies: its locations' events could never
+    /// be written again, so the process must restart.
+    died: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for Writers {
@@ -86,6 +92,7 @@ impl Writers {
         count: usize,
     ) -> Result<Writers, StoreError> {
         let mut queues = Vec::with_capacity(count.max(1));
+        let died = tokio::sync::watch::channel(None).0;
         for index in 0..count.max(1) {
             let (sender, queue) = mpsc::channel(QUEUE);
             let (options, pool) = (options.clone(), pool.clone());
@@ -94,15 +101,29 @@ impl Writers {
                 .enable_all()
                 .build()
                 .map_err(|e| StoreError::Unsupported(format!("a writer's runtime: {e}")))?;
+            let died = died.clone();
             std::thread::Builder::new()
                 .name(format!("postgres-writer-{index}"))
-                .spawn(move || runtime.block_on(write_loop(options, pool, home, queue)))
+                .spawn(move || {
+                    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(write_loop(options, pool, home, queue));
+                    }));
+                    if let Err(panic) = stopped {
+                        let why = format!(
+                            "PostgreSQL writer {index} panicked outside a write: {}",
+                            crate::store::panic_message(panic.as_ref())
+                        );
+                        tracing::error!(reason = %why, "a PostgreSQL writer stopped; the process must restart");
+                        died.send_replace(Some(why));
+                    }
+                })
                 .map_err(|e| StoreError::Unsupported(format!("starting a writer: {e}")))?;
             queues.push(sender);
         }
         Ok(Writers {
             queues: Mutex::new(queues),
             next: AtomicUsize::new(0),
+            died,
         })
     }
 
@@ -150,6 +171,11 @@ impl Writers {
         Ok(Pending::erased(answer))
     }
 
+    /// Completes with the reason once a writer has died (never, while they live).
+    pub(super) fn died(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.died.subscribe()
+    }
+
     /// Stops taking writes: the writers finish what is queued and end.
     pub(super) fn close(&self) {
         self.queues
@@ -187,6 +213,7 @@ async fn write_loop(
             tracing::error!(error = %broken, "a PostgreSQL writer's connection failed; reconnecting");
             connection = None;
         }
+        fail::fail_point!(FAIL_BETWEEN_BATCHES);
     }
 }
 
