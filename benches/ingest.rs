@@ -160,6 +160,7 @@ async fn sqlite_phases(
             Some(server.peak_rss_mib()),
         );
     }
+    server.print_store_metrics().await;
     server.stop();
     Some(path)
 }

@@ -406,6 +406,24 @@ impl Server {
             .map_or(0.0, |kb| kb / 1024.0)
     }
 
+    /// With `DIARYSYNC_BENCH_METRICS` set, prints the server's store histograms (commit
+    /// time, writes per batch, time from receipt to committed outcome): where a tail comes
+    /// from.
+    pub async fn print_store_metrics(&self) {
+        if std::env::var_os("DIARYSYNC_BENCH_METRICS").is_none() {
+            return;
+        }
+        let text = match reqwest::get(format!("http://{}/metrics", self.addr)).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(error) => format!("no metrics: {error}"),
+        };
+        for line in text.lines().filter(|line| {
+            line.starts_with("diarysync_store_") || line.starts_with("diarysync_event_processing")
+        }) {
+            println!("{line}");
+        }
+    }
+
     /// Asks the server to stop (SIGTERM) and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
