@@ -223,6 +223,22 @@ fn check_tables<'a>(
 
 /// An instant of a command: in range, and for a wall-clock time (to be read in the venue's
 /// zone later) a day inside the range on either side, so that any zone keeps it in range.
+/// Bytes of a partner's identifier at most (a check's or booking's id, a reference, a
+/// transaction id): real ones are a few dozen; PostgreSQL cannot index a key past about
+/// 2,700 bytes, so a longer one would fail its write (a 500 the partner retries forever)
+/// instead of being answered as the invalid payload it is.
+pub const MAX_IDENTIFIER: usize = 256;
+
+fn check_identifier(value: &str, what: &str) -> Result<(), InvalidCommand> {
+    if value.len() > MAX_IDENTIFIER {
+        return Err(InvalidCommand(format!(
+            "{what} is {} bytes long; at most {MAX_IDENTIFIER}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 fn check_instant(
     t: chrono::DateTime<chrono::Utc>,
     wall_clock: bool,
@@ -268,7 +284,11 @@ impl Command {
     pub fn check(&self) -> Result<(), InvalidCommand> {
         match self {
             Command::UpsertSale(sale) => {
+                check_identifier(&sale.external_id, "a sale's id")?;
                 let id = &sale.external_id;
+                if let Some(origin) = &sale.origin_external_id {
+                    check_identifier(origin, &format!("sale {id}'s origin"))?;
+                }
                 let local = sale.wall_clock;
                 check_instant(sale.opened_at, local, &format!("sale {id} opened at"))?;
                 if let Some(closed) = sale.closed_at {
@@ -283,6 +303,8 @@ impl Command {
                 check_covers(sale.covers, &format!("sale {id}"))
             }
             Command::UpsertBooking(booking) => {
+                check_identifier(&booking.external_key, "a booking's id")?;
+                check_identifier(&booking.reference, "a booking's reference")?;
                 let key = &booking.external_key;
                 let local = booking.wall_clock;
                 check_instant(booking.start, local, &format!("booking {key} start"))?;
@@ -304,15 +326,20 @@ impl Command {
                 }
                 check_covers(booking.covers, &format!("booking {key}"))
             }
-            Command::RecordPayment(payment) => match payment.at {
-                Some(at) => {
-                    super::time::bounded(at, &format!("payment {} at", payment.transaction_id))
-                        .map(drop)
-                        .map_err(Into::into)
+            Command::RecordPayment(payment) => {
+                check_identifier(&payment.booking_reference, "a payment's booking reference")?;
+                check_identifier(&payment.transaction_id, "a payment's transaction id")?;
+                match payment.at {
+                    Some(at) => {
+                        super::time::bounded(at, &format!("payment {} at", payment.transaction_id))
+                            .map(drop)
+                            .map_err(Into::into)
+                    }
+                    None => Ok(()),
                 }
-                None => Ok(()),
-            },
+            }
             Command::UpdateBooking(update) => {
+                check_identifier(&update.reference, "a booking's reference")?;
                 let what = format!("booking {}", update.reference);
                 check_tables(update.tables.iter().flatten(), &what)?;
                 check_covers(update.covers, &what)
@@ -338,11 +365,18 @@ impl Mapped {
     /// # Errors
     /// The first [`InvalidCommand`] found.
     pub fn check(&self) -> Result<(), InvalidCommand> {
-        let mut commands: Box<dyn Iterator<Item = &Command>> = match self {
-            Mapped::Apply { commands, .. } => Box::new(commands.iter()),
-            Mapped::Batch(groups) => Box::new(groups.iter().flat_map(|(_, c)| c.iter())),
+        let groups: Box<dyn Iterator<Item = (&String, &Vec<Command>)>> = match self {
+            Mapped::Apply {
+                location_id,
+                commands,
+            } => Box::new(std::iter::once((location_id, commands))),
+            Mapped::Batch(groups) => Box::new(groups.iter().map(|(l, c)| (l, c))),
             _ => return Ok(()),
         };
-        commands.try_for_each(Command::check)
+        for (location_id, commands) in groups {
+            check_identifier(location_id, "the location id")?;
+            commands.iter().try_for_each(Command::check)?;
+        }
+        Ok(())
     }
 }

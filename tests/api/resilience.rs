@@ -609,7 +609,60 @@ async fn update_times_payment_dates_local_times_and_table_names_are_read_into_ra
     }
 }
 
+/// A check id, an origin id or a location id longer than any partner's (a hostile partner,
+/// a POS bug pasting a whole document): PostgreSQL cannot index a key that long, so the
+/// write failed with a 500 that the partner would retry forever. Now it is an invalid
+/// payload on both stores, kept for a replay, and the same burst's other deliveries are
+/// processed (found by the outside attack on issue 15).
+async fn an_identifier_longer_than_any_partners_is_an_invalid_payload_not_a_failed_write(db: Db) {
+    let app = spawn_with(db, "").await;
+    let (_, booking) = venue_with_t1(&app).await;
+    let long = "x".repeat(3000);
+    let poison = [
+        format!(
+            r#"{{"notificationType":"OPEN","businessLocationId":"42","account":{{"id":"{long}","openDate":1712253600000,"tableName":"T1","totalAmount":5}}}}"#
+        ),
+        format!(
+            r#"{{"notificationType":"OPEN","businessLocationId":"42","account":{{"id":"split-1","originAccountId":"{long}","openDate":1712253600000,"tableName":"T1","totalAmount":5}}}}"#
+        ),
+        format!(
+            r#"{{"notificationType":"OPEN","businessLocationId":"{long}","account":{{"id":"far-1","openDate":1712253600000,"tableName":"T1","totalAmount":5}}}}"#
+        ),
+    ];
+    let sends = poison
+        .iter()
+        .map(|body| app.post_lightspeed(body.as_bytes()));
+    let bodies: Vec<Vec<u8>> = (0..8)
+        .map(|n| open_at(&format!("good-{n}"), "1712253600000"))
+        .collect();
+    let good = bodies.iter().map(|body| app.post_lightspeed(body));
+    let (poisoned, good) = tokio::join!(
+        futures_util::future::join_all(sends),
+        futures_util::future::join_all(good)
+    );
+    for response in poisoned {
+        let status = response.status();
+        let answer = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+        assert!(
+            answer["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("at most 256")),
+            "{answer}"
+        );
+    }
+    for response in good {
+        let answer = json_of(response).await;
+        assert_eq!(answer["outcome"], "processed", "{answer}");
+    }
+    assert!(app.sales_with_external_id("split-1").await.is_empty());
+    let view = app.booking_view(booking).await;
+    assert_eq!(view["status"], "seated", "{view}");
+}
+
 crate::on_both_stores!(
+    an_identifier_longer_than_any_partners_is_an_invalid_payload_not_a_failed_write,
     update_times_payment_dates_local_times_and_table_names_are_read_into_range,
     a_time_beyond_any_calendar_is_an_invalid_payload_and_the_next_delivery_is_processed,
     a_booking_platforms_date_far_in_the_future_or_backwards_is_an_invalid_payload,
