@@ -418,6 +418,25 @@ async fn reprocess_event(
     Ok(result)
 }
 
+/// On PostgreSQL, holds the diaries of every venue the sales of `keys` belong to, in lock-id
+/// order, before anything is applied. A replay's page spans venues, and applying its events
+/// in their own order would take the venues' locks in that order: two replays at once (or
+/// a replay and an operator's change) would each hold a venue the other waits for, a
+/// deadlock PostgreSQL breaks by failing one event (found by the outside attack on issue 15).
+/// Taken in one order everywhere, they cannot wait on each other in a circle. A delivery's
+/// write holds one venue, and in a batch never waits.
+async fn lock_venues_in_order(conn: &mut Conn<'_>, keys: &[SaleKey]) -> Result<(), StoreError> {
+    if conn.as_postgres().is_none() || keys.is_empty() {
+        return Ok(());
+    }
+    let partners: Vec<String> = keys.iter().map(|k| k.partner.clone()).collect();
+    let locations: Vec<String> = keys.iter().map(|k| k.location_id.clone()).collect();
+    let Some(postgres) = conn.as_postgres() else {
+        return Ok(());
+    };
+    postgres::lock_venues_of_locations(postgres, &partners, &locations).await
+}
+
 /// Reprocesses each event of a batch in its own savepoint, in order.
 async fn reprocess_all(
     conn: &mut Conn<'_>,
@@ -426,6 +445,7 @@ async fn reprocess_all(
     batch: Vec<Reprocess>,
 ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
     lock_across_nodes(conn, &keys, deadline).await?;
+    lock_venues_in_order(conn, &keys).await?;
     let mut results = Vec::with_capacity(batch.len());
     for item in batch {
         let savepoint = conn.savepoint().await?;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::helpers::json_of;
+
 use crate::helpers::{
     ADMIN_TOKEN, Db, LIGHTSPEED_TOKEN, TestApp, empty_database, fixture, setting, spawn, spawn_with,
 };
@@ -283,4 +285,53 @@ async fn the_venue_lock_is_the_same_whether_the_server_or_the_process_computes_i
             "venue {venue_id}"
         );
     }
+}
+
+/// Two replays at once whose pages hold the same two venues' events in opposite orders (a
+/// replay by time range beside another, on two nodes): each page is one transaction and
+/// used to take the venues' locks in its events' order, so each held the venue the other
+/// waited for, and PostgreSQL broke the deadlock by failing an event. A page now takes its
+/// venues' locks up front, in one order (found by the outside attack on issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replays_at_once_over_the_same_venues_in_opposite_orders_fail_nothing() {
+    let app = spawn(Db::Postgres).await;
+    let other_node = crate::helpers::spawn_beside(&app, "").await;
+    app.venue_with_location("lightspeed", "42", true).await;
+    app.venue_with_location("lightspeed", "43", true).await;
+    let open = |sale: usize, location: &str| {
+        format!(
+            r#"{{"notificationType":"OPEN","businessLocationId":"{location}","account":{{"id":"r{sale}","openDate":1712253600000,"tableName":"T1","totalAmount":5}}}}"#
+        )
+    };
+    let mut middle = None;
+    for sale in 0..400 {
+        if sale == 200 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            middle = Some(chrono::Utc::now());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // 42, 43, 42, ... in the first half; 43, 42, 43, ... in the second.
+        let location = if (sale < 80) == (sale % 2 == 0) {
+            "42"
+        } else {
+            "43"
+        };
+        let answer = json_of(app.post_lightspeed(open(sale, location).as_bytes()).await).await;
+        assert_eq!(answer["outcome"], "processed", "{answer}");
+    }
+    let middle = middle.expect("middle").to_rfc3339();
+    let (first, second) = tokio::join!(
+        app.admin_post("/events/replay", json!({ "to": middle })),
+        other_node.admin_post("/events/replay", json!({ "from": middle })),
+    );
+    for (status, summary) in [first, second] {
+        assert_eq!(status, StatusCode::OK, "{summary}");
+        let outcomes = summary["outcomes"].as_object().cloned().unwrap_or_default();
+        assert!(
+            outcomes.keys().all(|k| k == "processed"),
+            "every replayed event processed again: {summary}"
+        );
+    }
+    let failed = app.admin_get("/events?outcome=failed&limit=1000").await;
+    assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
 }

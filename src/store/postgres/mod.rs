@@ -496,6 +496,38 @@ pub(in crate::store) async fn lock_venue(
     }
 }
 
+/// Holds the diaries of the venues that `(partners[i], locations[i])` are mapped to, waiting
+/// for each, taken in lock-id order so that two transactions holding several venues never
+/// wait on each other in a circle.
+///
+/// # Errors
+/// When the database fails.
+pub(in crate::store) async fn lock_venues_of_locations(
+    conn: &mut PgConnection,
+    partners: &[String],
+    locations: &[String],
+) -> Result<(), StoreError> {
+    let venues: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT l.venue_id FROM partner_locations l
+         JOIN unnest($1::text[], $2::text[]) AS k(partner, location_id)
+           ON l.partner = k.partner AND l.location_id = k.location_id",
+    )
+    .bind(partners)
+    .bind(locations)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut ids: Vec<i64> = venues.into_iter().map(venue_key).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// `SET LOCAL lock_timeout`, as a statement that takes a parameter.
 async fn set_lock_timeout(conn: &mut PgConnection, timeout: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT set_config('lock_timeout', $1, true)")
