@@ -121,15 +121,8 @@ async fn sqlite_phases(
     if !options.runs("sqlite") && !options.runs("rate") && !options.runs("replay") {
         return None;
     }
-    let path = dir.join("bench.db");
-    let url = format!("sqlite://{}", path.display());
-    diarysync::store::open(&url)
-        .await
-        .expect("migrate")
-        .close()
-        .await;
     let seeding = Instant::now();
-    seed_sqlite(&path, VENUES, BOOKINGS);
+    let (path, url) = seeded_sqlite(dir, "bench.db").await;
     println!(
         "seeded SQLite with {VENUES} venues and {BOOKINGS} bookings in {:.1} s",
         seeding.elapsed().as_secs_f64()
@@ -165,6 +158,38 @@ async fn sqlite_phases(
     Some(path)
 }
 
+/// A fresh SQLite file `name` in `dir`, migrated and seeded with the diary: its path and URL.
+async fn seeded_sqlite(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let url = format!("sqlite://{}", path.display());
+    diarysync::store::open(&url)
+        .await
+        .expect("migrate")
+        .close()
+        .await;
+    seed_sqlite(&path, VENUES, BOOKINGS);
+    (path, url)
+}
+
+/// A fresh database on the server `DIARYSYNC_BENCH_PG_URL` names, migrated and seeded with
+/// the diary; `None`, noted as the `run` skipped, without one (`script` sets it).
+async fn seeded_postgres(summary: &mut Summary, run: &str, script: &str) -> Option<String> {
+    let Ok(admin_url) = std::env::var("DIARYSYNC_BENCH_PG_URL") else {
+        summary.note(format!(
+            "| {run} | skipped: DIARYSYNC_BENCH_PG_URL is not set ({script} sets it) |"
+        ));
+        return None;
+    };
+    let url = fresh_postgres(&admin_url).await;
+    diarysync::store::open(&url)
+        .await
+        .expect("migrate")
+        .close()
+        .await;
+    seed_postgres(&url).await;
+    Some(url)
+}
+
 /// The sqlite and rate runs again with `sqlite_synchronous = "normal"`: commits that do not
 /// wait for the disk, on a fresh copy of the same diary.
 async fn sqlite_normal_phase(
@@ -174,14 +199,7 @@ async fn sqlite_normal_phase(
     summary: &mut Summary,
     dir: &Path,
 ) {
-    let path = dir.join("bench-normal.db");
-    let url = format!("sqlite://{}", path.display());
-    diarysync::store::open(&url)
-        .await
-        .expect("migrate")
-        .close()
-        .await;
-    seed_sqlite(&path, VENUES, BOOKINGS);
+    let (_, url) = seeded_sqlite(dir, "bench-normal.db").await;
     let server = spawn_diarysync(dir, &url, &[("DIARYSYNC_SQLITE_SYNCHRONOUS", "normal")]).await;
     warm_up(server.addr, options, template).await;
     let run = drive(server.addr, options, template).await;
@@ -249,20 +267,9 @@ async fn postgres_phase(
     if !options.runs("postgres") {
         return;
     }
-    let Ok(admin_url) = std::env::var("DIARYSYNC_BENCH_PG_URL") else {
-        summary.note(
-            "| PostgreSQL | skipped: DIARYSYNC_BENCH_PG_URL is not set (scripts/bench sets it) |"
-                .to_owned(),
-        );
+    let Some(url) = seeded_postgres(summary, "PostgreSQL", "scripts/bench").await else {
         return;
     };
-    let url = fresh_postgres(&admin_url).await;
-    diarysync::store::open(&url)
-        .await
-        .expect("migrate")
-        .close()
-        .await;
-    seed_postgres(&url).await;
     let server = spawn_diarysync(dir, &url, &[]).await;
     warm_up(server.addr, options, template).await;
     // PostgreSQL plans statements from table statistics; autovacuum refreshes them once a

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 
 use super::load::{
-    Notification, Run, Server, Template, connect, free_port, fresh_postgres, seed_postgres,
-    signed_request, spawn_diarysync,
+    Notification, Run, Server, Template, connect, free_port, signed_request, spawn_diarysync,
 };
 use super::{Options, Summary};
 
@@ -43,20 +42,9 @@ pub async fn fleet_phase(
     summary: &mut Summary,
     dir: &Path,
 ) {
-    let Ok(admin_url) = std::env::var("DIARYSYNC_BENCH_PG_URL") else {
-        summary.note(
-            "| fleet | skipped: DIARYSYNC_BENCH_PG_URL is not set (scripts/fleet sets it) |"
-                .to_owned(),
-        );
+    let Some(url) = super::seeded_postgres(summary, "fleet", "scripts/fleet").await else {
         return;
     };
-    let url = fresh_postgres(&admin_url).await;
-    diarysync::store::open(&url)
-        .await
-        .expect("migrate")
-        .close()
-        .await;
-    seed_postgres(&url).await;
     let mut nodes = Vec::new();
     for _ in 0..options.nodes.max(2) {
         nodes.push(Some(spawn_diarysync(dir, &url, &[]).await));

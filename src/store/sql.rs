@@ -252,11 +252,7 @@ async fn lock_across_nodes(
     keys: &[SaleKey],
     deadline: Instant,
 ) -> Result<(), StoreError> {
-    let waits = conn.waits_for_locks();
     if let Some(postgres) = conn.as_postgres() {
-        if !waits {
-            return postgres::try_lock_sales(postgres, keys).await;
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         postgres::lock_sales(postgres, keys, left).await?;
     }
@@ -426,14 +422,14 @@ async fn reprocess_event(
 /// Taken in one order everywhere, they cannot wait on each other in a circle. A delivery's
 /// write holds one venue, and in a batch never waits.
 async fn lock_venues_in_order(conn: &mut Conn<'_>, keys: &[SaleKey]) -> Result<(), StoreError> {
-    if conn.as_postgres().is_none() || keys.is_empty() {
+    let Some(postgres) = conn.as_postgres() else {
+        return Ok(());
+    };
+    if keys.is_empty() {
         return Ok(());
     }
     let partners: Vec<String> = keys.iter().map(|k| k.partner.clone()).collect();
     let locations: Vec<String> = keys.iter().map(|k| k.location_id.clone()).collect();
-    let Some(postgres) = conn.as_postgres() else {
-        return Ok(());
-    };
     postgres::lock_venues_of_locations(postgres, &partners, &locations).await
 }
 

@@ -341,6 +341,14 @@ pub fn advisory_key(key: &SaleKey) -> i64 {
     lock_id(hasher)
 }
 
+/// The advisory lock ids of `keys`, in the one order every transaction takes them.
+fn lock_ids(keys: &[SaleKey]) -> Vec<i64> {
+    let mut ids: Vec<i64> = keys.iter().map(advisory_key).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// A lock id from a hash: its first 8 bytes, as a signed big-endian integer.
 fn lock_id(hasher: Sha256) -> i64 {
     let digest = hasher.finalize();
@@ -362,9 +370,7 @@ pub(in crate::store) async fn lock_sales(
     if keys.is_empty() {
         return Ok(());
     }
-    let mut ids: Vec<i64> = keys.iter().map(advisory_key).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = lock_ids(keys);
     let millis = wait.as_millis().clamp(1, 600_000);
     set_lock_timeout(conn, &format!("{millis}ms")).await?;
     for id in ids {
@@ -398,9 +404,7 @@ pub(in crate::store) async fn try_lock_sales(
     if keys.is_empty() {
         return Ok(());
     }
-    let mut ids: Vec<i64> = keys.iter().map(advisory_key).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = lock_ids(keys);
     let locked: Option<bool> = sqlx::query_scalar(
         "SELECT bool_and(pg_try_advisory_xact_lock(id)) FROM unnest($1::bigint[]) AS id",
     )
@@ -444,11 +448,15 @@ pub(in crate::store) async fn reserve_event_id_locking(
         }
     };
     if !locked {
-        let Some(deadline) = deadline else {
-            return Err(StoreError::Contended);
-        };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        lock_sales(conn, keys, left).await?;
+        match deadline {
+            // In a batch: several sales are tried in one statement (one alone was, above).
+            None if keys.len() > 1 => try_lock_sales(conn, keys).await?,
+            None => return Err(StoreError::Contended),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                lock_sales(conn, keys, left).await?;
+            }
+        }
     }
     Ok(id)
 }
