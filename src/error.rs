@@ -23,9 +23,16 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Conflict(String),
+    /// Busy for a moment (a venue's diary held by another write): retry after
+    /// [`RETRY_AFTER_SECONDS`].
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
+
+/// What a 503 asks the client to wait, in seconds: longer than any lock wait of ours.
+pub const RETRY_AFTER_SECONDS: &str = "5";
 
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -36,6 +43,7 @@ impl ApiError {
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -46,6 +54,9 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(message) => Self::Conflict(message),
+            StoreError::VenueBusy => Self::Unavailable(
+                "the venue's diary is held by another write; try again in a few seconds".to_owned(),
+            ),
             other => Self::Internal(other),
         }
     }
@@ -54,7 +65,8 @@ impl From<StoreError> for ApiError {
 /// What every admin API error answers with.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable: unauthorized, not_found, bad_request, invalid, conflict, internal.
+    /// Machine-readable: unauthorized, not_found, bad_request, too_large, invalid, conflict,
+    /// unavailable, internal.
     pub error: &'static str,
     /// For people.
     pub message: String,
@@ -71,6 +83,12 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -68,6 +68,10 @@ pub enum Reason {
     DuplicateEvent,
     StaleUpdate,
     SaleInFlight,
+    /// The venue's diary stayed held by another transaction past the delivery's lock wait
+    /// (on PostgreSQL: another node's write, a replay, or a node that stopped mid-write
+    /// until the server ends its session). Answered 409 like a sale in flight: retry later.
+    VenueBusy,
     ProcessingError,
     ScriptError,
     /// A script hit one of its limits (operations, data size, depth, commands).
@@ -107,6 +111,7 @@ impl Reason {
             Self::DuplicateEvent => "duplicate_event",
             Self::StaleUpdate => "stale_update",
             Self::SaleInFlight => "sale_in_flight",
+            Self::VenueBusy => "venue_busy",
             Self::ProcessingError => "processing_error",
             Self::ScriptError => "script_error",
             Self::ScriptLimit => "script_limit",

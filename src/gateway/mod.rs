@@ -102,7 +102,11 @@ pub enum Receipt {
         reason: Reason,
     },
     /// The same sale is being processed by another request; retry later.
-    Busy { event_id: Option<i64> },
+    Busy {
+        event_id: Option<i64>,
+        /// `sale_in_flight` or `venue_busy`.
+        reason: Reason,
+    },
     /// Too many deliveries from this partner: refused unread, retry after the wait.
     RateLimited { retry_after: Duration },
     /// The body once decompressed is over the limit: refused whole (413).
@@ -137,11 +141,9 @@ impl Receipt {
             Receipt::Refused { event_id, reason } => {
                 (*event_id, Outcome::Rejected.as_str(), Some(*reason))
             }
-            Receipt::Busy { event_id } => (
-                *event_id,
-                Outcome::Rejected.as_str(),
-                Some(Reason::SaleInFlight),
-            ),
+            Receipt::Busy { event_id, reason } => {
+                (*event_id, Outcome::Rejected.as_str(), Some(*reason))
+            }
             Receipt::Failed { event_id, reason } => {
                 (*event_id, Outcome::Failed.as_str(), Some(*reason))
             }
@@ -428,21 +430,18 @@ impl Gateway {
                     match_rule: ingested.match_rule,
                 }
             }
-            Err(StoreError::SaleBusy) => {
-                let event_id = self
-                    .record(
-                        event,
-                        Outcome::Rejected,
-                        Reason::SaleInFlight,
-                        "the same sale is being processed",
-                    )
-                    .await;
+            Err(busy @ (StoreError::SaleBusy | StoreError::VenueBusy)) => {
+                let (reason, detail) = match busy {
+                    StoreError::VenueBusy => (
+                        Reason::VenueBusy,
+                        "the venue's diary is held by another write",
+                    ),
+                    _ => (Reason::SaleInFlight, "the same sale is being processed"),
+                };
+                let event_id = self.record(event, Outcome::Rejected, reason, detail).await;
                 match inbound.route {
-                    Route::Sales => Receipt::Busy { event_id },
-                    Route::Callback => Receipt::Failed {
-                        event_id,
-                        reason: Reason::SaleInFlight,
-                    },
+                    Route::Sales => Receipt::Busy { event_id, reason },
+                    Route::Callback => Receipt::Failed { event_id, reason },
                 }
             }
             Err(error) => {

@@ -52,11 +52,15 @@ impl Committing {
             .map_err(|e| StoreError::Unsupported(format!("replay task: {e}")))?;
         let results = match results {
             Ok(results) => results,
-            Err(StoreError::SaleBusy) => {
+            Err(busy @ (StoreError::SaleBusy | StoreError::VenueBusy)) => {
+                let reason = match busy {
+                    StoreError::VenueBusy => Reason::VenueBusy,
+                    _ => Reason::SaleInFlight,
+                };
                 let busy = self.was.len();
                 *summary
                     .outcomes
-                    .entry(Reason::SaleInFlight.as_str().to_owned())
+                    .entry(reason.as_str().to_owned())
                     .or_default() += busy;
                 (0..busy).for_each(|_| progress());
                 return Ok(());

@@ -401,10 +401,10 @@ fn respond(receipt: Receipt) -> Response {
             StatusCode::BAD_REQUEST,
             json!({ "error": reason.as_str(), "event_id": event_id }),
         ),
-        Receipt::Busy { event_id } => {
+        Receipt::Busy { event_id, reason } => {
             let mut response = answer(
                 StatusCode::CONFLICT,
-                json!({ "error": Reason::SaleInFlight.as_str(), "event_id": event_id, "retry_after_seconds": 60 }),
+                json!({ "error": reason.as_str(), "event_id": event_id, "retry_after_seconds": 60 }),
             );
             response.headers_mut().insert(
                 header::RETRY_AFTER,

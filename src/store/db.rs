@@ -74,15 +74,27 @@ impl<T: 'static> Pending<T> {
     }
 }
 
+/// How a transaction waits for a lock another one holds.
+#[derive(Debug, Clone, Copy)]
+pub enum LockWait {
+    /// Not at all: a write in a batch, which reruns alone instead.
+    Never,
+    /// Until the instant, a delivery's or a replay's deadline.
+    Until(tokio::time::Instant),
+    /// As long as the session's `lock_timeout` allows (an operator's change).
+    SessionLimit,
+}
+
 /// A connection inside a transaction, on either backend.
 #[derive(Debug)]
 pub struct Conn<'c> {
     link: Link<'c>,
     /// Savepoints opened so far, for unique names.
     savepoints: u32,
-    /// Whether a lock another transaction holds is waited for, or answered at once with
-    /// [`StoreError::Contended`] (a write in a PostgreSQL batch).
-    waits_for_locks: bool,
+    /// How a lock another transaction holds is waited for: not at all in a PostgreSQL batch
+    /// (answered at once with [`StoreError::Contended`]), until a delivery's deadline, or
+    /// up to the session's limit.
+    lock_wait: LockWait,
 }
 
 #[derive(Debug)]
@@ -96,7 +108,7 @@ impl<'c> Conn<'c> {
         Conn {
             link: Link::Sqlite(conn),
             savepoints: 0,
-            waits_for_locks: true,
+            lock_wait: LockWait::SessionLimit,
         }
     }
 
@@ -105,7 +117,7 @@ impl<'c> Conn<'c> {
         Conn {
             link: Link::Postgres(conn),
             savepoints: 0,
-            waits_for_locks: true,
+            lock_wait: LockWait::SessionLimit,
         }
     }
 
@@ -115,13 +127,22 @@ impl<'c> Conn<'c> {
         Conn {
             link: Link::Postgres(conn),
             savepoints: 0,
-            waits_for_locks: false,
+            lock_wait: LockWait::Never,
         }
     }
 
     /// Whether locks held by other transactions are waited for (see [`Conn::postgres_batched`]).
     pub fn waits_for_locks(&self) -> bool {
-        self.waits_for_locks
+        !matches!(self.lock_wait, LockWait::Never)
+    }
+
+    /// Bounds this transaction's waits for locks by `deadline` (a delivery's or a replay's):
+    /// a venue still held then is answered with [`StoreError::VenueBusy`]. A write in a
+    /// batch keeps not waiting at all.
+    pub fn wait_for_locks_until(&mut self, deadline: tokio::time::Instant) {
+        if self.waits_for_locks() {
+            self.lock_wait = LockWait::Until(deadline);
+        }
     }
 
     /// The PostgreSQL connection, for what only PostgreSQL does (advisory locks).
@@ -157,7 +178,7 @@ impl<'c> Conn<'c> {
     /// When the database fails.
     pub async fn lock_venue(&mut self, venue_id: i64) -> Result<(), StoreError> {
         if let Link::Postgres(conn) = &mut self.link {
-            super::postgres::lock_venue(conn, venue_id, self.waits_for_locks).await?;
+            super::postgres::lock_venue(conn, venue_id, self.lock_wait).await?;
         }
         Ok(())
     }

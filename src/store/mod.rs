@@ -56,6 +56,10 @@ pub enum StoreError {
     /// Another request holds the in-flight lock of the same sale.
     #[error("the same sale is being processed by another request")]
     SaleBusy,
+    /// The venue's diary stayed held by another transaction for longer than the write may
+    /// wait (PostgreSQL only): retry later.
+    #[error("the venue's diary is held by another transaction")]
+    VenueBusy,
     /// A write running in a PostgreSQL batch met a lock another transaction holds: it never
     /// waits there (two batches waiting on each other would stall every event of both), so
     /// its savepoint is rolled back and it runs again on its own, where it may wait.

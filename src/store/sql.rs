@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use tokio::time::Instant;
 
 use super::body;
-use super::db::{self, BoxFuture, Conn, Param, Pending, Row};
+use super::db::{self, BoxFuture, Conn, LockWait, Param, Pending, Row};
 use super::postgres::Postgres;
 use super::records::*;
 use super::sqlite::Sqlite;
@@ -276,6 +276,7 @@ async fn ingest_locked(
     event: Arc<NewEvent>,
     mapped: Mapped,
 ) -> Result<Ingested, StoreError> {
+    conn.wait_for_locks_until(deadline);
     let wait_until = conn.waits_for_locks().then_some(deadline);
     let event_id = match conn.as_postgres() {
         Some(postgres) => {
@@ -340,6 +341,7 @@ async fn reprocess_locked(
     mapped: Mapped,
     handler_version: Option<String>,
 ) -> Result<Ingested, StoreError> {
+    conn.wait_for_locks_until(deadline);
     lock_across_nodes(conn, &keys, deadline).await?;
     reprocess_event(conn, event_id, mapped, handler_version).await
 }
@@ -421,7 +423,11 @@ async fn reprocess_event(
 /// deadlock PostgreSQL breaks by failing one event (found by the outside attack on issue 15).
 /// Taken in one order everywhere, they cannot wait on each other in a circle. A delivery's
 /// write holds one venue, and in a batch never waits.
-async fn lock_venues_in_order(conn: &mut Conn<'_>, keys: &[SaleKey]) -> Result<(), StoreError> {
+async fn lock_venues_in_order(
+    conn: &mut Conn<'_>,
+    keys: &[SaleKey],
+    deadline: Instant,
+) -> Result<(), StoreError> {
     let Some(postgres) = conn.as_postgres() else {
         return Ok(());
     };
@@ -430,7 +436,8 @@ async fn lock_venues_in_order(conn: &mut Conn<'_>, keys: &[SaleKey]) -> Result<(
     }
     let partners: Vec<String> = keys.iter().map(|k| k.partner.clone()).collect();
     let locations: Vec<String> = keys.iter().map(|k| k.location_id.clone()).collect();
-    postgres::lock_venues_of_locations(postgres, &partners, &locations).await
+    let wait = LockWait::Until(deadline);
+    postgres::lock_venues_of_locations(postgres, &partners, &locations, wait).await
 }
 
 /// Reprocesses each event of a batch in its own savepoint, in order.
@@ -440,8 +447,9 @@ async fn reprocess_all(
     deadline: Instant,
     batch: Vec<Reprocess>,
 ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+    conn.wait_for_locks_until(deadline);
     lock_across_nodes(conn, &keys, deadline).await?;
-    lock_venues_in_order(conn, &keys).await?;
+    lock_venues_in_order(conn, &keys, deadline).await?;
     let mut results = Vec::with_capacity(batch.len());
     for item in batch {
         let savepoint = conn.savepoint().await?;

@@ -118,6 +118,10 @@ pub(in crate::store) async fn venue_of_location(
     .transpose()
 }
 
+/// A `fail` point in a PostgreSQL batch right after a venue's lock was taken, for the test
+/// that proves a stopped node does not hold other nodes' deliveries for long.
+pub const FAIL_HOLDING_VENUE: &str = "postgres-batch-holding-venue";
+
 /// The venue a partner's location is mapped to, its diary held for the rest of the
 /// transaction ([`Conn::lock_venue`]). In a PostgreSQL batch, read and locked in one round
 /// trip.
@@ -147,6 +151,9 @@ pub(in crate::store) async fn locked_venue_of_location(
     if !row.try_get::<bool>("locked")? {
         return Err(StoreError::Contended);
     }
+    // A node that stops here (SIGSTOP, a stalled VM) holds the venue until PostgreSQL ends
+    // its idle session; the test of that blocks the writer's thread at this point.
+    fail::fail_point!(FAIL_HOLDING_VENUE);
     let enabled = row.try_get::<i64>("enabled")? != 0;
     venue_from_row(&row, enabled).map(Some)
 }

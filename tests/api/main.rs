@@ -28,6 +28,7 @@ mod resilience;
 mod retention;
 mod scripts;
 mod simulation;
+mod stalled;
 mod tourcms_api;
 mod variants;
 mod workload;

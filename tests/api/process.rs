@@ -18,6 +18,8 @@ pub struct Node {
     config: PathBuf,
     log: PathBuf,
     rust_log: String,
+    /// Extra environment (e.g. `FAILPOINTS`), kept for a restart.
+    env: Vec<(String, String)>,
 }
 
 pub fn free_port() -> u16 {
@@ -40,6 +42,19 @@ impl Node {
         extra: &str,
         rust_log: &str,
     ) -> Node {
+        Node::start_with_env(dir, database_url, extra, rust_log, &[]).await
+    }
+
+    /// [`Node::start_logging`] with extra environment variables (`FAILPOINTS` to make the
+    /// process stop at a point: fail points are process-wide, so only a process of its own
+    /// may have them).
+    pub async fn start_with_env(
+        dir: &Path,
+        database_url: &str,
+        extra: &str,
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let port = free_port();
         let config = dir.join(format!("node-{port}.toml"));
         std::fs::write(
@@ -53,10 +68,20 @@ impl Node {
         )
         .expect("config");
         let log = dir.join(format!("node-{port}.log"));
-        Node::spawn(port, config, log, rust_log.to_owned()).await
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Node::spawn(port, config, log, rust_log.to_owned(), env).await
     }
 
-    async fn spawn(port: u16, config: PathBuf, log: PathBuf, rust_log: String) -> Node {
+    async fn spawn(
+        port: u16,
+        config: PathBuf,
+        log: PathBuf,
+        rust_log: String,
+        env: Vec<(String, String)>,
+    ) -> Node {
         let output = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -67,6 +92,7 @@ impl Node {
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", &rust_log)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(output)
             .stderr(errors)
             .spawn()
@@ -78,6 +104,7 @@ impl Node {
             config,
             log,
             rust_log,
+            env,
         };
         node.wait_until_ready().await;
         node
@@ -115,7 +142,8 @@ impl Node {
         self.kill();
         let config = self.config.clone();
         let log = self.log.clone();
-        let next = Node::spawn(self.port, config, log, self.rust_log.clone()).await;
+        let env = self.env.clone();
+        let next = Node::spawn(self.port, config, log, self.rust_log.clone(), env).await;
         *self = next;
     }
 }

@@ -88,8 +88,11 @@ pub(in crate::store) async fn process(
     for (location_id, commands) in groups {
         match apply_group(conn, event_id, partner, &location_id, commands, now).await {
             Ok(result) => results.push(result),
-            // Not a failure of the event: a lock held elsewhere, waited for on a second run.
-            Err(StoreError::Contended) => return Err(StoreError::Contended),
+            // Not a failure of the event: a lock held elsewhere, waited for on a second run
+            // (Contended) or for too long (busy: the partner retries later).
+            Err(held @ (StoreError::Contended | StoreError::VenueBusy | StoreError::SaleBusy)) => {
+                return Err(held);
+            }
             Err(error) => {
                 tracing::error!(event_id, error = %error, source = ?std::error::Error::source(&error), "processing failed");
                 return Err(StoreError::Processing(Box::new(error)));

@@ -13,10 +13,11 @@ use sqlx::PgConnection;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::db::{BoxFuture, Conn, Pending};
+use super::db::{BoxFuture, Conn, LockWait, Pending};
 use super::{SaleKey, StoreError};
 
 mod writer;
+pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
@@ -65,6 +66,25 @@ const POOL_SIZE: u32 = 32;
 /// PostgreSQL's SQLSTATE for `lock_timeout` expiring.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+/// Settings every session of ours starts with, so that one node that stops (frozen by
+/// `SIGSTOP`, a stalled VM, a network partition) cannot hold the others up for long:
+/// - `idle_in_transaction_session_timeout`: a transaction of ours never sits idle between
+///   two statements for more than milliseconds (no handler, no outbound call runs inside
+///   one), so one idle for 10 s belongs to a node that stopped. PostgreSQL ends its session,
+///   which rolls it back and releases its sale and venue locks.
+/// - `lock_timeout`: no wait for a lock lasts longer than 10 s (the wait for a sale or a
+///   venue during a delivery is shorter, see `lock_sales` and `lock_venue`), so a held lock
+///   costs the writes behind it an error they can retry, never a pool of stuck connections.
+/// - TCP keepalives: a node gone from the network is noticed by the server in about 25 s
+///   instead of the kernel's two hours, for sessions idle outside a transaction too.
+const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("idle_in_transaction_session_timeout", "10s"),
+    ("lock_timeout", "10s"),
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
+
 /// A pool on one database, and the writers that batch its events. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Postgres {
@@ -99,6 +119,9 @@ pub async fn open(
     let options: PgConnectOptions = url.parse().map_err(|e| {
         StoreError::Unsupported(format!("database_url is not a PostgreSQL URL: {e}"))
     })?;
+    let options = options
+        .options(SESSION_SETTINGS)
+        .application_name("diarysync");
     let target = format!("{}:{}", options.get_host(), options.get_port());
     let backoff = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
@@ -171,6 +194,10 @@ fn worth_waiting_for(error: &sqlx::Error) -> bool {
 /// advisory lock.
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     let mut conn = pool.acquire().await?;
+    // Nodes starting together wait for the one that migrates, however long that takes.
+    sqlx::raw_sql("SET lock_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
@@ -180,8 +207,12 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
         .await;
+    let reset = sqlx::raw_sql("RESET lock_timeout")
+        .execute(&mut *conn)
+        .await;
     applied?;
     unlocked?;
+    reset?;
     Ok(())
 }
 
@@ -308,12 +339,17 @@ impl Postgres {
     }
 
     /// Whether a write can commit now: a probe transaction (one heartbeat row, so a
-    /// read-only server after a failover shows too) commits within `within`.
+    /// read-only server after a failover shows too) commits within `within`, and every
+    /// writer answers on its own connection within it.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] with the reason.
     pub async fn ready(&self, within: Duration) -> Result<(), StoreError> {
-        let probe = self.write(|conn| Box::pin(super::db::heartbeat(conn)));
+        let probe = async {
+            self.write(|conn| Box::pin(super::db::heartbeat(conn)))
+                .await?;
+            self.writers.probe().await
+        };
         match tokio::time::timeout(within, probe).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(StoreError::Unavailable(format!(
@@ -371,25 +407,24 @@ pub(in crate::store) async fn lock_sales(
         return Ok(());
     }
     let ids = lock_ids(keys);
-    let millis = wait.as_millis().clamp(1, 600_000);
-    set_lock_timeout(conn, &format!("{millis}ms")).await?;
+    set_lock_timeout(conn, wait).await?;
     for id in ids {
         let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(id)
             .execute(&mut *conn)
             .await;
-        match locked {
-            Err(sqlx::Error::Database(error))
-                if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) =>
-            {
-                return Err(StoreError::SaleBusy);
-            }
-            other => {
-                other?;
-            }
+        if lock_timed_out(&locked) {
+            return Err(StoreError::SaleBusy);
         }
+        locked?;
     }
-    set_lock_timeout(conn, "0").await
+    reset_lock_timeout(conn).await
+}
+
+/// Whether a lock wait ended because `lock_timeout` expired.
+fn lock_timed_out<T>(result: &Result<T, sqlx::Error>) -> bool {
+    matches!(result, Err(sqlx::Error::Database(error))
+        if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE))
 }
 
 /// Takes the advisory locks of `keys` for the rest of the transaction if nobody holds any of
@@ -477,43 +512,78 @@ pub fn venue_key(venue_id: i64) -> i64 {
 }
 
 /// Holds the venue's diary for the rest of the transaction (see `Conn::lock_venue`),
-/// waiting for it, or, without `wait`, only if nobody else holds it.
+/// waiting for it as `wait` says.
 ///
 /// # Errors
-/// [`StoreError::Contended`] when another transaction holds it and `wait` is false.
+/// [`StoreError::Contended`] when another transaction holds it and `wait` is `Never`;
+/// [`StoreError::VenueBusy`] when it is still held when the wait ends.
 pub(in crate::store) async fn lock_venue(
     conn: &mut PgConnection,
     venue_id: i64,
-    wait: bool,
+    wait: LockWait,
 ) -> Result<(), StoreError> {
-    if wait {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    if let LockWait::Never = wait {
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(venue_key(venue_id))
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
-        return Ok(());
+        return if locked {
+            Ok(())
+        } else {
+            Err(StoreError::Contended)
+        };
     }
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(venue_key(venue_id))
-        .fetch_one(&mut *conn)
+    wait_for_venues(conn, &[venue_key(venue_id)], wait).await
+}
+
+/// Takes the venue locks `ids`, in that order, waiting as `wait` says.
+///
+/// # Errors
+/// [`StoreError::VenueBusy`] when one is still held when the wait ends.
+async fn wait_for_venues(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    wait: LockWait,
+) -> Result<(), StoreError> {
+    let deadline = match wait {
+        LockWait::Until(deadline) => Some(deadline),
+        LockWait::Never | LockWait::SessionLimit => None,
+    };
+    if let Some(deadline) = deadline {
+        set_lock_timeout(
+            conn,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
         .await?;
-    if locked {
-        Ok(())
-    } else {
-        Err(StoreError::Contended)
     }
+    for &id in ids {
+        let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(id)
+            .execute(&mut *conn)
+            .await;
+        if lock_timed_out(&locked) {
+            return Err(StoreError::VenueBusy);
+        }
+        locked?;
+    }
+    if deadline.is_some() {
+        reset_lock_timeout(conn).await?;
+    }
+    Ok(())
 }
 
 /// Holds the diaries of the venues that `(partners[i], locations[i])` are mapped to, waiting
-/// for each, taken in lock-id order so that two transactions holding several venues never
-/// wait on each other in a circle.
+/// for each as `wait` says, taken in lock-id order so that two transactions holding several
+/// venues never wait on each other in a circle.
 ///
 /// # Errors
-/// When the database fails.
+/// [`StoreError::VenueBusy`] when one is still held when the wait ends; when the database
+/// fails.
 pub(in crate::store) async fn lock_venues_of_locations(
     conn: &mut PgConnection,
     partners: &[String],
     locations: &[String],
+    wait: LockWait,
 ) -> Result<(), StoreError> {
     let venues: Vec<i64> = sqlx::query_scalar(
         "SELECT DISTINCT l.venue_id FROM partner_locations l
@@ -527,19 +597,25 @@ pub(in crate::store) async fn lock_venues_of_locations(
     let mut ids: Vec<i64> = venues.into_iter().map(venue_key).collect();
     ids.sort_unstable();
     ids.dedup();
-    for id in ids {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
+    wait_for_venues(conn, &ids, wait).await
+}
+
+/// `SET LOCAL lock_timeout` to `wait` (at least a millisecond: 0 would mean no limit).
+async fn set_lock_timeout(conn: &mut PgConnection, wait: Duration) -> Result<(), StoreError> {
+    let millis = wait.as_millis().clamp(1, 600_000);
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(format!("{millis}ms"))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
-/// `SET LOCAL lock_timeout`, as a statement that takes a parameter.
-async fn set_lock_timeout(conn: &mut PgConnection, timeout: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
-        .bind(timeout)
+/// Back to the session's `lock_timeout` ([`SESSION_SETTINGS`]) for the rest of the
+/// transaction.
+async fn reset_lock_timeout(conn: &mut PgConnection) -> Result<(), StoreError> {
+    // A prepared statement, not `raw_sql`: its future must stay `Send` for any lifetime of
+    // the batch's connection.
+    sqlx::query("SET LOCAL lock_timeout TO DEFAULT")
         .execute(&mut *conn)
         .await?;
     Ok(())

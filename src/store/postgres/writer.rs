@@ -54,6 +54,17 @@ type Op = Box<
     dyn for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<Output, StoreError>> + Send + Sync,
 >;
 
+/// Which writer a write goes to.
+#[derive(Debug, Clone, Copy)]
+enum Index {
+    /// The one a route key hashes to.
+    Route(u64),
+    /// The next in turn.
+    Any,
+    /// That one (a probe).
+    Nth(usize),
+}
+
 struct Job {
     op: Op,
     reply: oneshot::Sender<Result<Output, StoreError>>,
@@ -95,7 +106,11 @@ impl Writers {
         let died = tokio::sync::watch::channel(None).0;
         for index in 0..count.max(1) {
             let (sender, queue) = mpsc::channel(QUEUE);
-            let (options, pool) = (options.clone(), pool.clone());
+            // Named, so that `pg_stat_activity` tells an operator which sessions batch.
+            let options = options
+                .clone()
+                .application_name(&format!("diarysync-writer-{index}"));
+            let pool = pool.clone();
             let home = tokio::runtime::Handle::current();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -146,6 +161,22 @@ impl Writers {
             + Sync
             + 'static,
     {
+        let index = match route {
+            Some(key) => Index::Route(key),
+            None => Index::Any,
+        };
+        self.submit_to(index, op).await
+    }
+
+    /// Queues `op` on the writer `index` names; see [`Writers::submit`].
+    async fn submit_to<T, F>(&self, index: Index, op: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    {
         let queue = {
             let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
             if queues.is_empty() {
@@ -153,9 +184,11 @@ impl Writers {
                     "the PostgreSQL store is closed".to_owned(),
                 ));
             }
-            let index = match route {
-                Some(key) => usize::try_from(key % queues.len() as u64).unwrap_or(0),
-                None => self.next.fetch_add(1, Ordering::Relaxed) % queues.len(),
+            let count = queues.len();
+            let index = match index {
+                Index::Route(key) => usize::try_from(key % count as u64).unwrap_or(0),
+                Index::Any => self.next.fetch_add(1, Ordering::Relaxed) % count,
+                Index::Nth(n) => n % count,
             };
             queues[index].clone()
         };
@@ -169,6 +202,39 @@ impl Writers {
             .await
             .map_err(|_| StoreError::Unavailable("the PostgreSQL writer stopped".to_owned()))?;
         Ok(Pending::erased(answer))
+    }
+
+    /// Whether every writer answers a query on its connection in its next batch: a writer
+    /// that cannot connect (the server's `max_connections` reached, a network fault) fails
+    /// every write routed to it, however well the pool's probe goes.
+    ///
+    /// # Errors
+    /// The first writer's failure, naming it.
+    pub(super) async fn probe(&self) -> Result<(), StoreError> {
+        let count = self
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        let mut answers = Vec::with_capacity(count);
+        for n in 0..count {
+            let answer = self.submit_to(Index::Nth(n), |conn| {
+                Box::pin(async move {
+                    let Some(conn) = conn.as_postgres() else {
+                        return Ok(());
+                    };
+                    sqlx::query("SELECT 1").execute(conn).await?;
+                    Ok(())
+                })
+            });
+            answers.push(answer.await?);
+        }
+        for (n, answer) in answers.into_iter().enumerate() {
+            answer.wait().await.map_err(|error| {
+                StoreError::Unavailable(format!("PostgreSQL writer {n} cannot write: {error}"))
+            })?;
+        }
+        Ok(())
     }
 
     /// Completes with the reason once a writer has died (never, while they live).
@@ -192,7 +258,15 @@ async fn write_loop(
     mut queue: mpsc::Receiver<Job>,
 ) {
     use sqlx::ConnectOptions as _;
-    let mut connection: Option<PgConnection> = None;
+    // Connected at once, so that a server refusing us shows in the log at start, not at
+    // the first delivery (which would then fail); a failure here is tried again per batch.
+    let mut connection: Option<PgConnection> = match options.connect().await {
+        Ok(connected) => Some(connected),
+        Err(error) => {
+            tracing::warn!(error = %error, "a PostgreSQL writer cannot connect yet");
+            None
+        }
+    };
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);

@@ -1,0 +1,238 @@
+//! A node that stops without dying (SIGSTOP, a stalled VM, a network partition) and a
+//! server that will not give every connection: PostgreSQL only, where nodes share locks and
+//! connections. Other nodes answer within their lock wait and recover on their own, and
+//! `/readyz` says when a node cannot write.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{Db, fixture, json_of, spawn};
+use crate::process::{LIGHTSPEED_TOKEN as NODE_TOKEN, Node};
+
+/// The location of the seed's split check.
+const LOCATION: &str = "1340570962231298";
+
+/// The seed's split check with every check id of it renamed by `tag` (one digit): a sale,
+/// and its splits, of its own.
+fn check(tag: char) -> Vec<u8> {
+    let text = String::from_utf8(fixture("open_split_check_original.json")).expect("utf-8");
+    text.replace("2190678134095", &format!("900000000000{tag}"))
+        .into_bytes()
+}
+
+/// The external id of [`check`]'s first check.
+fn check_id(tag: char) -> String {
+    format!("900000000000{tag}876")
+}
+
+async fn post(base: &str, token: &str, body: Vec<u8>) -> (StatusCode, Value, bool) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{base}/Sales/partners/lightspeed/events/order.updated"
+        ))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("an answer");
+    let retry_after = response.headers().contains_key("retry-after");
+    let status = response.status();
+    (status, json_of(response).await, retry_after)
+}
+
+/// A node that stopped in the middle of a batch, its venue's lock held. Before, the other
+/// nodes' deliveries to that venue waited for the lock without limit, used up their pools
+/// and answered 500 to every venue (found by the outside attack on issue 15). Now they are
+/// answered 409 `venue_busy` within their lock wait, and PostgreSQL ends the stopped node's
+/// idle session (`idle_in_transaction_session_timeout`), which releases the lock: the
+/// partner's retry then applies, while the stopped node's own delivery was never
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_holding_a_venue_delays_other_nodes_by_a_409_not_an_outage() {
+    let app = spawn(Db::Postgres).await;
+    let venue = app.venue_with_location("lightspeed", LOCATION, true).await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The stopped node: its writer thread sleeps for 15 s right after taking the venue's
+    // lock, as a process under SIGSTOP would, once.
+    let fail_point = format!(
+        "{}=1*sleep(15000)",
+        diarysync::store::postgres::FAIL_HOLDING_VENUE
+    );
+    let stopped = Node::start_with_env(
+        dir.path(),
+        &app.database_url,
+        "database_writers = 1",
+        "warn",
+        &[("FAILPOINTS", &fail_point)],
+    )
+    .await;
+    let base = stopped.base.clone();
+    let on_stopped = tokio::spawn(async move { post(&base, NODE_TOKEN, check('1')).await });
+    wait_for_advisory_locks(&app.database_url).await;
+
+    let started = Instant::now();
+    let (status, body, retry_after) =
+        post(&app.base, crate::helpers::LIGHTSPEED_TOKEN, check('2')).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "venue_busy", "{body}");
+    assert!(retry_after, "a 409 says when to retry");
+    let event = app.event(&body["event_id"]).await;
+    assert_eq!(
+        event["reason"], "venue_busy",
+        "the refusal is recorded: {event}"
+    );
+
+    // The partner retries; PostgreSQL ends the stopped node's session after 10 s idle.
+    let applied = loop {
+        let (status, body, _) = post(&app.base, crate::helpers::LIGHTSPEED_TOKEN, check('2')).await;
+        if status == StatusCode::OK {
+            break body;
+        }
+        assert_eq!(
+            status,
+            StatusCode::CONFLICT,
+            "only busy, never a failure: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the stopped node's lock was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(applied["outcome"], "processed", "{applied}");
+
+    let (status, body, _) = on_stopped.await.expect("the stopped node's delivery");
+    assert!(
+        !status.is_success(),
+        "a write whose session the server ended is not acknowledged: {status} {body}"
+    );
+    let sales = app
+        .admin_get(&format!("/venues/{venue}/sales?limit=100"))
+        .await;
+    let ids: Vec<&str> = sales
+        .as_array()
+        .expect("sales")
+        .iter()
+        .filter_map(|s| s["external_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&check_id('2').as_str()) && !ids.contains(&check_id('1').as_str()),
+        "only the acknowledged sale is stored: {sales}"
+    );
+}
+
+/// Waits until some transaction on the database holds an advisory lock.
+async fn wait_for_advisory_locks(url: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let started = Instant::now();
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_locks");
+        if held > 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stopped node never took its locks"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node whose writers cannot connect (the server's connection limit reached) answered
+/// `/readyz` 200 while failing nearly every delivery with 500, because only the pool was
+/// probed (found by the outside attack on issue 15). Each writer is probed now, and
+/// readiness comes back once the server takes connections again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_writers_cannot_connect_is_not_ready_until_they_can() {
+    let database = crate::helpers::empty_database(Db::Postgres).await;
+    let role = format!(
+        "ds_limited_{}",
+        database.url.rsplit('/').next().expect("a database name")
+    );
+    let admin = std::env::var("DIARYSYNC_TEST_PG_URL").expect("the test server");
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &admin,
+        &format!(
+            "CREATE ROLE {role} LOGIN CONNECTION LIMIT 3;
+             ALTER DATABASE {db} OWNER TO {role};",
+            db = database.url.rsplit('/').next().expect("name")
+        ),
+    )
+    .await;
+    // postgres://postgres@host:port/db as the limited role.
+    let (scheme_user, rest) = database.url.split_once('@').expect("a user in the URL");
+    let scheme = scheme_user.split("//").next().expect("scheme");
+    let url = format!("{scheme}//{role}@{rest}");
+    let dir = tempfile::tempdir().expect("dir");
+    let node = Node::start(dir.path(), &url, "database_writers = 2").await;
+
+    // The server ends the writers' sessions (a restart of a proxy, an operator), and other
+    // processes take every connection the role has left, so the writers cannot reconnect;
+    // the pool keeps the one it has.
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE usename = '{role}' AND application_name LIKE 'diarysync-writer-%'"
+        ),
+    )
+    .await;
+    use sqlx::Connection as _;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        if let Ok(conn) = sqlx::PgConnection::connect(&url).await {
+            held.push(conn);
+        }
+    }
+    assert!(
+        !held.is_empty(),
+        "the test holds the role's last connections"
+    );
+    assert_eq!(
+        readiness(&node.base).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready while its writers have no connection"
+    );
+
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &admin,
+        &format!("ALTER ROLE {role} CONNECTION LIMIT -1"),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        if readiness(&node.base).await == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ready again once connections are allowed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(held);
+}
+
+async fn readiness(base: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("readyz")
+        .status()
+}
