@@ -197,11 +197,24 @@ pub const MAX_TABLE_NAME: usize = 64;
 /// and far fewer than what makes a table-and-time look-up too large for the database.
 pub const MAX_TABLES: usize = 64;
 
-fn check_tables<'a>(
+/// The most bytes a check's or booking's tables take as stored (a JSON list): PostgreSQL
+/// keeps a booking's tables in the index its diary is read by, and an index entry past
+/// about 2,700 bytes fails the write. 64 tables of 12 characters fit.
+pub const MAX_TABLES_BYTES: usize = 1_024;
+
+/// Table names within [`MAX_TABLE_NAME`] characters, at most [`MAX_TABLES`] distinct and
+/// [`MAX_TABLES_BYTES`] in all, for a check or booking named `what` in the error.
+///
+/// # Errors
+/// [`InvalidCommand`] saying which bound was passed.
+pub fn check_tables<'a>(
     tables: impl IntoIterator<Item = &'a super::TableKey>,
     what: &str,
 ) -> Result<(), InvalidCommand> {
     let mut distinct: Vec<&super::TableKey> = Vec::new();
+    // The stored JSON list of distinct names: brackets, and per name its quotes, escapes
+    // and a comma.
+    let mut stored = 2usize;
     for table in tables {
         let length = table.as_str().chars().count();
         if length > MAX_TABLE_NAME {
@@ -211,6 +224,13 @@ fn check_tables<'a>(
         }
         if !distinct.contains(&table) {
             distinct.push(table);
+            let bytes = serde_json::to_string(table.as_str()).map_or(usize::MAX, |s| s.len());
+            stored = stored.saturating_add(bytes).saturating_add(1);
+            if stored > MAX_TABLES_BYTES {
+                return Err(InvalidCommand(format!(
+                    "{what} has more than {MAX_TABLES_BYTES} bytes of table names"
+                )));
+            }
             if distinct.len() > MAX_TABLES {
                 return Err(InvalidCommand(format!(
                     "{what} is on more than {MAX_TABLES} tables"
@@ -229,7 +249,11 @@ fn check_tables<'a>(
 /// instead of being answered as the invalid payload it is.
 pub const MAX_IDENTIFIER: usize = 256;
 
-fn check_identifier(value: &str, what: &str) -> Result<(), InvalidCommand> {
+/// `value` within [`MAX_IDENTIFIER`] bytes.
+///
+/// # Errors
+/// [`InvalidCommand`] naming `what` and its length.
+pub fn check_identifier(value: &str, what: &str) -> Result<(), InvalidCommand> {
     if value.len() > MAX_IDENTIFIER {
         return Err(InvalidCommand(format!(
             "{what} is {} bytes long; at most {MAX_IDENTIFIER}",

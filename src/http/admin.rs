@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::domain::{BookingStatus, Customer};
+use crate::domain::command::check_identifier;
+use crate::domain::{BookingStatus, Customer, TableKey};
 use crate::error::{ApiError, ErrorBody};
 use crate::gateway::ReplaySummary;
 use crate::store::{
@@ -109,25 +110,18 @@ fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> 
     crate::domain::time::bounded(t, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
-/// Table names of a reasonable length and number (`domain::command::MAX_TABLE_NAME`,
-/// `MAX_TABLES`).
+/// Table names within the bounds a partner's are held to (`domain::command::check_tables`),
+/// as the store will keep them.
 fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
-    let longest = crate::domain::command::MAX_TABLE_NAME;
-    let most = crate::domain::command::MAX_TABLES;
-    if tables.iter().any(|t| t.chars().count() > longest) {
-        return Err(ApiError::Unprocessable(format!(
-            "table names have at most {longest} characters"
-        )));
-    }
-    let mut distinct: Vec<&String> = tables.iter().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() > most {
-        return Err(ApiError::Unprocessable(format!(
-            "a booking is on at most {most} tables"
-        )));
-    }
-    Ok(())
+    let keys: Vec<TableKey> = tables.iter().filter_map(|t| TableKey::parse(t)).collect();
+    crate::domain::command::check_tables(&keys, "the booking")
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+/// An identifier the store indexes (a reference, a location id) within the bytes a
+/// partner's are held to (`domain::command::MAX_IDENTIFIER`).
+fn identifier(value: &str, field: &str) -> Result<(), ApiError> {
+    check_identifier(value, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 /// A time filter from a query string, inside the same range; a query's mistakes are 400s.
@@ -205,6 +199,7 @@ pub(super) async fn create_venue(
                 "location_id must not be empty".into(),
             ));
         }
+        identifier(&location.location_id, "location_id")?;
     }
     let venue = NewVenue {
         name: input.name,
@@ -439,6 +434,11 @@ pub(super) async fn create_booking(
     valid_covers(input.covers)?;
     let start = valid_time(input.start, "start")?;
     valid_tables(&input.tables)?;
+    input
+        .reference
+        .as_deref()
+        .map(|r| identifier(r, "reference"))
+        .transpose()?;
     let status = match input.status.as_deref() {
         None => BookingStatus::Confirmed,
         Some(status) => status
@@ -511,6 +511,11 @@ pub(super) async fn update_booking(
     input.covers.map(valid_covers).transpose()?;
     let start = input.start.map(|t| valid_time(t, "start")).transpose()?;
     input.tables.as_deref().map(valid_tables).transpose()?;
+    input
+        .reference
+        .as_deref()
+        .map(|r| identifier(r, "reference"))
+        .transpose()?;
     let changes = BookingChanges {
         reference: input.reference.filter(|r| !r.trim().is_empty()),
         start,

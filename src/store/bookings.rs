@@ -29,15 +29,28 @@ const VISITED: [BookingStatus; 3] = [
     BookingStatus::Completed,
 ];
 
+/// The longest e-mail address that can be delivered to (RFC 5321's path limit less its
+/// brackets); a longer one is kept on the booking but not indexed to find the guest by.
+const MAX_EMAIL: usize = 254;
+/// The most digits a phone number has with any prefix and extension (E.164 allows 15).
+const MAX_PHONE_DIGITS: usize = 20;
+
+/// What a guest is found by from an e-mail address: lower case, trimmed; none for what is
+/// no deliverable address (no `@`, longer than [`MAX_EMAIL`], which PostgreSQL's index
+/// could not hold either).
 fn email_key(email: Option<&str>) -> Option<String> {
     email
         .map(|e| e.trim().to_lowercase())
-        .filter(|e| e.contains('@'))
+        .filter(|e| e.contains('@') && e.len() <= MAX_EMAIL)
 }
 
+/// What a guest is found by from a phone number: its digits, if it has 6 to
+/// [`MAX_PHONE_DIGITS`].
 fn phone_key(phone: Option<&str>) -> Option<String> {
     let digits: String = phone?.chars().filter(char::is_ascii_digit).collect();
-    (digits.len() >= 6).then_some(digits)
+    (6..=MAX_PHONE_DIGITS)
+        .contains(&digits.len())
+        .then_some(digits)
 }
 
 /// The guest profile of `customer` at a venue, found by e-mail or phone, else created.
@@ -114,8 +127,16 @@ async fn reference_taken(
     }
 }
 
+/// The distinct keys of a booking's table names, in the order first given: a table named
+/// twice is one table, and stored once.
 fn table_keys(tables: &[String]) -> Vec<TableKey> {
-    tables.iter().filter_map(|t| TableKey::parse(t)).collect()
+    let mut keys: Vec<TableKey> = Vec::with_capacity(tables.len());
+    for key in tables.iter().filter_map(|t| TableKey::parse(t)) {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 pub(super) async fn create(

@@ -243,7 +243,64 @@ async fn sales_page_newest_first_with_a_cursor(db: Db) {
     }
 }
 
+/// Admin input past what PostgreSQL can index (a 5 KB reference or location id, 64 tables
+/// of 40 characters, a 5 KB e-mail or phone) answered 500 on PostgreSQL and was stored on
+/// SQLite (found by the outside attack on issue 15). Identifiers and tables are held to the
+/// bounds a partner's are, answered 422 on both stores; an e-mail or phone nobody could
+/// reach is kept on the booking but not used to find its guest.
+async fn input_past_what_the_store_can_index_is_refused_not_a_failed_write(db: Db) {
+    let app = spawn(db).await;
+    let venue = app.venue_with_location("lightspeed", "L1", true).await;
+    let long = "x".repeat(5_000);
+    let many_tables: Vec<String> = (0..64).map(|n| format!("{n:0>40}")).collect();
+    let refused = [
+        json!({ "start": "2026-03-15T19:00:00Z", "reference": long }),
+        json!({ "start": "2026-03-15T19:00:00Z", "tables": many_tables }),
+    ];
+    for bad in refused {
+        let (status, answer) = app
+            .admin_post(&format!("/venues/{venue}/bookings"), bad.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    }
+    let (status, created) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings"),
+            json!({ "start": "2026-03-15T19:00:00Z", "reference": "R2" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, answer) = app
+        .admin_patch(
+            &format!("/bookings/{}", created["id"]),
+            json!({ "reference": "y".repeat(5_000) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "V", "timezone": "UTC",
+                    "locations": [{ "partner": "lightspeed", "location_id": "9".repeat(5_000) }] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let email = format!("{}@example.com", "g".repeat(5_000));
+    let phone = "4".repeat(5_000);
+    for _ in 0..2 {
+        let (status, booking) = app
+            .admin_post(
+                &format!("/venues/{venue}/bookings"),
+                json!({ "start": "2026-03-16T19:00:00Z",
+                        "customer": { "name": "Long", "email": email, "phone": phone } }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{booking}");
+    }
+}
+
 crate::on_both_stores!(
+    input_past_what_the_store_can_index_is_refused_not_a_failed_write,
     sales_page_newest_first_with_a_cursor,
     the_admin_api_requires_the_token,
     venues_are_validated,
