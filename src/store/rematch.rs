@@ -18,7 +18,7 @@ use crate::store::sql::{from_millis, json_list, parse_status};
 
 use crate::store::matching::{
     FACT_COLUMNS, Link, SaleToMatch, WalkIn, candidate_select, candidates, current_match,
-    decide_match, note_presence, or_walk_in, set_link, stored_facts,
+    decide_match, json_member_pattern, note_presence, or_walk_in, set_link, stored_facts,
 };
 use crate::store::venue::*;
 
@@ -429,11 +429,18 @@ pub(in crate::store) async fn rematch_around_booking(
         venue.tolerances,
     );
     let reference: Option<String> = row.try_get("reference")?;
+    // Unmatched sales that name the reference, found by it in their stored references (a
+    // JSON list): every unmatched sale that named any reference, all of the venue's history,
+    // was read and decided again before.
+    let names_reference = reference
+        .as_deref()
+        .map_or_else(String::new, json_member_pattern);
     let rows = db::query(format!(
         "SELECT {FACT_COLUMNS} FROM sales
          WHERE venue_id = $1 AND (match_rule IS NULL OR match_rule <> 'manual') AND (
              (booking_id IS NULL AND ((opened_at >= $2 AND opened_at <= $3)
-                 OR (placed_at >= $2 AND placed_at <= $3) OR booking_refs <> '[]'))
+                 OR (placed_at >= $2 AND placed_at <= $3)
+                 OR ($5 <> '' AND booking_refs LIKE $5 ESCAPE '\\')))
              OR (booking_id = $4 AND match_rule = 'table_time'))
          ORDER BY opened_at, id"
     ))
@@ -441,6 +448,7 @@ pub(in crate::store) async fn rematch_around_booking(
     .bind(from.timestamp_millis())
     .bind(to.timestamp_millis())
     .bind(booking_id)
+    .bind(names_reference)
     .fetch_all(conn)
     .await?;
     let mut touched = vec![booking_id];
