@@ -293,6 +293,12 @@ pub async fn open(
     synchronous: SqliteSynchronous,
 ) -> Result<Sqlite, StoreError> {
     let path = path_of(url)?;
+    if synchronous == SqliteSynchronous::Normal {
+        tracing::warn!(
+            "sqlite_synchronous = \"normal\": commits do not wait for the disk; a power failure \
+             or kernel crash loses the events acknowledged since the last checkpoint"
+        );
+    }
     let lock = exclusive.then(|| lock_exclusively(&path)).transpose()?;
     let writer_path = path.clone();
     let writer = tokio::task::spawn_blocking(move || {
