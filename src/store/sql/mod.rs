@@ -1,0 +1,584 @@
+//! The SQL implementation of [`Store`], shared by SQLite and PostgreSQL.
+//!
+//! Statements use `$n` placeholders and types both databases accept (BIGINT, TEXT, bytes), so
+//! one text serves both; the dialect modules hold what differs. Event writes (a delivery's,
+//! a replay's) are in `write`, reading rows back into records in `rows`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::db::{self, BoxFuture, Conn, Pending};
+use super::postgres::Postgres;
+use super::records::*;
+use super::sqlite::Sqlite;
+use super::{
+    Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, api_budget,
+    bookings, health, rematch, retention,
+};
+use crate::domain::{Mapped, Outcome, Reason};
+
+mod rows;
+mod write;
+
+use rows::*;
+use write::*;
+
+pub(in crate::store) use rows::{
+    SALE_COLUMNS, decimal, decimal_text, from_millis, json_list, money_column, parse_status,
+    sale_record,
+};
+
+/// A store over a SQL database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    engine: Engine,
+    in_flight: InFlight,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(Sqlite),
+    Postgres(Postgres),
+}
+
+impl SqlStore {
+    pub(super) fn sqlite(engine: Sqlite) -> SqlStore {
+        SqlStore {
+            engine: Engine::Sqlite(engine),
+            in_flight: InFlight::default(),
+        }
+    }
+
+    pub(super) fn postgres(engine: Postgres) -> SqlStore {
+        SqlStore {
+            engine: Engine::Postgres(engine),
+            in_flight: InFlight::default(),
+        }
+    }
+
+    /// This process's in-flight sale locks.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
+    }
+
+    /// Runs `op` in a write transaction (on SQLite: the next group commit) and answers once
+    /// it is durable.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.write(op).await,
+            Engine::Postgres(postgres) => postgres.write(op).await,
+        }
+    }
+
+    /// Queues `op` for a write transaction shared with other writes, and returns once it is
+    /// queued: on SQLite the next group commit, on PostgreSQL the next batch of the writer
+    /// `route` picks (writes with the same route never contend with each other). Writes
+    /// queued one after another on one route run in that order, so a sale's in-flight lock
+    /// need only be held until its write is queued, not until it commits: a burst of one
+    /// sale's deliveries shares one batch instead of waiting a commit each. `op` may run
+    /// twice on PostgreSQL: a run that met a lock held elsewhere is rolled back and runs
+    /// again alone.
+    async fn submit<T, F>(&self, route: Option<u64>, op: F) -> Result<Pending<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.submit(op).await,
+            Engine::Postgres(postgres) => postgres.submit(route, op).await,
+        }
+    }
+
+    /// Runs `op` on a reading connection.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.read(op).await,
+            Engine::Postgres(postgres) => postgres.read(op).await,
+        }
+    }
+
+    /// Completes with the reason if the store can never write again in this process (the
+    /// SQLite writer thread, or a PostgreSQL writer thread, died): the process must exit so
+    /// a supervisor restarts it. PostgreSQL's connections recover on their own.
+    pub async fn died(&self) -> String {
+        let mut died = match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.died(),
+            Engine::Postgres(postgres) => postgres.died(),
+        };
+        let reason = died
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .map(|reason| reason.clone().unwrap_or_default());
+        match (reason, &self.engine) {
+            (Some(reason), _) => reason,
+            (None, Engine::Sqlite(_)) => "the SQLite writer is gone".to_owned(),
+            // The writers were closed with the store.
+            (None, Engine::Postgres(_)) => std::future::pending().await,
+        }
+    }
+
+    /// Waits for writes in progress, then closes the connections it can.
+    pub async fn close(&self) {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.flush().await,
+            Engine::Postgres(postgres) => postgres.close().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Sqlite(_) => Backend::Sqlite,
+            Engine::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        mapped: Mapped,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError> {
+        // The sale is held shared, and only until its write is queued: writes of one sale
+        // queue on one writer (the route is the sale's location) and run one after another,
+        // so a burst of one sale's deliveries shares a batch instead of waiting a commit
+        // each. A replay holds it exclusively until its commit. Across nodes on PostgreSQL,
+        // the sale's advisory lock waits until `deadline`.
+        let deadline = Instant::now() + lock_wait;
+        let held = self.in_flight.acquire_shared(lock_keys, deadline).await?;
+        let route = route_of(&event.partner, lock_keys);
+        let keys: Arc<[SaleKey]> = lock_keys.into();
+        let event = Arc::new(event);
+        let stored = Arc::clone(&event);
+        let queued = self
+            .submit(route, move |conn| {
+                Box::pin(ingest_locked(
+                    conn,
+                    Arc::clone(&keys),
+                    deadline,
+                    Arc::clone(&stored),
+                    mapped.clone(),
+                ))
+            })
+            .await?;
+        drop(held);
+        match queued.wait().await {
+            Err(StoreError::Processing(cause)) => {
+                let cause = Arc::new(*cause);
+                self.submit(route, move |conn| {
+                    let (event, cause) = (Arc::clone(&event), Arc::clone(&cause));
+                    Box::pin(async move { record_processing_failure(conn, &event, &cause).await })
+                })
+                .await?
+                .wait()
+                .await
+            }
+            other => other,
+        }
+    }
+
+    async fn replayable(
+        &self,
+        filter: &ReplayFilter,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conditions = replay_conditions(filter);
+        conditions.int("id > $?", after_id);
+        let query = conditions.query(
+            STORED_EVENT,
+            &format!("ORDER BY id LIMIT {}", limit.clamp(1, 10_000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, stored_event)))
+            .await
+    }
+
+    async fn due_fetches(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut conditions = replay_conditions(&ReplayFilter::default());
+        // A literal, so the partial index on pending events serves it.
+        conditions.clauses.push("outcome = 'pending'".to_owned());
+        conditions.int(
+            "(next_attempt_at IS NULL OR next_attempt_at <= $?)",
+            now.timestamp_millis(),
+        );
+        let query = conditions.query(
+            STORED_EVENT,
+            &format!("ORDER BY id LIMIT {}", limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, stored_event)))
+            .await
+    }
+
+    async fn claim_fetch(
+        &self,
+        event_id: i64,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        channel: &str,
+        hourly_limit: u32,
+    ) -> Result<api_budget::FetchClaim, StoreError> {
+        let channel = channel.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                if !api_budget::has_call(conn, &channel, now, hourly_limit).await? {
+                    return Ok(api_budget::FetchClaim::OverBudget);
+                }
+                let claimed = db::query(
+                    "UPDATE events SET next_attempt_at = $1
+                     WHERE id = $2 AND outcome = 'pending'
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= $3)",
+                )
+                .bind(lease_until.timestamp_millis())
+                .bind(event_id)
+                .bind(now.timestamp_millis())
+                .execute(conn)
+                .await?;
+                if claimed != 1 {
+                    return Ok(api_budget::FetchClaim::Taken);
+                }
+                api_budget::count_call(conn, &channel, now).await?;
+                Ok(api_budget::FetchClaim::Claimed)
+            })
+        })
+        .await
+    }
+
+    async fn quiet_api(&self, channel: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let channel = channel.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move { api_budget::quiet(conn, &channel, until).await })
+        })
+        .await
+    }
+
+    async fn fetch_failed(
+        &self,
+        event_id: i64,
+        attempts: i64,
+        retry_at: Option<DateTime<Utc>>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let (outcome, reason) = match retry_at {
+            Some(_) => (Outcome::Pending, Reason::AwaitingFetch),
+            None => (Outcome::Failed, Reason::FetchFailed),
+        };
+        let detail = detail.to_owned();
+        self.write(move |conn| {
+            Box::pin(async move {
+                db::query(
+                    "UPDATE events SET attempts = $1, next_attempt_at = $2, outcome = $3, reason = $4, detail = $5
+                     WHERE id = $6 AND outcome = 'pending'",
+                )
+                .bind(attempts)
+                .bind(retry_at.map(|t| t.timestamp_millis()))
+                .bind(outcome.as_str())
+                .bind(reason.as_str())
+                .bind(detail)
+                .bind(event_id)
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn count_replayable(&self, filter: &ReplayFilter) -> Result<i64, StoreError> {
+        let query = replay_conditions(filter).query("SELECT COUNT(*) AS n FROM events", "");
+        self.read(move |conn| {
+            Box::pin(async move {
+                let row = query.fetch_one(conn).await?;
+                row.try_get("n")
+            })
+        })
+        .await
+    }
+
+    async fn reprocess(
+        &self,
+        event_id: i64,
+        mapped: Mapped,
+        handler_version: Option<String>,
+        lock_keys: &[SaleKey],
+        lock_wait: Duration,
+    ) -> Result<Ingested, StoreError> {
+        let deadline = Instant::now() + lock_wait;
+        let _held = self.in_flight.acquire(lock_keys, deadline).await?;
+        let keys = lock_keys.to_vec();
+        let reprocessed = self
+            .write(move |conn| {
+                Box::pin(reprocess_locked(
+                    conn,
+                    keys,
+                    deadline,
+                    event_id,
+                    mapped,
+                    handler_version,
+                ))
+            })
+            .await;
+        match reprocessed {
+            Err(StoreError::Processing(cause)) => {
+                self.write(move |conn| {
+                    Box::pin(
+                        async move { record_reprocessing_failure(conn, event_id, &cause).await },
+                    )
+                })
+                .await
+            }
+            other => other,
+        }
+    }
+
+    async fn reprocess_batch(
+        &self,
+        batch: Vec<Reprocess>,
+        lock_wait: Duration,
+    ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+        let mut keys: Vec<SaleKey> = batch
+            .iter()
+            .flat_map(|item| item.lock_keys.iter().cloned())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let deadline = Instant::now() + lock_wait;
+        let _held = self.in_flight.acquire(&keys, deadline).await?;
+        self.write(move |conn| Box::pin(reprocess_all(conn, keys, deadline, batch)))
+            .await
+    }
+
+    async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
+        let route = route_of(&event.partner, &[]);
+        let (event, verdict) = (Arc::new(event), Arc::new(verdict));
+        self.submit(route, move |conn| {
+            let (event, verdict) = (Arc::clone(&event), Arc::clone(&verdict));
+            Box::pin(async move {
+                let event_id = conn.next_event_id().await?;
+                let stored = Ingested {
+                    event_id,
+                    outcome: verdict.outcome,
+                    reason: verdict.reason,
+                    detail: verdict.detail.clone(),
+                    venue_id: None,
+                    sale_id: None,
+                    match_rule: None,
+                };
+                insert_event(conn, event_id, &event, &stored, Utc::now()).await
+            })
+        })
+        .await?
+        .wait()
+        .await
+    }
+
+    async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError> {
+        let id = self
+            .write(move |conn| Box::pin(async move { insert_venue(conn, &venue).await }))
+            .await?;
+        self.venue(id).await?.ok_or(StoreError::NotFound("venue"))
+    }
+
+    async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError> {
+        self.read(move |conn| Box::pin(venue_record(conn, id)))
+            .await
+    }
+
+    async fn venues(&self) -> Result<Vec<VenueRecord>, StoreError> {
+        self.read(|conn| {
+            Box::pin(async move {
+                let ids: Vec<i64> = db::query_scalar("SELECT id FROM venues ORDER BY name, id")
+                    .fetch_all(conn)
+                    .await?;
+                let mut venues = Vec::with_capacity(ids.len());
+                for id in ids {
+                    venues.extend(venue_record(conn, id).await?);
+                }
+                Ok(venues)
+            })
+        })
+        .await
+    }
+
+    async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(bookings::update_venue(conn, id, changes)))
+            .await
+    }
+
+    async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError> {
+        self.write(move |conn| Box::pin(bookings::create(conn, venue_id, booking)))
+            .await
+    }
+
+    async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(bookings::update(conn, id, changes)))
+            .await
+    }
+
+    async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
+        self.read(move |conn| Box::pin(bookings::view(conn, id)))
+            .await
+    }
+
+    async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError> {
+        self.read(move |conn| Box::pin(bookings::diary(conn, venue_id, date)))
+            .await
+    }
+
+    async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError> {
+        self.read(move |conn| Box::pin(bookings::guest(conn, id)))
+            .await
+    }
+
+    async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, Some(booking_id))))
+            .await
+    }
+
+    async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, None)))
+            .await
+    }
+
+    async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError> {
+        let mut conditions = Conditions::default();
+        conditions.text("partner = $?", &filter.partner);
+        conditions.text("external_id = $?", &filter.external_id);
+        if let Some(venue_id) = filter.venue_id {
+            conditions.int("venue_id = $?", venue_id);
+        }
+        if let Some(before) = filter.before_id {
+            conditions.int("id < $?", before);
+        }
+        match filter.unmatched {
+            Some(true) => conditions.clauses.push("booking_id IS NULL".to_owned()),
+            Some(false) => conditions.clauses.push("booking_id IS NOT NULL".to_owned()),
+            None => {}
+        }
+        let query = conditions.query(
+            &format!("SELECT {SALE_COLUMNS} FROM sales"),
+            &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, sale_record)))
+            .await
+    }
+
+    async fn suggestions(
+        &self,
+        sale_id: i64,
+        limit: usize,
+    ) -> Result<Option<Vec<SuggestionRecord>>, StoreError> {
+        self.read(move |conn| Box::pin(rematch::suggestions(conn, sale_id, limit)))
+            .await
+    }
+
+    async fn unmatched_sales(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Box::pin(
+                db::query_scalar(
+                    "SELECT COUNT(*) FROM sales WHERE booking_id IS NULL AND state <> 'voided'",
+                )
+                .fetch_one(conn),
+            )
+        })
+        .await
+    }
+
+    async fn health(&self, now: DateTime<Utc>) -> Result<Vec<HealthRecord>, StoreError> {
+        self.read(move |conn| Box::pin(health::health(conn, now)))
+            .await
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<SaleDetail>, StoreError> {
+        self.read(move |conn| Box::pin(sale_detail(conn, id))).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, StoreError> {
+        let mut conditions = Conditions::default();
+        conditions.text("partner = $?", &filter.partner);
+        conditions.text("outcome = $?", &filter.outcome);
+        conditions.text("reason = $?", &filter.reason);
+        if let Some(before) = filter.before_id {
+            conditions.int("id < $?", before);
+        }
+        if let Some(from) = filter.from {
+            conditions.int("received_at >= $?", from.timestamp_millis());
+        }
+        if let Some(to) = filter.to {
+            conditions.int("received_at < $?", to.timestamp_millis());
+        }
+        let query = conditions.query(
+            &format!("SELECT {EVENT_COLUMNS} FROM events"),
+            &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 1000)),
+        );
+        self.read(move |conn| Box::pin(fetch_each(conn, query, event_summary)))
+            .await
+    }
+
+    async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.read(move |conn| Box::pin(event_detail(conn, id)))
+            .await
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<PurgeSummary, StoreError> {
+        let mut summary = PurgeSummary::default();
+        loop {
+            let erased = self
+                .write(move |conn| Box::pin(retention::purge_events(conn, before, Utc::now())))
+                .await?;
+            summary.events += erased;
+            if erased < retention::BATCH.unsigned_abs() {
+                break;
+            }
+        }
+        let (bookings, guests) = self
+            .write(move |conn| Box::pin(retention::purge_people(conn, before)))
+            .await?;
+        summary.bookings = bookings;
+        summary.guests = guests;
+        Ok(summary)
+    }
+
+    async fn ready(&self, within: Duration) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Sqlite(sqlite) => sqlite.ready(within).await,
+            Engine::Postgres(postgres) => postgres.ready(within).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            Box::pin(async move {
+                db::query("SELECT 1").fetch_all(conn).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
