@@ -96,12 +96,12 @@ impl Link {
     }
 
     /// The `match_candidates` column.
-    fn candidates_column(&self) -> Option<String> {
+    pub(in crate::store) fn candidates_column(&self) -> Option<String> {
         (!self.candidates.is_empty()).then(|| json_list(self.candidates.iter()))
     }
 
     /// The `match_evidence` column.
-    fn evidence_column(&self) -> Option<String> {
+    pub(in crate::store) fn evidence_column(&self) -> Option<String> {
         (!self.evidence.is_empty()).then(|| {
             json_list(self.evidence.iter().map(|e| StoredEvidence {
                 booking_id: e.booking_id,

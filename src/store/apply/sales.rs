@@ -9,7 +9,7 @@ use crate::domain::{Outcome, Reason, SaleSnapshot, SaleState, TableKey};
 use crate::store::db::{self, Conn};
 use crate::store::matching::{
     LINK_COLUMNS, Link, SaleToMatch, StoredLink, StoredRef, WalkIn, current_match, decide_match,
-    or_walk_in, set_link,
+    or_walk_in,
 };
 use crate::store::rematch::{follow_all, follow_origin, rematch_around_booking};
 use crate::store::sql::{decimal_text, from_millis, json_list};
@@ -275,13 +275,17 @@ pub(in crate::store) async fn write_sale(
     let payments = payment_rows(sale);
     let digest = items_digest(&lines, &payments);
     let totals = &sale.totals;
+    let decided = link.decided_by.as_ref();
     let sale_id: i64 = db::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
              discount, deposit, covers, tables, booking_refs, last_event_id, created_at,
-             updated_at, items_digest, placed_at, guest_name, first_seen_at, first_closed_at)
+             updated_at, items_digest, placed_at, guest_name, first_seen_at, first_closed_at,
+             booking_id, match_rule, match_reason, match_candidates, matched_table, matched_at,
+             time_basis, match_evidence)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23, $24, $24, $25, $26, $27, $28, $29)
+             $19, $20, $21, $22, $23, $24, $24, $25, $26, $27, $28, $29,
+             $30, $31, $32, $33, $34, $35, $36, $37)
          ON CONFLICT (partner, venue_id, external_id) DO UPDATE SET
              number = excluded.number, kind = excluded.kind,
              origin_external_id = excluded.origin_external_id, state = excluded.state,
@@ -294,7 +298,11 @@ pub(in crate::store) async fn write_sale(
              last_event_id = excluded.last_event_id, updated_at = excluded.updated_at,
              items_digest = excluded.items_digest, placed_at = excluded.placed_at,
              guest_name = excluded.guest_name,
-             first_closed_at = COALESCE(sales.first_closed_at, excluded.first_closed_at)
+             first_closed_at = COALESCE(sales.first_closed_at, excluded.first_closed_at),
+             booking_id = excluded.booking_id, match_rule = excluded.match_rule,
+             match_reason = excluded.match_reason, match_candidates = excluded.match_candidates,
+             matched_table = excluded.matched_table, matched_at = excluded.matched_at,
+             time_basis = excluded.time_basis, match_evidence = excluded.match_evidence
          RETURNING id",
     )
     .bind(cx.venue.id)
@@ -333,9 +341,19 @@ pub(in crate::store) async fn write_sale(
             .then(|| sale.paid_at())
             .map(|t| t.timestamp_millis()),
     )
+    // The match decided before the write, written with the sale in one statement (as
+    // `set_link` writes it): an UPDATE of the row just inserted was the costliest
+    // statement of an event on PostgreSQL.
+    .bind(link.booking_id)
+    .bind(link.rule)
+    .bind(link.reason.as_deref())
+    .bind(link.candidates_column())
+    .bind(decided.map(|d| d.table.as_str().to_owned()))
+    .bind(decided.map(|d| d.at.timestamp_millis()))
+    .bind(decided.map(|d| d.basis.as_str()))
+    .bind(link.evidence_column())
     .fetch_one(conn)
     .await?;
-    set_link(conn, sale_id, link).await?;
     match stored {
         Some(stored) if stored.items_digest.as_deref() == Some(digest.as_str()) => {}
         _ => {
