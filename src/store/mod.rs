@@ -86,6 +86,34 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// Whether the database could not take the work now but may soon, through no fault of
+    /// the request: no connection free or possible (a pool's wait ran out, the server's or
+    /// the role's connection limit, a connection the server ended or lost), a read-only
+    /// server after a failover. Such a request is answered "try again" (503), not as our bug.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) | StoreError::VenueBusy => true,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => true,
+            // Connection exceptions (08), insufficient resources (53: too many
+            // connections), operator intervention (57: the session ended, the server
+            // shutting down), a read-only transaction (25006), a session the server ended
+            // for idling in its transaction (25P03: this node was frozen).
+            StoreError::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                    || code == "25006"
+                    || code == "25P03"
+            }),
+            StoreError::Processing(cause) => cause.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// The message a panic carried, for the log and the failed event's detail.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic

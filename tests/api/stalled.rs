@@ -216,17 +216,7 @@ async fn a_node_whose_writers_cannot_connect_is_not_ready_until_they_can() {
         &format!("ALTER ROLE {role} CONNECTION LIMIT -1"),
     )
     .await;
-    let started = Instant::now();
-    loop {
-        if readiness(&node.base).await == StatusCode::OK {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "ready again once connections are allowed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_ready(&node.base, "ready again once connections are allowed").await;
     drop(held);
 }
 
@@ -238,4 +228,138 @@ async fn readiness(base: &str) -> StatusCode {
         .await
         .expect("readyz")
         .status()
+}
+
+/// A writer's idle session ended by the server (a failover, a DBA's idle-session reaper, a
+/// proxy's timeout) failed the next batch whole: every delivery in it answered 500 (found
+/// by the outside attack on issue 15). Nothing was written on the dead session, so the
+/// batch now runs again on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_finds_its_writers_session_ended_runs_again_on_a_new_one() {
+    let app = spawn(Db::Postgres).await;
+    app.venue_with_location("lightspeed", LOCATION, true).await;
+    let (status, body, _) = post(&app.base, crate::helpers::LIGHTSPEED_TOKEN, check('3')).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let admin = std::env::var("DIARYSYNC_TEST_PG_URL").expect("the test server");
+    let database = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+    crate::helpers::run_sql_at(Db::Postgres, &admin, &end_writer_sessions(&database)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deliveries = (0..8u8).map(|n| {
+        let base = app.base.clone();
+        tokio::spawn(async move {
+            let tag = char::from(b'4' + n);
+            post(&base, crate::helpers::LIGHTSPEED_TOKEN, check(tag)).await
+        })
+    });
+    for delivery in deliveries {
+        let (status, body, _) = delivery.await.expect("delivery");
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// Writers that reconnect to a server that is now read-only (a failover onto a standby,
+/// `default_transaction_read_only`) answered the readiness probe's query, so `/readyz` said
+/// 200 while every delivery was a 500 (found by the outside attack on issue 15). The probe
+/// now runs what only a writable session may, and a read-only writer reconnects after its
+/// batch, so readiness returns once the server takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_on_a_read_only_server_make_the_node_not_ready_until_it_takes_writes() {
+    let app = spawn(Db::Postgres).await;
+    let admin = std::env::var("DIARYSYNC_TEST_PG_URL").expect("the test server");
+    let database = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+    assert_eq!(readiness(&app.base).await, StatusCode::OK);
+    let end_writers = end_writer_sessions(&database);
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &admin,
+        &format!("ALTER DATABASE {database} SET default_transaction_read_only = on; {end_writers}"),
+    )
+    .await;
+    // The first probe may meet the dead sessions; the writers then reconnect read-only.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(readiness(&app.base).await);
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&StatusCode::SERVICE_UNAVAILABLE),
+        "not ready while the writers' sessions are read-only: {seen:?}"
+    );
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &admin,
+        &format!("ALTER DATABASE {database} RESET default_transaction_read_only"),
+    )
+    .await;
+    until_ready(&app.base, "ready again once the server takes writes").await;
+}
+
+/// A node frozen while it migrated held a session lock no server timeout ends, and every
+/// node started after it waited, silently, for as long as the freeze lasted (found by the
+/// outside attack on issue 15). The lock is now its transaction's: PostgreSQL ends the
+/// frozen node's idle transaction after 10 s, and the next node migrates and starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_frozen_while_migrating_keeps_the_next_from_starting_only_seconds() {
+    let database = crate::helpers::empty_database(Db::Postgres).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("frozen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{}\"\ndatabase_url = \"{}\"\nadmin_token = \"{}\"\n",
+            crate::process::free_port(),
+            database.url,
+            crate::helpers::ADMIN_TOKEN
+        ),
+    )
+    .expect("config");
+    let mut frozen = std::process::Command::new(env!("CARGO_BIN_EXE_diarysync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env(
+            "FAILPOINTS",
+            format!(
+                "{}=1*sleep(20000)",
+                diarysync::store::postgres::FAIL_MIGRATING
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    wait_for_advisory_locks(&database.url).await;
+    let next =
+        tokio::time::timeout(Duration::from_secs(40), crate::helpers::spawn_on(database)).await;
+    let _ = frozen.kill();
+    let _ = frozen.wait();
+    let next = next.expect("the next node started while the other was still frozen");
+    assert_eq!(readiness(&next.base).await, StatusCode::OK);
+}
+
+/// Waits (30 s at most, else fails saying `why`) until `/readyz` answers 200.
+async fn until_ready(base: &str, why: &str) {
+    let started = Instant::now();
+    while readiness(base).await != StatusCode::OK {
+        assert!(started.elapsed() < Duration::from_secs(30), "{why}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SQL that ends the writers' sessions of the node(s) on `database` (by their
+/// `application_name`), as a failover, a proxy or a DBA would.
+fn end_writer_sessions(database: &str) -> String {
+    format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{database}' AND application_name LIKE 'diarysync-writer-%'"
+    )
 }

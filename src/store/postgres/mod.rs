@@ -56,6 +56,10 @@ const MIGRATIONS: [(&str, &str); 8] = [
     ),
 ];
 
+/// A `fail` point in the migrations' transaction, its lock held: the test that proves a node
+/// frozen while migrating does not keep the others from starting stops there.
+pub const FAIL_MIGRATING: &str = "postgres-migrating";
+
 /// The advisory lock held while migrating, so nodes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x6469_6172_7973_796e;
 
@@ -190,30 +194,45 @@ fn worth_waiting_for(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Applies the migrations not yet applied, each in its own transaction, under a session
-/// advisory lock.
+/// Applies the migrations not yet applied, in one transaction that holds the migration lock
+/// for as long as it lasts.
+///
+/// A transaction's lock, tried and tried again, not a session's lock waited for: a node
+/// frozen during its start (SIGSTOP, a paused VM) held the session lock while idle, which no
+/// server timeout ends, and every node started after it waited silently for as long as the
+/// freeze lasted (found by the outside attack on issue 15). A frozen transaction is ended by
+/// `idle_in_transaction_session_timeout`, and a node waiting says so every 5 s.
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    use sqlx::Connection as _;
     let mut conn = pool.acquire().await?;
-    // Nodes starting together wait for the one that migrates, however long that takes.
-    sqlx::raw_sql("SET lock_timeout = 0")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    let applied = apply_migrations(&mut conn).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *conn)
-        .await;
-    let reset = sqlx::raw_sql("RESET lock_timeout")
-        .execute(&mut *conn)
-        .await;
-    applied?;
-    unlocked?;
-    reset?;
-    Ok(())
+    let waiting_since = std::time::Instant::now();
+    let mut said = waiting_since;
+    loop {
+        let mut tx = conn.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if locked {
+            fail::fail_point!(FAIL_MIGRATING);
+            // However long another node's traffic holds a table a migration alters.
+            sqlx::query("SET LOCAL lock_timeout = 0")
+                .execute(&mut *tx)
+                .await?;
+            apply_migrations(&mut tx).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
+        tx.rollback().await?;
+        if said.elapsed() >= Duration::from_secs(5) {
+            said = std::time::Instant::now();
+            tracing::warn!(
+                waited_s = waiting_since.elapsed().as_secs(),
+                "waiting for another node to finish migrating the database"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn apply_migrations(conn: &mut PgConnection) -> Result<(), StoreError> {
@@ -268,22 +287,45 @@ async fn solo<T, F>(pool: &PgPool, op: F) -> Result<T, StoreError>
 where
     F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>,
 {
-    let mut tx = pool.begin().await?;
-    // A panic in one write fails that write alone: the transaction is rolled back when it is
-    // dropped, and the connection goes back to the pool.
-    let result = super::guarded(op(&mut Conn::postgres(&mut tx))).await;
-    match result {
-        Ok(value) => {
-            let committing = std::time::Instant::now();
-            tx.commit().await?;
-            metrics::histogram!(crate::telemetry::COMMIT_SECONDS, "backend" => "postgres")
-                .record(committing.elapsed().as_secs_f64());
-            Ok(value)
+    use sqlx::Connection as _;
+    let mut pooled = pool.acquire().await?;
+    let result = {
+        let mut tx = pooled.begin().await?;
+        // A panic in one write fails that write alone: the transaction is rolled back when
+        // it is dropped, and the connection goes back to the pool.
+        match super::guarded(op(&mut Conn::postgres(&mut tx))).await {
+            Ok(value) => {
+                let committing = std::time::Instant::now();
+                match tx.commit().await {
+                    Ok(()) => {
+                        metrics::histogram!(crate::telemetry::COMMIT_SECONDS, "backend" => "postgres")
+                            .record(committing.elapsed().as_secs_f64());
+                        Ok(value)
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+            Err(error) => {
+                let _ = tx.rollback().await;
+                Err(error)
+            }
         }
-        Err(error) => {
-            let _ = tx.rollback().await;
-            Err(error)
-        }
+    };
+    // A session that turned out read-only (it connected while the server was, or to a
+    // standby) would fail every write it is given: closed, not returned to the pool.
+    if result.as_ref().err().is_some_and(is_read_only) {
+        pooled.close_on_drop();
+    }
+    result
+}
+
+/// Whether `error` is PostgreSQL refusing a write in a read-only transaction (SQLSTATE
+/// 25006), however deep in a processing failure.
+pub(super) fn is_read_only(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("25006"),
+        StoreError::Processing(cause) => is_read_only(cause),
+        _ => false,
     }
 }
 

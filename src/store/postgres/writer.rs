@@ -218,12 +218,18 @@ impl Writers {
             .len();
         let mut answers = Vec::with_capacity(count);
         for n in 0..count {
+            // A statement only a writable session may run (it takes an event id, a gap
+            // nobody minds): a writer reconnected to a server that is now read-only (a
+            // failover, `default_transaction_read_only`) answers a plain query, and then
+            // fails every write.
             let answer = self.submit_to(Index::Nth(n), |conn| {
                 Box::pin(async move {
                     let Some(conn) = conn.as_postgres() else {
                         return Ok(());
                     };
-                    sqlx::query("SELECT 1").execute(conn).await?;
+                    sqlx::query("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
+                        .execute(conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -269,25 +275,60 @@ async fn write_loop(
     };
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut jobs);
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => match options.connect().await {
-                Ok(connected) => connection.insert(connected),
-                Err(error) => {
-                    tracing::error!(error = %error, "a PostgreSQL writer has no connection");
-                    fail_all(batch.into_iter().map(|job| job.reply), &error);
-                    continue;
-                }
-            },
-        };
+        let mut batch = std::mem::take(&mut jobs);
         metrics::histogram!(crate::telemetry::BATCH_SIZE, "backend" => "postgres")
             .record(batch.len() as f64);
-        if let Err(broken) = run_batch(conn, batch, &pool, &home).await {
-            tracing::error!(error = %broken, "a PostgreSQL writer's connection failed; reconnecting");
-            connection = None;
+        // A connection the server ended while it was idle (a failover, a DBA's reaper, an
+        // idle timeout) is found dead by the batch's first statement, before anything was
+        // written: the batch runs again once on a new connection instead of failing.
+        for attempt in 0..2 {
+            let conn = match connection.as_mut() {
+                Some(conn) => conn,
+                None => match options.connect().await {
+                    Ok(connected) => connection.insert(connected),
+                    Err(error) => {
+                        tracing::error!(error = %error, "a PostgreSQL writer has no connection");
+                        fail_all(batch.into_iter().map(|job| job.reply), &error);
+                        break;
+                    }
+                },
+            };
+            match run_batch(conn, batch, &pool, &home).await {
+                Ok(()) => break,
+                Err(Broken::BeforeWriting(jobs, error)) if attempt == 0 => {
+                    tracing::warn!(error = %error, "a PostgreSQL writer's connection was gone; reconnecting");
+                    connection = None;
+                    batch = jobs;
+                }
+                Err(Broken::BeforeWriting(jobs, error)) => {
+                    fail_all(jobs.into_iter().map(|job| job.reply), &error);
+                    connection = None;
+                    break;
+                }
+                Err(Broken::Answered(error)) => {
+                    tracing::error!(error = %error, "a PostgreSQL writer's connection failed; reconnecting");
+                    connection = None;
+                    break;
+                }
+            }
         }
         fail::fail_point!(FAIL_BETWEEN_BATCHES);
+    }
+}
+
+/// Why a batch ended without committing, or its connection must not be used again.
+enum Broken {
+    /// Its first statement failed: nothing was written, and its writes are handed back to
+    /// run again.
+    BeforeWriting(Vec<Job>, sqlx::Error),
+    /// Every write of it was answered (with the failure, or after the commit, and the
+    /// session was found read-only).
+    Answered(StoreError),
+}
+
+impl From<sqlx::Error> for Broken {
+    fn from(error: sqlx::Error) -> Self {
+        Broken::Answered(error.into())
     }
 }
 
@@ -295,20 +336,24 @@ async fn write_loop(
 /// met a held lock go to run alone.
 ///
 /// # Errors
-/// When the connection itself failed (every write of the batch was answered with it).
+/// [`Broken::BeforeWriting`] with the writes when its first statement failed;
+/// [`Broken::Answered`] when the connection failed later (every write of the batch was
+/// answered with it) or turned out read-only.
 async fn run_batch(
     conn: &mut PgConnection,
     batch: Vec<Job>,
     pool: &PgPool,
     home: &tokio::runtime::Handle,
-) -> Result<(), StoreError> {
+) -> Result<(), Broken> {
     let mut answers: Vec<(oneshot::Sender<_>, Result<Output, StoreError>)> =
         Vec::with_capacity(batch.len());
+    // Whether a write failed because the session is read-only: the connection is then
+    // dropped after the batch, so the next one connects to wherever writes go now.
+    let mut read_only = false;
     let mut alone = Vec::new();
     let mut pending = batch.into_iter();
     if let Err(error) = simple(conn, "BEGIN; SAVEPOINT job").await {
-        fail_all(pending.map(|job| job.reply), &error);
-        return Err(error.into());
+        return Err(Broken::BeforeWriting(pending.collect(), error));
     }
     // Whether the savepoint `job` stands empty (just opened, or just rolled back to).
     let mut clean = true;
@@ -336,6 +381,7 @@ async fn run_batch(
             return Err(error.into());
         }
         clean = true;
+        read_only |= result.as_ref().err().is_some_and(super::is_read_only);
         match result {
             Err(StoreError::Contended) => alone.push(job),
             failed => answers.push((job.reply, failed)),
@@ -352,6 +398,11 @@ async fn run_batch(
         Ok(()) => {
             for (reply, result) in answers {
                 let _ = reply.send(result);
+            }
+            if read_only {
+                return Err(Broken::Answered(StoreError::Unavailable(
+                    "the writer's session is read-only".to_owned(),
+                )));
             }
             Ok(())
         }
