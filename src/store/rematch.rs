@@ -407,10 +407,18 @@ pub(in crate::store) async fn suggestions(
     Ok(Some(records))
 }
 
-/// Matches again the sales a booking's creation or change may concern: unmatched sales of
-/// the venue in its widened window or carrying its reference, and the sales it holds by table
-/// and time (which may no longer fit). Manual decisions are left alone. Then every booking
-/// that gained or lost a sale follows its sales' states.
+/// Matches again the sales a booking's creation or change may concern: the sales it holds by
+/// table and time (which may no longer fit), unmatched sales carrying its reference, and
+/// unmatched sales in its widened window that are on one of its tables or had it among
+/// their candidates. Manual decisions are left alone. Then every booking that gained or lost
+/// a sale follows its sales' states.
+///
+/// Why not every unmatched sale in the window: a sale's table-and-time candidates are the
+/// bookings on its own tables (`matching::bookings_near`), so a booking elsewhere cannot
+/// change its decision; one it left (moved, re-tabled, cancelled) was among its candidates
+/// if it mattered. Deciding each of them again cost three round trips a sale and held the
+/// venue for seconds at a bar with thousands of open tabs (found by the outside attack on
+/// issue 15). A sale whose decision did not change is not written.
 pub(in crate::store) async fn rematch_around_booking(
     conn: &mut Conn<'_>,
     venue: &Venue,
@@ -419,7 +427,7 @@ pub(in crate::store) async fn rematch_around_booking(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let row = db::query("SELECT start_at, end_at, reference FROM bookings WHERE id = $1")
+    let row = db::query("SELECT start_at, end_at, reference, tables FROM bookings WHERE id = $1")
         .bind(booking_id)
         .fetch_one(conn)
         .await?;
@@ -429,6 +437,12 @@ pub(in crate::store) async fn rematch_around_booking(
         venue.tolerances,
     );
     let reference: Option<String> = row.try_get("reference")?;
+    let its_tables: Vec<TableKey> =
+        serde_json::from_str::<Vec<String>>(&row.try_get::<String>("tables")?)
+            .unwrap_or_default()
+            .into_iter()
+            .map(TableKey::from_normalised)
+            .collect();
     // Unmatched sales that name the reference, found by it in their stored references (a
     // JSON list): every unmatched sale that named any reference, all of the venue's history,
     // was read and decided again before.
@@ -436,7 +450,7 @@ pub(in crate::store) async fn rematch_around_booking(
         .as_deref()
         .map_or_else(String::new, json_member_pattern);
     let rows = db::query(format!(
-        "SELECT {FACT_COLUMNS} FROM sales
+        "SELECT {FACT_COLUMNS}, match_candidates FROM sales
          WHERE venue_id = $1 AND (match_rule IS NULL OR match_rule <> 'manual') AND (
              (booking_id IS NULL AND ((opened_at >= $2 AND opened_at <= $3)
                  OR (placed_at >= $2 AND placed_at <= $3)
@@ -454,15 +468,23 @@ pub(in crate::store) async fn rematch_around_booking(
     let mut touched = vec![booking_id];
     for row in &rows {
         let mut sale = stored_facts(row)?;
+        sale.facts.tables = venue.diary_tables(&sale.facts.tables);
         let (at, _) = sale.facts.match_time();
         let in_window = from <= at && at <= to;
         let names_booking = reference
             .as_deref()
             .is_some_and(|r| sale.facts.booking_refs.iter().any(|b| b.value == r));
-        if sale.link.booking_id.is_none() && !in_window && !names_booking {
+        let candidates: Vec<i64> = row
+            .try_get::<Option<String>>("match_candidates")?
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default();
+        let concerned = names_booking
+            || (in_window
+                && (candidates.contains(&booking_id)
+                    || sale.facts.tables.iter().any(|t| its_tables.contains(t))));
+        if sale.link.booking_id.is_none() && !concerned {
             continue;
         }
-        sale.facts.tables = venue.diary_tables(&sale.facts.tables);
         let current = current_match(conn, venue, sale.id, &sale.link).await?;
         let decision = decide_match(
             conn,
@@ -488,6 +510,15 @@ pub(in crate::store) async fn rematch_around_booking(
             tables: &sale.facts.tables,
         };
         let link = or_walk_in(conn, venue, Link::of(decision), walk_in, now).await?;
+        // Nobody's before and after, with no candidate to show evidence for.
+        let unchanged = link.booking_id.is_none()
+            && sale.link.booking_id.is_none()
+            && link.candidates.is_empty()
+            && candidates.is_empty()
+            && link.reason == sale.link.reason;
+        if unchanged {
+            continue;
+        }
         set_link(conn, sale.id, &link).await?;
         touched.extend(sale.link.booking_id);
         touched.extend(link.booking_id);

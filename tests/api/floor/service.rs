@@ -210,6 +210,43 @@ async fn equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evid
     }
 }
 
+/// A booking's change decides again only the sales it can concern: those on its tables,
+/// those naming it, and those that had it among their candidates. Before, every unmatched
+/// sale in its window was decided again, three round trips each, holding the venue for
+/// seconds at a bar with thousands of open tabs (found by the outside attack on issue 15).
+/// A tie resolves when one of its bookings moves to another table; a tab on a table nobody
+/// booked stays as it was.
+async fn a_booking_moved_off_a_tied_table_leaves_the_sale_to_the_other_and_tabs_as_they_were(
+    db: Db,
+) {
+    let app = spawn(db).await;
+    let (five, six) = two_bookings_on_joined_tables(&app).await;
+    post(&app, &joined("9511")).await;
+    post(
+        &app,
+        &Check::open("9512", "2026-03-06T19:06:00Z", &["Bar 1"]).body(),
+    )
+    .await;
+    assert_eq!(sale(&app, "9511").await["match"]["booking_id"], Value::Null);
+    let tab_before = sale(&app, "9512").await["match"].clone();
+    assert_eq!(tab_before["booking_id"], Value::Null, "{tab_before}");
+
+    let (status, moved) = app
+        .admin_patch(&format!("/bookings/{five}"), json!({ "tables": ["9"] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let resolved = sale(&app, "9511").await;
+    assert_eq!(
+        resolved["match"]["booking_id"], six,
+        "the tie is over once booking {five} left table 5: {resolved}"
+    );
+    assert_eq!(
+        sale(&app, "9512").await["match"],
+        tab_before,
+        "a tab on a table neither booking is on is left as it was"
+    );
+}
+
 async fn the_inbox_shows_the_evidence_for_each_tied_booking(db: Db) {
     let app = spawn(db).await;
     let (five, six) = two_bookings_on_joined_tables(&app).await;
@@ -626,6 +663,7 @@ crate::on_both_stores!(
     a_bar_tab_moved_to_a_table_is_matched_by_when_it_got_there,
     a_pos_no_show_releases_a_booking_held_only_by_table_and_time,
     equal_candidates_stay_ambiguous_with_every_table_booking_and_their_evidence,
+    a_booking_moved_off_a_tied_table_leaves_the_sale_to_the_other_and_tabs_as_they_were,
     the_inbox_shows_the_evidence_for_each_tied_booking,
     the_guests_name_on_the_check_decides_between_equal_bookings,
     covers_and_an_open_check_rank_otherwise_equal_bookings,
