@@ -118,6 +118,28 @@ fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
         .map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
+/// One table name, not blank and within `domain::command::MAX_TABLE_NAME` characters once
+/// normalised, for the setting `field`.
+fn table_name(name: &str, field: &str) -> Result<(), ApiError> {
+    let key = TableKey::parse(name)
+        .ok_or_else(|| ApiError::Unprocessable(format!("{field}: a table name is blank")))?;
+    crate::domain::command::check_tables([&key], field)
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
+/// A currency as ISO 4217 writes it: three letters, upper-cased.
+fn valid_currency(currency: Option<String>) -> Result<Option<String>, ApiError> {
+    match currency {
+        Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Ok(Some(code.to_ascii_uppercase()))
+        }
+        Some(_) => Err(ApiError::Unprocessable(
+            "currency is an ISO 4217 code of three letters, such as EUR".to_owned(),
+        )),
+        None => Ok(None),
+    }
+}
+
 /// An identifier the store indexes (a reference, a location id) within the bytes a
 /// partner's are held to (`domain::command::MAX_IDENTIFIER`).
 fn identifier(value: &str, field: &str) -> Result<(), ApiError> {
@@ -204,7 +226,7 @@ pub(super) async fn create_venue(
     let venue = NewVenue {
         name: input.name,
         timezone: input.timezone,
-        currency: input.currency.map(|c| c.to_uppercase()),
+        currency: valid_currency(input.currency)?,
         locations: input
             .locations
             .into_iter()
@@ -293,10 +315,20 @@ pub(super) async fn update_venue(
             "tolerances must be between 0 and 1440 minutes".into(),
         ));
     }
+    // Aliases and SKU tables name the diary's tables: held to a table's bounds, or a check
+    // or booking mapped through them would carry a name the diary cannot store (found by
+    // the outside attack on issue 15).
+    for (alias, table) in input.table_aliases.iter().flatten() {
+        table_name(alias, "table_aliases")?;
+        table_name(table, "table_aliases")?;
+    }
+    for table in input.sku_tables.iter().flat_map(|skus| skus.values()) {
+        table_name(table, "sku_tables")?;
+    }
     let changes = VenueChanges {
         name: input.name,
         timezone: input.timezone,
-        currency: input.currency.map(|c| c.to_uppercase()),
+        currency: valid_currency(input.currency)?,
         tolerances: input.tolerances.map(|t| TolerancesRecord {
             before_start_minutes: t.before_start_minutes,
             after_end_minutes: t.after_end_minutes,

@@ -285,6 +285,13 @@ async fn input_past_what_the_store_can_index_is_refused_not_a_failed_write(db: D
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let (status, answer) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "V", "timezone": "UTC", "currency": "E".repeat(5_000) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let email = format!("{}@example.com", "g".repeat(5_000));
     let phone = "4".repeat(5_000);
     for _ in 0..2 {

@@ -522,7 +522,57 @@ async fn two_nodes_fetch_each_pending_booking_once() {
     );
 }
 
+/// A venue's `sku_tables` and `table_aliases` name diary tables, so they are held to a
+/// table's bounds (422); a Checkfront booking whose items' SKUs put it on more tables than
+/// the diary can store is an invalid payload, kept for a replay, not a 500 the partner
+/// retries until it disables the webhook (found by the outside attack on issue 15).
+async fn table_settings_and_sku_mappings_past_a_tables_bounds_are_refused_clearly(db: Db) {
+    let app = spawn_platforms(db, "http://127.0.0.1:9").await;
+    let venue = venue(
+        &app,
+        "America/Vancouver",
+        json!([{ "partner": "checkfront", "location_id": HOST }]),
+    )
+    .await;
+    let long = "x".repeat(3_000);
+    for bad in [
+        json!({ "sku_tables": { "paddle": long } }),
+        json!({ "table_aliases": { "Table 7": long } }),
+        json!({ "table_aliases": { long.clone(): "7" } }),
+        json!({ "sku_tables": { "paddle": "   " } }),
+    ] {
+        let (status, answer) = app
+            .admin_patch(&format!("/venues/{venue}"), bad.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {answer}");
+    }
+    // 80 SKUs, each on a table of its own: more tables than one booking may be on.
+    let skus: serde_json::Map<String, Value> = (0..80)
+        .map(|n| (format!("sku{n}"), json!(format!("Terrace {n:0>40}"))))
+        .collect();
+    let (status, answer) = app
+        .admin_patch(&format!("/venues/{venue}"), json!({ "sku_tables": skus }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let mut booking: Value =
+        serde_json::from_slice(&fixture("checkfront", "booking.json")).expect("json");
+    let item = booking["booking"]["order"]["items"]["item"][0].clone();
+    booking["booking"]["order"]["items"]["item"] = (0..80)
+        .map(|n| {
+            let mut line = item.clone();
+            line["sku"] = json!(format!("sku{n}"));
+            line
+        })
+        .collect();
+    let (status, answer) = app
+        .post_checkfront(booking.to_string().into_bytes(), "application/json")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["reason"], "invalid_payload", "{answer}");
+}
+
 crate::on_both_stores!(
+    table_settings_and_sku_mappings_past_a_tables_bounds_are_refused_clearly,
     checkfront_bookings_arrive_in_json_xml_and_form_alike,
     checkfront_shapes_statuses_and_duplicates,
     checkfront_payments_and_refunds_update_what_was_paid,

@@ -156,6 +156,29 @@ pub(in crate::store) async fn upsert_booking(
     cx: &Context<'_>,
     booking: &BookingSnapshot,
 ) -> Result<Ingested, StoreError> {
+    // The tables its items' SKUs put it on (the venue's `sku_tables`), each once. Checked
+    // before anything is written: many SKUs on many tables could pass what the diary's index
+    // holds, a write PostgreSQL would refuse on every retry.
+    let mut tables: Vec<TableKey> = Vec::new();
+    for table in booking
+        .skus
+        .iter()
+        .filter_map(|sku| cx.venue.sku_tables.get(sku))
+        .map(|table| TableKey::from_normalised(table.clone()))
+    {
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+    }
+    let what = format!("booking {}", booking.external_key);
+    if let Err(invalid) = crate::domain::command::check_tables(&tables, &what) {
+        return Ok(verdict(
+            cx.event_id,
+            Outcome::Failed,
+            Some(Reason::InvalidPayload),
+            format!("{invalid} (through the venue's sku_tables)"),
+        ));
+    }
     let by_key = db::query(
         "SELECT id, partner_version, fingerprint, partner_rank FROM bookings
          WHERE venue_id = $1 AND source = $2 AND external_key = $3",
@@ -283,13 +306,6 @@ pub(in crate::store) async fn upsert_booking(
     .execute(conn)
     .await?;
     note_booking_span(conn, cx.venue.id, booking.start, booking.end).await?;
-    let mut tables: Vec<TableKey> = booking
-        .skus
-        .iter()
-        .filter_map(|sku| cx.venue.sku_tables.get(sku))
-        .map(|table| TableKey::from_normalised(table.clone()))
-        .collect();
-    tables.dedup();
     if !tables.is_empty() {
         write_booking_tables(conn, id, &tables).await?;
     }
