@@ -204,11 +204,18 @@ impl FromStr for BookingStatus {
 #[derive(Clone, PartialEq, Eq)]
 pub struct GuestName(pub String);
 
+/// Bytes of the longest guest name compared: far beyond any person's, far below what makes
+/// comparing a check's name with every candidate booking's cost seconds. A 450,000-character
+/// name on a busy table held a writer for tens of seconds (found by the outside attack on
+/// issue 15).
+pub const MAX_GUEST_NAME: usize = 512;
+
 impl GuestName {
-    /// A name worth comparing: not empty.
+    /// A name worth comparing: not empty, and no longer than [`MAX_GUEST_NAME`] bytes (a
+    /// longer one is nobody's name and says nothing about the guest).
     pub fn of(name: Option<&str>) -> Option<GuestName> {
         name.map(str::trim)
-            .filter(|n| !n.is_empty())
+            .filter(|n| !n.is_empty() && n.len() <= MAX_GUEST_NAME)
             .map(|n| GuestName(n.to_owned()))
     }
 
@@ -240,6 +247,13 @@ impl fmt::Debug for Customer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_longer_than_anyones_is_not_compared() {
+        assert!(GuestName::of(Some("Purple, John")).is_some());
+        assert!(GuestName::of(Some(&"x".repeat(MAX_GUEST_NAME))).is_some());
+        assert!(GuestName::of(Some(&"x".repeat(MAX_GUEST_NAME + 1))).is_none());
+    }
 
     fn sales(live: usize, open: usize) -> SalesSummary {
         SalesSummary { live, open }
