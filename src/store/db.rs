@@ -434,6 +434,11 @@ impl<'q> Query<'q> {
         self
     }
 
+    /// Binds already built parameters, in order.
+    pub fn bind_params(self, params: impl IntoIterator<Item = Param<'q>>) -> Self {
+        params.into_iter().fold(self, Query::bind_param)
+    }
+
     /// Runs it for its effect; returns how many rows it changed.
     ///
     /// # Errors
@@ -474,6 +479,12 @@ pub struct QueryScalar<'q, T> {
 impl<'q, T: FromValue> QueryScalar<'q, T> {
     pub fn bind(mut self, value: impl Bind<'q>) -> Self {
         self.query = self.query.bind(value);
+        self
+    }
+
+    /// See [`Query::bind_params`].
+    pub fn bind_params(mut self, params: impl IntoIterator<Item = Param<'q>>) -> Self {
+        self.query = self.query.bind_params(params);
         self
     }
 

@@ -96,12 +96,30 @@ impl Link {
     }
 
     /// The `match_candidates` column.
-    pub(in crate::store) fn candidates_column(&self) -> Option<String> {
+    fn candidates_column(&self) -> Option<String> {
         (!self.candidates.is_empty()).then(|| json_list(self.candidates.iter()))
     }
 
+    /// The link's columns, in the order `set_link` and a sale's insert write them:
+    /// `booking_id`, `match_rule`, `match_reason`, `match_candidates`, `matched_table`,
+    /// `matched_at`, `time_basis`, `match_evidence`.
+    pub(in crate::store) fn params(&self) -> [db::Param<'_>; 8] {
+        use db::Bind as _;
+        let decided = self.decided_by.as_ref();
+        [
+            self.booking_id.param(),
+            self.rule.param(),
+            self.reason.as_deref().param(),
+            self.candidates_column().param(),
+            decided.map(|d| d.table.as_str().to_owned()).param(),
+            decided.map(|d| d.at.timestamp_millis()).param(),
+            decided.map(|d| d.basis.as_str()).param(),
+            self.evidence_column().param(),
+        ]
+    }
+
     /// The `match_evidence` column.
-    pub(in crate::store) fn evidence_column(&self) -> Option<String> {
+    fn evidence_column(&self) -> Option<String> {
         (!self.evidence.is_empty()).then(|| {
             json_list(self.evidence.iter().map(|e| StoredEvidence {
                 booking_id: e.booking_id,
@@ -519,21 +537,13 @@ pub(in crate::store) async fn set_link(
     sale_id: i64,
     link: &Link,
 ) -> Result<(), StoreError> {
-    let decided = link.decided_by.as_ref();
     db::query(
         "UPDATE sales SET booking_id = $1, match_rule = $2, match_reason = $3,
              match_candidates = $4, matched_table = $5, matched_at = $6, time_basis = $7,
              match_evidence = $8
          WHERE id = $9",
     )
-    .bind(link.booking_id)
-    .bind(link.rule)
-    .bind(link.reason.as_deref())
-    .bind(link.candidates_column())
-    .bind(decided.map(|d| d.table.as_str().to_owned()))
-    .bind(decided.map(|d| d.at.timestamp_millis()))
-    .bind(decided.map(|d| d.basis.as_str()))
-    .bind(link.evidence_column())
+    .bind_params(link.params())
     .bind(sale_id)
     .execute(conn)
     .await?;

@@ -275,7 +275,6 @@ pub(in crate::store) async fn write_sale(
     let payments = payment_rows(sale);
     let digest = items_digest(&lines, &payments);
     let totals = &sale.totals;
-    let decided = link.decided_by.as_ref();
     let sale_id: i64 = db::query_scalar(
         "INSERT INTO sales (venue_id, partner, external_id, number, kind, origin_external_id, state,
              opened_at, closed_at, version, currency, total, paid, tax, net, tip, service_charge,
@@ -344,14 +343,7 @@ pub(in crate::store) async fn write_sale(
     // The match decided before the write, written with the sale in one statement (as
     // `set_link` writes it): an UPDATE of the row just inserted was the costliest
     // statement of an event on PostgreSQL.
-    .bind(link.booking_id)
-    .bind(link.rule)
-    .bind(link.reason.as_deref())
-    .bind(link.candidates_column())
-    .bind(decided.map(|d| d.table.as_str().to_owned()))
-    .bind(decided.map(|d| d.at.timestamp_millis()))
-    .bind(decided.map(|d| d.basis.as_str()))
-    .bind(link.evidence_column())
+    .bind_params(link.params())
     .fetch_one(conn)
     .await?;
     match stored {
