@@ -12,6 +12,7 @@ use crate::gateway::Gateway;
 use crate::http::{AppState, router};
 use crate::partners::auth::AuthScheme;
 use crate::store::{self, SqlStoreHandle};
+use crate::webhooks::dispatch::Dispatcher;
 
 /// A built, bound, not yet serving instance.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct App {
     fetch: fetcher::Cadence,
     retention: Option<std::time::Duration>,
     connections: crate::config::ConnectionLimits,
+    dispatcher: Dispatcher,
+    silence: crate::config::SilenceSettings,
 }
 
 /// Why the service could not start.
@@ -32,6 +35,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot listen on the configured address")]
     Listen(#[from] std::io::Error),
+    #[error("cannot build the webhook client: {0}")]
+    Webhooks(String),
 }
 
 impl App {
@@ -62,7 +67,11 @@ impl App {
         let readiness_timeout = config.readiness_timeout;
         let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
         let retention = config.retention;
+        let webhooks = config.webhooks.clone();
+        let silence = config.silence.clone();
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
+        let dispatcher =
+            Dispatcher::new(Arc::clone(gateway.store()), webhooks).map_err(StartError::Webhooks)?;
         let state = AppState {
             retention,
             sessions: Arc::new(crate::http::session::Sessions::new(&admin_token)),
@@ -73,6 +82,7 @@ impl App {
             connections,
             client_ip_header,
             readiness_timeout,
+            webhook_ranges: Arc::new(dispatcher.ranges().clone()),
         };
         Ok(App {
             listener,
@@ -82,6 +92,8 @@ impl App {
             fetch,
             retention,
             connections,
+            dispatcher,
+            silence,
         })
     }
 
@@ -117,6 +129,12 @@ impl App {
                 stopped.clone(),
             ))
         });
+        let dispatcher = tokio::spawn(self.dispatcher.run(stopped.clone()));
+        let watcher = tokio::spawn(crate::silence::run(
+            Arc::clone(self.gateway.store()),
+            self.silence,
+            stopped.clone(),
+        ));
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let (died_tx, died_rx) = tokio::sync::oneshot::channel::<String>();
         let store = self.store.clone();
@@ -137,6 +155,8 @@ impl App {
         let _ = stop.send(true);
         let cleanup = async {
             let _ = fetcher.await;
+            let _ = dispatcher.await;
+            let _ = watcher.await;
             if let Some(purger) = purger {
                 let _ = purger.await;
             }

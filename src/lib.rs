@@ -33,6 +33,8 @@ pub mod http;
 pub mod partners;
 pub mod replay_cache;
 pub mod retention;
+pub mod silence;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

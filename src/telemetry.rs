@@ -32,6 +32,19 @@ pub const COMMIT_SECONDS: &str = "diarysync_store_commit_seconds";
 /// Writes per SQLite group commit.
 pub const BATCH_SIZE: &str = "diarysync_store_batch_writes";
 
+/// Outbound webhook attempts, by `outcome`: `delivered`, `retrying` (failed, tried again
+/// later) or `failed` (given up after the retry period).
+pub const WEBHOOK_DELIVERIES: &str = "diarysync_webhook_deliveries_total";
+/// Messages waiting for delivery, read when scraped.
+pub const WEBHOOK_BACKLOG: &str = "diarysync_webhook_backlog";
+/// Age in seconds of the oldest message waiting for delivery (0 when none), read when scraped.
+pub const WEBHOOK_OLDEST: &str = "diarysync_webhook_oldest_pending_seconds";
+/// Subscriptions disabled (after failing too long, or by an operator), read when scraped.
+pub const WEBHOOK_DISABLED: &str = "diarysync_webhook_subscriptions_disabled";
+/// 1 while a partner that usually sends events for a venue at this hour of the week has
+/// been silent too long, by `partner` and `venue`; 0 once it resumed.
+pub const PARTNER_SILENT: &str = "diarysync_partner_silent";
+
 const LATENCY_BUCKETS: [f64; 16] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 10.0,
@@ -104,4 +117,16 @@ fn describe() {
     describe_gauge!(UNMATCHED, "Sales that belong to no booking");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Store commit latency");
     describe_histogram!(BATCH_SIZE, "Writes per SQLite group commit");
+    describe_counter!(WEBHOOK_DELIVERIES, "Outbound webhook attempts by outcome");
+    describe_gauge!(WEBHOOK_BACKLOG, "Webhook messages waiting for delivery");
+    describe_gauge!(
+        WEBHOOK_OLDEST,
+        Unit::Seconds,
+        "Age of the oldest webhook message waiting for delivery"
+    );
+    describe_gauge!(WEBHOOK_DISABLED, "Webhook subscriptions disabled");
+    describe_gauge!(
+        PARTNER_SILENT,
+        "1 while a partner is unusually silent at a venue, by partner and venue"
+    );
 }

@@ -7,6 +7,7 @@
 //! can be unit-tested without a database.
 
 pub mod booking;
+pub mod change;
 pub mod command;
 pub mod event;
 pub mod matching;

@@ -149,6 +149,7 @@ async fn furnish(store: &SqlStoreHandle) {
             tables: vec![table.to_owned()],
             status: crate::domain::BookingStatus::Confirmed,
             customer: crate::domain::Customer::default(),
+            source: "admin",
         };
         store
             .create_booking(venue.id, booking)

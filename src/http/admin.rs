@@ -36,7 +36,22 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/venues", get(venues).post(create_venue))
         .route("/health", get(health))
         .route("/venues/{id}", get(venue).patch(update_venue))
-        .route("/venues/{id}/bookings", post(create_booking))
+        .route(
+            "/venues/{id}/bookings",
+            get(super::platform::bookings).post(create_booking),
+        )
+        .route(
+            "/venues/{id}/bookings/by-reference/{reference}",
+            axum::routing::put(super::platform::put_booking),
+        )
+        .route(
+            "/venues/{id}/bookings:sync",
+            post(super::platform::sync_bookings).layer(axum::extract::DefaultBodyLimit::max(
+                super::platform::SYNC_BODY_BYTES,
+            )),
+        )
+        .route("/changes", get(super::platform::changes))
+        .merge(super::webhooks::router())
         .route("/venues/{id}/diary", get(diary))
         .route("/venues/{id}/sales", get(venue_sales))
         .route("/bookings/{id}", get(booking).patch(update_booking))
@@ -83,11 +98,11 @@ pub(super) struct ReplayOne {
 }
 
 /// The JSON answer for something looked up by id, or 404 naming `what`.
-fn found<T>(value: Option<T>, what: &'static str) -> Result<Json<T>, ApiError> {
+pub(super) fn found<T>(value: Option<T>, what: &'static str) -> Result<Json<T>, ApiError> {
     value.map(Json).ok_or(ApiError::NotFound(what))
 }
 
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(value)| value)
         .map_err(|rejection| match rejection {
             JsonRejection::JsonDataError(e) => ApiError::Unprocessable(e.body_text()),
@@ -99,20 +114,20 @@ fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
         })
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(value)| value)
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
 }
 
 /// A time from a request body, inside the range diarysync works in (`domain::time`).
-fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn valid_time(t: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, ApiError> {
     crate::domain::time::bounded(t, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 /// Table names within the bounds a partner's are held to (`domain::command::check_tables`),
 /// as the store will keep them.
-fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
+pub(super) fn valid_tables(tables: &[String]) -> Result<(), ApiError> {
     let keys: Vec<TableKey> = tables.iter().filter_map(|t| TableKey::parse(t)).collect();
     crate::domain::command::check_tables(&keys, "the booking")
         .map_err(|e| ApiError::Unprocessable(e.to_string()))
@@ -142,21 +157,24 @@ fn valid_currency(currency: Option<String>) -> Result<Option<String>, ApiError> 
 
 /// An identifier the store indexes (a reference, a location id) within the bytes a
 /// partner's are held to (`domain::command::MAX_IDENTIFIER`).
-fn identifier(value: &str, field: &str) -> Result<(), ApiError> {
+pub(super) fn identifier(value: &str, field: &str) -> Result<(), ApiError> {
     check_identifier(value, field).map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 /// A time filter from a query string, inside the same range; a query's mistakes are 400s.
-fn valid_filter(t: Option<DateTime<Utc>>, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(super) fn valid_filter(
+    t: Option<DateTime<Utc>>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     t.map(|t| crate::domain::time::bounded(t, field))
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// An `{id}` path segment, or why it is not one.
-type IdPath = Result<Path<i64>, PathRejection>;
+pub(super) type IdPath = Result<Path<i64>, PathRejection>;
 
-fn id(path: IdPath) -> Result<i64, ApiError> {
+pub(super) fn id(path: IdPath) -> Result<i64, ApiError> {
     path.map(|Path(id)| id)
         .map_err(|_| ApiError::BadRequest("the id in the path must be an integer".to_owned()))
 }
@@ -424,7 +442,7 @@ pub(super) struct BookingInput {
     customer: CustomerInput,
 }
 
-fn default_duration() -> i64 {
+pub(super) fn default_duration() -> i64 {
     90
 }
 
@@ -432,7 +450,7 @@ fn default_duration() -> i64 {
 /// whose sums over a diary could overflow.
 const MAX_COVERS: i64 = 10_000;
 
-fn valid_covers(covers: i64) -> Result<(), ApiError> {
+pub(super) fn valid_covers(covers: i64) -> Result<(), ApiError> {
     if (0..=MAX_COVERS).contains(&covers) {
         Ok(())
     } else {
@@ -445,9 +463,9 @@ fn valid_covers(covers: i64) -> Result<(), ApiError> {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CustomerInput {
-    name: Option<String>,
-    email: Option<String>,
-    phone: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) email: Option<String>,
+    pub(super) phone: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/venues/{id}/bookings", tag = "diary", params(("id" = i64, Path, description = "Venue id")), request_body = BookingInput, responses((status = 201, description = "Created; waiting sales that belong to it are matched at once", body = BookingView), (status = 404, description = "No such venue", body = ErrorBody), (status = 409, description = "The reference is taken", body = ErrorBody), (status = 422, description = "Invalid booking", body = ErrorBody)), security(("admin" = [])))]
@@ -491,6 +509,7 @@ pub(super) async fn create_booking(
             email: input.customer.email,
             phone: input.customer.phone,
         },
+        source: "admin",
     };
     let store = state.gateway.store();
     let id = store.create_booking(venue_id, booking).await?;
@@ -501,7 +520,7 @@ pub(super) async fn create_booking(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-fn parse_status(status: &str) -> Result<BookingStatus, ApiError> {
+pub(super) fn parse_status(status: &str) -> Result<BookingStatus, ApiError> {
     status
         .parse()
         .map_err(|e: crate::domain::booking::UnknownStatus| ApiError::Unprocessable(e.to_string()))

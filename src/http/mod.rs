@@ -5,9 +5,11 @@ mod body;
 pub mod openapi;
 mod pages;
 mod partners;
+mod platform;
 mod pretty;
 pub mod serve;
 pub mod session;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub client_ip_header: Option<http::HeaderName>,
     /// How long `/readyz` waits for its probe write.
     pub readiness_timeout: std::time::Duration,
+    /// The address ranges webhook subscriptions may not reach (`[webhooks]`).
+    pub webhook_ranges: Arc<crate::webhooks::target::Ranges>,
 }
 
 /// The whole service's router.
@@ -102,7 +106,8 @@ async fn measure(
     response
 }
 
-/// The metrics in Prometheus's text format; the unmatched-sales gauge is read now.
+/// The metrics in Prometheus's text format; the unmatched-sales and webhook-backlog gauges
+/// are read now.
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let Some(handle) = crate::telemetry::metrics() else {
@@ -113,6 +118,28 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
             metrics::gauge!(crate::telemetry::UNMATCHED).set(unmatched as f64);
         }
         Err(error) => tracing::warn!(error = %error, "unmatched sales not counted"),
+    }
+    match state.gateway.store().webhook_backlog().await {
+        Ok(backlog) => {
+            use crate::telemetry::{WEBHOOK_BACKLOG, WEBHOOK_DISABLED, WEBHOOK_OLDEST};
+            metrics::gauge!(WEBHOOK_BACKLOG).set(backlog.pending as f64);
+            metrics::gauge!(WEBHOOK_DISABLED).set(backlog.disabled as f64);
+            let age = backlog.oldest_pending.map_or(0.0, |oldest| {
+                (chrono::Utc::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+            });
+            metrics::gauge!(WEBHOOK_OLDEST).set(age);
+        }
+        Err(error) => tracing::warn!(error = %error, "webhook backlog not counted"),
+    }
+    match state.gateway.store().silences().await {
+        Ok(silences) => {
+            for (partner, venue, silent) in silences {
+                metrics::gauge!(crate::telemetry::PARTNER_SILENT,
+                    "partner" => partner, "venue" => venue.to_string())
+                .set(if silent { 1.0 } else { 0.0 });
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "partner silences not read"),
     }
     (
         [(

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::admin;
+use super::{admin, platform, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,10 @@ use super::admin;
         admin::cancel_booking, admin::guest, admin::sales, admin::sale, admin::suggestions,
         admin::match_sale, admin::unmatch_sale, admin::events, admin::event, admin::replay,
         admin::replay_one, admin::health, admin::purge,
+        platform::put_booking, platform::sync_bookings, platform::bookings, platform::changes,
+        webhooks::create_subscription, webhooks::subscriptions, webhooks::subscription,
+        webhooks::update_subscription, webhooks::delete_subscription, webhooks::messages,
+        webhooks::resend,
     ),
     modifiers(&AdminToken, &CommonAnswers),
     tags(
@@ -33,6 +37,8 @@ use super::admin;
         (name = "diary", description = "Bookings, the diary of a day, guests"),
         (name = "sales", description = "Sales and how they are matched to bookings"),
         (name = "events", description = "Stored partner events, replay, partner health"),
+        (name = "platform", description = "The booking platform's bookings by its own reference, and the change feed"),
+        (name = "webhooks", description = "Subscriptions to the diary's messages (Standard Webhooks)"),
     )
 )]
 struct ApiDoc;

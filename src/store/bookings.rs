@@ -16,6 +16,7 @@ use super::records::*;
 use super::rematch as apply;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use super::venue;
+use crate::domain::change::{Note, Noted};
 use crate::domain::spend::SaleFigures;
 use crate::domain::venue::CoversSource;
 use crate::domain::{
@@ -129,7 +130,7 @@ async fn reference_taken(
 
 /// The distinct keys of a booking's table names, in the order first given: a table named
 /// twice is one table, and stored once.
-fn table_keys(tables: &[String]) -> Vec<TableKey> {
+pub(super) fn table_keys(tables: &[String]) -> Vec<TableKey> {
     let mut keys: Vec<TableKey> = Vec::with_capacity(tables.len());
     for key in tables.iter().filter_map(|t| TableKey::parse(t)) {
         if !keys.contains(&key) {
@@ -154,8 +155,9 @@ pub(super) async fn create(
     let end = time::plus(booking.start, time::minutes(booking.duration_minutes));
     let id: i64 = db::query_scalar(
         "INSERT INTO bookings (venue_id, reference, start_at, end_at, covers, status,
-             customer_name, customer_email, customer_phone, guest_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+             customer_name, customer_email, customer_phone, guest_id, created_at, updated_at,
+             source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
          RETURNING id",
     )
     .bind(venue_id)
@@ -169,10 +171,17 @@ pub(super) async fn create(
     .bind(booking.customer.phone.as_deref())
     .bind(guest_id)
     .bind(now.timestamp_millis())
+    .bind(booking.source)
     .fetch_one(conn)
     .await?;
     apply::write_booking_tables(conn, id, &table_keys(&booking.tables)).await?;
     venue::note_booking_span(conn, venue_id, booking.start, end).await?;
+    conn.note(Note {
+        change: Noted::BookingCreated { booking_id: id },
+        cause: format!("created by {}", booking.source),
+        event_id: None,
+        at: now,
+    });
     apply::rematch_around_booking(
         conn,
         &venue,
@@ -202,10 +211,12 @@ async fn lock_venue_of(
     Ok(venue_id)
 }
 
+/// Changes booking `id`; a status move is recorded with `cause` (`manual` for an operator).
 pub(super) async fn update(
     conn: &mut Conn<'_>,
     id: i64,
     changes: BookingChanges,
+    cause: &str,
 ) -> Result<(), StoreError> {
     let venue_id = lock_venue_of(conn, "bookings", id, "booking").await?;
     // Read under the venue's lock, so no concurrent change is missed.
@@ -217,6 +228,20 @@ pub(super) async fn update(
     let now = Utc::now();
     let old_start = from_millis(row.try_get("start_at")?)?;
     let old_end = from_millis(row.try_get("end_at")?)?;
+    let details_changed = changes.reference.is_some()
+        || changes.start.is_some()
+        || changes.duration_minutes.is_some()
+        || changes.covers.is_some()
+        || changes.tables.is_some()
+        || changes.customer.is_some();
+    if details_changed {
+        conn.note(Note {
+            change: Noted::BookingChanged { booking_id: id },
+            cause: cause.to_owned(),
+            event_id: None,
+            at: now,
+        });
+    }
     if let Some(reference) = &changes.reference {
         reference_taken(conn, venue_id, reference, Some(id)).await?;
         db::query("UPDATE bookings SET reference = $1 WHERE id = $2")
@@ -263,7 +288,7 @@ pub(super) async fn update(
     if let Some(status) = changes.status {
         let current = apply::booking_status(conn, id).await?;
         if current != status {
-            apply::record_transition(conn, id, current, status, "manual", None, now).await?;
+            apply::record_transition(conn, id, current, status, cause, None, now).await?;
         }
     }
     db::query("UPDATE bookings SET updated_at = $1 WHERE id = $2")
@@ -415,6 +440,40 @@ pub(super) async fn update_venue(
     Ok(())
 }
 
+/// The sales a booking holds, in the order they were opened.
+pub(super) async fn sales_of(
+    conn: &mut Conn<'_>,
+    booking_id: i64,
+) -> Result<Vec<SaleRecord>, StoreError> {
+    db::query(format!(
+        "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
+    ))
+    .bind(booking_id)
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(sale_record)
+    .collect()
+}
+
+/// A booking's spend from its sales and its row's `covers`, `currency` (the venue's) and
+/// `covers_source` columns, and the covers the POS counted.
+pub(super) fn spend_of_row(
+    row: &Row,
+    sales: &[SaleRecord],
+) -> Result<(SpendRecord, Option<i64>), StoreError> {
+    let covers: i64 = row.try_get("covers")?;
+    let venue_currency: Option<String> = row.try_get("currency")?;
+    let covers_source =
+        CoversSource::parse(&row.try_get::<String>("covers_source")?).unwrap_or_default();
+    Ok(spend_of(
+        sales,
+        covers,
+        venue_currency.as_deref(),
+        covers_source,
+    ))
+}
+
 /// A booking with its tables, sales, spend and transitions.
 pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingView>, StoreError> {
     let Some(row) = db::query(
@@ -429,15 +488,7 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     else {
         return Ok(None);
     };
-    let sales = db::query(format!(
-        "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
-    ))
-    .bind(id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(sale_record)
-    .collect::<Result<Vec<_>, _>>()?;
+    let sales = sales_of(conn, id).await?;
     let transitions = db::query(
         "SELECT from_status, to_status, cause, event_id, at FROM booking_transitions WHERE booking_id = $1 ORDER BY id",
     )
@@ -460,10 +511,7 @@ pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingV
     let covers: i64 = row.try_get("covers")?;
     let tables: Vec<String> =
         serde_json::from_str(&row.try_get::<String>("tables")?).unwrap_or_default();
-    let venue_currency: Option<String> = row.try_get("currency")?;
-    let covers_source =
-        CoversSource::parse(&row.try_get::<String>("covers_source")?).unwrap_or_default();
-    let (spend, pos_covers) = spend_of(&sales, covers, venue_currency.as_deref(), covers_source);
+    let (spend, pos_covers) = spend_of_row(&row, &sales)?;
     let start = from_millis(row.try_get("start_at")?)?;
     let end = from_millis(row.try_get("end_at")?)?;
     let status: String = row.try_get("status")?;

@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use sqlx::{Column, PgConnection, Row as _, TypeInfo, ValueRef as _};
 
 use super::StoreError;
+use crate::domain::change::Note;
 
 /// A boxed future borrowing a connection for `'a`: what store operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -95,6 +96,9 @@ pub struct Conn<'c> {
     /// (answered at once with [`StoreError::Contended`]), until a delivery's deadline, or
     /// up to the session's limit.
     lock_wait: LockWait,
+    /// The diary changes this write made so far, rendered into messages before it commits
+    /// (`store::changes::flush`).
+    notes: Vec<Note>,
 }
 
 #[derive(Debug)]
@@ -109,6 +113,7 @@ impl<'c> Conn<'c> {
             link: Link::Sqlite(conn),
             savepoints: 0,
             lock_wait: LockWait::SessionLimit,
+            notes: Vec::new(),
         }
     }
 
@@ -118,6 +123,7 @@ impl<'c> Conn<'c> {
             link: Link::Postgres(conn),
             savepoints: 0,
             lock_wait: LockWait::SessionLimit,
+            notes: Vec::new(),
         }
     }
 
@@ -128,7 +134,24 @@ impl<'c> Conn<'c> {
             link: Link::Postgres(conn),
             savepoints: 0,
             lock_wait: LockWait::Never,
+            notes: Vec::new(),
         }
+    }
+
+    /// Notes a change to the diary this write made; it becomes a message in the same
+    /// transaction.
+    pub fn note(&mut self, note: Note) {
+        self.notes.push(note);
+    }
+
+    /// The changes noted so far, in the order they were made; the list is left empty.
+    pub fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Whether this is a PostgreSQL connection (for the few statements whose text differs).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.link, Link::Postgres(_))
     }
 
     /// Whether locks held by other transactions are waited for (see [`Conn::postgres_batched`]).
@@ -191,7 +214,10 @@ impl<'c> Conn<'c> {
         self.savepoints += 1;
         let name = format!("sp{}", self.savepoints);
         self.batch(&format!("SAVEPOINT {name}")).await?;
-        Ok(Savepoint { name })
+        Ok(Savepoint {
+            name,
+            notes: self.notes.len(),
+        })
     }
 
     /// Runs one statement without parameters or results.
@@ -223,6 +249,8 @@ impl<'c> Conn<'c> {
 #[must_use = "a savepoint is released or rolled back"]
 pub struct Savepoint {
     name: String,
+    /// How many changes were noted when it was opened: those noted after it go with it.
+    notes: usize,
 }
 
 impl Savepoint {
@@ -239,6 +267,7 @@ impl Savepoint {
     /// # Errors
     /// When the database refuses.
     pub async fn rollback(self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
+        conn.notes.truncate(self.notes);
         conn.batch(&format!("ROLLBACK TO {}", self.name)).await?;
         conn.batch(&format!("RELEASE {}", self.name)).await
     }

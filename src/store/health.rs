@@ -13,6 +13,22 @@ use super::sql::from_millis;
 /// Kinds of problem listed per partner and venue, at most.
 const PROBLEMS: usize = 8;
 
+/// A partner and venue's record before anything is counted.
+fn empty(key: &(String, Option<i64>)) -> HealthRecord {
+    HealthRecord {
+        partner: key.0.clone(),
+        venue_id: key.1,
+        venue_name: None,
+        last_event_at: None,
+        silent_since: None,
+        last_hour: BTreeMap::new(),
+        last_day: BTreeMap::new(),
+        sales_last_day: 0,
+        matched_last_day: 0,
+        problems: Vec::new(),
+    }
+}
+
 /// The health of every partner and venue that had events in the day before `now`.
 pub(super) async fn health(
     conn: &mut Conn<'_>,
@@ -35,17 +51,7 @@ pub(super) async fn health(
     .await?;
     for row in &counts {
         let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
-        let record = records.entry(key.clone()).or_insert_with(|| HealthRecord {
-            partner: key.0.clone(),
-            venue_id: key.1,
-            venue_name: None,
-            last_event_at: None,
-            last_hour: BTreeMap::new(),
-            last_day: BTreeMap::new(),
-            sales_last_day: 0,
-            matched_last_day: 0,
-            problems: Vec::new(),
-        });
+        let record = records.entry(key.clone()).or_insert_with(|| empty(&key));
         record.venue_name = row.try_get("venue_name")?;
         let outcome: String = row.try_get("outcome")?;
         let last_hour: i64 = row.try_get("last_hour")?;
@@ -96,6 +102,22 @@ pub(super) async fn health(
             record.sales_last_day = row.try_get("sales")?;
             record.matched_last_day = row.try_get("matched")?;
         }
+    }
+    // A silence outlasts the day's events: every silent pair is listed.
+    let silent = db::query(
+        "SELECT s.partner, s.venue_id, s.silent_since, s.last_event_at, v.name AS venue_name
+         FROM partner_silence s LEFT JOIN venues v ON v.id = s.venue_id
+         WHERE s.silent_since IS NOT NULL",
+    )
+    .fetch_all(conn)
+    .await?;
+    for row in &silent {
+        let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
+        let record = records.entry(key.clone()).or_insert_with(|| empty(&key));
+        record.venue_name = row.try_get("venue_name")?;
+        record.silent_since = Some(from_millis(row.try_get("silent_since")?)?);
+        let last = from_millis(row.try_get("last_event_at")?)?;
+        record.last_event_at = record.last_event_at.max(Some(last));
     }
     Ok(records.into_values().collect())
 }

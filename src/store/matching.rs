@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::booking::GuestName;
+use crate::domain::change::{Note, Noted};
 use crate::domain::matching::{
     CandidateBooking, CandidateEvidence, CurrentMatch, Decisive, MatchInput, TimeBasis, decide,
 };
@@ -85,6 +86,27 @@ impl Link {
             reason: Some(reason),
             ..Link::default()
         }
+    }
+
+    /// Notes the decision for the sale's message (`sale.matched`, `sale.unmatched`,
+    /// `sale.needs_review`).
+    pub(in crate::store) fn note(
+        &self,
+        conn: &mut Conn<'_>,
+        sale_id: i64,
+        event_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) {
+        conn.note(Note {
+            change: Noted::SaleLink {
+                sale_id,
+                booking_id: self.booking_id,
+                candidates: self.candidates.clone(),
+            },
+            cause: self.describe(),
+            event_id,
+            at,
+        });
     }
 
     pub(in crate::store) fn describe(&self) -> String {
@@ -537,6 +559,7 @@ pub(in crate::store) async fn set_link(
     sale_id: i64,
     link: &Link,
 ) -> Result<(), StoreError> {
+    link.note(conn, sale_id, None, Utc::now());
     db::query(
         "UPDATE sales SET booking_id = $1, match_rule = $2, match_reason = $3,
              match_candidates = $4, matched_table = $5, matched_at = $6, time_basis = $7,

@@ -19,15 +19,20 @@ mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};
 pub mod body;
 mod bookings;
+pub mod changes;
 pub mod db;
 mod health;
 mod in_flight;
+pub mod platform;
 pub mod postgres;
 pub mod records;
 mod retention;
+pub mod silence;
 pub mod sql;
 pub mod sqlite;
+mod webhooks;
 
+use chrono::{DateTime, Utc};
 use std::fmt;
 use std::time::Duration;
 
@@ -291,6 +296,88 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The bookings that start on a local day of the venue, with their sales and spend.
     async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError>;
     async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError>;
+
+    /// Creates or replaces the venue's booking the platform calls `reference`; the same
+    /// booking twice writes nothing the second time (`PutResult::Unchanged`).
+    async fn put_booking(
+        &self,
+        venue_id: i64,
+        reference: String,
+        booking: PlatformBooking,
+    ) -> Result<PutOutcome, StoreError>;
+    /// Puts every booking in one transaction (at most `platform::MAX_SYNC`); with
+    /// `cancel_missing`, cancels the platform's bookings starting in that span it no longer
+    /// lists.
+    async fn sync_bookings(
+        &self,
+        venue_id: i64,
+        bookings: Vec<(String, PlatformBooking)>,
+        cancel_missing: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<SyncOutcome, StoreError>;
+    async fn booking_page(&self, filter: BookingPageFilter) -> Result<BookingPage, StoreError>;
+    /// Up to `limit` changes after feed position `after`, in commit order.
+    async fn changes(
+        &self,
+        after: i64,
+        limit: i64,
+        venue: Option<i64>,
+    ) -> Result<Vec<ChangeRecord>, StoreError>;
+
+    async fn create_subscription(
+        &self,
+        new: NewSubscription,
+    ) -> Result<SubscriptionRecord, StoreError>;
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    async fn subscription(&self, id: i64) -> Result<Option<SubscriptionRecord>, StoreError>;
+    async fn update_subscription(
+        &self,
+        id: i64,
+        changes: SubscriptionChanges,
+    ) -> Result<SubscriptionRecord, StoreError>;
+    async fn delete_subscription(&self, id: i64) -> Result<(), StoreError>;
+    /// Queues the messages of newly committed changes for the subscriptions that want them.
+    async fn queue_webhooks(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Claims due messages for sending until `lease_until` (see `webhooks::claim`).
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+    async fn finish_webhook(
+        &self,
+        message: ClaimedMessage,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<(), StoreError>;
+    async fn webhook_messages(
+        &self,
+        subscription_id: i64,
+        state: Option<String>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<WebhookMessageRecord>, StoreError>;
+    async fn resend_webhooks(&self, filter: ResendFilter) -> Result<u64, StoreError>;
+    async fn webhook_backlog(&self) -> Result<WebhookBacklog, StoreError>;
+
+    /// Every partner and venue with events in the rule's weeks, with what is usual now.
+    async fn partner_traffic(
+        &self,
+        now: DateTime<Utc>,
+        rule: silence::SilenceRule,
+    ) -> Result<Vec<silence::Traffic>, StoreError>;
+    /// Raises (`silent`) or clears a partner's silence at a venue, announcing it as
+    /// `partner.silent` or `partner.resumed` if no other node already did; returns whether
+    /// this one did.
+    async fn set_silence(
+        &self,
+        traffic: silence::Traffic,
+        silent: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// `(partner, venue, silent now)` for every pair ever found silent.
+    async fn silences(&self) -> Result<Vec<(String, i64, bool)>, StoreError>;
 
     /// Links a sale to a booking by hand; automatic rules never override it.
     async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError>;

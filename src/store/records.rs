@@ -119,7 +119,7 @@ pub struct VenueChanges {
 }
 
 /// Changes to a booking; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BookingChanges {
     pub reference: Option<String>,
     pub start: Option<DateTime<Utc>>,
@@ -140,6 +140,9 @@ pub struct NewBooking {
     pub tables: Vec<String>,
     pub status: BookingStatus,
     pub customer: Customer,
+    /// Who made it: `admin` (an operator) or `platform` (the booking platform, by its
+    /// reference).
+    pub source: &'static str,
 }
 
 #[derive(Clone, Serialize, utoipa::ToSchema, PartialEq, Eq, Default)]
@@ -413,6 +416,9 @@ pub struct HealthRecord {
     pub venue_id: Option<i64>,
     pub venue_name: Option<String>,
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Since when the partner has been unusually silent at this venue (`partner.silent`);
+    /// absent while it sends as usual.
+    pub silent_since: Option<DateTime<Utc>>,
     /// Events by outcome.
     pub last_hour: BTreeMap<String, i64>,
     pub last_day: BTreeMap<String, i64>,
@@ -541,4 +547,226 @@ pub struct EventDetail {
     pub body: Option<String>,
     /// ... else base64 of its bytes.
     pub body_base64: Option<String>,
+}
+
+/// One change of a diary, as the change feed serves it and a webhook carries it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq)]
+pub struct ChangeRecord {
+    /// The message's id, the same in the feed and in `webhook-id`: deduplicate by it.
+    pub id: String,
+    /// Its position in commit order: pass it as `after` to read what followed.
+    pub cursor: String,
+    /// `booking.paid`, `sale.matched`, ... (docs/INTEGRATION.md).
+    pub r#type: String,
+    pub venue_id: i64,
+    pub booking_id: Option<i64>,
+    pub sale_id: Option<i64>,
+    /// When the change was made (UTC).
+    pub at: DateTime<Utc>,
+    /// The message as a webhook carries it: `{"type", "timestamp", "data"}`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// A booking as the platform states it, by its own reference (`PUT .../by-reference/{ref}`,
+/// `bookings:sync`).
+#[derive(Debug, Clone)]
+pub struct PlatformBooking {
+    pub start: DateTime<Utc>,
+    pub duration_minutes: i64,
+    pub covers: i64,
+    /// Table names as the platform wrote them; normalised on the way in.
+    pub tables: Vec<String>,
+    /// `None` leaves the status as it is (a new booking is `confirmed`).
+    pub status: Option<BookingStatus>,
+    pub customer: Customer,
+}
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PutResult {
+    Created,
+    Updated,
+    /// The booking already was as stated: nothing was written.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub id: i64,
+    pub result: PutResult,
+}
+
+/// What a sync did, in counts of bookings.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// The platform's bookings in the range it no longer lists (`cancel_missing`).
+    pub cancelled: u64,
+}
+
+/// Which bookings a page lists (`GET /api/v1/venues/{id}/bookings`).
+#[derive(Debug, Clone)]
+pub struct BookingPageFilter {
+    pub venue_id: i64,
+    /// Starting at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub to: Option<DateTime<Utc>>,
+    pub status: Option<BookingStatus>,
+    /// Changed at or after (any change: details, status, its sales' matches).
+    pub updated_since: Option<DateTime<Utc>>,
+    /// The previous page's `next`.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+/// A booking in a list: its details without its sales (`GET /api/v1/bookings/{id}` has them).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct BookingListRecord {
+    pub id: i64,
+    pub reference: Option<String>,
+    pub status: &'static str,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub covers: i64,
+    pub tables: Vec<String>,
+    /// `admin`, `platform`, `walk_in`, or the partner that made it.
+    pub source: String,
+    pub external_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of bookings; `next` is the `after` of the following page, absent on the last.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct BookingPage {
+    pub bookings: Vec<BookingListRecord>,
+    pub next: Option<String>,
+}
+
+/// A webhook subscription as the API shows it: never its secret, which only its creation
+/// returns.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub id: i64,
+    pub url: String,
+    pub description: Option<String>,
+    /// Message types it receives; empty: every type.
+    pub event_types: Vec<String>,
+    /// Venues it receives messages of; empty: every venue.
+    pub venues: Vec<i64>,
+    pub enabled: bool,
+    /// Why it was disabled (by the dispatcher after failing too long, or by an operator).
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed; absent while the receiver answers.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Messages waiting for delivery, and given up.
+    pub pending: i64,
+    pub failed: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new subscription.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub url: String,
+    /// `whsec_` and the base64 key.
+    pub secret: String,
+    pub description: Option<String>,
+    pub event_types: Vec<String>,
+    pub venues: Vec<i64>,
+}
+
+/// Changes to a subscription; `None` leaves a field as it is. Enabling it again clears its
+/// failure and lets its waiting messages go.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionChanges {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub venues: Option<Vec<i64>>,
+    pub enabled: Option<bool>,
+}
+
+/// One message's delivery to one subscription.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct WebhookMessageRecord {
+    /// The `webhook-id` it is sent with.
+    pub id: String,
+    pub cursor: String,
+    pub r#type: String,
+    /// `pending`, `delivered` or `failed` (given up after the retry period).
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The receiver's last HTTP status, if it answered.
+    pub last_status: Option<i64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// A message claimed for sending, with what it is sent to and signed with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClaimedMessage {
+    /// The `webhook_messages` row.
+    pub row: i64,
+    pub subscription_id: i64,
+    pub url: String,
+    pub secret: String,
+    pub seq: i64,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for ClaimedMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedMessage")
+            .field("row", &self.row)
+            .field("subscription_id", &self.subscription_id)
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Delivered {
+        status: i64,
+    },
+    /// Try again at `retry_at` (`None`: give it up); `status` if the receiver answered.
+    Failed {
+        status: Option<i64>,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// Which messages to send again (`POST /api/v1/webhooks/{id}/resend`).
+#[derive(Debug, Clone, Default)]
+pub struct ResendFilter {
+    pub subscription_id: i64,
+    /// One message, by its id (`msg_…`'s number).
+    pub seq: Option<i64>,
+    /// Only in this state (`failed`, `delivered`); default: both.
+    pub state: Option<String>,
+    /// Made at or after.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// The outbound queue at a glance, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookBacklog {
+    pub pending: i64,
+    pub oldest_pending: Option<DateTime<Utc>>,
+    pub disabled: i64,
 }

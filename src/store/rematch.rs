@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::booking::SalesSummary;
+use crate::domain::change::{Note, Noted};
 use crate::domain::matching::{
     SUGGEST_AFTER, SUGGEST_BEFORE, lineage_reason, suggest, widened_window,
 };
@@ -115,6 +116,12 @@ pub(in crate::store) async fn follow_sales(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    conn.note(Note {
+        change: Noted::Sales { booking_id },
+        cause: cause.to_owned(),
+        event_id,
+        at: now,
+    });
     let rows = db::query(
         "SELECT b.status, b.pre_sales_status, b.source, b.end_at, s.state, s.match_rule,
              s.first_closed_at, s.version
@@ -324,6 +331,16 @@ async fn insert_transition(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    conn.note(Note {
+        change: Noted::Status {
+            booking_id,
+            from,
+            to,
+        },
+        cause: cause.to_owned(),
+        event_id,
+        at: now,
+    });
     db::query(
         "INSERT INTO booking_transitions (booking_id, from_status, to_status, cause, event_id, at)
          VALUES ($1, $2, $3, $4, $5, $6)",

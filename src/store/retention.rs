@@ -44,6 +44,19 @@ pub(super) async fn purge_people(
     before: DateTime<Utc>,
 ) -> Result<(u64, u64), StoreError> {
     let cutoff = before.timestamp_millis();
+    // The diary's messages go with the events that caused them; those still waiting for a
+    // receiver stay until they are sent or given up.
+    db::query("DELETE FROM webhook_messages WHERE state <> 'pending' AND created_at < $1")
+        .bind(cutoff)
+        .execute(conn)
+        .await?;
+    db::query(
+        "DELETE FROM changes WHERE at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_messages m
+             WHERE m.change_seq = changes.seq AND m.state = 'pending')",
+    )
+    .bind(cutoff)
+    .execute(conn)
+    .await?;
     let bookings = db::query(
         "UPDATE bookings SET customer_name = NULL, customer_email = NULL, customer_phone = NULL
          WHERE end_at < $1 AND (customer_name IS NOT NULL OR customer_email IS NOT NULL

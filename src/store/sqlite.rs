@@ -49,7 +49,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 8] = [
+const MIGRATIONS: [(&str, &str); 9] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -81,6 +81,10 @@ const MIGRATIONS: [(&str, &str); 8] = [
     (
         "0008_table_history",
         include_str!("../../migrations/sqlite/0008_table_history.sql"),
+    ),
+    (
+        "0009_platform_link",
+        include_str!("../../migrations/sqlite/0009_platform_link.sql"),
     ),
 ];
 

@@ -298,6 +298,10 @@ impl TestApp {
         self.admin_send(reqwest::Method::PATCH, path, body).await
     }
 
+    pub async fn admin_put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin_send(reqwest::Method::PUT, path, body).await
+    }
+
     async fn admin_send(
         &self,
         method: reqwest::Method,

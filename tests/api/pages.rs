@@ -349,7 +349,15 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
     }
     screenshot(browser, "event").await;
 
-    // Partner health and the sale's own page render too.
+    // Partner health and the sale's own page render too, with the webhook subscriptions
+    // (where each goes, never its query string, which may carry the receiver's token).
+    let (status, _) = app
+        .admin_post(
+            "/webhooks",
+            json!({ "url": "https://hooks.example.invalid/diarysync?token=receiver-secret" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
     browser
         .goto(&format!("{}/ui/health", app.base))
         .await
@@ -360,6 +368,12 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
         health.contains("location 424242 is not mapped to a venue: 2 events"),
         "{health}"
     );
+    let webhooks = text_of(browser, "#webhooks").await;
+    assert!(
+        webhooks.contains("https://hooks.example.invalid/diarysync"),
+        "{webhooks}"
+    );
+    assert!(!webhooks.contains("receiver-secret"), "{webhooks}");
     screenshot(browser, "health").await;
     browser
         .goto(&format!("{}/ui/sales/{sale}", app.base))

@@ -7,6 +7,19 @@ struct HealthPage {
     #[serde(flatten)]
     chrome: Chrome,
     partners: Vec<PartnerHealth>,
+    webhooks: Vec<WebhookRow>,
+}
+
+/// A webhook subscription as the page shows it: where, whether it is failing or disabled,
+/// and what waits.
+#[derive(Serialize)]
+struct WebhookRow {
+    id: i64,
+    url: String,
+    state: String,
+    pending: i64,
+    failed: i64,
+    last_success: String,
 }
 
 #[derive(Serialize)]
@@ -23,6 +36,8 @@ struct HealthRow {
     last_hour: Vec<(String, i64)>,
     last_day: Vec<(String, i64)>,
     last_event: String,
+    /// "silent since …" while the partner is unusually silent here (`partner.silent`).
+    silent: Option<String>,
     match_rate: String,
     problems: Vec<String>,
 }
@@ -64,6 +79,9 @@ pub(super) async fn health(
                     last_event: r
                         .last_event_at
                         .map_or_else(|| "–".to_owned(), |t| ago(t, now)),
+                    silent: r
+                        .silent_since
+                        .map(|t| format!("silent since {}", ago(t, now))),
                     match_rate: match (r.matched_last_day, r.sales_last_day) {
                         (_, 0) => "–".to_owned(),
                         (matched, sales) => {
@@ -101,9 +119,40 @@ pub(super) async fn health(
                 .collect(),
         })
         .collect();
+    let webhooks = state
+        .gateway
+        .store()
+        .subscriptions()
+        .await?
+        .into_iter()
+        .map(|s| WebhookRow {
+            id: s.id,
+            // A query string may carry the receiver's own token: the page shows where only.
+            url: s
+                .url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            state: match (s.enabled, &s.disabled_reason, s.failing_since) {
+                (false, reason, _) => format!(
+                    "disabled: {}",
+                    reason.as_deref().unwrap_or("by an operator")
+                ),
+                (true, _, Some(since)) => format!("failing since {}", ago(since, now)),
+                (true, _, None) => "delivering".to_owned(),
+            },
+            pending: s.pending,
+            failed: s.failed,
+            last_success: s
+                .last_success_at
+                .map_or_else(|| "–".to_owned(), |t| ago(t, now)),
+        })
+        .collect();
     let page = HealthPage {
         chrome: Chrome::new(&state.sessions, &session, "health"),
         partners,
+        webhooks,
     };
     Ok(render("health.html", &page))
 }

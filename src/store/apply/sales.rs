@@ -346,6 +346,13 @@ pub(in crate::store) async fn write_sale(
     .bind_params(link.params())
     .fetch_one(conn)
     .await?;
+    let decided_again = stored.is_none_or(|stored| {
+        stored.link.booking_id != link.booking_id
+            || (link.booking_id.is_none() && stored.link.reason != link.reason)
+    });
+    if decided_again {
+        link.note(conn, sale_id, Some(cx.event_id), cx.now);
+    }
     match stored {
         Some(stored) if stored.items_digest.as_deref() == Some(digest.as_str()) => {}
         _ => {

@@ -21,7 +21,7 @@ pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 8] = [
+const MIGRATIONS: [(&str, &str); 9] = [
     (
         "0001_init",
         include_str!("../../../migrations/postgres/0001_init.sql"),
@@ -53,6 +53,10 @@ const MIGRATIONS: [(&str, &str); 8] = [
     (
         "0008_table_history",
         include_str!("../../../migrations/postgres/0008_table_history.sql"),
+    ),
+    (
+        "0009_platform_link",
+        include_str!("../../../migrations/postgres/0009_platform_link.sql"),
     ),
 ];
 

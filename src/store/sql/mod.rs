@@ -17,7 +17,7 @@ use super::records::*;
 use super::sqlite::Sqlite;
 use super::{
     Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, api_budget,
-    bookings, health, rematch, retention,
+    bookings, changes, health, platform, rematch, retention, silence, webhooks,
 };
 use crate::domain::{Mapped, Outcome, Reason};
 
@@ -31,6 +31,47 @@ pub(in crate::store) use rows::{
     SALE_COLUMNS, decimal, decimal_text, from_millis, json_list, money_column, parse_status,
     sale_record,
 };
+
+/// `op`, then the messages of the changes it noted, in its transaction (`changes::flush`).
+fn flushing_once<T, F>(
+    op: F,
+) -> impl for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>> + Send + 'static
+where
+    T: Send + 'static,
+    F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+        + Send
+        + 'static,
+{
+    move |conn| {
+        Box::pin(async move {
+            let value = op(&mut *conn).await?;
+            changes::flush(conn).await?;
+            Ok(value)
+        })
+    }
+}
+
+/// [`flushing_once`] for a write that may run twice.
+fn flushing<T, F>(
+    op: F,
+) -> impl for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'static
+where
+    T: Send + 'static,
+    F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let op = std::sync::Arc::new(op);
+    move |conn| {
+        let op = std::sync::Arc::clone(&op);
+        Box::pin(async move {
+            let value = op(&mut *conn).await?;
+            changes::flush(conn).await?;
+            Ok(value)
+        })
+    }
+}
 
 /// A store over a SQL database. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -74,6 +115,7 @@ impl SqlStore {
             + Send
             + 'static,
     {
+        let op = flushing_once(op);
         match &self.engine {
             Engine::Sqlite(sqlite) => sqlite.write(op).await,
             Engine::Postgres(postgres) => postgres.write(op).await,
@@ -96,6 +138,7 @@ impl SqlStore {
             + Sync
             + 'static,
     {
+        let op = flushing(op);
         match &self.engine {
             Engine::Sqlite(sqlite) => sqlite.submit(op).await,
             Engine::Postgres(postgres) => postgres.submit(route, op).await,
@@ -437,7 +480,7 @@ impl Store for SqlStore {
     }
 
     async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(bookings::update(conn, id, changes)))
+        self.write(move |conn| Box::pin(bookings::update(conn, id, changes, "manual")))
             .await
     }
 
@@ -449,6 +492,163 @@ impl Store for SqlStore {
     async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError> {
         self.read(move |conn| Box::pin(bookings::diary(conn, venue_id, date)))
             .await
+    }
+
+    async fn put_booking(
+        &self,
+        venue_id: i64,
+        reference: String,
+        booking: PlatformBooking,
+    ) -> Result<PutOutcome, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move { platform::put(conn, venue_id, &reference, &booking).await })
+        })
+        .await
+    }
+
+    async fn sync_bookings(
+        &self,
+        venue_id: i64,
+        bookings: Vec<(String, PlatformBooking)>,
+        cancel_missing: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Result<SyncOutcome, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move { platform::sync(conn, venue_id, &bookings, cancel_missing).await })
+        })
+        .await
+    }
+
+    async fn booking_page(&self, filter: BookingPageFilter) -> Result<BookingPage, StoreError> {
+        self.read(move |conn| Box::pin(async move { platform::page(conn, &filter).await }))
+            .await
+    }
+
+    async fn changes(
+        &self,
+        after: i64,
+        limit: i64,
+        venue: Option<i64>,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.read(move |conn| Box::pin(changes::feed(conn, after, limit, venue)))
+            .await
+    }
+
+    async fn create_subscription(
+        &self,
+        new: NewSubscription,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        self.write(move |conn| Box::pin(async move { webhooks::create(conn, &new).await }))
+            .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        self.read(|conn| Box::pin(webhooks::list(conn))).await
+    }
+
+    async fn subscription(&self, id: i64) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.read(move |conn| Box::pin(webhooks::get(conn, id)))
+            .await
+    }
+
+    async fn update_subscription(
+        &self,
+        id: i64,
+        changes: SubscriptionChanges,
+    ) -> Result<SubscriptionRecord, StoreError> {
+        self.write(move |conn| Box::pin(async move { webhooks::update(conn, id, &changes).await }))
+            .await
+    }
+
+    async fn delete_subscription(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(webhooks::delete(conn, id)))
+            .await
+    }
+
+    async fn queue_webhooks(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(move |conn| Box::pin(webhooks::queue(conn, now)))
+            .await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ClaimedMessage>, StoreError> {
+        self.write(move |conn| Box::pin(webhooks::claim(conn, now, lease_until, limit)))
+            .await
+    }
+
+    async fn finish_webhook(
+        &self,
+        message: ClaimedMessage,
+        attempt: Attempt,
+        now: DateTime<Utc>,
+        disable_after: Duration,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(
+                async move { webhooks::finish(conn, &message, &attempt, now, disable_after).await },
+            )
+        })
+        .await
+    }
+
+    async fn webhook_messages(
+        &self,
+        subscription_id: i64,
+        state: Option<String>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<WebhookMessageRecord>, StoreError> {
+        self.read(move |conn| {
+            Box::pin(async move {
+                webhooks::messages(conn, subscription_id, state.as_deref(), before, limit).await
+            })
+        })
+        .await
+    }
+
+    async fn resend_webhooks(&self, filter: ResendFilter) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move { webhooks::resend(conn, &filter, Utc::now()).await })
+        })
+        .await
+    }
+
+    async fn webhook_backlog(&self) -> Result<WebhookBacklog, StoreError> {
+        self.read(|conn| Box::pin(webhooks::backlog(conn))).await
+    }
+
+    async fn partner_traffic(
+        &self,
+        now: DateTime<Utc>,
+        rule: silence::SilenceRule,
+    ) -> Result<Vec<silence::Traffic>, StoreError> {
+        self.read(move |conn| Box::pin(silence::traffic(conn, now, rule)))
+            .await
+    }
+
+    async fn set_silence(
+        &self,
+        traffic: silence::Traffic,
+        silent: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                if silent {
+                    silence::raise(conn, &traffic, now).await
+                } else {
+                    silence::clear(conn, &traffic, now).await
+                }
+            })
+        })
+        .await
+    }
+
+    async fn silences(&self) -> Result<Vec<(String, i64, bool)>, StoreError> {
+        self.read(|conn| Box::pin(silence::states(conn))).await
     }
 
     async fn guest(&self, id: i64) -> Result<Option<GuestView>, StoreError> {

@@ -15,6 +15,10 @@ use http::HeaderName;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod webhooks;
+
+pub use webhooks::{DEFAULT_DENIED, SilenceSettings, WebhookSettings};
+
 use crate::partners::HandlerSpec;
 use crate::partners::auth::{
     AuthScheme, DEFAULT_SIGNATURE_HEADER, DEFAULT_TOKEN_PARAM, DEFAULT_TOLERANCE_SECONDS,
@@ -91,6 +95,10 @@ pub struct Config {
     /// SQLite: whether a commit waits for the disk.
     pub sqlite_synchronous: SqliteSynchronous,
     pub partners: Vec<PartnerConfig>,
+    /// `[webhooks]`: pushing the diary's messages to subscriptions.
+    pub webhooks: WebhookSettings,
+    /// `[silence]`: when a partner's silence at a venue raises `partner.silent`.
+    pub silence: SilenceSettings,
 }
 
 /// When a SQLite commit is durable (`PRAGMA synchronous`, WAL mode).
@@ -292,6 +300,10 @@ struct RawConfig {
     sqlite_synchronous: String,
     #[serde(default)]
     partners: Vec<RawPartner>,
+    #[serde(default)]
+    webhooks: webhooks::RawWebhooks,
+    #[serde(default)]
+    silence: webhooks::RawSilence,
 }
 
 fn default_refused_per_second() -> u32 {
@@ -524,6 +536,8 @@ impl RawConfig {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
+            webhooks: self.webhooks.validate()?,
+            silence: self.silence.validate()?,
             listen,
             public_url,
             database_url: self.database_url,
@@ -798,7 +812,7 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
-        let text = include_str!("../config/example.toml");
+        let text = include_str!("../../config/example.toml");
         let config = Config::from_toml(text).expect("example config validates");
         assert!(!config.partners.is_empty());
     }
