@@ -15,7 +15,9 @@
 //! 4. `postgres`: phase 2 against PostgreSQL, when `DIARYSYNC_BENCH_PG_URL` names a server;
 //! 5. `replay`: every event phase 2 stored, re-processed without HTTP;
 //! 6. `matching`: the cost of processing a sale matched by table and time as the diary grows
-//!    from 1,000 to 1,000,000 bookings.
+//!    from 1,000 to 1,000,000 bookings;
+//! 7. `sync`: the booking platform's `bookings:sync` of 5,000 bookings, new and unchanged, on
+//!    SQLite and PostgreSQL.
 //!
 //! The load generator runs in this process on the same 2 cores; each server's peak RSS is
 //! its own process's. Nothing here asserts a timing: the figures are for people.
@@ -33,6 +35,8 @@ use diarysync::store::ReplayFilter;
 mod fleet;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/sync.rs"]
+mod sync;
 use load::*;
 
 #[derive(Debug, Clone)]
@@ -465,6 +469,20 @@ async fn run(options: Options) {
     }
     if options.runs("matching") {
         matching_phase(&template, &mut summary).await;
+    }
+    if options.runs("sync") {
+        let path = dir.join("sync.db");
+        sync::sync_phase(
+            &mut summary,
+            &dir,
+            "SQLite",
+            &format!("sqlite://{}", path.display()),
+        )
+        .await;
+        if let Ok(admin_url) = std::env::var("DIARYSYNC_BENCH_PG_URL") {
+            let url = fresh_postgres(&admin_url).await;
+            sync::sync_phase(&mut summary, &dir, "PostgreSQL", &url).await;
+        }
     }
     if options.runs("fleet") {
         fleet::fleet_phase(&options, &template, &mut summary, &dir).await;

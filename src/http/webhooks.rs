@@ -235,7 +235,7 @@ pub(super) async fn messages(
             id,
             valid_state(params.state)?,
             params.before,
-            params.limit.unwrap_or(100),
+            super::platform::page_limit(params.limit)?,
         )
         .await?;
     Ok(Json(messages))

@@ -594,7 +594,7 @@ async fn platform(conn: &mut Conn<'_>, row: &Row) -> Result<Option<PlatformRecor
 }
 
 /// A booking's spend, and the covers the POS counted on its checks.
-fn spend_of(
+pub(super) fn spend_of(
     sales: &[SaleRecord],
     covers: i64,
     venue_currency: Option<&str>,

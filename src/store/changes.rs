@@ -9,16 +9,18 @@
 //! deduplicate them.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::StoreError;
-use super::bookings::{sales_of, spend_of_row};
+use super::bookings::spend_of;
 use super::db::{self, Conn};
-use super::records::{ChangeRecord, SpendRecord};
+use super::records::{ChangeRecord, SaleRecord, SpendRecord};
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use crate::domain::change::{ChangeType, Note, Noted};
+use crate::domain::venue::CoversSource;
 
 /// Most changes one page of the feed returns.
 pub const MAX_PAGE: i64 = 1_000;
@@ -30,6 +32,8 @@ struct BookingState {
     /// `total|paid|currency` now, and as last announced.
     spend_now: String,
     spend_notified: Option<String>,
+    /// Its sales, for the messages of their matches.
+    sales: Vec<SaleRecord>,
 }
 
 /// One message to write.
@@ -187,7 +191,12 @@ async fn render(
                 (None, 0) => ChangeType::SaleUnmatched,
                 (None, _) => ChangeType::SaleNeedsReview,
             };
-            let Some((venue_id, sale)) = sale_data(conn, *sale_id).await? else {
+            let held = booking.and_then(|b| b.sales.iter().find(|s| s.id == *sale_id));
+            let found = match held {
+                Some(sale) => Some((sale.venue_id, sale_json(sale))),
+                None => sale_data(conn, *sale_id).await?,
+            };
+            let Some((venue_id, sale)) = found else {
                 return Ok(None);
             };
             data["sale"] = sale;
@@ -225,44 +234,70 @@ async fn render(
     }))
 }
 
+/// A booking with its venue's settings and its sales, in one statement: the sale columns
+/// qualified, the booking's and venue's aliased apart from the sale's own.
+static BOOKING_WITH_SALES: LazyLock<String> = LazyLock::new(|| {
+    let sale: Vec<String> = SALE_COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect();
+    format!(
+        "SELECT b.venue_id AS b_venue_id, b.reference AS b_reference, b.status AS b_status,
+             b.start_at AS b_start_at, b.end_at AS b_end_at, b.covers AS b_covers,
+             b.tables AS b_tables, b.source AS b_source, b.external_key AS b_external_key,
+             b.notified_spend AS b_notified_spend, v.currency AS v_currency,
+             v.covers_source AS v_covers_source, {}
+         FROM bookings b JOIN venues v ON v.id = b.venue_id
+             LEFT JOIN sales s ON s.booking_id = b.id
+         WHERE b.id = $1 ORDER BY s.opened_at, s.id",
+        sale.join(", ")
+    )
+});
+
 /// A booking's state for its messages; `None` if it no longer exists.
 async fn booking_state(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingState>, StoreError> {
-    let Some(row) = db::query(
-        "SELECT b.venue_id, b.reference, b.status, b.start_at, b.end_at, b.covers, b.tables,
-             b.source, b.external_key, b.notified_spend, v.currency, v.covers_source
-         FROM bookings b JOIN venues v ON v.id = b.venue_id WHERE b.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    else {
+    let rows = db::query(BOOKING_WITH_SALES.as_str())
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    let Some(row) = rows.first() else {
         return Ok(None);
     };
-    let sales = sales_of(conn, id).await?;
-    let (spend, _) = spend_of_row(&row, &sales)?;
+    let mut sales = Vec::with_capacity(rows.len());
+    for sale in &rows {
+        if sale.try_get::<Option<i64>>("id")?.is_some() {
+            sales.push(sale_record(sale)?);
+        }
+    }
+    let covers: i64 = row.try_get("b_covers")?;
+    let currency: Option<String> = row.try_get("v_currency")?;
+    let covers_source =
+        CoversSource::parse(&row.try_get::<String>("v_covers_source")?).unwrap_or_default();
+    let (spend, _) = spend_of(&sales, covers, currency.as_deref(), covers_source);
     let tables: Vec<String> =
-        serde_json::from_str(&row.try_get::<String>("tables")?).unwrap_or_default();
-    let status = parse_status(&row.try_get::<String>("status")?)?;
+        serde_json::from_str(&row.try_get::<String>("b_tables")?).unwrap_or_default();
+    let status = parse_status(&row.try_get::<String>("b_status")?)?;
     let instant = |column: &str| -> Result<String, StoreError> {
         Ok(from_millis(row.try_get(column)?)?.to_rfc3339_opts(SecondsFormat::Secs, true))
     };
     let data = json!({
         "id": id,
-        "reference": row.try_get::<Option<String>>("reference")?,
+        "reference": row.try_get::<Option<String>>("b_reference")?,
         "status": status.as_str(),
-        "start": instant("start_at")?,
-        "end": instant("end_at")?,
-        "covers": row.try_get::<i64>("covers")?,
+        "start": instant("b_start_at")?,
+        "end": instant("b_end_at")?,
+        "covers": covers,
         "tables": tables,
-        "source": row.try_get::<String>("source")?,
-        "external_key": row.try_get::<Option<String>>("external_key")?,
+        "source": row.try_get::<String>("b_source")?,
+        "external_key": row.try_get::<Option<String>>("b_external_key")?,
         "spend": spend_summary(&spend),
     });
     Ok(Some(BookingState {
-        venue_id: row.try_get("venue_id")?,
+        venue_id: row.try_get("b_venue_id")?,
         data,
         spend_now: spend_fingerprint(&spend),
-        spend_notified: row.try_get("notified_spend")?,
+        spend_notified: row.try_get("b_notified_spend")?,
+        sales,
     }))
 }
 
@@ -291,20 +326,33 @@ async fn sale_data(conn: &mut Conn<'_>, id: i64) -> Result<Option<(i64, Value)>,
         return Ok(None);
     };
     let sale = sale_record(&row)?;
-    let data = json!({
+    Ok(Some((sale.venue_id, sale_json(&sale))))
+}
+
+/// An amount as the API writes money: at least two decimals, every digit kept.
+fn money(amount: rust_decimal::Decimal) -> String {
+    let mut amount = amount;
+    if amount.scale() < 2 {
+        amount.rescale(2);
+    }
+    amount.to_string()
+}
+
+/// A sale as its messages show it.
+fn sale_json(sale: &SaleRecord) -> Value {
+    json!({
         "id": sale.id,
         "partner": sale.partner,
         "external_id": sale.external_id,
         "number": sale.number,
         "kind": sale.kind,
         "state": sale.state,
-        "total": sale.total.normalize().to_string(),
-        "paid": sale.paid.normalize().to_string(),
+        "total": money(sale.total),
+        "paid": money(sale.paid),
         "currency": sale.currency,
         "tables": sale.tables,
         "match": sale.match_,
-    });
-    Ok(Some((sale.venue_id, data)))
+    })
 }
 
 /// Writes `messages` in a few multi-row statements.

@@ -130,6 +130,22 @@ async fn a_pos_close_reaches_the_platform_as_one_verified_booking_paid(db: Db) {
     assert_eq!(paid["data"]["booking"]["spend"]["total"], "63.20");
     assert_eq!(paid["data"]["booking"]["spend"]["currency"], "GBP");
     assert_eq!(paid["data"]["venue_id"], venue);
+    let matched = deliveries
+        .iter()
+        .find(|d| d.json()["type"] == "sale.matched")
+        .expect("sale.matched")
+        .json();
+    assert_eq!(matched["data"]["booking"]["reference"], "224");
+    assert_eq!(
+        matched["data"]["sale"]["match"]["rule"],
+        "booking_reference"
+    );
+    assert!(
+        matched["data"]["sale"]["total"]
+            .as_str()
+            .is_some_and(|t| t.split_once('.').is_some_and(|(_, cents)| cents.len() >= 2)),
+        "money as the API writes it: {matched}"
+    );
     for d in &deliveries {
         assert_eq!(d.header("content-type"), Some("application/json"));
         assert!(
@@ -300,9 +316,15 @@ async fn the_change_feed_pages_every_change_once_in_commit_order(db: Db) {
         .admin_get(&format!("/changes?venue={}", venue + 1000))
         .await;
     assert_eq!(filtered["changes"], json!([]));
-    for bad in ["abc", "-1", "1.5"] {
+    for bad in [
+        "after=abc",
+        "after=-1",
+        "after=1.5",
+        "limit=0",
+        "limit=1001",
+    ] {
         assert_eq!(
-            app.admin_get_status(&format!("/changes?after={bad}")).await,
+            app.admin_get_status(&format!("/changes?{bad}")).await,
             StatusCode::BAD_REQUEST,
             "{bad}"
         );
