@@ -15,6 +15,7 @@ use http::HeaderName;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+mod partners;
 mod webhooks;
 
 pub use webhooks::{DEFAULT_DENIED, SilenceSettings, WebhookSettings};
@@ -299,7 +300,7 @@ struct RawConfig {
     #[serde(default = "default_sqlite_synchronous")]
     sqlite_synchronous: String,
     #[serde(default)]
-    partners: Vec<RawPartner>,
+    partners: Vec<partners::RawPartner>,
     #[serde(default)]
     webhooks: webhooks::RawWebhooks,
     #[serde(default)]
@@ -396,66 +397,6 @@ fn default_max_body_bytes() -> usize {
 }
 fn default_sale_lock_wait_ms() -> u64 {
     2_000
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPartner {
-    name: String,
-    handler: String,
-    /// For `handler = "script"`: the script file, relative to the working directory.
-    script: Option<std::path::PathBuf>,
-    /// For `handler = "checkfront"`: the account's own status ids -> our booking statuses.
-    #[serde(default)]
-    status_map: std::collections::BTreeMap<String, String>,
-    /// For `handler = "tourcms"`: the account's API access.
-    api: Option<RawApi>,
-    /// Deliveries per second (0: unlimited) and the burst above it.
-    rate_limit_per_second: Option<u32>,
-    rate_limit_burst: Option<u32>,
-    /// "store" (200, the default) or "retry" (500) for deliveries the handler cannot map.
-    on_handler_error: Option<String>,
-    /// A charset label (e.g. "windows-1252") for bodies that declare none and are not UTF-8.
-    undeclared_charset: Option<String>,
-    auth: RawAuth,
-}
-
-/// `[partners.api]`: how to call the partner's API.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
-    base_url: String,
-    #[serde(default = "default_marketplace")]
-    marketplace_id: String,
-    private_key: Option<SecretString>,
-    private_key_env: Option<String>,
-    /// Calls per channel and hour never exceeded (default: TourCMS's published 3,000).
-    hourly_limit: Option<u32>,
-}
-
-fn default_marketplace() -> String {
-    "0".to_owned()
-}
-
-/// `[partners.auth]`: every key any scheme uses; which are required depends on `scheme`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    scheme: String,
-    secret: Option<SecretString>,
-    secret_env: Option<String>,
-    header: Option<String>,
-    signed: Option<String>,
-    timestamp_header: Option<String>,
-    tolerance_seconds: Option<u64>,
-    username: Option<String>,
-    password: Option<SecretString>,
-    password_env: Option<String>,
-    token: Option<SecretString>,
-    token_env: Option<String>,
-    param: Option<String>,
-    value: Option<SecretString>,
-    value_env: Option<String>,
 }
 
 impl Config {
@@ -606,102 +547,6 @@ impl RawConfig {
     }
 }
 
-impl RawPartner {
-    fn validate(self) -> Result<PartnerConfig, ConfigError> {
-        let name = self.name;
-        let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid_name {
-            return Err(invalid(format!(
-                "partner name {name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
-            )));
-        }
-        let api = match self.api {
-            None => None,
-            Some(api) => {
-                if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
-                    return Err(invalid(format!(
-                        "partner {name}: api.base_url must start with https://"
-                    )));
-                }
-                let private_key = required(
-                    "private_key",
-                    api.private_key,
-                    api.private_key_env.as_deref(),
-                )
-                .map_err(|e| invalid(format!("partner {name}: api.{e}")))?;
-                let hourly_limit = match api.hourly_limit {
-                    None => crate::partners::tourcms::HOURLY_LIMIT,
-                    Some(limit) => std::num::NonZeroU32::new(limit).ok_or_else(|| {
-                        invalid(format!("partner {name}: api.hourly_limit must be positive"))
-                    })?,
-                };
-                Some(crate::partners::tourcms::TourCmsApi {
-                    base_url: api.base_url.trim_end_matches('/').to_owned(),
-                    marketplace_id: api.marketplace_id,
-                    private_key: std::sync::Arc::new(private_key),
-                    hourly_limit,
-                })
-            }
-        };
-        let options = crate::partners::HandlerOptions {
-            script: self.script,
-            status_map: self.status_map,
-            api,
-        };
-        let handler = HandlerSpec::parse(&self.handler, options)
-            .map_err(|e| invalid(format!("partner {name}: {e}")))?;
-        let auth = self
-            .auth
-            .validate()
-            .map_err(|e| invalid(format!("partner {name}: {e}")))?;
-        let rate_limit = match (self.rate_limit_per_second, self.rate_limit_burst) {
-            (Some(0), _) => None,
-            (per_second, burst) => {
-                let per_second = per_second
-                    .and_then(std::num::NonZeroU32::new)
-                    .unwrap_or(DEFAULT_RATE_LIMIT.per_second);
-                let burst = match burst {
-                    None => DEFAULT_RATE_LIMIT.burst.max(per_second),
-                    Some(burst) => std::num::NonZeroU32::new(burst).ok_or_else(|| {
-                        invalid(format!("partner {name}: rate_limit_burst must be positive"))
-                    })?,
-                };
-                Some(RateLimit { per_second, burst })
-            }
-        };
-        let on_handler_error = match self.on_handler_error.as_deref() {
-            None | Some("store") => HandlerErrors::Store,
-            Some("retry") => HandlerErrors::Retry,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "partner {name}: on_handler_error = {other:?}: expected \"store\" or \"retry\""
-                )));
-            }
-        };
-        let undeclared_charset = self
-            .undeclared_charset
-            .map(|label| {
-                encoding_rs::Encoding::for_label(label.as_bytes()).ok_or_else(|| {
-                    invalid(format!(
-                        "partner {name}: undeclared_charset {label:?} is not a known charset"
-                    ))
-                })
-            })
-            .transpose()?;
-        Ok(PartnerConfig {
-            name,
-            handler,
-            auth,
-            rate_limit,
-            on_handler_error,
-            undeclared_charset,
-        })
-    }
-}
-
 /// A secret given inline or through an environment variable; both is a mistake.
 fn secret(
     what: &str,
@@ -735,64 +580,6 @@ fn required(
 fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::try_from(name)
         .map_err(|_| invalid(format!("header {name:?} is not a valid header name")))
-}
-
-impl RawAuth {
-    fn validate(self) -> Result<AuthScheme, ConfigError> {
-        let scheme = match self.scheme.as_str() {
-            "hmac-sha256" => AuthScheme::HmacSha256 {
-                secret: required("secret", self.secret, self.secret_env.as_deref())?,
-                header: header_name(self.header.as_deref().unwrap_or(DEFAULT_SIGNATURE_HEADER))?,
-                timestamp: match self.timestamp_header {
-                    None => None,
-                    Some(header) => Some(crate::partners::auth::TimestampWindow {
-                        header: header_name(&header)?,
-                        tolerance: Duration::from_secs(
-                            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
-                        ),
-                    }),
-                },
-                signed: match self.signed.as_deref() {
-                    None | Some("body+url") => SignedPart::BodyAndUrl,
-                    Some("body") => SignedPart::Body,
-                    Some(other) => {
-                        return Err(invalid(format!(
-                            "signed = {other:?}: expected \"body\" or \"body+url\""
-                        )));
-                    }
-                },
-            },
-            "basic" => AuthScheme::Basic {
-                username: self
-                    .username
-                    .filter(|u| !u.is_empty())
-                    .ok_or_else(|| invalid("username is required"))?,
-                password: required("password", self.password, self.password_env.as_deref())?,
-            },
-            "bearer" => AuthScheme::Bearer {
-                token: required("token", self.token, self.token_env.as_deref())?,
-            },
-            "api-key" => AuthScheme::ApiKey {
-                location: match (self.header, self.param) {
-                    (Some(header), None) => KeyLocation::Header(header_name(&header)?),
-                    (None, Some(param)) if !param.is_empty() => KeyLocation::Param(param),
-                    _ => return Err(invalid("api-key needs exactly one of header or param")),
-                },
-                value: required("value", self.value, self.value_env.as_deref())?,
-            },
-            "url-token" => AuthScheme::UrlToken {
-                param: self.param.unwrap_or_else(|| DEFAULT_TOKEN_PARAM.to_owned()),
-                secret: required("secret", self.secret, self.secret_env.as_deref())?,
-            },
-            "none" => AuthScheme::None,
-            other => {
-                return Err(invalid(format!(
-                    "auth scheme {other:?} is unknown; use hmac-sha256, basic, bearer, api-key, url-token or none"
-                )));
-            }
-        };
-        Ok(scheme)
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use super::{ConfigError, invalid};
 /// Address ranges a subscription's URL may not reach unless allowed: loopback, private,
 /// link-local (cloud metadata services), carrier-grade NAT, multicast and reserved ranges, and
 /// their IPv6 counterparts. A subscription must not become a way to probe internal services.
-pub const DEFAULT_DENIED: [&str; 16] = [
+pub const DEFAULT_DENIED: [&str; 31] = [
+    // IPv4: "this" network, private, carrier-grade NAT, loopback, link-local (cloud
+    // metadata), IETF protocol assignments, documentation, 6to4 relays, benchmarking,
+    // multicast, reserved and broadcast; Azure's host endpoint.
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",
@@ -19,15 +22,33 @@ pub const DEFAULT_DENIED: [&str; 16] = [
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
     "192.168.0.0/16",
     "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
     "224.0.0.0/4",
     "240.0.0.0/4",
+    "168.63.129.16/32",
+    // IPv6: unspecified, loopback, IPv4-compatible, IPv4-mapped and IPv4-translated (an IPv4
+    // address inside), NAT64 (well-known and local), discard, Teredo and 6to4 (IPv4 inside
+    // again), documentation, unique local, site-local, link-local, multicast.
     "::/128",
     "::1/128",
+    "::/96",
     "::ffff:0:0/96",
+    "::ffff:0:0:0/96",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/32",
+    "2001:db8::/32",
+    "2002::/16",
     "fc00::/7",
+    "fec0::/10",
     "fe80::/10",
+    "ff00::/8",
 ];
 
 /// The dispatcher's settings.

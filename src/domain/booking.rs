@@ -84,13 +84,19 @@ impl BookingStatus {
     /// Operators may make any move. Partners (a POS's reservation status, a booking platform)
     /// never move a terminal booking; they may cancel one that is not terminal, mark a no-show
     /// before the guests sat down, and otherwise only move it forwards, so a late or duplicate
-    /// event never moves a booking backwards.
+    /// event never moves a booking backwards. The platform moves as a partner, but never
+    /// releases guests who arrived.
     pub fn may_move_to(self, target: BookingStatus, mover: Mover) -> bool {
         if target == self {
             return false;
         }
         match mover {
             Mover::Operator => true,
+            Mover::Platform => {
+                let releases = matches!(target, Self::Cancelled | Self::NoShow);
+                self.may_move_to(target, Mover::Partner)
+                    && !(releases && self.progress() >= Self::Arrived.progress())
+            }
             Mover::Partner => {
                 !self.is_terminal()
                     && match target {
@@ -166,6 +172,10 @@ impl BookingStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mover {
     Partner,
+    /// The booking platform, by its own reference: a partner that never cancels or marks a
+    /// no-show once the guests arrived, because its copy of the booking can be stale (the POS
+    /// saw them; the platform may not know yet).
+    Platform,
     Operator,
 }
 
@@ -253,6 +263,23 @@ mod tests {
         assert!(GuestName::of(Some("Purple, John")).is_some());
         assert!(GuestName::of(Some(&"x".repeat(MAX_GUEST_NAME))).is_some());
         assert!(GuestName::of(Some(&"x".repeat(MAX_GUEST_NAME + 1))).is_none());
+    }
+
+    #[test]
+    fn the_platform_never_releases_guests_who_arrived() {
+        use BookingStatus::*;
+        for came in [Arrived, Seated, Paid] {
+            assert!(!came.may_move_to(Cancelled, Mover::Platform), "{came:?}");
+            assert!(!came.may_move_to(NoShow, Mover::Platform), "{came:?}");
+        }
+        assert!(
+            Seated.may_move_to(Cancelled, Mover::Partner),
+            "a POS still may"
+        );
+        assert!(Confirmed.may_move_to(Cancelled, Mover::Platform));
+        assert!(Confirmed.may_move_to(NoShow, Mover::Platform));
+        assert!(Confirmed.may_move_to(Seated, Mover::Platform));
+        assert!(!Seated.may_move_to(Confirmed, Mover::Platform));
     }
 
     fn sales(live: usize, open: usize) -> SalesSummary {

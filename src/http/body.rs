@@ -86,14 +86,8 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 /// answers 413, 408 or 400 itself when it cannot.
 pub(super) async fn paced(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    match read_body(
-        body,
-        &parts.headers,
-        state.max_body_bytes,
-        state.connections,
-    )
-    .await
-    {
+    let limit = super::platform::body_limit(parts.uri.path(), state.max_body_bytes);
+    match read_body(body, &parts.headers, limit, state.connections).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -101,7 +95,7 @@ pub(super) async fn paced(State(state): State<AppState>, request: Request, next:
         Err(Unread::TooLarge { .. }) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("the body is over {} bytes", state.max_body_bytes),
+            format!("the body is over {limit} bytes"),
         ),
         Err(Unread::TooSlow) => refuse(
             StatusCode::REQUEST_TIMEOUT,

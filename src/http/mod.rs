@@ -2,6 +2,7 @@
 
 mod admin;
 mod body;
+mod input;
 pub mod openapi;
 mod pages;
 mod partners;

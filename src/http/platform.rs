@@ -8,14 +8,12 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::admin::{
-    CustomerInput, IdPath, body, default_duration, id, identifier, parse_status, query,
-    valid_covers, valid_filter, valid_tables, valid_time,
-};
+use super::admin::{CustomerInput, default_duration, parse_status, valid_covers};
+use super::input::{IdPath, body, id, identifier, query, valid_filter, valid_tables, valid_time};
 use crate::domain::Customer;
 use crate::error::{ApiError, ErrorBody};
 use crate::store::platform::MAX_SYNC;
@@ -38,6 +36,16 @@ pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 
 /// Bytes a sync's body may have: 5,000 bookings with their guests, with room to spare.
 pub(super) const SYNC_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The body limit of the request to `path`: a sync's own, above `max_body_bytes` (which
+/// 5,000 bookings of about 260 bytes pass), for every other.
+pub(super) fn body_limit(path: &str, max_body_bytes: usize) -> usize {
+    if path.ends_with("/bookings:sync") {
+        max_body_bytes.max(SYNC_BODY_BYTES)
+    } else {
+        max_body_bytes
+    }
+}
 
 /// A booking as the platform states it.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -72,8 +80,23 @@ impl PlatformBookingInput {
         }
         valid_covers(self.covers)?;
         valid_tables(&self.tables)?;
+        for (field, value, most) in [
+            ("customer.name", &self.customer.name, 512),
+            ("customer.email", &self.customer.email, 254),
+            ("customer.phone", &self.customer.phone, 64),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > most) {
+                return Err(ApiError::Unprocessable(format!(
+                    "{field} is longer than {most} bytes"
+                )));
+            }
+        }
+        // Stored to the millisecond: a start with finer digits compares equal to itself
+        // sent again (`2026-…T19:30:00.123456Z` twice is unchanged the second time).
+        let start = valid_time(self.start, "start")?;
+        let start = start.trunc_subsecs(3);
         Ok(PlatformBooking {
-            start: valid_time(self.start, "start")?,
+            start,
             duration_minutes: self.duration_minutes,
             covers: self.covers,
             tables: self.tables,
@@ -91,13 +114,43 @@ impl PlatformBookingInput {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PutAnswer {
     result: PutResult,
+    /// What of the booking as stated was not applied, and why: a status that would move it
+    /// back or release guests who arrived, a time or tables changed after they arrived (the
+    /// POS says where they sit). Empty when all of it was.
+    not_applied: Vec<String>,
     booking: BookingView,
 }
 
-/// A reference from the path: not blank, within the identifier bounds.
+/// 404 unless venue `id` exists.
+async fn known_venue(state: &AppState, id: i64) -> Result<(), ApiError> {
+    state
+        .gateway
+        .store()
+        .venue(id)
+        .await?
+        .map(|_| ())
+        .ok_or(ApiError::NotFound("venue"))
+}
+
+/// A reference as the platform's key: not blank, no spaces around it, no control characters
+/// or replacement characters (`%00` and undecodable bytes would otherwise be stored as one
+/// another's look-alikes), within the identifier bounds. Compared byte for byte.
 fn reference(value: &str) -> Result<String, ApiError> {
     if value.trim().is_empty() {
         return Err(ApiError::Unprocessable("the reference is blank".into()));
+    }
+    if value.trim() != value {
+        return Err(ApiError::Unprocessable(
+            "the reference has spaces around it".into(),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+    {
+        return Err(ApiError::Unprocessable(
+            "the reference has control characters or bytes that are not UTF-8".into(),
+        ));
     }
     identifier(value, "reference")?;
     Ok(value.to_owned())
@@ -110,7 +163,7 @@ pub(super) async fn put_booking(
     input: Result<Json<PlatformBookingInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path((venue_id, raw_reference)) = path.map_err(|_| {
-        ApiError::BadRequest("the venue id in the path must be an integer".to_owned())
+        ApiError::BadRequest("the path needs an integer venue id and a UTF-8 reference".to_owned())
     })?;
     let reference = reference(&raw_reference)?;
     let booking = body(input)?.validate()?;
@@ -128,6 +181,7 @@ pub(super) async fn put_booking(
         status,
         Json(PutAnswer {
             result: outcome.result,
+            not_applied: outcome.not_applied,
             booking: view,
         }),
     ))
@@ -190,7 +244,7 @@ pub(super) struct SyncInput {
     cancel_missing: Option<SyncRange>,
 }
 
-#[utoipa::path(post, path = "/api/v1/venues/{id}/bookings:sync", tag = "platform", params(("id" = i64, Path, description = "Venue id")), request_body = SyncInput, responses((status = 200, description = "Every booking upserted by reference in one transaction", body = SyncOutcome), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking, repeated reference, or more than 5,000", body = ErrorBody)), security(("admin" = [])))]
+#[utoipa::path(post, path = "/api/v1/venues/{id}/bookings:sync", tag = "platform", params(("id" = i64, Path, description = "Venue id")), request_body = SyncInput, responses((status = 200, description = "Every booking upserted by reference, validated whole before any is written, then written 250 to a transaction", body = SyncOutcome), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking, repeated reference, or more than 5,000", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn sync_bookings(
     State(state): State<AppState>,
     path: IdPath,
@@ -198,6 +252,7 @@ pub(super) async fn sync_bookings(
 ) -> Result<impl IntoResponse, ApiError> {
     let venue_id = id(path)?;
     let input = body(input)?;
+    known_venue(&state, venue_id).await?;
     if input.bookings.len() > MAX_SYNC {
         return Err(ApiError::Unprocessable(format!(
             "a sync carries at most {MAX_SYNC} bookings; send the range in parts"
@@ -260,7 +315,7 @@ pub(super) struct BookingsQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/venues/{id}/bookings", tag = "platform", params(("id" = i64, Path, description = "Venue id"), BookingsQuery), responses((status = 200, description = "A page of the venue's bookings in id order", body = BookingPage)), security(("admin" = [])))]
+#[utoipa::path(get, path = "/api/v1/venues/{id}/bookings", tag = "platform", params(("id" = i64, Path, description = "Venue id"), BookingsQuery), responses((status = 200, description = "A page of the venue's bookings in id order", body = BookingPage), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn bookings(
     State(state): State<AppState>,
     path: IdPath,
@@ -268,6 +323,7 @@ pub(super) async fn bookings(
 ) -> Result<impl IntoResponse, ApiError> {
     let venue_id = id(path)?;
     let params = query(params)?;
+    known_venue(&state, venue_id).await?;
     let status = params
         .status
         .as_deref()

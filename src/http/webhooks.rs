@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::admin::{IdPath, body, found, id, query, valid_filter};
+use super::input::{IdPath, body, found, id, query, valid_filter};
 use crate::domain::change::ChangeType;
 use crate::error::{ApiError, ErrorBody};
 use crate::store::{
@@ -267,6 +267,11 @@ pub(super) async fn resend(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
+    if input.message_id.is_none() && input.state.is_none() && input.since.is_none() {
+        return Err(ApiError::Unprocessable(
+            "name what to resend: message_id, state or since".into(),
+        ));
+    }
     let seq = input
         .message_id
         .as_deref()

@@ -14,14 +14,11 @@ use super::db::{self, Conn, Row};
 use super::matching::{Link, set_link};
 use super::records::*;
 use super::rematch as apply;
-use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
+use super::spend::{sales_of, spend_of_row};
+use super::sql::{from_millis, parse_status};
 use super::venue;
 use crate::domain::change::{Note, Noted};
-use crate::domain::spend::SaleFigures;
-use crate::domain::venue::CoversSource;
-use crate::domain::{
-    BookingStatus, Customer, SaleKind, SaleState, SaleTotals, Spend, TableKey, time,
-};
+use crate::domain::{BookingStatus, Customer, TableKey, time};
 
 /// Statuses of a booking whose guests came.
 const VISITED: [BookingStatus; 3] = [
@@ -440,40 +437,6 @@ pub(super) async fn update_venue(
     Ok(())
 }
 
-/// The sales a booking holds, in the order they were opened.
-pub(super) async fn sales_of(
-    conn: &mut Conn<'_>,
-    booking_id: i64,
-) -> Result<Vec<SaleRecord>, StoreError> {
-    db::query(format!(
-        "SELECT {SALE_COLUMNS} FROM sales WHERE booking_id = $1 ORDER BY opened_at, id"
-    ))
-    .bind(booking_id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(sale_record)
-    .collect()
-}
-
-/// A booking's spend from its sales and its row's `covers`, `currency` (the venue's) and
-/// `covers_source` columns, and the covers the POS counted.
-pub(super) fn spend_of_row(
-    row: &Row,
-    sales: &[SaleRecord],
-) -> Result<(SpendRecord, Option<i64>), StoreError> {
-    let covers: i64 = row.try_get("covers")?;
-    let venue_currency: Option<String> = row.try_get("currency")?;
-    let covers_source =
-        CoversSource::parse(&row.try_get::<String>("covers_source")?).unwrap_or_default();
-    Ok(spend_of(
-        sales,
-        covers,
-        venue_currency.as_deref(),
-        covers_source,
-    ))
-}
-
 /// A booking with its tables, sales, spend and transitions.
 pub(super) async fn view(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingView>, StoreError> {
     let Some(row) = db::query(
@@ -591,50 +554,6 @@ async fn platform(conn: &mut Conn<'_>, row: &Row) -> Result<Option<PlatformRecor
         payments_net,
         payments,
     }))
-}
-
-/// A booking's spend, and the covers the POS counted on its checks.
-pub(super) fn spend_of(
-    sales: &[SaleRecord],
-    covers: i64,
-    venue_currency: Option<&str>,
-    source: CoversSource,
-) -> (SpendRecord, Option<i64>) {
-    let totals: Vec<SaleTotals> = sales
-        .iter()
-        .map(|s| SaleTotals {
-            total: s.total,
-            paid: s.paid,
-            tax: s.tax,
-            net: s.net,
-            tip: s.tip,
-            service_charge: s.service_charge,
-            discount: s.discount,
-            deposit: s.deposit,
-        })
-        .collect();
-    let figures = sales.iter().zip(&totals).map(|(s, totals)| SaleFigures {
-        kind: SaleKind::parse(s.kind).unwrap_or(SaleKind::Sale),
-        state: SaleState::parse(s.state).unwrap_or(SaleState::Open),
-        totals,
-        covers: s.covers,
-        currency: s.currency.as_deref(),
-    });
-    let spend = Spend::of(figures, Some(covers), venue_currency, source);
-    let record = SpendRecord {
-        total: spend.total,
-        paid: spend.paid,
-        tax: spend.tax,
-        net: spend.net,
-        tips: spend.tips,
-        service_charge: spend.service_charge,
-        discounts: spend.discounts,
-        deposits: spend.deposits,
-        refunds: spend.refunds,
-        per_cover: spend.per_cover,
-        currency: spend.currency,
-    };
-    (record, spend.pos_covers)
 }
 
 /// The UTC span of a local day in `zone`, across daylight-saving changes.

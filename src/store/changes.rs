@@ -15,9 +15,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use super::StoreError;
-use super::bookings::spend_of;
 use super::db::{self, Conn};
 use super::records::{ChangeRecord, SaleRecord, SpendRecord};
+use super::spend::spend_of;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use crate::domain::change::{ChangeType, Note, Noted};
 use crate::domain::venue::CoversSource;

@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod records;
 mod retention;
 pub mod silence;
+mod spend;
 pub mod sql;
 pub mod sqlite;
 mod webhooks;
@@ -305,7 +306,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         reference: String,
         booking: PlatformBooking,
     ) -> Result<PutOutcome, StoreError>;
-    /// Puts every booking in one transaction (at most `platform::MAX_SYNC`); with
+    /// Puts every booking (at most `platform::MAX_SYNC`), `platform::SYNC_CHUNK` to a
+    /// transaction so partners' deliveries never wait for the whole sync; with
     /// `cancel_missing`, cancels the platform's bookings starting in that span it no longer
     /// lists.
     async fn sync_bookings(
@@ -337,13 +339,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn delete_subscription(&self, id: i64) -> Result<(), StoreError>;
     /// Queues the messages of newly committed changes for the subscriptions that want them.
     async fn queue_webhooks(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
-    /// Claims due messages for sending until `lease_until` (see `webhooks::claim`).
+    /// Claims due messages for sending until `lease_until`, none of the subscriptions in
+    /// `skip` (see `webhooks::claim`).
     async fn claim_webhooks(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        skip: Vec<i64>,
     ) -> Result<Vec<ClaimedMessage>, StoreError>;
+    /// Lets claimed messages go unsent (their claims end now).
+    async fn release_webhooks(&self, rows: Vec<i64>) -> Result<(), StoreError>;
     async fn finish_webhook(
         &self,
         message: ClaimedMessage,

@@ -65,6 +65,7 @@ pub(super) async fn put(
         return Ok(PutOutcome {
             id,
             result: PutResult::Created,
+            not_applied: Vec::new(),
         });
     };
     let id: i64 = row.try_get("id")?;
@@ -83,7 +84,7 @@ pub(super) async fn put(
         phone: row.try_get("customer_phone")?,
     };
     let end_wanted = time::plus(booking.start, time::minutes(booking.duration_minutes));
-    let changes = BookingChanges {
+    let mut changes = BookingChanges {
         reference: None,
         start: (start != booking.start).then_some(booking.start),
         duration_minutes: (end != end_wanted || start != booking.start)
@@ -92,49 +93,98 @@ pub(super) async fn put(
         tables: (tables != wanted_tables).then(|| booking.tables.clone()),
         status: booking
             .status
-            .filter(|wanted| status.may_move_to(*wanted, Mover::Partner)),
+            .filter(|wanted| status.may_move_to(*wanted, Mover::Platform)),
         customer: (customer != booking.customer).then(|| booking.customer.clone()),
     };
+    let mut not_applied = Vec::new();
+    if let Some(wanted) = booking.status
+        && wanted != status
+        && changes.status.is_none()
+    {
+        not_applied.push(format!(
+            "status {}: the booking is {}, and a platform moves it only forwards, never \
+             releasing guests who arrived",
+            wanted.as_str(),
+            status.as_str()
+        ));
+    }
+    // Once the guests arrived, where and when they sit is what the POS says: moving the
+    // booking would take their checks from it (a paid booking back to confirmed).
+    let arrived = matches!(
+        status,
+        BookingStatus::Arrived
+            | BookingStatus::Seated
+            | BookingStatus::Paid
+            | BookingStatus::Completed
+    );
+    if arrived && (changes.start.is_some() || changes.duration_minutes.is_some()) {
+        changes.start = None;
+        changes.duration_minutes = None;
+        not_applied.push(format!(
+            "start and duration: the guests arrived (the booking is {})",
+            status.as_str()
+        ));
+    }
+    if arrived && changes.tables.is_some() {
+        changes.tables = None;
+        not_applied.push(format!(
+            "tables: the guests arrived (the booking is {}); the POS says where they sit",
+            status.as_str()
+        ));
+    }
     if changes == BookingChanges::default() {
         return Ok(PutOutcome {
             id,
             result: PutResult::Unchanged,
+            not_applied,
         });
     }
     bookings::update(conn, id, changes, PLATFORM).await?;
     Ok(PutOutcome {
         id,
         result: PutResult::Updated,
+        not_applied,
     })
 }
 
-/// Puts every booking of `items` (reference, booking) in one transaction; with `cancel_missing`,
-/// also cancels the platform's bookings starting in that span that `items` no longer lists
-/// (as a partner may: not one whose guests are seated or gone).
+/// Bookings one transaction of a sync writes: partners' deliveries to the venue (and, on
+/// SQLite, to every venue) wait for at most one of them, not for the whole sync.
+pub const SYNC_CHUNK: usize = 250;
+
+/// Puts every booking of `items` (reference, booking), one chunk of a sync, in this
+/// transaction; adds what each did to `outcome`.
 ///
 /// # Errors
-/// As [`put`]; one failing booking fails the whole sync (nothing is written).
-pub(super) async fn sync(
+/// As [`put`].
+pub(super) async fn put_all(
     conn: &mut Conn<'_>,
     venue_id: i64,
     items: &[(String, PlatformBooking)],
-    cancel_missing: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<SyncOutcome, StoreError> {
     conn.lock_venue(venue_id).await?;
     let mut outcome = SyncOutcome::default();
-    let mut listed: HashSet<&str> = HashSet::with_capacity(items.len());
     for (reference, booking) in items {
-        listed.insert(reference.as_str());
-        let put = put(conn, venue_id, reference, booking).await?;
-        match put.result {
+        match put(conn, venue_id, reference, booking).await?.result {
             PutResult::Created => outcome.created += 1,
             PutResult::Updated => outcome.updated += 1,
             PutResult::Unchanged => outcome.unchanged += 1,
         }
     }
-    let Some((from, to)) = cancel_missing else {
-        return Ok(outcome);
-    };
+    Ok(outcome)
+}
+
+/// Cancels the platform's bookings starting in `from..to` that `listed` does not name, as
+/// the platform may (never guests who arrived); returns how many.
+///
+/// # Errors
+/// What the database says.
+pub(super) async fn cancel_missing(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+    listed: &HashSet<String>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<u64, StoreError> {
+    conn.lock_venue(venue_id).await?;
     let rows = db::query(
         "SELECT id, reference, status FROM bookings
          WHERE venue_id = $1 AND source = $2 AND start_at >= $3 AND start_at < $4
@@ -146,11 +196,12 @@ pub(super) async fn sync(
     .bind(to.timestamp_millis())
     .fetch_all(conn)
     .await?;
+    let mut cancelled = 0;
     for row in rows {
         let reference: String = row.try_get("reference")?;
         let status = parse_status(&row.try_get::<String>("status")?)?;
-        if listed.contains(reference.as_str())
-            || !status.may_move_to(BookingStatus::Cancelled, Mover::Partner)
+        if listed.contains(&reference)
+            || !status.may_move_to(BookingStatus::Cancelled, Mover::Platform)
         {
             continue;
         }
@@ -165,9 +216,9 @@ pub(super) async fn sync(
             "platform sync: no longer listed",
         )
         .await?;
-        outcome.cancelled += 1;
+        cancelled += 1;
     }
-    Ok(outcome)
+    Ok(cancelled)
 }
 
 /// A page of the venue's bookings in id order, as `filter` selects them.

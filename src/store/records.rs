@@ -592,10 +592,12 @@ pub enum PutResult {
     Unchanged,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOutcome {
     pub id: i64,
     pub result: PutResult,
+    /// What of the booking as stated was not applied, and why.
+    pub not_applied: Vec<String>,
 }
 
 /// What a sync did, in counts of bookings.

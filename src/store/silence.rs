@@ -26,8 +26,12 @@ pub struct Traffic {
     pub partner: String,
     pub venue_id: i64,
     pub last_event_at: DateTime<Utc>,
-    /// Events per week, on average, in this hour of the week.
+    /// Events per week, on average, in this hour of the week in the weeks before this hour.
     pub usual_per_hour: f64,
+    /// In how many of those weeks this hour had events at all.
+    pub weeks_with_events: u32,
+    /// The weeks looked at.
+    pub weeks: u32,
     pub silent_since: Option<DateTime<Utc>>,
 }
 
@@ -36,7 +40,9 @@ fn hour_of_week(t: DateTime<Utc>) -> i64 {
     (t.timestamp().div_euclid(3_600) + 72).rem_euclid(168)
 }
 
-/// Every partner and venue with events in the last `rule.weeks`, with what is usual now.
+/// Every partner and venue with events in the last `rule.weeks`, with what is usual now:
+/// counted from the weeks before the last hour only, so a venue's first burst (or this hour's
+/// own events) never makes an hour look usual.
 ///
 /// # Errors
 /// When the database fails.
@@ -46,10 +52,14 @@ pub(super) async fn traffic(
     rule: SilenceRule,
 ) -> Result<Vec<Traffic>, StoreError> {
     let from = now - Duration::weeks(i64::from(rule.weeks));
+    let history_ends = now - Duration::hours(1);
     let rows = db::query(
         "SELECT e.partner, e.venue_id, MAX(e.received_at) AS last_at,
-             SUM(CASE WHEN (e.received_at / 3600000 + 72) % 168 = $2 THEN 1 ELSE 0 END)
-                 AS in_slot,
+             SUM(CASE WHEN e.received_at < $3 AND (e.received_at / 3600000 + 72) % 168 = $2
+                 THEN 1 ELSE 0 END) AS in_slot,
+             COUNT(DISTINCT CASE WHEN e.received_at < $3
+                     AND (e.received_at / 3600000 + 72) % 168 = $2
+                 THEN (e.received_at / 3600000 + 72) / 168 END) AS weeks_in_slot,
              MAX(s.silent_since) AS silent_since
          FROM events e LEFT JOIN partner_silence s
              ON s.partner = e.partner AND s.venue_id = e.venue_id
@@ -58,16 +68,20 @@ pub(super) async fn traffic(
     )
     .bind(from.timestamp_millis())
     .bind(hour_of_week(now))
+    .bind(history_ends.timestamp_millis())
     .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|row| {
             let in_slot: i64 = row.try_get("in_slot")?;
+            let weeks_in_slot: i64 = row.try_get("weeks_in_slot")?;
             Ok(Traffic {
                 partner: row.try_get("partner")?,
                 venue_id: row.try_get("venue_id")?,
                 last_event_at: from_millis(row.try_get("last_at")?)?,
                 usual_per_hour: in_slot as f64 / f64::from(rule.weeks.max(1)),
+                weeks_with_events: u32::try_from(weeks_in_slot).unwrap_or(0),
+                weeks: rule.weeks.max(1),
                 silent_since: row
                     .try_get::<Option<i64>>("silent_since")?
                     .map(from_millis)
@@ -78,11 +92,18 @@ pub(super) async fn traffic(
 }
 
 impl Traffic {
+    /// Whether this hour is one the partner usually sends in: events in at least half of
+    /// the weeks looked at (a one-off burst is not a habit), and on average at least
+    /// `rule.min_events_per_hour`.
+    pub fn is_usual(&self, rule: SilenceRule) -> bool {
+        self.weeks_with_events.saturating_mul(2) >= self.weeks
+            && self.usual_per_hour >= rule.min_events_per_hour
+    }
+
     /// Whether this is a silence now: a partner that usually sends at this hour has sent
     /// nothing for `rule.after`.
     pub fn is_silent(&self, now: DateTime<Utc>, rule: SilenceRule) -> bool {
-        self.usual_per_hour >= rule.min_events_per_hour
-            && now.signed_duration_since(self.last_event_at) >= rule.after
+        self.is_usual(rule) && now.signed_duration_since(self.last_event_at) >= rule.after
     }
 }
 
@@ -182,6 +203,47 @@ pub(super) async fn states(conn: &mut Conn<'_>) -> Result<Vec<(String, i64, bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn traffic(
+        weeks_with_events: u32,
+        per_hour: f64,
+        quiet_minutes: i64,
+    ) -> (Traffic, DateTime<Utc>) {
+        let now = Utc::now();
+        let traffic = Traffic {
+            partner: "pos".to_owned(),
+            venue_id: 1,
+            last_event_at: now - Duration::minutes(quiet_minutes),
+            usual_per_hour: per_hour,
+            weeks_with_events,
+            weeks: 4,
+            silent_since: None,
+        };
+        (traffic, now)
+    }
+
+    #[test]
+    fn only_a_habit_broken_long_enough_is_a_silence() {
+        let rule = SilenceRule {
+            after: Duration::minutes(60),
+            min_events_per_hour: 1.0,
+            weeks: 4,
+        };
+        let (usual, now) = traffic(3, 5.0, 90);
+        assert!(usual.is_silent(now, rule));
+        let (recent, now) = traffic(3, 5.0, 30);
+        assert!(!recent.is_silent(now, rule), "not silent long enough");
+        let (burst, now) = traffic(1, 5.0, 90);
+        assert!(
+            !burst.is_silent(now, rule),
+            "one week's burst is not a habit"
+        );
+        let (trickle, now) = traffic(4, 0.5, 90);
+        assert!(
+            !trickle.is_silent(now, rule),
+            "too few events to expect one now"
+        );
+    }
 
     #[test]
     fn the_week_starts_on_monday_at_midnight_utc() {

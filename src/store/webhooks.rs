@@ -246,9 +246,10 @@ pub(super) async fn queue(conn: &mut Conn<'_>, now: DateTime<Utc>) -> Result<u64
     Ok(queued)
 }
 
-/// Claims up to `limit` messages due at `now` until `lease_until`: of each subscription and
-/// ordering key only the oldest waiting message, so a booking's messages go one at a time,
-/// in order; a message another node holds is skipped.
+/// Claims up to `limit` messages due at `now` until `lease_until`, none of the subscriptions
+/// in `skip` (this node's busiest): of each subscription and ordering key only the oldest
+/// waiting message, so a booking's messages go one at a time, in order; a message another
+/// node holds is skipped.
 ///
 /// # Errors
 /// When the database fails.
@@ -257,26 +258,35 @@ pub(super) async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: i64,
+    skip: &[i64],
 ) -> Result<Vec<ClaimedMessage>, StoreError> {
     let lock = if conn.is_postgres() {
         " FOR UPDATE OF m SKIP LOCKED"
     } else {
         ""
     };
-    let ids: Vec<i64> = db::query_scalar(format!(
+    let skipped = if skip.is_empty() {
+        String::new()
+    } else {
+        let places: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 3)).collect();
+        format!(" AND m.subscription_id NOT IN ({})", places.join(", "))
+    };
+    let mut select = db::query_scalar(format!(
         "SELECT m.id FROM webhook_messages m
              JOIN webhook_subscriptions s ON s.id = m.subscription_id
          WHERE m.state = 'pending' AND m.next_attempt_at <= $1
            AND (m.claimed_until IS NULL OR m.claimed_until < $1) AND s.enabled = 1
            AND NOT EXISTS (SELECT 1 FROM webhook_messages e
                WHERE e.subscription_id = m.subscription_id AND e.ordering_key = m.ordering_key
-                 AND e.state = 'pending' AND e.change_seq < m.change_seq)
+                 AND e.state = 'pending' AND e.change_seq < m.change_seq){skipped}
          ORDER BY m.next_attempt_at, m.id LIMIT $2{lock}"
     ))
     .bind(now.timestamp_millis())
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    .bind(limit);
+    for id in skip {
+        select = select.bind(*id);
+    }
+    let ids: Vec<i64> = select.fetch_all(conn).await?;
     let mut claimed = Vec::with_capacity(ids.len());
     for id in ids {
         let row = db::query(
@@ -319,6 +329,22 @@ pub(super) async fn claim(
         });
     }
     Ok(claimed)
+}
+
+/// Ends the claims on `rows` without an attempt.
+///
+/// # Errors
+/// When the database fails.
+pub(super) async fn release(conn: &mut Conn<'_>, rows: &[i64]) -> Result<(), StoreError> {
+    for row in rows {
+        db::query(
+            "UPDATE webhook_messages SET claimed_until = NULL WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(*row)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Records how an attempt ended, and what it says of its subscription: a delivery clears its

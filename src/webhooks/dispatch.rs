@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use backon::BackoffBuilder as _;
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
-use tokio::sync::watch;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::sign;
 use super::target::{self, Ranges, Resolver};
@@ -21,17 +23,36 @@ use crate::config::WebhookSettings;
 use crate::store::changes::message_id;
 use crate::store::{Attempt, ClaimedMessage, Store, StoreError};
 
-/// The dispatcher of one node.
+/// The dispatcher of one node. Cheap to clone: every attempt runs as its own task.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     store: Arc<dyn Store>,
     client: reqwest::Client,
     settings: WebhookSettings,
     ranges: Arc<Ranges>,
+    /// Attempts in flight on this node, at most `concurrency`.
+    slots: Arc<Semaphore>,
+    /// Attempts in flight per subscription, at most [`Inner::per_subscription`]: a receiver
+    /// that hangs holds that many slots until its timeout, never all of them.
+    busy: Mutex<HashMap<i64, usize>>,
+    /// Woken when an attempt ends, so its slot is used again at once.
+    freed: Notify,
 }
 
 /// Most bytes of a receiver's error answer kept with the message.
 const KEPT_ERROR_BYTES: usize = 200;
+
+impl Inner {
+    /// A quarter of the node's slots, at least one.
+    fn per_subscription(&self) -> usize {
+        (self.settings.concurrency / 4).max(1)
+    }
+}
 
 impl Dispatcher {
     /// # Errors
@@ -50,25 +71,33 @@ impl Dispatcher {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Dispatcher {
-            store,
-            client,
-            settings,
-            ranges,
+            inner: Arc::new(Inner {
+                store,
+                client,
+                slots: Arc::new(Semaphore::new(settings.concurrency)),
+                settings,
+                ranges,
+                busy: Mutex::new(HashMap::new()),
+                freed: Notify::new(),
+            }),
         })
     }
 
     /// The ranges subscriptions' URLs are checked against.
     pub fn ranges(&self) -> &Ranges {
-        &self.ranges
+        &self.inner.ranges
     }
 
-    /// Runs rounds every `poll_interval` until `stop` turns true.
+    /// Runs rounds every `poll_interval`, and whenever an attempt ends, until `stop` turns
+    /// true. Attempts still in flight then end on their own (or at the process's end: their
+    /// claims lapse and another node sends them again).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        let mut tick = tokio::time::interval(self.inner.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                () = self.inner.freed.notified() => {}
                 _ = stop.changed() => return,
             }
             if *stop.borrow() {
@@ -80,18 +109,29 @@ impl Dispatcher {
         }
     }
 
-    /// Queues newly committed changes, then sends every message due, `concurrency` at a
-    /// time. Returns how many attempts were made.
+    /// Queues newly committed changes, then starts an attempt for every message due, as
+    /// far as free slots allow; each attempt records its own end. Returns how many started.
     ///
     /// # Errors
     /// When the store fails.
     pub async fn round(&self) -> Result<usize, StoreError> {
-        self.store.queue_webhooks(Utc::now()).await?;
-        let mut attempts = 0;
-        let batch = i64::try_from(self.settings.concurrency).unwrap_or(16);
+        let inner = &self.inner;
+        inner.store.queue_webhooks(Utc::now()).await?;
+        let mut started = 0;
         loop {
+            let free = inner.slots.available_permits();
+            if free == 0 {
+                return Ok(started);
+            }
+            let full: Vec<i64> = {
+                let busy = inner.busy.lock().unwrap_or_else(PoisonError::into_inner);
+                busy.iter()
+                    .filter(|(_, n)| **n >= inner.per_subscription())
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
             let now = Utc::now();
-            let lease = self
+            let lease = inner
                 .settings
                 .timeout
                 .saturating_mul(2)
@@ -100,30 +140,84 @@ impl Dispatcher {
                 now,
                 chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
             );
-            let claimed = self.store.claim_webhooks(now, lease_until, batch).await?;
+            let want = i64::try_from(free).unwrap_or(16);
+            let claimed = inner
+                .store
+                .claim_webhooks(now, lease_until, want, full)
+                .await?;
             let count = claimed.len();
-            let results = join_all(claimed.into_iter().map(|m| async move {
-                let attempt = self.attempt(&m).await;
-                (m, attempt)
-            }))
-            .await;
-            for (message, attempt) in results {
-                let outcome = match &attempt {
-                    Attempt::Delivered { .. } => "delivered",
-                    Attempt::Failed { retry_at: None, .. } => "failed",
-                    Attempt::Failed { .. } => "retrying",
+            // One claim may bring more of a subscription's messages than its share: those
+            // are let go at once, for this node's next round or another node.
+            let mut over_share = Vec::new();
+            for message in claimed {
+                {
+                    let mut busy = inner.busy.lock().unwrap_or_else(PoisonError::into_inner);
+                    let in_flight = busy.entry(message.subscription_id).or_default();
+                    if *in_flight >= inner.per_subscription() {
+                        over_share.push(message.row);
+                        continue;
+                    }
+                    *in_flight += 1;
+                }
+                let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() else {
+                    // Only this loop takes slots, and it claimed no more than were free.
+                    over_share.push(message.row);
+                    self.release_share(message.subscription_id);
+                    continue;
                 };
-                metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "outcome" => outcome)
-                    .increment(1);
-                self.store
-                    .finish_webhook(message, attempt, Utc::now(), self.settings.disable_after)
-                    .await?;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.send_and_record(message).await;
+                    drop(slot);
+                    this.inner.freed.notify_one();
+                });
+                started += 1;
             }
-            attempts += count;
-            if i64::try_from(count).unwrap_or(0) < batch {
-                return Ok(attempts);
+            if !over_share.is_empty() {
+                inner.store.release_webhooks(over_share).await?;
+                return Ok(started);
+            }
+            if i64::try_from(count).unwrap_or(0) < want {
+                return Ok(started);
             }
         }
+    }
+
+    /// One attempt of `subscription` fewer in flight.
+    fn release_share(&self, subscription: i64) {
+        let mut busy = self
+            .inner
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = busy.get_mut(&subscription) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                busy.remove(&subscription);
+            }
+        }
+    }
+
+    /// One attempt of `message`, and its end recorded; a failure to record is logged (the
+    /// claim lapses and the message is sent again: at least once).
+    async fn send_and_record(&self, message: ClaimedMessage) {
+        let inner = &self.inner;
+        let subscription = message.subscription_id;
+        let attempt = self.attempt(&message).await;
+        let outcome = match &attempt {
+            Attempt::Delivered { .. } => "delivered",
+            Attempt::Failed { retry_at: None, .. } => "failed",
+            Attempt::Failed { .. } => "retrying",
+        };
+        metrics::counter!(crate::telemetry::WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);
+        let recorded = inner
+            .store
+            .finish_webhook(message, attempt, Utc::now(), inner.settings.disable_after)
+            .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, subscription, "a webhook attempt's end was not recorded; it will be sent again");
+        }
+        self.release_share(subscription);
     }
 
     /// Sends one message once.
@@ -134,7 +228,7 @@ impl Dispatcher {
             error,
             retry_at: self.retry_at(message, now, wait),
         };
-        if let Err(error) = target::check(&message.url, &self.ranges) {
+        if let Err(error) = target::check(&message.url, &self.inner.ranges) {
             return failed(None, error.to_string(), None);
         }
         let id = message_id(message.seq);
@@ -144,6 +238,7 @@ impl Dispatcher {
             Err(error) => return failed(None, error.to_string(), None),
         };
         let sent = self
+            .inner
             .client
             .post(message.url.as_str())
             .header("content-type", "application/json")
@@ -187,22 +282,25 @@ impl Dispatcher {
         now: DateTime<Utc>,
         asked: Option<Duration>,
     ) -> Option<DateTime<Utc>> {
-        let retry_for = chrono::Duration::from_std(self.settings.retry_for).ok()?;
+        let retry_for = chrono::Duration::from_std(self.inner.settings.retry_for).ok()?;
         if now.signed_duration_since(message.created_at) >= retry_for {
             return None;
         }
         let nth = usize::try_from(message.attempts).unwrap_or(usize::MAX);
         let backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.settings.retry_base)
-            .with_max_delay(self.settings.retry_max)
+            .with_min_delay(self.inner.settings.retry_base)
+            .with_max_delay(self.inner.settings.retry_max)
             .with_factor(2.0)
             .with_jitter()
             .without_max_times()
             .build()
             .nth(nth.min(64))
-            .unwrap_or(self.settings.retry_max);
+            .unwrap_or(self.inner.settings.retry_max);
         let wait = asked.map_or(backoff, |asked| {
-            asked.clamp(self.settings.retry_base, self.settings.retry_max)
+            asked.clamp(
+                self.inner.settings.retry_base,
+                self.inner.settings.retry_max,
+            )
         });
         Some(crate::domain::time::plus(
             now,

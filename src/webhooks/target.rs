@@ -149,6 +149,14 @@ mod tests {
             "http://0x7f000001/",
             "http://2130706433/",
             "http://0.0.0.0/",
+            "http://[::7f00:1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[ff02::1]/",
+            "http://[fec0::1]/",
+            "http://192.0.2.10/",
+            "http://168.63.129.16/",
         ] {
             assert!(
                 matches!(check(url, &ranges), Err(TargetError::Denied(_))),

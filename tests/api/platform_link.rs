@@ -367,14 +367,61 @@ async fn a_put_by_reference_is_idempotent_and_never_takes_back_what_the_pos_repo
     app.deliver_ok("open_regular_tax_inclusive.json").await;
     let id = first["booking"]["id"].as_i64().expect("an id");
     assert_eq!(app.booking_view(id).await["status"], "seated");
-    // The platform still thinks it is confirmed: it does not take the seat back.
+    // The platform still thinks it is confirmed: it does not take the seat back, and says so.
     moved["status"] = json!("confirmed");
-    let (_, stale) = app.put_booking(venue, "224", moved).await;
+    let (_, stale) = app.put_booking(venue, "224", moved.clone()).await;
     assert_eq!(stale["result"], "unchanged");
     assert_eq!(stale["booking"]["status"], "seated");
+    assert!(
+        stale["not_applied"][0]
+            .as_str()
+            .is_some_and(|why| why.contains("seated")),
+        "{stale}"
+    );
+    // Nor does it cancel guests who are at their table, by a PUT or by leaving them out of a
+    // sync (found by the outside attack: a sync's cancel_missing did).
+    moved["status"] = json!("cancelled");
+    let (_, refused) = app.put_booking(venue, "224", moved).await;
+    assert_eq!(refused["booking"]["status"], "seated", "{refused}");
+    assert!(refused["not_applied"][0].is_string(), "{refused}");
+    // Nor moves them: once they arrived, the POS says where they sit (found by the outside
+    // attack: new tables took the check from the booking, a paid one went back to confirmed).
+    let mut elsewhere = booking_224();
+    elsewhere["tables"] = json!(["Table 9"]);
+    elsewhere["start"] = json!("2024-04-04T18:00:00Z");
+    let (_, kept) = app.put_booking(venue, "224", elsewhere).await;
+    assert_eq!(kept["booking"]["tables"], json!(["2"]), "{kept}");
+    assert_eq!(kept["booking"]["start"], "2024-04-04T15:30:00Z", "{kept}");
+    assert_eq!(kept["booking"]["status"], "seated");
+    assert_eq!(
+        kept["not_applied"].as_array().map(Vec::len),
+        Some(2),
+        "{kept}"
+    );
+    let (status, synced) = app
+        .admin_post(
+            &format!("/venues/{venue}/bookings:sync"),
+            json!({ "bookings": [], "cancel_missing": {
+                "from": "2024-04-04T00:00:00Z", "to": "2024-04-05T00:00:00Z" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{synced}");
+    assert_eq!(synced["cancelled"], 0);
+    assert_eq!(app.booking_view(id).await["status"], "seated");
+    // A start with finer digits than the store keeps is the same start sent again (found by
+    // the outside attack: Python's isoformat() made every repeat an update).
+    let mut fine = booking_224();
+    fine["start"] = json!("2024-05-01T19:30:00.123456Z");
+    let (status, _) = app.put_booking(venue, "FINE-1", fine.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, again) = app.put_booking(venue, "FINE-1", fine).await;
+    assert_eq!(again["result"], "unchanged", "{again}");
     // Bad references and bodies are refused, not stored.
     for (reference, body) in [
         ("%20", booking_224()),
+        ("%00", booking_224()),
+        ("%20X1", booking_224()),
+        ("X1%0A", booking_224()),
         (
             "225",
             json!({ "start": "2024-04-04T15:30:00Z", "covers": -1 }),
@@ -383,6 +430,10 @@ async fn a_put_by_reference_is_idempotent_and_never_takes_back_what_the_pos_repo
         (
             "227",
             json!({ "start": "2024-04-04T15:30:00Z", "reference": "x" }),
+        ),
+        (
+            "228",
+            json!({ "start": "2024-04-04T15:30:00Z", "customer": { "name": "x".repeat(600) } }),
         ),
     ] {
         let (status, answer) = app.put_booking(venue, reference, body).await;
@@ -394,6 +445,8 @@ async fn a_put_by_reference_is_idempotent_and_never_takes_back_what_the_pos_repo
     }
     let (status, _) = app.put_booking(venue + 1000, "224", booking_224()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, answer) = app.put_booking(venue, "%FF%FE", booking_224()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
 }
 
 async fn a_sync_of_5000_bookings_upserts_idempotently_and_cancels_what_the_platform_dropped(
@@ -407,13 +460,24 @@ async fn a_sync_of_5000_bookings_upserts_idempotently_and_cancels_what_the_platf
             json!({
                 "reference": format!("S-{i}"),
                 "start": format!("2026-03-{:02}T{:02}:{:02}:00Z", 1 + i / 400 % 28, 10 + i % 12, i % 60),
-                "covers": 2 + i % 6,
+                "duration_minutes": 120, "covers": 2 + i % 6, "status": "confirmed",
                 "tables": [format!("T{}", i % 40)],
-                "customer": { "name": format!("Guest {i}") },
+                "customer": { "name": format!("Guest {i} Example-Surname"),
+                              "email": format!("guest{i}@example.com"),
+                              "phone": format!("+44 20 7946 {:04}", i % 10_000) },
             })
         })
         .collect();
     let range = json!({ "from": "2026-03-01T00:00:00Z", "to": "2026-04-01T00:00:00Z" });
+    let size = json!({ "bookings": bookings }).to_string().len();
+    eprintln!("a sync of {n} bookings is {size} bytes");
+    let (status, _) = app
+        .admin_post(
+            &format!("/venues/{}/bookings:sync", venue + 1000),
+            json!({ "bookings": [] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no such venue");
     let timed = |label: &'static str, started: Instant| {
         eprintln!("sync of {n} bookings, {label}: {:?}", started.elapsed());
     };
@@ -744,7 +808,49 @@ async fn a_partner_silent_at_an_hour_it_usually_sends_is_an_incident_until_it_re
     assert!(!health.contains("silent_since\":\"2"), "{health}");
 }
 
+/// A receiver that takes connections and never answers holds its own subscription's share of
+/// the node's attempts until they time out, never the other subscriptions': before, attempts
+/// went in rounds and every round waited for its slowest (found by the outside attack).
+async fn a_receiver_that_hangs_does_not_hold_back_other_subscriptions(db: Db) {
+    let config = "[webhooks]\nallow_networks = [\"127.0.0.0/8\"]\npoll_interval_ms = 50\n\
+                  timeout_ms = 300000\nconcurrency = 4\n";
+    let app = spawn_with(db, config).await;
+    let healthy = Receiver::start().await;
+    let black_hole = Receiver::start().await;
+    black_hole.hang();
+    let (_, _) = app.subscribe(&healthy.url).await;
+    let (stuck, _) = app.subscribe(&black_hole.url).await;
+    let venue = app.venue_with_location("lightspeed", "900007", true).await;
+    for n in 0..12 {
+        let mut body = booking_224();
+        body["tables"] = json!([format!("T{n}")]);
+        app.put_booking(venue, &format!("H-{n}"), body).await;
+    }
+    // Long enough for a loaded machine, far shorter than the hanging attempts' timeout.
+    healthy
+        .wait_for(
+            WAIT * 4,
+            "every message, while the other receiver hangs",
+            |d| d.len() == 12,
+        )
+        .await;
+    let stuck = app
+        .admin_get(&format!("/webhooks/{stuck}/messages?state=pending"))
+        .await;
+    let stuck = stuck.as_array().expect("messages");
+    assert_eq!(stuck.len(), 12, "nothing of the hanging one's is lost");
+    assert!(
+        stuck.iter().all(|m| m["attempts"] == 0),
+        "its first attempts are still waiting for an answer: {stuck:?}"
+    );
+    assert!(
+        black_hole.deliveries().await.is_empty(),
+        "it never answered, so nothing was recorded"
+    );
+}
+
 on_both_stores!(
+    a_receiver_that_hangs_does_not_hold_back_other_subscriptions,
     a_partner_silent_at_an_hour_it_usually_sends_is_an_incident_until_it_resumes,
     a_pos_close_reaches_the_platform_as_one_verified_booking_paid,
     messages_wait_out_a_receiver_that_is_down_then_arrive_in_order_per_booking,

@@ -38,6 +38,7 @@ impl Delivery {
 struct Shared {
     deliveries: Arc<Mutex<Vec<Delivery>>>,
     failing: Arc<AtomicBool>,
+    hanging: Arc<AtomicBool>,
 }
 
 pub struct Receiver {
@@ -46,6 +47,10 @@ pub struct Receiver {
 }
 
 async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if shared.hanging.load(Ordering::SeqCst) {
+        // A black-holed receiver: the connection is taken, no answer ever comes.
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+    }
     let accepted = !shared.failing.load(Ordering::SeqCst);
     let headers: Vec<(String, String)> = headers
         .iter()
@@ -89,6 +94,11 @@ impl Receiver {
     /// Answers 503 from now on (`true`) or 200 again (`false`).
     pub fn fail(&self, failing: bool) {
         self.shared.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Takes every request from now on and never answers it.
+    pub fn hang(&self) {
+        self.shared.hanging.store(true, Ordering::SeqCst);
     }
 
     pub async fn deliveries(&self) -> Vec<Delivery> {

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::domain::{Mapped, Outcome, Reason};
 
+mod platform_sync;
 mod rows;
 mod write;
 
@@ -512,10 +513,8 @@ impl Store for SqlStore {
         bookings: Vec<(String, PlatformBooking)>,
         cancel_missing: Option<(DateTime<Utc>, DateTime<Utc>)>,
     ) -> Result<SyncOutcome, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move { platform::sync(conn, venue_id, &bookings, cancel_missing).await })
-        })
-        .await
+        self.sync_in_chunks(venue_id, bookings, cancel_missing)
+            .await
     }
 
     async fn booking_page(&self, filter: BookingPageFilter) -> Result<BookingPage, StoreError> {
@@ -574,8 +573,16 @@ impl Store for SqlStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        skip: Vec<i64>,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        self.write(move |conn| Box::pin(webhooks::claim(conn, now, lease_until, limit)))
+        self.write(move |conn| {
+            Box::pin(async move { webhooks::claim(conn, now, lease_until, limit, &skip).await })
+        })
+        .await
+    }
+
+    async fn release_webhooks(&self, rows: Vec<i64>) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(async move { webhooks::release(conn, &rows).await }))
             .await
     }
 
