@@ -708,6 +708,11 @@ async fn a_message_given_up_lets_its_bookings_next_one_go_and_can_be_sent_again(
             types_of(d) == ["booking.changed"]
         })
         .await;
+    // An empty resend is a slip, not "everything" (found by the outside attack).
+    let (status, _) = app
+        .admin_post(&format!("/webhooks/{subscription}/resend"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (_, resent) = app
         .admin_post(
             &format!("/webhooks/{subscription}/resend"),
