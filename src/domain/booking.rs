@@ -94,7 +94,15 @@ impl BookingStatus {
             Mover::Operator => true,
             Mover::Platform => {
                 let releases = matches!(target, Self::Cancelled | Self::NoShow);
-                self.may_move_to(target, Mover::Partner)
+                // Money is the POS's to report: a platform's `paid` on an open check was
+                // undone by the check at once, and done again by every repeat.
+                let money = match target {
+                    Self::Paid => false,
+                    Self::Completed => self == Self::Paid,
+                    _ => true,
+                };
+                money
+                    && self.may_move_to(target, Mover::Partner)
                     && !(releases && self.progress() >= Self::Arrived.progress())
             }
             Mover::Partner => {
@@ -280,6 +288,12 @@ mod tests {
         assert!(Confirmed.may_move_to(NoShow, Mover::Platform));
         assert!(Confirmed.may_move_to(Seated, Mover::Platform));
         assert!(!Seated.may_move_to(Confirmed, Mover::Platform));
+        assert!(
+            !Seated.may_move_to(Paid, Mover::Platform),
+            "the POS says paid"
+        );
+        assert!(!Seated.may_move_to(Completed, Mover::Platform));
+        assert!(Paid.may_move_to(Completed, Mover::Platform));
     }
 
     fn sales(live: usize, open: usize) -> SalesSummary {

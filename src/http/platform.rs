@@ -244,7 +244,7 @@ pub(super) struct SyncInput {
     cancel_missing: Option<SyncRange>,
 }
 
-#[utoipa::path(post, path = "/api/v1/venues/{id}/bookings:sync", tag = "platform", params(("id" = i64, Path, description = "Venue id")), request_body = SyncInput, responses((status = 200, description = "Every booking upserted by reference, validated whole before any is written, then written 250 to a transaction", body = SyncOutcome), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking, repeated reference, or more than 5,000", body = ErrorBody)), security(("admin" = [])))]
+#[utoipa::path(post, path = "/api/v1/venues/{id}/bookings:sync", tag = "platform", params(("id" = i64, Path, description = "Venue id")), request_body = SyncInput, responses((status = 200, description = "Every booking upserted by reference, validated whole before any is written, then written 100 to a transaction", body = SyncOutcome), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking, repeated reference, or more than 5,000", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn sync_bookings(
     State(state): State<AppState>,
     path: IdPath,

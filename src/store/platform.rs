@@ -18,6 +18,16 @@ use crate::domain::{BookingStatus, Customer, Mover, TableKey, time};
 /// What bookings made by the platform are stored with as their source.
 pub const PLATFORM: &str = "platform";
 
+/// Why a platform's status was not applied.
+fn not_moved(wanted: BookingStatus, status: BookingStatus) -> String {
+    format!(
+        "status {}: the booking is {}; a platform moves it only forwards, never to paid (the \
+         POS reports payment), never releasing guests who arrived",
+        wanted.as_str(),
+        status.as_str()
+    )
+}
+
 /// Most bookings one sync may carry.
 pub const MAX_SYNC: usize = 5_000;
 
@@ -47,6 +57,16 @@ pub(super) async fn put(
     .fetch_optional(conn)
     .await?;
     let Some(row) = existing else {
+        // A booking stated as cancelled or a no-show is made confirmed first, and released
+        // only if no waiting check carrying its reference seated it meanwhile: guests at
+        // their table are never created away.
+        let wanted = booking.status.unwrap_or(BookingStatus::Confirmed);
+        let releases = matches!(wanted, BookingStatus::Cancelled | BookingStatus::NoShow);
+        let created = if releases || wanted == BookingStatus::Paid {
+            BookingStatus::Confirmed
+        } else {
+            wanted
+        };
         let id = bookings::create(
             conn,
             venue_id,
@@ -56,16 +76,29 @@ pub(super) async fn put(
                 duration_minutes: booking.duration_minutes,
                 covers: booking.covers,
                 tables: booking.tables.clone(),
-                status: booking.status.unwrap_or(BookingStatus::Confirmed),
+                status: created,
                 customer: booking.customer.clone(),
                 source: PLATFORM,
             },
         )
         .await?;
+        let mut not_applied = Vec::new();
+        if wanted != created {
+            let now = crate::store::rematch::booking_status(conn, id).await?;
+            if now.may_move_to(wanted, Mover::Platform) {
+                let changes = BookingChanges {
+                    status: Some(wanted),
+                    ..BookingChanges::default()
+                };
+                bookings::update(conn, id, changes, PLATFORM).await?;
+            } else {
+                not_applied.push(not_moved(wanted, now));
+            }
+        }
         return Ok(PutOutcome {
             id,
             result: PutResult::Created,
-            not_applied: Vec::new(),
+            not_applied,
         });
     };
     let id: i64 = row.try_get("id")?;
@@ -101,12 +134,7 @@ pub(super) async fn put(
         && wanted != status
         && changes.status.is_none()
     {
-        not_applied.push(format!(
-            "status {}: the booking is {}, and a platform moves it only forwards, never \
-             releasing guests who arrived",
-            wanted.as_str(),
-            status.as_str()
-        ));
+        not_applied.push(not_moved(wanted, status));
     }
     // Once the guests arrived, where and when they sit is what the POS says: moving the
     // booking would take their checks from it (a paid booking back to confirmed).
@@ -149,7 +177,7 @@ pub(super) async fn put(
 
 /// Bookings one transaction of a sync writes: partners' deliveries to the venue (and, on
 /// SQLite, to every venue) wait for at most one of them, not for the whole sync.
-pub const SYNC_CHUNK: usize = 250;
+pub const SYNC_CHUNK: usize = 100;
 
 /// Puts every booking of `items` (reference, booking), one chunk of a sync, in this
 /// transaction; adds what each did to `outcome`.

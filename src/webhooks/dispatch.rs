@@ -8,7 +8,7 @@
 //! every attempt failed for `disable_after_seconds` is disabled; its messages wait for it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder as _;
 use chrono::{DateTime, Utc};
@@ -37,20 +37,41 @@ struct Inner {
     ranges: Arc<Ranges>,
     /// Attempts in flight on this node, at most `concurrency`.
     slots: Arc<Semaphore>,
-    /// Attempts in flight per subscription, at most [`Inner::per_subscription`]: a receiver
-    /// that hangs holds that many slots until its timeout, never all of them.
-    busy: Mutex<HashMap<i64, usize>>,
-    /// Woken when an attempt ends, so its slot is used again at once.
+    /// When each attempt in flight began, per subscription: at most
+    /// [`Inner::per_subscription`] each, and subscriptions slow to answer hold at most half
+    /// the slots together, so receivers that hang never take every slot.
+    busy: Mutex<HashMap<i64, Vec<Instant>>>,
+    /// Attempts slow to answer (past [`SLOW`]) give their slot back and go on under one of
+    /// these: receivers that hang never keep the others waiting.
+    slow_lane: Arc<Semaphore>,
+    /// Woken when an attempt ends or turns slow, so its slot is used again at once.
     freed: Notify,
 }
 
 /// Most bytes of a receiver's error answer kept with the message.
 const KEPT_ERROR_BYTES: usize = 200;
 
+/// An attempt in flight this long makes its subscription slow.
+const SLOW: Duration = Duration::from_secs(1);
+
 impl Inner {
     /// A quarter of the node's slots, at least one.
     fn per_subscription(&self) -> usize {
         (self.settings.concurrency / 4).max(1)
+    }
+
+    /// The subscriptions no more attempts may start for now: those at their share, and, once
+    /// slow ones hold half the slots, every slow one.
+    fn saturated(&self, busy: &HashMap<i64, Vec<Instant>>) -> Vec<i64> {
+        let slow = |starts: &Vec<Instant>| starts.iter().any(|s| s.elapsed() >= SLOW);
+        let slow_slots: usize = busy.values().filter(|s| slow(s)).map(Vec::len).sum();
+        let slow_full = slow_slots.saturating_mul(2) >= self.settings.concurrency;
+        busy.iter()
+            .filter(|(_, starts)| {
+                starts.len() >= self.per_subscription() || (slow_full && slow(starts))
+            })
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
@@ -75,6 +96,7 @@ impl Dispatcher {
                 store,
                 client,
                 slots: Arc::new(Semaphore::new(settings.concurrency)),
+                slow_lane: Arc::new(Semaphore::new(settings.concurrency.saturating_mul(4))),
                 settings,
                 ranges,
                 busy: Mutex::new(HashMap::new()),
@@ -125,10 +147,7 @@ impl Dispatcher {
             }
             let full: Vec<i64> = {
                 let busy = inner.busy.lock().unwrap_or_else(PoisonError::into_inner);
-                busy.iter()
-                    .filter(|(_, n)| **n >= inner.per_subscription())
-                    .map(|(id, _)| *id)
-                    .collect()
+                inner.saturated(&busy)
             };
             let now = Utc::now();
             let lease = inner
@@ -152,12 +171,13 @@ impl Dispatcher {
             for message in claimed {
                 {
                     let mut busy = inner.busy.lock().unwrap_or_else(PoisonError::into_inner);
-                    let in_flight = busy.entry(message.subscription_id).or_default();
-                    if *in_flight >= inner.per_subscription() {
+                    if inner.saturated(&busy).contains(&message.subscription_id) {
                         over_share.push(message.row);
                         continue;
                     }
-                    *in_flight += 1;
+                    busy.entry(message.subscription_id)
+                        .or_default()
+                        .push(Instant::now());
                 }
                 let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() else {
                     // Only this loop takes slots, and it claimed no more than were free.
@@ -167,7 +187,21 @@ impl Dispatcher {
                 };
                 let this = self.clone();
                 tokio::spawn(async move {
-                    this.send_and_record(message).await;
+                    let attempt = this.send_and_record(message);
+                    tokio::pin!(attempt);
+                    let mut slot = Some(slot);
+                    tokio::select! {
+                        () = &mut attempt => {}
+                        () = tokio::time::sleep(SLOW) => {
+                            let slow = Arc::clone(&this.inner.slow_lane).try_acquire_owned().ok();
+                            if slow.is_some() {
+                                drop(slot.take());
+                                this.inner.freed.notify_one();
+                            }
+                            attempt.await;
+                            drop(slow);
+                        }
+                    }
                     drop(slot);
                     this.inner.freed.notify_one();
                 });
@@ -183,16 +217,19 @@ impl Dispatcher {
         }
     }
 
-    /// One attempt of `subscription` fewer in flight.
+    /// One attempt of `subscription` fewer in flight (the oldest: they end in about the
+    /// order they began, and only slowness reads the times).
     fn release_share(&self, subscription: i64) {
         let mut busy = self
             .inner
             .busy
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = busy.get_mut(&subscription) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(starts) = busy.get_mut(&subscription) {
+            if !starts.is_empty() {
+                starts.remove(0);
+            }
+            if starts.is_empty() {
                 busy.remove(&subscription);
             }
         }

@@ -30,6 +30,8 @@ pub enum TargetError {
     NoHost,
     #[error("{0} is in a denied address range (webhooks.deny_networks)")]
     Denied(IpAddr),
+    #[error("{0} names this machine or an internal service")]
+    InternalName(String),
 }
 
 /// The ranges a target may not reach, and the exceptions.
@@ -71,7 +73,19 @@ pub fn check(url: &str, ranges: &Ranges) -> Result<Url, TargetError> {
         None => Err(TargetError::NoHost),
         Some(url::Host::Ipv4(v4)) => literal(IpAddr::V4(v4), ranges, parsed.clone()),
         Some(url::Host::Ipv6(v6)) => literal(IpAddr::V6(v6), ranges, parsed.clone()),
-        Some(url::Host::Domain(_)) => Ok(parsed),
+        Some(url::Host::Domain(name)) => {
+            // Names that only ever mean this machine or a cloud's internal services; any
+            // other name is judged by the addresses it resolves to, at every connection.
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let internal = name == "localhost"
+                || name.ends_with(".localhost")
+                || name.ends_with(".internal")
+                || name.ends_with(".local");
+            if internal && ranges.allowed.is_empty() {
+                return Err(TargetError::InternalName(name));
+            }
+            Ok(parsed.clone())
+        }
     }
 }
 
@@ -161,6 +175,17 @@ mod tests {
             assert!(
                 matches!(check(url, &ranges), Err(TargetError::Denied(_))),
                 "{url} should be denied"
+            );
+        }
+        for url in [
+            "http://localhost/",
+            "http://LOCALHOST./",
+            "http://metadata.google.internal/",
+            "http://printer.local/",
+        ] {
+            assert!(
+                matches!(check(url, &ranges), Err(TargetError::InternalName(_))),
+                "{url} should be refused"
             );
         }
         assert!(check("https://hooks.example.com/diarysync", &ranges).is_ok());
