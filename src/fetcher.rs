@@ -77,7 +77,7 @@ fn backoff(base: Duration, attempts: i64) -> Duration {
 }
 
 /// Runs until `stop` turns true.
-pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Receiver<bool>) {
+pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(error) => {
@@ -85,21 +85,10 @@ pub async fn run(gateway: Arc<Gateway>, cadence: Cadence, mut stop: watch::Recei
             return;
         }
     };
-    let mut tick = tokio::time::interval(cadence.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let round = crate::store::guarded(fetch_due(&gateway, &client, cadence.retry_base));
-        if let Err(error) = round.await {
-            tracing::error!(%error, "fetch round failed; the next round tries again");
-        }
-    }
+    crate::schedule::every(cadence.interval, Duration::ZERO, stop, "fetch", || {
+        fetch_due(&gateway, &client, cadence.retry_base)
+    })
+    .await;
 }
 
 /// Fetches every due pending event once (those whose channel may be called now); returns

@@ -33,6 +33,7 @@ pub mod http;
 pub mod partners;
 pub mod replay_cache;
 pub mod retention;
+pub mod schedule;
 pub mod silence;
 pub mod simulate;
 pub mod store;

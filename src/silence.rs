@@ -23,26 +23,14 @@ pub fn rule(settings: &SilenceSettings) -> SilenceRule {
     }
 }
 
-/// Runs checks until `stop` turns true.
-pub async fn run(
-    store: Arc<dyn Store>,
-    settings: SilenceSettings,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(settings.check_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        if let Err(error) = crate::store::guarded(check(store.as_ref(), rule(&settings))).await {
-            tracing::warn!(%error, "silence check failed; the next one tries again");
-        }
-    }
+/// Runs checks until `stop` turns true, the first one a period after start: the check
+/// reads weeks of events, which a node starting (or restarting in a crash loop) need not.
+pub async fn run(store: Arc<dyn Store>, settings: SilenceSettings, stop: watch::Receiver<bool>) {
+    let period = settings.check_interval;
+    crate::schedule::every(period, period, stop, "silence check", || {
+        check(store.as_ref(), rule(&settings))
+    })
+    .await;
 }
 
 /// One check: raises and clears silences. Returns how many this node raised or cleared.

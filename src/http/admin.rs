@@ -371,6 +371,31 @@ pub(super) fn default_duration() -> i64 {
 /// whose sums over a diary could overflow.
 const MAX_COVERS: i64 = 10_000;
 
+/// A booking's length: a minute to a day.
+pub(super) fn valid_duration(minutes: i64) -> Result<(), ApiError> {
+    if (1..=24 * 60).contains(&minutes) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(
+            "duration_minutes must be between 1 and 1440".into(),
+        ))
+    }
+}
+
+/// A new booking's time, length, covers and tables within their bounds; its start, checked.
+pub(super) fn booking_fields(
+    start: DateTime<Utc>,
+    duration_minutes: i64,
+    covers: i64,
+    tables: &[String],
+) -> Result<DateTime<Utc>, ApiError> {
+    valid_duration(duration_minutes)?;
+    valid_covers(covers)?;
+    let start = valid_time(start, "start")?;
+    valid_tables(tables)?;
+    Ok(start)
+}
+
 pub(super) fn valid_covers(covers: i64) -> Result<(), ApiError> {
     if (0..=MAX_COVERS).contains(&covers) {
         Ok(())
@@ -397,14 +422,12 @@ pub(super) async fn create_booking(
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let venue_id = id(path)?;
     let input = body(input)?;
-    if !(1..=24 * 60).contains(&input.duration_minutes) {
-        return Err(ApiError::Unprocessable(
-            "duration_minutes must be between 1 and 1440".into(),
-        ));
-    }
-    valid_covers(input.covers)?;
-    let start = valid_time(input.start, "start")?;
-    valid_tables(&input.tables)?;
+    let start = booking_fields(
+        input.start,
+        input.duration_minutes,
+        input.covers,
+        &input.tables,
+    )?;
     input
         .reference
         .as_deref()
@@ -472,14 +495,7 @@ pub(super) async fn update_booking(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
-    if input
-        .duration_minutes
-        .is_some_and(|d| !(1..=24 * 60).contains(&d))
-    {
-        return Err(ApiError::Unprocessable(
-            "duration_minutes must be between 1 and 1440".into(),
-        ));
-    }
+    input.duration_minutes.map(valid_duration).transpose()?;
     input.covers.map(valid_covers).transpose()?;
     let start = input.start.map(|t| valid_time(t, "start")).transpose()?;
     input.tables.as_deref().map(valid_tables).transpose()?;

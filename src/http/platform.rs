@@ -12,8 +12,8 @@ use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::admin::{CustomerInput, default_duration, parse_status, valid_covers};
-use super::input::{IdPath, body, id, identifier, query, valid_filter, valid_tables, valid_time};
+use super::admin::{CustomerInput, booking_fields, default_duration, parse_status};
+use super::input::{IdPath, body, id, identifier, query, valid_filter, valid_time};
 use crate::domain::Customer;
 use crate::error::{ApiError, ErrorBody};
 use crate::store::platform::MAX_SYNC;
@@ -73,13 +73,7 @@ pub(super) struct PlatformBookingInput {
 
 impl PlatformBookingInput {
     fn validate(self) -> Result<PlatformBooking, ApiError> {
-        if !(1..=24 * 60).contains(&self.duration_minutes) {
-            return Err(ApiError::Unprocessable(
-                "duration_minutes must be between 1 and 1440".into(),
-            ));
-        }
-        valid_covers(self.covers)?;
-        valid_tables(&self.tables)?;
+        let start = booking_fields(self.start, self.duration_minutes, self.covers, &self.tables)?;
         for (field, value, most) in [
             ("customer.name", &self.customer.name, 512),
             ("customer.email", &self.customer.email, 254),
@@ -93,7 +87,6 @@ impl PlatformBookingInput {
         }
         // Stored to the millisecond: a start with finer digits compares equal to itself
         // sent again (`2026-…T19:30:00.123456Z` twice is unchanged the second time).
-        let start = valid_time(self.start, "start")?;
         let start = start.trunc_subsecs(3);
         Ok(PlatformBooking {
             start,

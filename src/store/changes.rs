@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::StoreError;
 use super::db::{self, Conn};
-use super::records::{ChangeRecord, SaleRecord, SpendRecord};
+use super::records::{ChangeRecord, SaleRecord, SpendRecord, money_text};
 use super::spend::spend_of;
 use super::sql::{SALE_COLUMNS, from_millis, parse_status, sale_record};
 use crate::domain::change::{ChangeType, Note, Noted};
@@ -329,15 +329,6 @@ async fn sale_data(conn: &mut Conn<'_>, id: i64) -> Result<Option<(i64, Value)>,
     Ok(Some((sale.venue_id, sale_json(&sale))))
 }
 
-/// An amount as the API writes money: at least two decimals, every digit kept.
-fn money(amount: rust_decimal::Decimal) -> String {
-    let mut amount = amount;
-    if amount.scale() < 2 {
-        amount.rescale(2);
-    }
-    amount.to_string()
-}
-
 /// A sale as its messages show it.
 fn sale_json(sale: &SaleRecord) -> Value {
     json!({
@@ -347,8 +338,8 @@ fn sale_json(sale: &SaleRecord) -> Value {
         "number": sale.number,
         "kind": sale.kind,
         "state": sale.state,
-        "total": money(sale.total),
-        "paid": money(sale.paid),
+        "total": money_text(sale.total),
+        "paid": money_text(sale.paid),
         "currency": sale.currency,
         "tables": sale.tables,
         "match": sale.match_,

@@ -47,6 +47,16 @@ pub(super) async fn put(
     booking: &PlatformBooking,
 ) -> Result<PutOutcome, StoreError> {
     conn.lock_venue(venue_id).await?;
+    put_locked(conn, venue_id, reference, booking).await
+}
+
+/// [`put`] in a transaction that holds the venue already (a sync's chunk: one lock for all).
+async fn put_locked(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+    reference: &str,
+    booking: &PlatformBooking,
+) -> Result<PutOutcome, StoreError> {
     let existing = db::query(
         "SELECT id, start_at, end_at, covers, status, tables, customer_name, customer_email,
              customer_phone
@@ -192,7 +202,7 @@ pub(super) async fn put_all(
     conn.lock_venue(venue_id).await?;
     let mut outcome = SyncOutcome::default();
     for (reference, booking) in items {
-        match put(conn, venue_id, reference, booking).await?.result {
+        match put_locked(conn, venue_id, reference, booking).await?.result {
             PutResult::Created => outcome.created += 1,
             PutResult::Updated => outcome.updated += 1,
             PutResult::Unchanged => outcome.unchanged += 1,

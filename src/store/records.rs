@@ -11,12 +11,17 @@ use crate::domain::{BookingStatus, Customer};
 
 /// Writes an amount as a decimal string with at least two decimals ("63.20", "0.00"),
 /// keeping every digit the partner sent ("-1.6667" stays as it is).
-fn money<S: Serializer>(amount: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
-    let mut amount = *amount;
+/// An amount as the API writes money: at least two decimals, every digit kept.
+pub fn money_text(amount: Decimal) -> String {
+    let mut amount = amount;
     if amount.scale() < 2 {
         amount.rescale(2);
     }
-    serializer.collect_str(&amount)
+    amount.to_string()
+}
+
+fn money<S: Serializer>(amount: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&money_text(*amount))
 }
 
 fn opt_money<S: Serializer>(amount: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -336,14 +336,19 @@ pub(super) async fn claim(
 /// # Errors
 /// When the database fails.
 pub(super) async fn release(conn: &mut Conn<'_>, rows: &[i64]) -> Result<(), StoreError> {
-    for row in rows {
-        db::query(
-            "UPDATE webhook_messages SET claimed_until = NULL WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(*row)
-        .execute(conn)
-        .await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let places: Vec<String> = (1..=rows.len()).map(|i| format!("${i}")).collect();
+    let mut release = db::query(format!(
+        "UPDATE webhook_messages SET claimed_until = NULL
+         WHERE state = 'pending' AND id IN ({})",
+        places.join(", ")
+    ));
+    for row in rows {
+        release = release.bind(*row);
+    }
+    release.execute(conn).await?;
     Ok(())
 }
 

@@ -117,28 +117,33 @@ impl Dispatcher {
         let mut tick = tokio::time::interval(self.inner.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = self.inner.freed.notified() => {}
+            // New changes are queued on the period's ticks; an attempt's end only frees a
+            // slot for what is already queued.
+            let queue = tokio::select! {
+                _ = tick.tick() => true,
+                () = self.inner.freed.notified() => false,
                 _ = stop.changed() => return,
-            }
+            };
             if *stop.borrow() {
                 return;
             }
-            if let Err(error) = crate::store::guarded(self.round()).await {
+            if let Err(error) = crate::store::guarded(self.round(queue)).await {
                 tracing::warn!(%error, "webhook round failed; the next round tries again");
             }
         }
     }
 
-    /// Queues newly committed changes, then starts an attempt for every message due, as
-    /// far as free slots allow; each attempt records its own end. Returns how many started.
+    /// Queues newly committed changes (with `queue`), then starts an attempt for every
+    /// message due, as far as free slots allow; each attempt records its own end. Returns how
+    /// many started.
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn round(&self) -> Result<usize, StoreError> {
+    pub async fn round(&self, queue: bool) -> Result<usize, StoreError> {
         let inner = &self.inner;
-        inner.store.queue_webhooks(Utc::now()).await?;
+        if queue {
+            inner.store.queue_webhooks(Utc::now()).await?;
+        }
         let mut started = 0;
         loop {
             let free = inner.slots.available_permits();
