@@ -39,6 +39,10 @@ pub enum StartError {
     Webhooks(String),
 }
 
+/// How often expired page sessions are deleted (they are refused as soon as they expire;
+/// this only keeps the table small).
+const SESSION_SWEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl App {
     /// Opens the store (running migrations), builds the pipeline and binds the listener.
     ///
@@ -72,9 +76,11 @@ impl App {
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
         let dispatcher =
             Dispatcher::new(Arc::clone(gateway.store()), webhooks).map_err(StartError::Webhooks)?;
+        let operators: Arc<dyn crate::store::operators::Operators> = Arc::new(store.clone());
         let state = AppState {
             retention,
-            sessions: Arc::new(crate::http::session::Sessions::new(&admin_token)),
+            operators,
+            logins: Arc::new(crate::accounts::LoginGuard::default()),
             admin_token,
             max_body_bytes,
             partner_names,
@@ -135,6 +141,17 @@ impl App {
             self.silence,
             stopped.clone(),
         ));
+        let operators: Arc<dyn crate::store::operators::Operators> = Arc::new(self.store.clone());
+        let sweeper = tokio::spawn(crate::schedule::every(
+            SESSION_SWEEP,
+            SESSION_SWEEP,
+            stopped.clone(),
+            "expired sessions were not deleted",
+            move || {
+                let operators = Arc::clone(&operators);
+                async move { operators.delete_expired_sessions(chrono::Utc::now()).await }
+            },
+        ));
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let (died_tx, died_rx) = tokio::sync::oneshot::channel::<String>();
         let store = self.store.clone();
@@ -157,6 +174,7 @@ impl App {
             let _ = fetcher.await;
             let _ = dispatcher.await;
             let _ = watcher.await;
+            let _ = sweeper.await;
             if let Some(purger) = purger {
                 let _ = purger.await;
             }

@@ -11,8 +11,11 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or invalid admin token")]
+    #[error("missing or invalid token")]
     Unauthorized,
+    /// The actor's role does not allow this (another venue's data is `NotFound` instead).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -38,6 +41,7 @@ impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -72,7 +76,7 @@ impl From<StoreError> for ApiError {
 /// What every admin API error answers with.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable: unauthorized, not_found, bad_request, too_large, invalid, conflict,
+    /// Machine-readable: unauthorized, forbidden, not_found, bad_request, too_large, invalid, conflict,
     /// unavailable, internal.
     pub error: &'static str,
     /// For people.

@@ -18,11 +18,14 @@
 //!   operator's pages (sessions, templates in `templates/`), health and metrics.
 //! - [`simulate`]: service days with their ground truth, played over HTTP to measure
 //!   matching.
+//! - [`accounts`]: operators' passwords (Argon2id) and the brake on guessing them; who may
+//!   do what is [`domain::access`].
 //! - [`config`]: the validated configuration; [`app`]: building and running the service;
 //!   [`error`]: the admin API's error table; [`telemetry`]: logs and metrics.
 //!
 //! `docs/ARCHITECTURE.md` walks through a request end to end.
 
+pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod domain;
@@ -38,4 +41,5 @@ pub mod silence;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod user_command;
 pub mod webhooks;

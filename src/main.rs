@@ -78,10 +78,59 @@ enum Command {
         #[arg(long, default_value_t = 0.98)]
         min_recall: f64,
     },
+    /// Manages operators' accounts: the first admin, and scripts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Works with partner handlers.
     Handler {
         #[command(subcommand)]
         command: HandlerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Adds a user. The password is read from standard input with --password-stdin, else a
+    /// random one is generated and printed once.
+    Add {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// admin, integrator or venue_manager.
+        #[arg(long)]
+        role: String,
+        /// A venue a venue_manager sees (repeat for several).
+        #[arg(long = "venue")]
+        venues: Vec<i64>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Lists every user (never their passwords or tokens).
+    List {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+    },
+    /// Disables a user: their sessions end and their tokens stop working at once.
+    Disable {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        email: String,
+    },
+    /// Sets a new password (from standard input with --password-stdin, else generated and
+    /// printed once); the user's sessions end.
+    ResetPassword {
+        #[arg(long, env = "DIARYSYNC_CONFIG", default_value = "diarysync.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -151,6 +200,49 @@ async fn main() -> anyhow::Result<()> {
             test_handler(config, &partner, &event_type, &headers, file)
         }
         Command::Backup { config, target } => backup(config, &target),
+        Command::User { command } => {
+            use diarysync::user_command::{PasswordSource, UserAction, run};
+            let source = |stdin: bool| {
+                if stdin {
+                    PasswordSource::Stdin
+                } else {
+                    PasswordSource::Generate
+                }
+            };
+            let (config, action) = match command {
+                UserCommand::Add {
+                    config,
+                    email,
+                    name,
+                    role,
+                    venues,
+                    password_stdin,
+                } => (
+                    config,
+                    UserAction::Add {
+                        email,
+                        name,
+                        role,
+                        venues,
+                        password: source(password_stdin),
+                    },
+                ),
+                UserCommand::List { config } => (config, UserAction::List),
+                UserCommand::Disable { config, email } => (config, UserAction::Disable { email }),
+                UserCommand::ResetPassword {
+                    config,
+                    email,
+                    password_stdin,
+                } => (
+                    config,
+                    UserAction::ResetPassword {
+                        email,
+                        password: source(password_stdin),
+                    },
+                ),
+            };
+            run(&config, action).await
+        }
         Command::Simulate {
             days,
             seed,

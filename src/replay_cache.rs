@@ -12,18 +12,18 @@
 //! should sign a timestamp, or run with `replay_window_seconds = 0`.
 //!
 //! It lives in each node's memory: a replay that reaches another node is caught there by
-//! idempotency instead. Bounded: the oldest entries go first.
+//! idempotency instead. Bounded: a `moka` cache whose entries live for the window, and which
+//! evicts the least used first when full.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 
 use crate::store::NewEvent;
 
 /// Deliveries remembered at most.
-const CAPACITY: usize = 200_000;
+const CAPACITY: u64 = 200_000;
 
 /// A delivery's identity in the cache.
 pub type ReplayKey = [u8; 32];
@@ -31,13 +31,8 @@ pub type ReplayKey = [u8; 32];
 #[derive(Debug)]
 pub struct ReplayCache {
     window: Duration,
-    entries: Mutex<Entries>,
-}
-
-#[derive(Debug, Default)]
-struct Entries {
-    by_key: HashMap<ReplayKey, (i64, Instant)>,
-    order: VecDeque<(ReplayKey, Instant)>,
+    /// The event that accepted a delivery, and when.
+    entries: Cache<ReplayKey, (i64, Instant)>,
 }
 
 /// What the cache knows of a delivery seen before.
@@ -52,7 +47,10 @@ impl ReplayCache {
     pub fn new(window: Duration) -> ReplayCache {
         ReplayCache {
             window,
-            entries: Mutex::new(Entries::default()),
+            entries: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(window.max(Duration::from_millis(1)))
+                .build(),
         }
     }
 
@@ -79,13 +77,9 @@ impl ReplayCache {
         if self.window.is_zero() {
             return None;
         }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (event_id, at) = entries.by_key.get(key)?;
-        let ago = now.saturating_duration_since(*at);
-        (ago <= self.window).then_some(Seen {
-            event_id: *event_id,
-            ago,
-        })
+        let (event_id, at) = self.entries.get(key)?;
+        let ago = now.saturating_duration_since(at);
+        (ago <= self.window).then_some(Seen { event_id, ago })
     }
 
     /// Remembers that `event_id` accepted the delivery `key` at `now`.
@@ -93,19 +87,7 @@ impl ReplayCache {
         if self.window.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((oldest, at)) = entries.order.front().copied() {
-            let expired = now.saturating_duration_since(at) > self.window;
-            if !expired && entries.order.len() < CAPACITY {
-                break;
-            }
-            entries.order.pop_front();
-            if entries.by_key.get(&oldest).is_some_and(|(_, t)| *t == at) {
-                entries.by_key.remove(&oldest);
-            }
-        }
-        entries.by_key.insert(key, (event_id, now));
-        entries.order.push_back((key, now));
+        self.entries.insert(key, (event_id, now));
     }
 }
 
@@ -132,14 +114,14 @@ mod tests {
     }
 
     #[test]
-    fn expired_entries_are_dropped_and_a_zero_window_remembers_nothing() {
-        let cache = ReplayCache::new(Duration::from_secs(1));
+    fn entries_expire_on_their_own_and_a_zero_window_remembers_nothing() {
+        let cache = ReplayCache::new(Duration::from_millis(50));
         let start = Instant::now();
         cache.remember([1u8; 32], 1, start);
-        cache.remember([2u8; 32], 2, start + Duration::from_secs(5));
-        let entries = cache.entries.lock().expect("lock");
-        assert_eq!(entries.by_key.len(), 1, "the expired one went");
-        drop(entries);
+        std::thread::sleep(Duration::from_millis(120));
+        cache.entries.run_pending_tasks();
+        assert_eq!(cache.entries.entry_count(), 0, "the expired one went");
+        assert_eq!(cache.seen(&[1u8; 32], start), None);
         let off = ReplayCache::new(Duration::ZERO);
         off.remember([1u8; 32], 1, start);
         assert_eq!(off.seen(&[1u8; 32], start), None);

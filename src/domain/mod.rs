@@ -6,6 +6,7 @@
 //! booking a sale belongs to, whether a booking may move to a new status) are made here, so they
 //! can be unit-tested without a database.
 
+pub mod access;
 pub mod booking;
 pub mod change;
 pub mod command;

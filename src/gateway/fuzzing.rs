@@ -19,6 +19,7 @@ use std::time::Duration;
 use super::{Gateway, Inbound, Receipt, Route};
 use crate::config::Config;
 use crate::domain::Reason;
+use crate::domain::access::Actor;
 use crate::store::{NewBooking, NewLocation, NewVenue, SqlStoreHandle, Store};
 
 /// The partners a `#partner` line may name.
@@ -112,19 +113,22 @@ fn remove_stale_rigs() {
 /// A venue owning [`LOCATIONS`], walk-ins on, with bookings on the seed payloads' tables.
 async fn furnish(store: &SqlStoreHandle) {
     let venue = store
-        .create_venue(NewVenue {
-            name: "Fuzz".to_owned(),
-            timezone: "Europe/London".to_owned(),
-            currency: Some("GBP".to_owned()),
-            locations: LOCATIONS
-                .iter()
-                .map(|(partner, location_id)| NewLocation {
-                    partner: (*partner).to_owned(),
-                    location_id: (*location_id).to_owned(),
-                    enabled: true,
-                })
-                .collect(),
-        })
+        .create_venue(
+            NewVenue {
+                name: "Fuzz".to_owned(),
+                timezone: "Europe/London".to_owned(),
+                currency: Some("GBP".to_owned()),
+                locations: LOCATIONS
+                    .iter()
+                    .map(|(partner, location_id)| NewLocation {
+                        partner: (*partner).to_owned(),
+                        location_id: (*location_id).to_owned(),
+                        enabled: true,
+                    })
+                    .collect(),
+            },
+            Actor::command_line(),
+        )
         .await
         .unwrap_or_else(|e| panic!("the target's venue: {e}"));
     let changes = crate::store::VenueChanges {
@@ -132,7 +136,7 @@ async fn furnish(store: &SqlStoreHandle) {
         ..crate::store::VenueChanges::default()
     };
     store
-        .update_venue(venue.id, changes)
+        .update_venue(venue.id, changes, Actor::command_line())
         .await
         .unwrap_or_else(|e| panic!("walk-ins on: {e}"));
     let bookings = [
@@ -152,7 +156,7 @@ async fn furnish(store: &SqlStoreHandle) {
             source: "admin",
         };
         store
-            .create_booking(venue.id, booking)
+            .create_booking(venue.id, booking, Actor::command_line())
             .await
             .unwrap_or_else(|e| panic!("a booking: {e}"));
     }

@@ -1,25 +1,26 @@
-//! The admin API (`/api/v1`): JSON, behind `Authorization: Bearer <admin token>`.
+//! The admin API (`/api/v1`): JSON, behind `Authorization: Bearer <token>`: the
+//! configuration's admin token or a user's personal token, limited to what the user's role
+//! may do and the venues it sees (`http::access`).
 
 use std::str::FromStr;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Extension, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
+use super::access::{allowed, authenticate, require, visible};
 use super::input::{
     IdPath, body, found, id, identifier, query, table_name, valid_currency, valid_filter,
     valid_tables, valid_time,
 };
+use crate::domain::access::{Actor, Permission};
 use crate::domain::{BookingStatus, Customer};
 use crate::error::{ApiError, ErrorBody};
 use crate::gateway::ReplaySummary;
@@ -35,14 +36,29 @@ use crate::store::{
 const DEFAULT_PAGE: i64 = 100;
 
 pub(super) fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    // Every role, each handler limiting what it reads and writes to the actor's venues.
+    let venues = Router::new()
         .route("/venues", get(venues).post(create_venue))
-        .route("/health", get(health))
         .route("/venues/{id}", get(venue).patch(update_venue))
         .route(
             "/venues/{id}/bookings",
             get(super::platform::bookings).post(create_booking),
         )
+        .route("/venues/{id}/diary", get(diary))
+        .route("/venues/{id}/sales", get(venue_sales))
+        .route("/bookings/{id}", get(booking).patch(update_booking))
+        .route("/bookings/{id}/cancel", post(cancel_booking))
+        .route("/guests/{id}", get(guest))
+        .route("/sales", get(sales))
+        .route("/sales/{id}", get(sale))
+        .route("/sales/{id}/suggestions", get(suggestions))
+        .route("/sales/{id}/match", post(match_sale))
+        .route("/sales/{id}/unmatch", post(unmatch_sale))
+        .route("/events", get(events))
+        .route("/events/{id}", get(event))
+        .merge(super::users::own_router());
+    let integrate = Router::new()
+        .route("/health", get(health))
         .route(
             "/venues/{id}/bookings/by-reference/{reference}",
             axum::routing::put(super::platform::put_booking),
@@ -55,42 +71,20 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         )
         .route("/changes", get(super::platform::changes))
         .merge(super::webhooks::router())
-        .route("/venues/{id}/diary", get(diary))
-        .route("/venues/{id}/sales", get(venue_sales))
-        .route("/bookings/{id}", get(booking).patch(update_booking))
-        .route("/bookings/{id}/cancel", post(cancel_booking))
-        .route("/guests/{id}", get(guest))
-        .route("/sales", get(sales))
-        .route("/sales/{id}", get(sale))
-        .route("/sales/{id}/suggestions", get(suggestions))
-        .route("/sales/{id}/match", post(match_sale))
-        .route("/sales/{id}/unmatch", post(unmatch_sale))
-        .route("/events", get(events))
         .route("/events/replay", post(replay))
-        .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay_one))
+        .route_layer(middleware::from_fn(require(Permission::Integrate)));
+    let administer = Router::new()
         .route("/retention/purge", post(purge))
-        .route_layer(middleware::from_fn_with_state(state, require_admin))
-        // Documentation, not data: readable without the token.
+        .merge(super::users::router())
+        .route_layer(middleware::from_fn(require(Permission::Administer)));
+    Router::new()
+        .merge(venues)
+        .merge(integrate)
+        .merge(administer)
+        .route_layer(middleware::from_fn_with_state(state, authenticate))
+        // Documentation, not data: readable without a token.
         .route("/openapi.json", get(super::openapi::serve))
-}
-
-/// Lets the request through only with the admin bearer token (compared in constant time).
-async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let expected = Sha256::digest(state.admin_token.expose_secret().as_bytes());
-    let authorised = presented
-        .is_some_and(|token| bool::from(Sha256::digest(token.as_bytes()).ct_eq(&expected)));
-    if !authorised {
-        return ApiError::Unauthorized.into_response();
-    }
-    next.run(request).await
 }
 
 /// What replaying one event did, and the event's outcome now.
@@ -142,8 +136,10 @@ fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
 #[utoipa::path(post, path = "/api/v1/venues", tag = "venues", request_body = VenueInput, responses((status = 201, description = "Created", body = VenueRecord), (status = 409, description = "A location already belongs to another venue", body = ErrorBody), (status = 422, description = "Invalid venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn create_venue(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     input: Result<Json<VenueInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
+    allowed(&actor, Permission::ManageVenues)?;
     let input = body(input)?;
     valid_name(&input.name)?;
     valid_timezone(&input.timezone)?;
@@ -176,13 +172,18 @@ pub(super) async fn create_venue(
             })
             .collect(),
     };
-    let venue = state.gateway.store().create_venue(venue).await?;
+    let venue = state.gateway.store().create_venue(venue, actor).await?;
     Ok((StatusCode::CREATED, Json(venue)))
 }
 
 #[utoipa::path(get, path = "/api/v1/venues", tag = "venues", responses((status = 200, description = "Every venue, by name", body = Vec<VenueRecord>)), security(("admin" = [])))]
-pub(super) async fn venues(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.gateway.store().venues().await?))
+pub(super) async fn venues(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut venues = state.gateway.store().venues().await?;
+    venues.retain(|venue| actor.sees(venue.id));
+    Ok(Json(venues))
 }
 
 /// How each partner's events fared per venue in the last hour and day.
@@ -194,9 +195,12 @@ pub(super) async fn health(State(state): State<AppState>) -> Result<impl IntoRes
 #[utoipa::path(get, path = "/api/v1/venues/{id}", tag = "venues", params(("id" = i64, Path, description = "Venue id")), responses((status = 200, description = "The venue", body = VenueRecord), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn venue(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let venue = state.gateway.store().venue(id(path)?).await?;
+    let id = id(path)?;
+    visible(&actor, id, "venue")?;
+    let venue = state.gateway.store().venue(id).await?;
     found(venue, "venue")
 }
 
@@ -237,10 +241,13 @@ pub(super) struct TolerancesInput {
 #[utoipa::path(patch, path = "/api/v1/venues/{id}", tag = "venues", params(("id" = i64, Path, description = "Venue id")), request_body = VenueSettingsInput, responses((status = 200, description = "The venue as changed", body = VenueRecord), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid settings", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn update_venue(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<VenueSettingsInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
+    visible(&actor, id, "venue")?;
+    allowed(&actor, Permission::VenueSettings)?;
     let input = body(input)?;
     input.name.as_deref().map(valid_name).transpose()?;
     if let Some(timezone) = &input.timezone {
@@ -281,7 +288,7 @@ pub(super) async fn update_venue(
         }),
     };
     let store = state.gateway.store();
-    store.update_venue(id, changes).await?;
+    store.update_venue(id, changes, actor).await?;
     found(store.venue(id).await?, "venue")
 }
 
@@ -295,10 +302,12 @@ pub(super) struct DiaryQuery {
 #[utoipa::path(get, path = "/api/v1/venues/{id}/diary", tag = "diary", params(("id" = i64, Path, description = "Venue id"), DiaryQuery), responses((status = 200, description = "The bookings of that local day with their sales, spend and the day's totals", body = DiaryView), (status = 400, description = "A date outside 1970 to 2199", body = ErrorBody), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn diary(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     params: Result<Query<DiaryQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
+    visible(&actor, id, "venue")?;
     let params = query(params)?;
     let midnight = params.date.and_time(chrono::NaiveTime::MIN);
     crate::domain::time::bounded(midnight.and_utc(), "date")
@@ -321,10 +330,12 @@ pub(super) struct VenueSalesQuery {
 #[utoipa::path(get, path = "/api/v1/venues/{id}/sales", tag = "sales", params(("id" = i64, Path, description = "Venue id"), VenueSalesQuery), responses((status = 200, description = "The venue's sales, newest first", body = Vec<SaleRecord>), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn venue_sales(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     params: Result<Query<VenueSalesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let venue_id = id(path)?;
+    visible(&actor, venue_id, "venue")?;
     let params = query(params)?;
     let store = state.gateway.store();
     store
@@ -338,6 +349,7 @@ pub(super) async fn venue_sales(
         unmatched: params.unmatched,
         before_id: params.before,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
+        venue_limit: None,
     };
     Ok(Json(store.sales(&filter).await?))
 }
@@ -417,10 +429,13 @@ pub(super) struct CustomerInput {
 #[utoipa::path(post, path = "/api/v1/venues/{id}/bookings", tag = "diary", params(("id" = i64, Path, description = "Venue id")), request_body = BookingInput, responses((status = 201, description = "Created; waiting sales that belong to it are matched at once", body = BookingView), (status = 404, description = "No such venue", body = ErrorBody), (status = 409, description = "The reference is taken", body = ErrorBody), (status = 422, description = "Invalid booking", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn create_booking(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<BookingInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let venue_id = id(path)?;
+    visible(&actor, venue_id, "venue")?;
+    allowed(&actor, Permission::WriteDiary)?;
     let input = body(input)?;
     let start = booking_fields(
         input.start,
@@ -456,7 +471,7 @@ pub(super) async fn create_booking(
         source: "admin",
     };
     let store = state.gateway.store();
-    let id = store.create_booking(venue_id, booking).await?;
+    let id = store.create_booking(venue_id, booking, actor).await?;
     let view = store
         .booking(id)
         .await?
@@ -490,10 +505,12 @@ pub(super) struct BookingChangesInput {
 #[utoipa::path(patch, path = "/api/v1/bookings/{id}", tag = "diary", params(("id" = i64, Path, description = "Booking id")), request_body = BookingChangesInput, responses((status = 200, description = "The booking as changed", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody), (status = 409, description = "The reference is taken", body = ErrorBody), (status = 422, description = "Invalid change", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn update_booking(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<BookingChangesInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
+    diary_writable(&state, &actor, Writable::Booking(id)).await?;
     let input = body(input)?;
     input.duration_minutes.map(valid_duration).transpose()?;
     input.covers.map(valid_covers).transpose()?;
@@ -518,32 +535,35 @@ pub(super) async fn update_booking(
         }),
     };
     let store = state.gateway.store();
-    store.update_booking(id, changes).await?;
+    store.update_booking(id, changes, actor).await?;
     found(store.booking(id).await?, "booking")
 }
 
 #[utoipa::path(post, path = "/api/v1/bookings/{id}/cancel", tag = "diary", params(("id" = i64, Path, description = "Booking id")), responses((status = 200, description = "The booking, cancelled", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn cancel_booking(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
+    diary_writable(&state, &actor, Writable::Booking(id)).await?;
     let store = state.gateway.store();
     let changes = BookingChanges {
         status: Some(BookingStatus::Cancelled),
         ..BookingChanges::default()
     };
-    store.update_booking(id, changes).await?;
+    store.update_booking(id, changes, actor).await?;
     found(store.booking(id).await?, "booking")
 }
 
 #[utoipa::path(get, path = "/api/v1/guests/{id}", tag = "diary", params(("id" = i64, Path, description = "Guest id")), responses((status = 200, description = "The guest profile", body = GuestView), (status = 404, description = "No such guest", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn guest(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let guest = state.gateway.store().guest(id(path)?).await?;
-    found(guest, "guest")
+    found(guest.filter(|guest| actor.sees(guest.venue_id)), "guest")
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -555,34 +575,42 @@ pub(super) struct MatchInput {
 #[utoipa::path(post, path = "/api/v1/sales/{id}/match", tag = "sales", params(("id" = i64, Path, description = "Sale id")), request_body = MatchInput, responses((status = 200, description = "The sale, matched by hand (never overridden)", body = SaleDetail), (status = 404, description = "No such sale or booking", body = ErrorBody), (status = 409, description = "The booking is at another venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn match_sale(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<MatchInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
     let input = body(input)?;
+    diary_writable(&state, &actor, Writable::Sale(id)).await?;
+    // The booking too: a venue manager must not learn another venue's booking ids from a
+    // 409 where a missing one answers 404.
+    diary_writable(&state, &actor, Writable::Booking(input.booking_id)).await?;
     let store = state.gateway.store();
-    store.match_sale(id, input.booking_id).await?;
+    store.match_sale(id, input.booking_id, actor).await?;
     found(store.sale(id).await?, "sale")
 }
 
 #[utoipa::path(post, path = "/api/v1/sales/{id}/unmatch", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "The sale, unmatched by hand (never matched again automatically)", body = SaleDetail), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn unmatch_sale(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
+    diary_writable(&state, &actor, Writable::Sale(id)).await?;
     let store = state.gateway.store();
-    store.unmatch_sale(id).await?;
+    store.unmatch_sale(id, actor).await?;
     found(store.sale(id).await?, "sale")
 }
 
 #[utoipa::path(get, path = "/api/v1/bookings/{id}", tag = "diary", params(("id" = i64, Path, description = "Booking id")), responses((status = 200, description = "The booking with its sales, spend and transitions", body = BookingView), (status = 404, description = "No such booking", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn booking(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let booking = state.gateway.store().booking(id(path)?).await?;
-    found(booking, "booking")
+    found(booking.filter(|b| actor.sees(b.venue_id)), "booking")
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -602,6 +630,7 @@ pub(super) struct SalesQuery {
 #[utoipa::path(get, path = "/api/v1/sales", tag = "sales", params(SalesQuery), responses((status = 200, description = "Sales, newest first", body = Vec<SaleRecord>)), security(("admin" = [])))]
 pub(super) async fn sales(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     params: Result<Query<SalesQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let params = query(params)?;
@@ -612,6 +641,7 @@ pub(super) async fn sales(
         unmatched: params.unmatched,
         before_id: params.before,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
+        venue_limit: actor.venue_limit(),
     };
     Ok(Json(state.gateway.store().sales(&filter).await?))
 }
@@ -655,23 +685,23 @@ const SUGGESTIONS: usize = 5;
 #[utoipa::path(get, path = "/api/v1/sales/{id}/suggestions", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "Bookings it might belong to, best first, each with its reason", body = Vec<SuggestionRecord>), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn suggestions(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    let suggestions = state
-        .gateway
-        .store()
-        .suggestions(id(path)?, SUGGESTIONS)
-        .await?;
+    let id = id(path)?;
+    sale_visible(&state, &actor, id).await?;
+    let suggestions = state.gateway.store().suggestions(id, SUGGESTIONS).await?;
     found(suggestions, "sale")
 }
 
 #[utoipa::path(get, path = "/api/v1/sales/{id}", tag = "sales", params(("id" = i64, Path, description = "Sale id")), responses((status = 200, description = "The sale with its lines and payments", body = SaleDetail), (status = 404, description = "No such sale", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn sale(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let sale = state.gateway.store().sale(id(path)?).await?;
-    found(sale, "sale")
+    found(sale.filter(|s| actor.sees(s.sale.venue_id)), "sale")
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -691,6 +721,7 @@ pub(super) struct EventsQuery {
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "Stored partner events, newest first", body = Vec<EventSummary>), (status = 400, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn events(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     params: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let params = query(params)?;
@@ -709,6 +740,7 @@ pub(super) async fn events(
         from: valid_filter(params.from, "from")?,
         to: valid_filter(params.to, "to")?,
         limit: params.limit.unwrap_or(DEFAULT_PAGE),
+        venue_limit: actor.venue_limit(),
     };
     Ok(Json(state.gateway.store().events(&filter).await?))
 }
@@ -716,10 +748,15 @@ pub(super) async fn events(
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "The event with its headers (credentials never stored), masked query and raw body", body = EventDetail), (status = 404, description = "No such event", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn event(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let event = state.gateway.store().event(id(path)?).await?;
-    found(event, "event")
+    let seen = |event: &EventDetail| match event.summary.venue_id {
+        Some(venue) => actor.sees(venue),
+        None => actor.venue_limit().is_none(),
+    };
+    found(event.filter(seen), "event")
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -737,6 +774,7 @@ pub(super) struct ReplayInput {
 #[utoipa::path(post, path = "/api/v1/events/replay", tag = "events", request_body = ReplayInput, responses((status = 200, description = "What the replay did", body = ReplaySummary), (status = 422, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn replay(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     input: Result<Json<ReplayInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = body(input)?;
@@ -755,12 +793,15 @@ pub(super) async fn replay(
         from: input.from.map(|t| valid_time(t, "from")).transpose()?,
         to: input.to.map(|t| valid_time(t, "to")).transpose()?,
     };
-    Ok(Json(state.gateway.replay(&filter, || {}).await?))
+    let summary = state.gateway.replay(&filter, || {}).await?;
+    audit_replay(&state, actor, &filter, &summary).await;
+    Ok(Json(summary))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "What the replay did and the event's new outcome", body = ReplayOne), (status = 404, description = "No such event", body = ErrorBody), (status = 409, description = "A rejected event is never replayed", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn replay_one(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id(path)?;
@@ -781,9 +822,79 @@ pub(super) async fn replay_one(
         ..ReplayFilter::default()
     };
     let summary = state.gateway.replay(&filter, || {}).await?;
+    audit_replay(&state, actor, &filter, &summary).await;
     let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
     Ok(Json(ReplayOne {
         summary,
         event: event.summary,
     }))
+}
+
+/// What a hand-made diary change is about.
+pub(super) enum Writable {
+    Booking(i64),
+    Sale(i64),
+}
+
+/// `Ok` when `actor` may change this booking or sale by hand: 404 when it is at a venue
+/// they do not see (or does not exist), 403 when their role changes no diary.
+///
+/// # Errors
+/// [`ApiError::NotFound`], [`ApiError::Forbidden`], or the store's error.
+pub(super) async fn diary_writable(
+    state: &AppState,
+    actor: &Actor,
+    what: Writable,
+) -> Result<(), ApiError> {
+    let store = state.gateway.store();
+    let (venue, name) = match what {
+        Writable::Booking(id) => (store.booking(id).await?.map(|b| b.venue_id), "booking"),
+        Writable::Sale(id) => (store.sale(id).await?.map(|s| s.sale.venue_id), "sale"),
+    };
+    match venue {
+        Some(venue) if actor.sees(venue) => allowed(actor, Permission::WriteDiary),
+        _ => Err(ApiError::NotFound(name)),
+    }
+}
+
+/// `Ok` when the sale exists at a venue `actor` sees.
+async fn sale_visible(state: &AppState, actor: &Actor, id: i64) -> Result<(), ApiError> {
+    let sale = state.gateway.store().sale(id).await?;
+    match sale {
+        Some(sale) => visible(actor, sale.sale.venue_id, "sale"),
+        None => Err(ApiError::NotFound("sale")),
+    }
+}
+
+/// Records a replay in the audit trail: its filter and what it did. The replay itself is
+/// many transactions; an entry that fails to be written is logged, and the replay stands.
+pub(super) async fn audit_replay(
+    state: &AppState,
+    actor: Actor,
+    filter: &ReplayFilter,
+    summary: &ReplaySummary,
+) {
+    use crate::store::audit::Subject;
+    let (action, subject) = match filter.event_id {
+        Some(id) => ("event.replay", Subject::Event(id)),
+        None => ("events.replay", Subject::Replay),
+    };
+    let after = serde_json::json!({
+        "filter": {
+            "event_id": filter.event_id,
+            "partner": filter.partner,
+            "outcome": filter.outcome,
+            "reason": filter.reason,
+            "from": filter.from,
+            "to": filter.to,
+        },
+        "summary": summary,
+    });
+    if let Err(error) = state
+        .operators
+        .record_audit(actor, action, None, subject, after)
+        .await
+    {
+        tracing::error!(error = %error, "a replay was not recorded in the audit trail");
+    }
 }

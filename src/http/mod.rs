@@ -1,5 +1,6 @@
 //! The HTTP edge: routes and (de)serialisation only; every decision is made elsewhere.
 
+mod access;
 mod admin;
 mod body;
 mod input;
@@ -10,6 +11,7 @@ mod platform;
 mod pretty;
 pub mod serve;
 pub mod session;
+mod users;
 mod webhooks;
 
 use std::sync::Arc;
@@ -30,8 +32,10 @@ pub struct AppState {
     pub admin_token: Arc<SecretString>,
     /// How long raw payloads and personal data are kept (`retention_days`).
     pub retention: Option<std::time::Duration>,
-    /// Signs and checks the web pages' sessions.
-    pub sessions: Arc<session::Sessions>,
+    /// Operators' accounts, tokens, sessions and the audit trail.
+    pub operators: Arc<dyn crate::store::operators::Operators>,
+    /// Failed page logins per account and address.
+    pub logins: Arc<crate::accounts::LoginGuard>,
     pub max_body_bytes: usize,
     pub partner_names: Arc<Vec<String>>,
     /// Deadlines on connections and bodies.

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, platform, webhooks};
+use super::{admin, platform, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,9 @@ use super::{admin, platform, webhooks};
         webhooks::create_subscription, webhooks::subscriptions, webhooks::subscription,
         webhooks::update_subscription, webhooks::delete_subscription, webhooks::messages,
         webhooks::resend,
+        users::me, users::my_tokens, users::create_my_token, users::revoke_my_token,
+        users::users, users::create_user, users::user, users::update_user, users::user_tokens,
+        users::create_user_token, users::revoke_user_token, users::audit,
     ),
     modifiers(&AdminToken, &CommonAnswers),
     tags(
@@ -39,6 +42,7 @@ use super::{admin, platform, webhooks};
         (name = "events", description = "Stored partner events, replay, partner health"),
         (name = "platform", description = "The booking platform's bookings by its own reference, and the change feed"),
         (name = "webhooks", description = "Subscriptions to the diary's messages (Standard Webhooks)"),
+        (name = "users", description = "Operators' accounts and roles, personal tokens, the audit trail"),
     )
 )]
 struct ApiDoc;
@@ -54,7 +58,10 @@ impl Modify for AdminToken {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The admin token (`admin_token` in the configuration)"))
+                    .description(Some(
+                        "The admin token (`admin_token` in the configuration), or a user's \
+                         personal token (`dsk_...`) with that user's role and venues",
+                    ))
                     .build(),
             ),
         );
@@ -68,13 +75,20 @@ impl Modify for AdminToken {
 struct CommonAnswers;
 
 impl CommonAnswers {
-    const ANSWERS: [(&'static str, &'static str); 4] = [
+    const ANSWERS: [(&'static str, &'static str); 5] = [
         (
             "400",
             "The request cannot be read: a path id that is not an integer, an unknown or \
              malformed query parameter, a body that is not JSON or not sent as JSON",
         ),
-        ("401", "The admin token is missing or wrong"),
+        (
+            "401",
+            "The token is missing, wrong, revoked or expired, or its user is disabled",
+        ),
+        (
+            "403",
+            "The token's role may not do this (another venue's data answers 404 instead)",
+        ),
         ("413", "The body is over the size limit"),
         (
             "422",

@@ -311,10 +311,12 @@ pub(super) struct BookingsQuery {
 #[utoipa::path(get, path = "/api/v1/venues/{id}/bookings", tag = "platform", params(("id" = i64, Path, description = "Venue id"), BookingsQuery), responses((status = 200, description = "A page of the venue's bookings in id order", body = BookingPage), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn bookings(
     State(state): State<AppState>,
+    axum::extract::Extension(actor): axum::extract::Extension<crate::domain::access::Actor>,
     path: IdPath,
     params: Result<Query<BookingsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let venue_id = id(path)?;
+    super::access::visible(&actor, venue_id, "venue")?;
     let params = query(params)?;
     known_venue(&state, venue_id).await?;
     let status = params

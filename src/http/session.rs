@@ -1,218 +1,152 @@
-//! Operator sessions for the web pages: a signed, expiring cookie, never the admin token.
+//! Operator sessions for the web pages: server-side, in our own database, through
+//! `tower-sessions`.
 //!
-//! Logging in with the admin token sets `diarysync_session = v1.<expiry>.<nonce>.<mac>`, where
-//! the MAC is HMAC-SHA256 under a key derived from the admin token: nothing is stored on the
-//! server, every node accepts the cookie, and changing the token ends every session. The
-//! cookie is `HttpOnly` (scripts cannot read it), `Secure` and `SameSite=Strict` (other sites
-//! cannot send it). Forms also carry a CSRF token derived from the session's nonce.
+//! The cookie `diarysync_session` carries only a random session id (`HttpOnly`: scripts
+//! cannot read it; `Secure`; `SameSite=Strict`: other sites cannot send it). The session
+//! itself is a row of `operator_sessions`, keyed by the SHA-256 of that id and read on every
+//! request, so deleting it (logging out, disabling the user, a new password) ends it on every
+//! node at once. Forms carry the session's CSRF token (the synchronizer token pattern: a
+//! random value kept in the session, compared in constant time).
 
-use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::cookie::time::{Duration as CookieDuration, OffsetDateTime};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use super::access::digest_hex;
+use crate::store::operators::{Operators, SessionRow};
 
 /// The cookie's name.
 pub const COOKIE: &str = "diarysync_session";
 
-/// How long a login lasts.
-pub const LIFETIME: Duration = Duration::hours(12);
+/// How long a login lasts without use, in hours.
+pub const LIFETIME_HOURS: i64 = 12;
 
-/// Signs and checks sessions with a key derived from the admin token.
-#[derive(Clone)]
-pub struct Sessions {
-    key: [u8; 32],
+/// Session keys: the user's id (absent for the bootstrap admin token), and the CSRF token.
+pub const USER_ID: &str = "user_id";
+pub const BOOTSTRAP_ADMIN: &str = "bootstrap_admin";
+pub const CSRF: &str = "csrf";
+
+/// The pages' session layer over `operators`.
+pub fn layer(operators: Arc<dyn Operators>) -> SessionManagerLayer<SessionRecords> {
+    SessionManagerLayer::new(SessionRecords { operators })
+        .with_name(COOKIE)
+        .with_path("/ui")
+        .with_http_only(true)
+        .with_secure(true)
+        .with_same_site(SameSite::Strict)
+        .with_expiry(Expiry::OnInactivity(CookieDuration::hours(LIFETIME_HOURS)))
 }
 
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sessions([redacted])")
+/// tower-sessions' store on our database.
+#[derive(Debug, Clone)]
+pub struct SessionRecords {
+    operators: Arc<dyn Operators>,
+}
+
+fn backend(error: crate::store::StoreError) -> session_store::Error {
+    session_store::Error::Backend(error.to_string())
+}
+
+fn instant(at: OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.unix_timestamp(), 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[async_trait]
+impl SessionStore for SessionRecords {
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data)
+            .map_err(|error| session_store::Error::Encode(error.to_string()))?;
+        let row = SessionRow {
+            id_hash: digest_hex(&record.id.to_string()),
+            user_id: record.data.get(USER_ID).and_then(serde_json::Value::as_i64),
+            data,
+            expires_at: instant(record.expiry_date),
+        };
+        self.operators.save_session(row).await.map_err(backend)
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let row = self
+            .operators
+            .load_session(&digest_hex(&session_id.to_string()), Utc::now())
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data = serde_json::from_str(&row.data)
+            .map_err(|error| session_store::Error::Decode(error.to_string()))?;
+        let expiry_date = OffsetDateTime::from_unix_timestamp(row.expires_at.timestamp())
+            .map_err(|error| session_store::Error::Decode(error.to_string()))?;
+        Ok(Some(Record {
+            id: *session_id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        self.operators
+            .delete_session(&digest_hex(&session_id.to_string()))
+            .await
+            .map_err(backend)
     }
 }
 
-/// A valid session.
+/// A signed-in page request's session, as the pages need it: who acts, and the forms'
+/// CSRF token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    nonce: String,
-    pub expires: DateTime<Utc>,
+    csrf: String,
+    pub actor: crate::domain::access::Actor,
 }
 
-impl Sessions {
-    pub fn new(admin_token: &SecretString) -> Sessions {
-        let mut hasher = Sha256::new();
-        hasher.update(b"diarysync session key\0");
-        hasher.update(admin_token.expose_secret().as_bytes());
-        Sessions {
-            key: hasher.finalize().into(),
-        }
+impl Session {
+    pub fn new(csrf: String, actor: crate::domain::access::Actor) -> Session {
+        Session { csrf, actor }
     }
 
-    /// Whether `presented` is the admin token (compared in constant time, on digests so the
-    /// length does not leak either).
-    pub fn is_admin_token(admin_token: &SecretString, presented: &str) -> bool {
-        let expected = Sha256::digest(admin_token.expose_secret().as_bytes());
-        bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&expected))
+    /// The CSRF token forms of this session carry.
+    pub fn csrf(&self) -> &str {
+        &self.csrf
     }
 
-    fn mac(&self, parts: &[&str]) -> String {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
-            return String::new();
-        };
-        for part in parts {
-            mac.update(part.as_bytes());
-            mac.update(b"\0");
-        }
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// A new session from `now`, as the cookie value.
-    pub fn start(&self, now: DateTime<Utc>) -> String {
-        let expires = (now + LIFETIME).timestamp().to_string();
-        let nonce = hex::encode(rand_bytes());
-        let mac = self.mac(&["v1", &expires, &nonce]);
-        format!("v1.{expires}.{nonce}.{mac}")
-    }
-
-    /// The session a cookie value stands for, if it is genuine and not expired at `now`.
-    pub fn check(&self, cookie: &str, now: DateTime<Utc>) -> Option<Session> {
-        let mut parts = cookie.split('.');
-        let (Some("v1"), Some(expires), Some(nonce), Some(mac), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
-        };
-        let expected = self.mac(&["v1", expires, nonce]);
-        if !bool::from(expected.as_bytes().ct_eq(mac.as_bytes())) {
-            return None;
-        }
-        let expires = DateTime::from_timestamp(expires.parse().ok()?, 0)?;
-        (now < expires).then(|| Session {
-            nonce: nonce.to_owned(),
-            expires,
-        })
-    }
-
-    /// The CSRF token forms of `session` carry.
-    pub fn csrf(&self, session: &Session) -> String {
-        self.mac(&["csrf", &session.nonce])
-    }
-
-    /// Whether `presented` is `session`'s CSRF token.
-    pub fn csrf_ok(&self, session: &Session, presented: &str) -> bool {
-        bool::from(self.csrf(session).as_bytes().ct_eq(presented.as_bytes()))
+    /// Whether `presented` is this session's CSRF token (constant time).
+    pub fn csrf_ok(&self, presented: &str) -> bool {
+        !self.csrf.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes()))
     }
 }
 
-/// 16 bytes unique to one session (its CSRF token derives from them; the MAC, not these,
-/// makes a cookie unforgeable): SHA-256 over the clock, a counter and std's per-process
-/// random hasher keys.
-fn rand_bytes() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
-    seed.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let mut hasher = Sha256::new();
-    hasher.update(seed.finish().to_le_bytes());
-    hasher.update(
-        Utc::now()
-            .timestamp_nanos_opt()
-            .unwrap_or_default()
-            .to_le_bytes(),
-    );
-    let digest = hasher.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&digest[..16]);
-    out
-}
-
-/// The `Set-Cookie` value that starts a session.
-pub fn set_cookie(value: &str) -> String {
-    format!(
-        "{COOKIE}={value}; Path=/ui; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
-        LIFETIME.num_seconds()
-    )
-}
-
-/// The `Set-Cookie` value that ends it.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
-}
-
-/// The session cookie's value among a request's `Cookie` headers.
-pub fn cookie_value(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value)
+/// A new CSRF token: 256 random bits, hex.
+///
+/// # Errors
+/// When the system's random source fails.
+pub fn new_csrf() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sessions(token: &str) -> Sessions {
-        Sessions::new(&SecretString::from(token.to_owned()))
-    }
-
-    #[test]
-    fn a_session_is_valid_until_it_expires_and_only_under_its_token() {
-        let now = Utc::now();
-        let cookie = sessions("token-one-0123").start(now);
-        assert!(sessions("token-one-0123").check(&cookie, now).is_some());
-        assert!(
-            sessions("token-one-0123")
-                .check(&cookie, now + LIFETIME)
-                .is_none()
-        );
-        assert!(
-            sessions("token-two-0123").check(&cookie, now).is_none(),
-            "a new token ends every session"
-        );
-    }
-
-    #[test]
-    fn a_tampered_cookie_is_refused() {
-        let now = Utc::now();
-        let keys = sessions("token-one-0123");
-        let cookie = keys.start(now);
-        let parts: Vec<&str> = cookie.split('.').collect();
-        let later = (now + Duration::days(365)).timestamp().to_string();
-        let extended = format!("v1.{later}.{}.{}", parts[2], parts[3]);
-        assert!(keys.check(&extended, now).is_none());
-        assert!(keys.check("v1.1.2", now).is_none());
-        assert!(keys.check("", now).is_none());
-        assert!(keys.check(&format!("{cookie}.x"), now).is_none());
-    }
-
     #[test]
     fn the_csrf_token_belongs_to_its_session() {
-        let now = Utc::now();
-        let keys = sessions("token-one-0123");
-        let one = keys.check(&keys.start(now), now).expect("valid");
-        let two = keys.check(&keys.start(now), now).expect("valid");
-        assert!(keys.csrf_ok(&one, &keys.csrf(&one)));
-        assert!(!keys.csrf_ok(&one, &keys.csrf(&two)));
-        assert!(!keys.csrf_ok(&one, ""));
-    }
-
-    #[test]
-    fn the_session_cookie_is_found_among_others() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::COOKIE,
-            "a=1; diarysync_session=v1.x.y.z; b=2"
-                .parse()
-                .expect("header"),
+        let admin = crate::domain::access::Actor::bootstrap_admin;
+        let one = Session::new(new_csrf().expect("random"), admin());
+        let two = Session::new(new_csrf().expect("random"), admin());
+        assert!(one.csrf_ok(one.csrf()));
+        assert!(!one.csrf_ok(two.csrf()));
+        assert!(!one.csrf_ok(""));
+        assert!(
+            !Session::new(String::new(), admin()).csrf_ok(""),
+            "no token, no form"
         );
-        assert_eq!(cookie_value(&headers), Some("v1.x.y.z"));
     }
 }

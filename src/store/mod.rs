@@ -13,7 +13,9 @@
 
 mod api_budget;
 mod apply;
+pub mod audit;
 mod matching;
+pub mod operators;
 mod rematch;
 mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};
@@ -39,6 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::access::Actor;
 use crate::domain::{Mapped, Outcome, Reason};
 pub use api_budget::FetchClaim;
 pub use in_flight::InFlight;
@@ -282,17 +285,36 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Stores a raw event with an outcome decided without processing it.
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError>;
 
-    async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError>;
+    /// Creates a venue, recorded in the audit trail as `venue.create` by `by`.
+    async fn create_venue(&self, venue: NewVenue, by: Actor) -> Result<VenueRecord, StoreError>;
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError>;
     /// Every venue, by name.
     async fn venues(&self) -> Result<Vec<VenueRecord>, StoreError>;
-    async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError>;
+    /// Changes a venue's settings, recorded as `venue.change` with the settings before and after.
+    async fn update_venue(
+        &self,
+        id: i64,
+        changes: VenueChanges,
+        by: Actor,
+    ) -> Result<(), StoreError>;
 
     /// Creates a booking, links its guest profile, and matches the venue's waiting sales to it.
-    async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError>;
+    /// Recorded as `booking.create`.
+    async fn create_booking(
+        &self,
+        venue_id: i64,
+        booking: NewBooking,
+        by: Actor,
+    ) -> Result<i64, StoreError>;
     /// Changes a booking (an operator's status change is recorded as `manual`) and matches
     /// again the sales the change concerns.
-    async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError>;
+    /// Recorded as `booking.cancel` when it cancels, else `booking.change`.
+    async fn update_booking(
+        &self,
+        id: i64,
+        changes: BookingChanges,
+        by: Actor,
+    ) -> Result<(), StoreError>;
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError>;
     /// The bookings that start on a local day of the venue, with their sales and spend.
     async fn diary(&self, venue_id: i64, date: chrono::NaiveDate) -> Result<DiaryView, StoreError>;
@@ -386,9 +408,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn silences(&self) -> Result<Vec<(String, i64, bool)>, StoreError>;
 
     /// Links a sale to a booking by hand; automatic rules never override it.
-    async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError>;
+    /// Recorded as `sale.match`, with the sale's match before and after.
+    async fn match_sale(&self, sale_id: i64, booking_id: i64, by: Actor) -> Result<(), StoreError>;
     /// Unlinks a sale by hand; automatic rules never link it again.
-    async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError>;
+    /// Recorded as `sale.unmatch`.
+    async fn unmatch_sale(&self, sale_id: i64, by: Actor) -> Result<(), StoreError>;
     async fn sales(&self, filter: &SaleFilter) -> Result<Vec<SaleRecord>, StoreError>;
     /// Bookings an operator might match an unmatched or ambiguous sale to, best first, each
     /// with its reason; `None` when there is no such sale.

@@ -467,6 +467,8 @@ pub struct SaleFilter {
     /// A page's cursor: only sales with a smaller id (lists are newest first).
     pub before_id: Option<i64>,
     pub limit: i64,
+    /// Only these venues' sales (a venue role's scope); `None`: every venue's.
+    pub venue_limit: Option<Vec<i64>>,
 }
 
 /// Which stored events to replay. Rejected events (they failed authentication) and test
@@ -510,6 +512,9 @@ pub struct EventFilter {
     /// Only events received before this instant.
     pub to: Option<DateTime<Utc>>,
     pub limit: i64,
+    /// Only these venues' events (a venue role's scope: events of no venue are left out);
+    /// `None`: every event.
+    pub venue_limit: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]

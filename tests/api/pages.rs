@@ -220,13 +220,21 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
     let url = browser.current_url().await.expect("url");
     assert_eq!(url.path(), "/ui/login", "not signed in yet");
     screenshot(browser, "login").await;
+    // The bootstrap admin's token form is folded away under the e-mail and password form.
+    browser
+        .find(Locator::Css("details summary"))
+        .await
+        .expect("the admin token's form")
+        .click()
+        .await
+        .expect("unfold");
     let token = browser
         .find(Locator::Id("token"))
         .await
         .expect("token field");
     token.send_keys("not-the-token").await.expect("type");
     let submit = browser
-        .find(Locator::Css("form button[type=submit]"))
+        .find(Locator::Css("#token-login button[type=submit]"))
         .await
         .expect("button");
     click_then(browser, submit, ".error").await;
@@ -241,7 +249,7 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
         .expect("token field");
     token.send_keys(ADMIN_TOKEN).await.expect("type");
     let submit = browser
-        .find(Locator::Css("form button[type=submit]"))
+        .find(Locator::Css("#token-login button[type=submit]"))
         .await
         .expect("button");
     click_then(browser, submit, "#totals").await;
@@ -380,4 +388,136 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
         .await
         .expect("sale");
     assert!(text_of(browser, "#match").await.contains("manual"));
+}
+
+/// A venue manager in a real browser: logs in with their e-mail and password, sees their
+/// venue only, finds another venue's diary, sale and event "not found" and partner health
+/// not allowed, matches a sale of their own, and the sale's history names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_venue_manager_sees_only_their_venue_in_a_real_browser() {
+    let app = spawn(Db::Sqlite).await;
+    let (venue, window) = seed(&app).await;
+    // Another venue, with a sale and a booking of its own.
+    let other = app
+        .venue_with_location("lightspeed", "41910290874370", true)
+        .await;
+    let answer = app.deliver_ok("open_regular_tax_inclusive.json").await;
+    let other_event = answer["event_id"].as_i64().expect("event id");
+    let other_sale = app.admin_get(&format!("/venues/{other}/sales")).await[0]["id"]
+        .as_i64()
+        .expect("sale id");
+    let (status, user) = app
+        .admin_post(
+            "/users",
+            json!({ "name": "Vera Manager", "email": "vera@uno.example", "role": "venue_manager",
+                    "venues": [venue], "password": "vera's long password" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{user}");
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = browser(&driver, profile.path()).await;
+    let result = manager_scenario(
+        &app,
+        &browser,
+        (venue, window),
+        (other, other_sale, other_event),
+    )
+    .await;
+    let _ = browser.close().await;
+    result
+}
+
+async fn manager_scenario(
+    app: &TestApp,
+    browser: &Client,
+    (venue, window): (i64, i64),
+    (other, other_sale, other_event): (i64, i64, i64),
+) {
+    browser
+        .goto(&format!("{}/ui/login", app.base))
+        .await
+        .expect("login");
+    log_in(browser, "vera@uno.example", "a wrong password", ".error").await;
+    assert!(text_of(browser, ".error").await.contains("do not match"));
+    log_in(
+        browser,
+        "vera@uno.example",
+        "vera's long password",
+        "#signed-in-as",
+    )
+    .await;
+    assert_eq!(text_of(browser, "#signed-in-as").await, "vera@uno.example");
+    let options = browser
+        .find_all(Locator::Css("select#venue option"))
+        .await
+        .expect("venues");
+    assert_eq!(options.len(), 1, "their venue only");
+    assert!(
+        browser
+            .find_all(Locator::Css("a[href='/ui/health']"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "no partner health for a venue manager"
+    );
+    screenshot(browser, "venue-manager-diary").await;
+
+    for (path, title) in [
+        (
+            format!("/ui/diary?venue={other}&date=2024-04-04"),
+            "Not found",
+        ),
+        (format!("/ui/inbox?venue={other}"), "Not found"),
+        (format!("/ui/sales/{other_sale}"), "Not found"),
+        (format!("/ui/events/{other_event}"), "Not found"),
+        ("/ui/health".to_owned(), "Not allowed"),
+    ] {
+        browser
+            .goto(&format!("{}{path}", app.base))
+            .await
+            .expect("page");
+        assert_eq!(text_of(browser, "main h1").await, title, "{path}");
+    }
+
+    // Their own sale, matched from the inbox; its page names who did it.
+    browser
+        .goto(&format!("{}/ui/inbox?venue={venue}", app.base))
+        .await
+        .expect("inbox");
+    let sale = app.sales_with_external_id("2190678134095876").await[0]["id"]
+        .as_i64()
+        .expect("sale id");
+    let button = browser
+        .find(Locator::Id(&format!("match-{sale}-{window}")))
+        .await
+        .expect("match button");
+    click_then(browser, button, ".notice").await;
+    browser
+        .goto(&format!("{}/ui/sales/{sale}", app.base))
+        .await
+        .expect("sale");
+    let history = text_of(browser, "#history").await;
+    assert!(
+        history.contains("vera@uno.example") && history.contains("sale.match"),
+        "{history}"
+    );
+    let trail = app.admin_get("/audit?actor=vera@uno.example").await;
+    assert_eq!(trail[0]["action"], "sale.match", "{trail}");
+    assert_eq!(trail[0]["subject_id"], sale);
+}
+
+/// Fills the login form with an e-mail and password and waits for `marker`.
+async fn log_in(browser: &Client, email: &str, password: &str, marker: &str) {
+    for (field, value) in [("email", email), ("password", password)] {
+        let input = browser.find(Locator::Id(field)).await.expect("field");
+        input.clear().await.expect("clear");
+        input.send_keys(value).await.expect("type");
+    }
+    let submit = browser
+        .find(Locator::Css("#password-login button[type=submit]"))
+        .await
+        .expect("button");
+    click_then(browser, submit, marker).await;
 }

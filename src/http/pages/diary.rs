@@ -54,8 +54,9 @@ pub(super) async fn diary(
     let venue_id: Option<i64> = param(&params, "venue")?;
     let date: Option<NaiveDate> = param(&params, "date")?;
     let store = state.gateway.store();
-    let venues = store.venues().await?;
-    let mut chrome = Chrome::new(&state.sessions, &session, "diary");
+    let mut venues = store.venues().await?;
+    venues.retain(|venue| session.actor.sees(venue.id));
+    let mut chrome = Chrome::new(&session, "diary");
     chrome.notice = notice_text(&params);
     let options = venues
         .iter()

@@ -104,13 +104,14 @@ pub(super) async fn events(
         from: LogFilter::time(&log.from)?,
         to: LogFilter::time(&log.to)?,
         limit: EVENTS_PER_PAGE,
+        venue_limit: session.actor.venue_limit(),
     };
     let events = state.gateway.store().events(&filter).await?;
     let older = (events.len() == usize::try_from(EVENTS_PER_PAGE).unwrap_or(usize::MAX))
         .then(|| events.last().map(|e| e.id))
         .flatten()
         .map(|last| format!("/ui/events?{}&before={last}", log.query_string()));
-    let mut chrome = Chrome::new(&state.sessions, &session, "events");
+    let mut chrome = Chrome::new(&session, "events");
     chrome.notice = notice;
     let page = EventsPage {
         chrome,
@@ -144,6 +145,7 @@ struct EventPage {
     #[serde(flatten)]
     chrome: Chrome,
     e: EventView,
+    history: Vec<HistoryRow>,
 }
 
 #[derive(Serialize)]
@@ -178,7 +180,10 @@ pub(super) async fn event(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
     let store = state.gateway.store();
-    let detail = store.event(id).await?.ok_or(PageError::NotFound("event"))?;
+    let detail = seen(&session.actor, store.event(id).await?, |e| {
+        e.summary.venue_id
+    })
+    .ok_or(PageError::NotFound("event"))?;
     let summary = &detail.summary;
     let mut booking = None;
     if let Some(sale_id) = summary.sale_id
@@ -198,10 +203,11 @@ pub(super) async fn event(
         (None, Some(base64)) => format!("(not UTF-8; base64)\n{base64}"),
         (None, None) => String::new(),
     };
-    let mut chrome = Chrome::new(&state.sessions, &session, "events");
+    let mut chrome = Chrome::new(&session, "events");
     chrome.notice = notice_text(&params);
     let page = EventPage {
         chrome,
+        history: history(&state, "event", summary.id).await?,
         e: EventView {
             id: summary.id,
             received: utc(summary.received_at),
@@ -236,14 +242,16 @@ pub(super) async fn replay_event(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| PageError::BadRequest(e.body_text()))?;
-    if !state.sessions.csrf_ok(&session, &form.csrf) {
+    if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
     let filter = ReplayFilter {
         event_id: Some(id),
         ..ReplayFilter::default()
     };
+    allowed(&session.actor, Permission::Integrate)?;
     let summary = state.gateway.replay(&filter, || {}).await?;
+    super::super::admin::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
     Ok(Redirect::to(&replayed(&format!("/ui/events/{id}"), &summary)).into_response())
 }
 
@@ -266,7 +274,7 @@ pub(super) async fn replay_filter(
     form: Result<Form<ReplayForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| PageError::BadRequest(e.body_text()))?;
-    if !state.sessions.csrf_ok(&session, &form.csrf) {
+    if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
     let filter = ReplayFilter {
@@ -277,7 +285,9 @@ pub(super) async fn replay_filter(
         from: LogFilter::time(&form.filter.from)?,
         to: LogFilter::time(&form.filter.to)?,
     };
+    allowed(&session.actor, Permission::Integrate)?;
     let summary = state.gateway.replay(&filter, || {}).await?;
+    super::super::admin::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
     let page = format!("/ui/events?{}", form.filter.query_string());
     Ok(Redirect::to(&replayed(&page, &summary)).into_response())
 }

@@ -59,6 +59,7 @@ pub(super) async fn health(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, PageError> {
+    allowed(&session.actor, Permission::Integrate)?;
     let now = Utc::now();
     let records = state.gateway.store().health(now).await?;
     let partners = state
@@ -150,7 +151,7 @@ pub(super) async fn health(
         })
         .collect();
     let page = HealthPage {
-        chrome: Chrome::new(&state.sessions, &session, "health"),
+        chrome: Chrome::new(&session, "health"),
         partners,
         webhooks,
     };

@@ -4,7 +4,9 @@
 //! Content-Security-Policy forbids scripts, so even a missed escape could not run one.
 //!
 //! Every page but the login form needs a session ([`super::session`]); every form carries
-//! the session's CSRF token.
+//! the session's CSRF token. A page shows what the signed-in user's role may see: a venue
+//! manager's pages list their venues only, and another venue's booking, sale or event is
+//! "not found"; partner health and replay are for integrators and admins.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -23,8 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::pretty::pretty;
-use super::session::{self, Session, Sessions};
+use super::session::{self, Session};
 use crate::domain::Outcome;
+use crate::domain::access::{Actor, Permission};
 use crate::store::{
     BookingView, EventFilter, ReplayFilter, SaleFilter, SaleRecord, StoreError, SuggestionRecord,
     VenueRecord,
@@ -95,8 +98,9 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         ));
     Router::new()
         .route("/login", get(login_page).post(login))
-        .route("/static/style.css", get(style))
         .merge(signed_in)
+        .layer(session::layer(std::sync::Arc::clone(&state.operators)))
+        .route("/static/style.css", get(style))
         .layer(middleware::from_fn(page_headers))
 }
 
@@ -109,6 +113,8 @@ pub(super) enum PageError {
     BadRequest(String),
     #[error("this form has expired; reload the page and try again")]
     Forbidden,
+    #[error("your role may not do this")]
+    NotAllowed,
     #[error("something went wrong on our side")]
     Internal(#[source] StoreError),
 }
@@ -129,6 +135,7 @@ impl IntoResponse for PageError {
             PageError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             PageError::BadRequest(_) => (StatusCode::BAD_REQUEST, "That did not work"),
             PageError::Forbidden => (StatusCode::FORBIDDEN, "Expired form"),
+            PageError::NotAllowed => (StatusCode::FORBIDDEN, "Not allowed"),
             PageError::Internal(error) => {
                 tracing::error!(error = %error, source = ?std::error::Error::source(error), "page failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Error")
@@ -151,18 +158,41 @@ struct Chrome {
     page: &'static str,
     venue_id: Option<i64>,
     notice: Option<String>,
+    /// Who is signed in (their e-mail, or `admin token`) and what their role shows.
+    actor: String,
+    integrates: bool,
 }
 
 impl Chrome {
-    fn new(sessions: &Sessions, session: &Session, page: &'static str) -> Chrome {
+    fn new(session: &Session, page: &'static str) -> Chrome {
         Chrome {
             signed_in: true,
-            csrf: sessions.csrf(session),
+            csrf: session.csrf().to_owned(),
             page,
             venue_id: None,
             notice: None,
+            actor: session.actor.name.clone(),
+            integrates: session.actor.may(Permission::Integrate),
         }
     }
+}
+
+/// `Ok` when the signed-in actor's role may do `permission`.
+fn allowed(actor: &Actor, permission: Permission) -> Result<(), PageError> {
+    if actor.may(permission) {
+        Ok(())
+    } else {
+        Err(PageError::NotAllowed)
+    }
+}
+
+/// `Some(value)` only when it belongs to a venue `actor` sees: another venue's page is "not
+/// found", as if it did not exist.
+fn seen<T>(actor: &Actor, value: Option<T>, venue: impl Fn(&T) -> Option<i64>) -> Option<T> {
+    value.filter(|v| match venue(v) {
+        Some(venue) => actor.sees(venue),
+        None => actor.venue_limit().is_none(),
+    })
 }
 
 #[derive(Serialize)]
@@ -219,34 +249,67 @@ async fn page_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Lets the request through with a valid session, else sends the browser to the login form.
+/// Lets the request through with a live session of an enabled user (or the bootstrap admin
+/// token), else sends the browser to the login form. The session and the user are read from
+/// the database on every request: a disabled user is out at their next click, on any node.
 async fn require_session(
     State(state): State<AppState>,
+    stored: tower_sessions::Session,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let session = session::cookie_value(request.headers())
-        .and_then(|cookie| state.sessions.check(cookie, Utc::now()));
-    let Some(session) = session else {
-        // Inside `/ui` the URI lost its prefix; the original one is the page to come back to.
-        let wanted = request
-            .extensions()
-            .get::<axum::extract::OriginalUri>()
-            .and_then(|uri| uri.path_and_query())
-            .map_or("/ui/diary", |p| p.as_str());
-        let next_page = if request.method() == http::Method::GET {
-            wanted
-        } else {
-            "/ui/diary"
-        };
-        let target = format!(
-            "/ui/login?next={}",
-            form_urlencoded::byte_serialize(next_page.as_bytes()).collect::<String>()
-        );
-        return Redirect::to(&target).into_response();
+    match signed_in(&state, &stored).await {
+        Ok(Some(session)) => {
+            request.extensions_mut().insert(session.actor.clone());
+            request.extensions_mut().insert(session);
+            next.run(request).await
+        }
+        Ok(None) => {
+            // Inside `/ui` the URI lost its prefix; the original one is the page to come
+            // back to.
+            let wanted = request
+                .extensions()
+                .get::<axum::extract::OriginalUri>()
+                .and_then(|uri| uri.path_and_query())
+                .map_or("/ui/diary", |p| p.as_str());
+            let next_page = if request.method() == http::Method::GET {
+                wanted
+            } else {
+                "/ui/diary"
+            };
+            let target = format!(
+                "/ui/login?next={}",
+                form_urlencoded::byte_serialize(next_page.as_bytes()).collect::<String>()
+            );
+            Redirect::to(&target).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn session_failed(error: tower_sessions::session::Error) -> PageError {
+    PageError::Internal(StoreError::Unavailable(format!("session: {error}")))
+}
+
+/// The signed-in session, if `stored` is one whose user may still sign in.
+async fn signed_in(
+    state: &AppState,
+    stored: &tower_sessions::Session,
+) -> Result<Option<Session>, PageError> {
+    let csrf: Option<String> = stored.get(session::CSRF).await.map_err(session_failed)?;
+    let Some(csrf) = csrf else { return Ok(None) };
+    let user: Option<i64> = stored.get(session::USER_ID).await.map_err(session_failed)?;
+    let actor = match user {
+        Some(user) => state.operators.user_actor(user).await?,
+        None => {
+            let bootstrap: Option<bool> = stored
+                .get(session::BOOTSTRAP_ADMIN)
+                .await
+                .map_err(session_failed)?;
+            bootstrap.unwrap_or(false).then(Actor::bootstrap_admin)
+        }
     };
-    request.extensions_mut().insert(session);
-    next.run(request).await
+    Ok(actor.map(|actor| Session::new(csrf, actor)))
 }
 
 /// `back` if it is a page of ours, else `fallback`: redirects never leave the site.
@@ -299,59 +362,133 @@ struct LoginPage {
     #[serde(flatten)]
     chrome: Chrome,
     next: String,
-    failed: bool,
+    /// Why the last attempt failed: `token`, `password` or `locked`.
+    failed: Option<&'static str>,
 }
 
 async fn login_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    stored: tower_sessions::Session,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
     let next = query.map(|Query(q)| q.next).unwrap_or_default();
     let next = local_page(next.as_deref(), "/ui/diary").to_owned();
-    let signed_in = session::cookie_value(&headers)
-        .and_then(|cookie| state.sessions.check(cookie, Utc::now()))
-        .is_some();
-    if signed_in {
+    if matches!(signed_in(&state, &stored).await, Ok(Some(_))) {
         return Redirect::to(&next).into_response();
     }
     let page = LoginPage {
         chrome: Chrome::default(),
         next,
-        failed: false,
+        failed: None,
     };
     render("login.html", &page)
 }
 
+/// Either an e-mail and password, or the configuration's admin token.
 #[derive(Deserialize)]
 struct LoginForm {
-    token: String,
+    email: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
     next: Option<String>,
 }
 
 async fn login(
     State(state): State<AppState>,
+    stored: tower_sessions::Session,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
         return PageError::BadRequest("the login form was incomplete".into()).into_response();
     };
     let next = local_page(form.next.as_deref(), "/ui/diary").to_owned();
-    if !Sessions::is_admin_token(&state.admin_token, form.token.trim()) {
-        tracing::warn!("a login to the pages failed");
+    let peer = peer.map(|Extension(axum::extract::ConnectInfo(peer))| peer);
+    let address = super::serve::client_address(peer, &headers, state.client_ip_header.as_ref());
+    let refused = |status: StatusCode, failed: &'static str| {
         let page = LoginPage {
             chrome: Chrome::default(),
-            next,
-            failed: true,
+            next: next.clone(),
+            failed: Some(failed),
         };
-        return (StatusCode::UNAUTHORIZED, render("login.html", &page)).into_response();
+        (status, render("login.html", &page)).into_response()
+    };
+    let user = match (form.token.as_deref().map(str::trim), form.email.as_deref()) {
+        (Some(token), _) if !token.is_empty() => {
+            if !super::access::is_admin_token(&state, token) {
+                tracing::warn!("a login to the pages with the admin token failed");
+                return refused(StatusCode::UNAUTHORIZED, "token");
+            }
+            None
+        }
+        (_, Some(email)) if !email.trim().is_empty() => {
+            let email = email.trim().to_lowercase();
+            if state.logins.locked(&email, address) {
+                tracing::warn!("a login to the pages was refused: too many failures");
+                return refused(StatusCode::TOO_MANY_REQUESTS, "locked");
+            }
+            match password_login(&state, &email, form.password.unwrap_or_default()).await {
+                Ok(Some(user)) => {
+                    state.logins.succeeded(&email);
+                    Some(user)
+                }
+                Ok(None) => {
+                    state.logins.failed(&email, address);
+                    tracing::warn!("a login to the pages failed");
+                    return refused(StatusCode::UNAUTHORIZED, "password");
+                }
+                Err(error) => return error.into_response(),
+            }
+        }
+        _ => return refused(StatusCode::UNAUTHORIZED, "password"),
+    };
+    match start_session(&stored, user).await {
+        Ok(()) => Redirect::to(&next).into_response(),
+        Err(error) => error.into_response(),
     }
-    let cookie = session::set_cookie(&state.sessions.start(Utc::now()));
-    let mut response = Redirect::to(&next).into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+}
+
+/// The user whose e-mail and password these are, if they may log in. The password is
+/// checked off the async runtime, and takes as long for an unknown e-mail as a known one.
+async fn password_login(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<Option<i64>, PageError> {
+    let login = state.operators.login(email).await?;
+    let hash = login.as_ref().and_then(|l| l.password_hash.clone());
+    let matches = tokio::task::spawn_blocking(move || {
+        crate::accounts::verify_password(&password, hash.as_deref())
+    })
+    .await
+    .unwrap_or(false);
+    let Some(login) = login.filter(|l| matches && l.user.disabled_at.is_none()) else {
+        return Ok(None);
+    };
+    state.operators.logged_in(login.user.id, Utc::now()).await?;
+    Ok(Some(login.user.id))
+}
+
+/// A fresh session for `user` (`None`: the bootstrap admin), under a new id (no fixation).
+async fn start_session(
+    stored: &tower_sessions::Session,
+    user: Option<i64>,
+) -> Result<(), PageError> {
+    let csrf = session::new_csrf()
+        .map_err(|_| PageError::Internal(StoreError::Unavailable("no random source".into())))?;
+    stored.cycle_id().await.map_err(session_failed)?;
+    stored.clear().await;
+    stored
+        .insert(session::CSRF, csrf)
+        .await
+        .map_err(session_failed)?;
+    match user {
+        Some(user) => stored.insert(session::USER_ID, user).await,
+        None => stored.insert(session::BOOTSTRAP_ADMIN, true).await,
     }
-    response
+    .map_err(session_failed)?;
+    stored.save().await.map_err(session_failed)
 }
 
 #[derive(Deserialize)]
@@ -360,21 +497,18 @@ struct CsrfForm {
 }
 
 async fn logout(
-    State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    stored: tower_sessions::Session,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Ok(Form(form)) = form else {
         return Err(PageError::Forbidden);
     };
-    if !state.sessions.csrf_ok(&session, &form.csrf) {
+    if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
-    let mut response = Redirect::to("/ui/login").into_response();
-    if let Ok(value) = HeaderValue::from_str(&session::clear_cookie()) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(response)
+    stored.flush().await.map_err(session_failed)?;
+    Ok(Redirect::to("/ui/login").into_response())
 }
 
 /// The notice a redirect asked to show, in our words only.
@@ -415,6 +549,34 @@ fn zone_of(venue: &VenueRecord) -> Tz {
 fn diary_link(venue: &VenueRecord, start: DateTime<Utc>) -> String {
     let date = start.with_timezone(&zone_of(venue)).date_naive();
     format!("/ui/diary?venue={}&date={date}#booking", venue.id)
+}
+
+/// One entry of a page's history (the audit trail of its subject).
+#[derive(Serialize)]
+struct HistoryRow {
+    at: String,
+    actor: String,
+    action: String,
+}
+
+/// The audit trail of one subject (`sale`, `event`, `booking`), newest first.
+async fn history(state: &AppState, kind: &str, id: i64) -> Result<Vec<HistoryRow>, PageError> {
+    let filter = crate::store::audit::AuditFilter {
+        subject: Some((kind.to_owned(), id)),
+        limit: 50,
+        ..crate::store::audit::AuditFilter::default()
+    };
+    Ok(state
+        .operators
+        .audit(filter)
+        .await?
+        .into_iter()
+        .map(|entry| HistoryRow {
+            at: utc(entry.at),
+            actor: entry.actor,
+            action: entry.action,
+        })
+        .collect())
 }
 
 #[derive(Serialize)]

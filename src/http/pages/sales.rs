@@ -61,14 +61,19 @@ pub(super) async fn inbox(
 ) -> Result<Response, PageError> {
     let venue_id: Option<i64> = param(&params, "venue")?;
     let store = state.gateway.store();
-    let venues = store.venues().await?;
-    let mut chrome = Chrome::new(&state.sessions, &session, "inbox");
+    let mut venues = store.venues().await?;
+    venues.retain(|venue| session.actor.sees(venue.id));
+    if venue_id.is_some_and(|id| !venues.iter().any(|v| v.id == id)) {
+        return Err(PageError::NotFound("venue"));
+    }
+    let mut chrome = Chrome::new(&session, "inbox");
     chrome.notice = notice_text(&params);
     chrome.venue_id = venue_id;
     let filter = SaleFilter {
         venue_id,
         unmatched: Some(true),
         limit: INBOX,
+        venue_limit: session.actor.venue_limit(),
         ..SaleFilter::default()
     };
     let mut sales = Vec::new();
@@ -129,6 +134,7 @@ struct SalePage {
     here: String,
     s: SaleView,
     suggestions: Vec<SuggestionRow>,
+    history: Vec<HistoryRow>,
 }
 
 #[derive(Serialize)]
@@ -174,7 +180,10 @@ pub(super) async fn sale(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
     let store = state.gateway.store();
-    let detail = store.sale(id).await?.ok_or(PageError::NotFound("sale"))?;
+    let detail = seen(&session.actor, store.sale(id).await?, |d| {
+        Some(d.sale.venue_id)
+    })
+    .ok_or(PageError::NotFound("sale"))?;
     let venue = store
         .venue(detail.sale.venue_id)
         .await?
@@ -195,12 +204,13 @@ pub(super) async fn sale(
         Vec::new()
     };
     let sale = &detail.sale;
-    let mut chrome = Chrome::new(&state.sessions, &session, "inbox");
+    let mut chrome = Chrome::new(&session, "inbox");
     chrome.notice = notice_text(&params);
     chrome.venue_id = Some(venue.id);
     let page = SalePage {
         chrome,
         here: format!("/ui/sales/{id}"),
+        history: history(&state, "sale", id).await?,
         s: SaleView {
             id,
             label: sale_label(sale),
@@ -266,13 +276,14 @@ pub(super) async fn match_sale(
     form: Result<Form<MatchForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| PageError::BadRequest(e.body_text()))?;
-    if !state.sessions.csrf_ok(&session, &form.csrf) {
+    if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
+    writable(&state, &session.actor, id, Some(form.booking_id)).await?;
     state
         .gateway
         .store()
-        .match_sale(id, form.booking_id)
+        .match_sale(id, form.booking_id, session.actor.clone())
         .await?;
     let back = local_page(form.back.as_deref(), "/ui/inbox");
     Ok(Redirect::to(&with_param(back, "notice", "matched")).into_response())
@@ -285,10 +296,35 @@ pub(super) async fn unmatch_sale(
     form: Result<Form<BackForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let Form(form) = form.map_err(|e| PageError::BadRequest(e.body_text()))?;
-    if !state.sessions.csrf_ok(&session, &form.csrf) {
+    if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
-    state.gateway.store().unmatch_sale(id).await?;
+    writable(&state, &session.actor, id, None).await?;
+    state
+        .gateway
+        .store()
+        .unmatch_sale(id, session.actor.clone())
+        .await?;
     let back = local_page(form.back.as_deref(), "/ui/inbox");
     Ok(Redirect::to(&with_param(back, "notice", "unmatched")).into_response())
+}
+
+/// `Ok` when `actor` may match sale `sale_id` (to `booking_id`) by hand: the sale and the
+/// booking at venues they see ("not found" otherwise), and a role that changes diaries.
+async fn writable(
+    state: &AppState,
+    actor: &Actor,
+    sale_id: i64,
+    booking_id: Option<i64>,
+) -> Result<(), PageError> {
+    let store = state.gateway.store();
+    seen(actor, store.sale(sale_id).await?, |d| Some(d.sale.venue_id))
+        .ok_or(PageError::NotFound("sale"))?;
+    if let Some(booking_id) = booking_id {
+        seen(actor, store.booking(booking_id).await?, |b| {
+            Some(b.venue_id)
+        })
+        .ok_or(PageError::NotFound("booking"))?;
+    }
+    allowed(actor, Permission::WriteDiary)
 }

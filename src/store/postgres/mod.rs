@@ -21,7 +21,7 @@ pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 9] = [
+const MIGRATIONS: [(&str, &str); 10] = [
     (
         "0001_init",
         include_str!("../../../migrations/postgres/0001_init.sql"),
@@ -57,6 +57,10 @@ const MIGRATIONS: [(&str, &str); 9] = [
     (
         "0009_platform_link",
         include_str!("../../../migrations/postgres/0009_platform_link.sql"),
+    ),
+    (
+        "0010_operators",
+        include_str!("../../../migrations/postgres/0010_operators.sql"),
     ),
 ];
 

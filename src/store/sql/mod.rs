@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use super::audit::{self, Subject};
 use super::db::{self, BoxFuture, Conn, Pending};
 use super::postgres::Postgres;
 use super::records::*;
@@ -19,8 +20,10 @@ use super::{
     Backend, InFlight, Ingested, Reprocess, SaleKey, Store, StoreError, Verdict, api_budget,
     bookings, changes, health, platform, rematch, retention, silence, webhooks,
 };
+use crate::domain::access::Actor;
 use crate::domain::{Mapped, Outcome, Reason};
 
+mod operators;
 mod platform_sync;
 mod rows;
 mod write;
@@ -28,6 +31,7 @@ mod write;
 use rows::*;
 use write::*;
 
+pub(in crate::store) use rows::{Conditions, venue_record};
 pub(in crate::store) use rows::{
     SALE_COLUMNS, decimal, decimal_text, from_millis, json_list, money_column, parse_status,
     sale_record,
@@ -72,6 +76,20 @@ where
             Ok(value)
         })
     }
+}
+
+/// Links (or with `None` unlinks) a sale by hand, recorded in the audit trail as `action`.
+async fn audited_link(
+    conn: &mut Conn<'_>,
+    sale_id: i64,
+    booking_id: Option<i64>,
+    by: Actor,
+    action: &'static str,
+) -> Result<(), StoreError> {
+    let before = audit::sale(conn, sale_id).await?;
+    bookings::set_manual_link(conn, sale_id, booking_id).await?;
+    let after = audit::sale(conn, sale_id).await?;
+    audit::record_snapshots(conn, &by, action, Subject::Sale(sale_id), before, after).await
 }
 
 /// A store over a SQL database. Cheap to clone.
@@ -442,9 +460,18 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn create_venue(&self, venue: NewVenue) -> Result<VenueRecord, StoreError> {
+    async fn create_venue(&self, venue: NewVenue, by: Actor) -> Result<VenueRecord, StoreError> {
         let id = self
-            .write(move |conn| Box::pin(async move { insert_venue(conn, &venue).await }))
+            .write(move |conn| {
+                Box::pin(async move {
+                    let id = insert_venue(conn, &venue).await?;
+                    let after = audit::venue(conn, id).await?;
+                    let subject = Subject::Venue(id);
+                    audit::record(conn, &by, "venue.create", Some(id), subject, None, after)
+                        .await?;
+                    Ok(id)
+                })
+            })
             .await?;
         self.venue(id).await?.ok_or(StoreError::NotFound("venue"))
     }
@@ -470,19 +497,63 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn update_venue(&self, id: i64, changes: VenueChanges) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(bookings::update_venue(conn, id, changes)))
-            .await
+    async fn update_venue(
+        &self,
+        id: i64,
+        changes: VenueChanges,
+        by: Actor,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let before = audit::venue(conn, id).await?;
+                bookings::update_venue(conn, id, changes).await?;
+                let after = audit::venue(conn, id).await?;
+                let subject = Subject::Venue(id);
+                audit::record(conn, &by, "venue.change", Some(id), subject, before, after).await
+            })
+        })
+        .await
     }
 
-    async fn create_booking(&self, venue_id: i64, booking: NewBooking) -> Result<i64, StoreError> {
-        self.write(move |conn| Box::pin(bookings::create(conn, venue_id, booking)))
-            .await
+    async fn create_booking(
+        &self,
+        venue_id: i64,
+        booking: NewBooking,
+        by: Actor,
+    ) -> Result<i64, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let id = bookings::create(conn, venue_id, booking).await?;
+                let after = audit::booking(conn, id).await?;
+                let subject = Subject::Booking(id);
+                audit::record_snapshots(conn, &by, "booking.create", subject, None, after).await?;
+                Ok(id)
+            })
+        })
+        .await
     }
 
-    async fn update_booking(&self, id: i64, changes: BookingChanges) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(bookings::update(conn, id, changes, "manual")))
-            .await
+    async fn update_booking(
+        &self,
+        id: i64,
+        changes: BookingChanges,
+        by: Actor,
+    ) -> Result<(), StoreError> {
+        let action = if changes.status == Some(crate::domain::BookingStatus::Cancelled) {
+            "booking.cancel"
+        } else {
+            "booking.change"
+        };
+        self.write(move |conn| {
+            Box::pin(async move {
+                let before = audit::booking(conn, id).await?;
+                bookings::update(conn, id, changes, "manual").await?;
+                let after = audit::booking(conn, id).await?;
+                let subject = Subject::Booking(id);
+                audit::record_snapshots(conn, &by, action, subject, before, after).await
+            })
+        })
+        .await
     }
 
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
@@ -663,13 +734,21 @@ impl Store for SqlStore {
             .await
     }
 
-    async fn match_sale(&self, sale_id: i64, booking_id: i64) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, Some(booking_id))))
-            .await
+    async fn match_sale(&self, sale_id: i64, booking_id: i64, by: Actor) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(audited_link(
+                conn,
+                sale_id,
+                Some(booking_id),
+                by,
+                "sale.match",
+            ))
+        })
+        .await
     }
 
-    async fn unmatch_sale(&self, sale_id: i64) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(bookings::set_manual_link(conn, sale_id, None)))
+    async fn unmatch_sale(&self, sale_id: i64, by: Actor) -> Result<(), StoreError> {
+        self.write(move |conn| Box::pin(audited_link(conn, sale_id, None, by, "sale.unmatch")))
             .await
     }
 
@@ -682,6 +761,9 @@ impl Store for SqlStore {
         }
         if let Some(before) = filter.before_id {
             conditions.int("id < $?", before);
+        }
+        if let Some(venues) = &filter.venue_limit {
+            conditions.int_in("venue_id", venues);
         }
         match filter.unmatched {
             Some(true) => conditions.clauses.push("booking_id IS NULL".to_owned()),
@@ -739,6 +821,9 @@ impl Store for SqlStore {
         }
         if let Some(to) = filter.to {
             conditions.int("received_at < $?", to.timestamp_millis());
+        }
+        if let Some(venues) = &filter.venue_limit {
+            conditions.int_in("venue_id", venues);
         }
         let query = conditions.query(
             &format!("SELECT {EVENT_COLUMNS} FROM events"),

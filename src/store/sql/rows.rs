@@ -146,7 +146,7 @@ pub(super) fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
 
 /// A `WHERE` clause built from optional filters, with its `$n` parameters in order.
 #[derive(Default)]
-pub(super) struct Conditions {
+pub(in crate::store) struct Conditions {
     pub(super) clauses: Vec<String>,
     params: Vec<Param<'static>>,
 }
@@ -158,18 +158,33 @@ impl Conditions {
             .push(clause.replace("$?", &format!("${}", self.params.len())));
     }
 
-    pub(super) fn text(&mut self, clause: &str, value: &Option<String>) {
+    pub(in crate::store) fn text(&mut self, clause: &str, value: &Option<String>) {
         if let Some(value) = value {
             self.push(clause, Param::Text(Some(value.clone().into())));
         }
     }
 
-    pub(super) fn int(&mut self, clause: &str, value: i64) {
+    pub(in crate::store) fn int(&mut self, clause: &str, value: i64) {
         self.push(clause, Param::Int(Some(value)));
     }
 
+    /// `column IN (...)` over `values`; no values match nothing.
+    pub(in crate::store) fn int_in(&mut self, column: &str, values: &[i64]) {
+        if values.is_empty() {
+            self.clauses.push("1 = 0".to_owned());
+            return;
+        }
+        let mut placeholders = Vec::with_capacity(values.len());
+        for value in values {
+            self.params.push(Param::Int(Some(*value)));
+            placeholders.push(format!("${}", self.params.len()));
+        }
+        self.clauses
+            .push(format!("{column} IN ({})", placeholders.join(", ")));
+    }
+
     /// The whole statement, ready to run.
-    pub(super) fn query(self, select: &str, order_and_limit: &str) -> db::Query<'static> {
+    pub(in crate::store) fn query(self, select: &str, order_and_limit: &str) -> db::Query<'static> {
         let mut sql = select.to_owned();
         if !self.clauses.is_empty() {
             sql.push_str(" WHERE ");
@@ -246,7 +261,7 @@ pub(super) async fn fetch_each<T>(
     query.fetch_all(conn).await?.iter().map(make).collect()
 }
 
-pub(super) async fn venue_record(
+pub(in crate::store) async fn venue_record(
     conn: &mut Conn<'_>,
     id: i64,
 ) -> Result<Option<VenueRecord>, StoreError> {
