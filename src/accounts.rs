@@ -1,14 +1,15 @@
 //! Operators' credentials: Argon2id password hashes (the `argon2` crate, its default
-//! parameters: OWASP's m = 19 MiB, t = 2, p = 1), what a valid e-mail and password are, and
-//! the brake on guessing (failed logins counted per account and per address, in a `moka`
-//! cache whose entries expire on their own).
+//! parameters: OWASP's m = 19 MiB, t = 2, p = 1) of the password in Unicode NFKC (NIST SP
+//! 800-63B: the same password typed on any keyboard), what a valid e-mail and password are,
+//! and the brakes on guessing: attempts counted per account and per address in the database
+//! (every node shares them), and at most one hash per core at a time.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use moka::sync::Cache;
+use unicode_normalization::UnicodeNormalization as _;
 
 /// The shortest password accepted, in characters (NIST SP 800-63B's minimum).
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -16,8 +17,9 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// denial of service.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Failed logins that lock an account, and an address, until they have been quiet for
-/// [`LOCK_FOR`].
+/// Login attempts that lock an account, and an address, until they have been quiet for
+/// [`LOCK_FOR`]. An attempt counts before its password is checked (a burst cannot slip past
+/// the count), and a successful login takes its account's count back to nothing.
 pub const ACCOUNT_FAILURES: u32 = 5;
 pub const ADDRESS_FAILURES: u32 = 20;
 /// How long failures are remembered after the last one.
@@ -48,7 +50,9 @@ pub fn normalise_email(email: &str) -> Result<String, CredentialError> {
         && email
             .split_once('@')
             .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        // ASCII only: look-alike letters from other scripts would make two operators whose
+        // e-mails read the same in the audit trail.
+        && email.chars().all(|c| c.is_ascii_graphic());
     if valid {
         Ok(email)
     } else {
@@ -77,6 +81,7 @@ pub fn valid_password(password: &str) -> Result<(), CredentialError> {
 /// [`CredentialError`] for a password out of bounds, or when hashing fails.
 pub fn hash_password(password: &str) -> Result<String, CredentialError> {
     valid_password(password)?;
+    let password: String = password.nfkc().collect();
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|_| CredentialError::Hash)?;
     let salt = SaltString::encode_b64(&salt).map_err(|_| CredentialError::Hash)?;
@@ -107,67 +112,88 @@ pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
+    let password: String = password.nfkc().collect();
     let matches = Argon2::default()
         .verify_password(password.as_bytes(), &parsed)
         .is_ok();
     real && matches
 }
 
-/// Counts failed logins per account and per address; either over its limit refuses logins
-/// until it has had no failure for [`LOCK_FOR`]. One per process: a guesser spread over
-/// several nodes gets a limit per node.
-#[derive(Debug, Clone)]
-pub struct LoginGuard {
-    accounts: Cache<String, u32>,
-    addresses: Cache<IpAddr, u32>,
+/// Bounds the password work a node does at once: each Argon2id hash takes 19 MiB and tens of
+/// milliseconds of a core, so an unbounded burst of logins (no account needed) would take a
+/// node's memory and starve its deliveries. At most one hash per core runs; a login that
+/// cannot start within [`PasswordWork::WAIT`] is answered "busy" rather than queued.
+#[derive(Debug)]
+pub struct PasswordWork {
+    permits: tokio::sync::Semaphore,
 }
 
-impl Default for LoginGuard {
+/// No password work could start in time.
+#[derive(Debug, thiserror::Error)]
+#[error("too many logins at once; try again in a few seconds")]
+pub struct Busy;
+
+impl Default for PasswordWork {
     fn default() -> Self {
-        LoginGuard::new(LOCK_FOR)
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        PasswordWork {
+            permits: tokio::sync::Semaphore::new(cores),
+        }
     }
 }
 
-impl LoginGuard {
-    pub fn new(lock_for: Duration) -> LoginGuard {
-        LoginGuard {
-            accounts: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(lock_for)
-                .build(),
-            addresses: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(lock_for)
-                .build(),
-        }
+impl PasswordWork {
+    /// How long a login waits for a hashing slot.
+    pub const WAIT: Duration = Duration::from_secs(2);
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let _permit = tokio::time::timeout(Self::WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        tokio::task::spawn_blocking(work).await.map_err(|_| Busy)
     }
 
-    /// Whether a login for `email` from `address` must be refused without checking it.
-    pub fn locked(&self, email: &str, address: Option<IpAddr>) -> bool {
-        self.accounts
-            .get(email)
-            .is_some_and(|failures| failures >= ACCOUNT_FAILURES)
-            || address.is_some_and(|address| {
-                self.addresses
-                    .get(&address)
-                    .is_some_and(|failures| failures >= ADDRESS_FAILURES)
-            })
+    /// [`verify_password`], within the bound.
+    ///
+    /// # Errors
+    /// [`Busy`].
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Busy> {
+        self.run(move || verify_password(&password, hash.as_deref()))
+            .await
     }
 
-    /// Counts a failed login (each failure restarts its entry's time to live).
-    pub fn failed(&self, email: &str, address: Option<IpAddr>) {
-        let count = self.accounts.get(email).unwrap_or(0).saturating_add(1);
-        self.accounts.insert(email.to_owned(), count);
-        if let Some(address) = address {
-            let count = self.addresses.get(&address).unwrap_or(0).saturating_add(1);
-            self.addresses.insert(address, count);
-        }
+    /// [`hash_password`], within the bound.
+    ///
+    /// # Errors
+    /// [`Busy`] (outer), or the password's own problem (inner).
+    pub async fn hash(&self, password: String) -> Result<Result<String, CredentialError>, Busy> {
+        self.run(move || hash_password(&password)).await
     }
+}
 
-    /// Forgets an account's failures after it logged in.
-    pub fn succeeded(&self, email: &str) {
-        self.accounts.invalidate(email);
+/// The keys a login attempt counts against: the account, and the address it came from.
+pub fn attempt_keys(account: &str, address: Option<IpAddr>) -> Vec<(String, u32)> {
+    let mut keys = vec![(format!("account:{account}"), ACCOUNT_FAILURES)];
+    if let Some(address) = address {
+        keys.push((format!("address:{address}"), ADDRESS_FAILURES));
     }
+    keys
+}
+
+/// An operator's display name: 1 to 200 characters, no control characters.
+///
+/// # Errors
+/// A sentence saying so.
+pub fn valid_name(name: &str) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err("name must be 1 to 200 characters, without control characters".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -216,23 +242,24 @@ mod tests {
     }
 
     #[test]
-    fn repeated_failures_lock_the_account_and_the_address() {
-        let guard = LoginGuard::new(Duration::from_secs(60));
-        let here: IpAddr = "203.0.113.5".parse().expect("address");
-        for _ in 0..ACCOUNT_FAILURES {
-            assert!(!guard.locked("a@example.com", Some(here)));
-            guard.failed("a@example.com", Some(here));
-        }
-        assert!(guard.locked("a@example.com", None), "the account");
-        assert!(
-            !guard.locked("b@example.com", Some(here)),
-            "not yet the address"
+    fn equivalent_unicode_passwords_verify_alike() {
+        let nfc = "p\u{e4}ssw\u{f6}rd caf\u{e9}";
+        let nfd = "pa\u{308}sswo\u{308}rd cafe\u{301}";
+        let hash = hash_password(nfc).expect("hashes");
+        assert!(verify_password(nfd, Some(&hash)));
+    }
+
+    #[test]
+    fn an_attempt_counts_against_its_account_and_address() {
+        let keys = attempt_keys("a@example.com", "203.0.113.5".parse().ok());
+        assert_eq!(
+            keys[0],
+            ("account:a@example.com".to_owned(), ACCOUNT_FAILURES)
         );
-        for n in 0..ADDRESS_FAILURES {
-            guard.failed(&format!("user{n}@example.com"), Some(here));
-        }
-        assert!(guard.locked("c@example.com", Some(here)), "the address");
-        guard.succeeded("a@example.com");
-        assert!(!guard.locked("a@example.com", None));
+        assert_eq!(
+            keys[1],
+            ("address:203.0.113.5".to_owned(), ADDRESS_FAILURES)
+        );
+        assert_eq!(attempt_keys("admin-token", None).len(), 1);
     }
 }

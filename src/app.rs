@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::fetcher;
 use crate::gateway::Gateway;
+use crate::gateway::registry::PartnerSync;
 use crate::http::{AppState, router};
 use crate::partners::auth::AuthScheme;
 use crate::store::{self, SqlStoreHandle};
@@ -26,6 +27,7 @@ pub struct App {
     connections: crate::config::ConnectionLimits,
     dispatcher: Dispatcher,
     silence: crate::config::SilenceSettings,
+    partner_sync: Arc<PartnerSync>,
 }
 
 /// Why the service could not start.
@@ -69,21 +71,33 @@ impl App {
         let connections = config.connections;
         let client_ip_header = config.client_ip_header.clone();
         let readiness_timeout = config.readiness_timeout;
-        let partner_names = Arc::new(config.partners.iter().map(|p| p.name.clone()).collect());
         let retention = config.retention;
         let webhooks = config.webhooks.clone();
         let silence = config.silence.clone();
+        let secure_cookies = config.public_url.starts_with("https://");
+        let sealer = config
+            .secret_key
+            .as_ref()
+            .and_then(|key| crate::sealed::Sealer::from_base64(key).ok());
         let gateway = Arc::new(Gateway::new(config, Arc::new(store.clone())));
+        let partner_sync = Arc::new(PartnerSync::new(
+            Arc::clone(&gateway),
+            Arc::new(store.clone()),
+            sealer,
+        ));
+        // The database's partners take deliveries from the first request on.
+        partner_sync.poll().await?;
         let dispatcher =
             Dispatcher::new(Arc::clone(gateway.store()), webhooks).map_err(StartError::Webhooks)?;
         let operators: Arc<dyn crate::store::operators::Operators> = Arc::new(store.clone());
         let state = AppState {
             retention,
             operators,
-            logins: Arc::new(crate::accounts::LoginGuard::default()),
+            passwords: Arc::new(crate::accounts::PasswordWork::default()),
+            secure_cookies,
             admin_token,
             max_body_bytes,
-            partner_names,
+            partner_sync: Arc::clone(&partner_sync),
             gateway: Arc::clone(&gateway),
             connections,
             client_ip_header,
@@ -100,6 +114,7 @@ impl App {
             connections,
             dispatcher,
             silence,
+            partner_sync,
         })
     }
 
@@ -152,6 +167,17 @@ impl App {
                 async move { operators.delete_expired_sessions(chrono::Utc::now()).await }
             },
         ));
+        let partner_sync = Arc::clone(&self.partner_sync);
+        let reloader = tokio::spawn(crate::schedule::every(
+            PartnerSync::POLL,
+            PartnerSync::POLL,
+            stopped.clone(),
+            "the database's partners were not reloaded",
+            move || {
+                let partner_sync = Arc::clone(&partner_sync);
+                async move { partner_sync.poll().await }
+            },
+        ));
         let fetcher = tokio::spawn(fetcher::run(self.gateway, self.fetch, stopped));
         let (died_tx, died_rx) = tokio::sync::oneshot::channel::<String>();
         let store = self.store.clone();
@@ -175,6 +201,7 @@ impl App {
             let _ = dispatcher.await;
             let _ = watcher.await;
             let _ = sweeper.await;
+            let _ = reloader.await;
             if let Some(purger) = purger {
                 let _ = purger.await;
             }

@@ -140,7 +140,7 @@ pub async fn fetch_due(
         // be called.
         if claim == FetchClaim::Claimed {
             let call = Call {
-                api,
+                api: &api,
                 request: &request,
                 version,
                 channel: &channel,

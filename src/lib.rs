@@ -37,6 +37,7 @@ pub mod partners;
 pub mod replay_cache;
 pub mod retention;
 pub mod schedule;
+pub mod sealed;
 pub mod silence;
 pub mod simulate;
 pub mod store;

@@ -107,6 +107,7 @@ enum UserCommand {
         /// A venue a venue_manager sees (repeat for several).
         #[arg(long = "venue")]
         venues: Vec<i64>,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -129,6 +130,7 @@ enum UserCommand {
         config: PathBuf,
         #[arg(long)]
         email: String,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -352,7 +354,11 @@ async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
     let store = diarysync::store::open_with(&config.database_url, options)
         .await
         .context("opening the store")?;
-    let gateway = Gateway::new(config, Arc::new(store));
+    let store = Arc::new(store);
+    let gateway = Gateway::new(
+        config,
+        Arc::clone(&store) as Arc<dyn diarysync::store::Store>,
+    );
     let total = gateway
         .count_replayable(&filter)
         .await
@@ -367,6 +373,26 @@ async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
         .await
         .context("replaying")?;
     bar.finish();
+    let after = serde_json::json!({
+        "filter": {
+            "partner": filter.partner, "outcome": filter.outcome, "reason": filter.reason,
+            "from": filter.from, "to": filter.to,
+        },
+        "summary": summary,
+    });
+    use diarysync::store::operators::Operators as _;
+    if let Err(error) = store
+        .record_audit(
+            diarysync::domain::access::Actor::command_line(),
+            "events.replay",
+            None,
+            diarysync::store::audit::Subject::Replay,
+            after,
+        )
+        .await
+    {
+        eprintln!("the replay was not recorded in the audit trail: {error}");
+    }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -15,7 +15,8 @@ use crate::store::operators::{NewUser, Operators, UserChanges, UserRecord};
 /// Where a password comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum PasswordSource {
-    /// One line of standard input (for scripts: `echo "$PASSWORD" | diarysync user add ...`).
+    /// The first line of standard input, without its line ending (for scripts:
+    /// `echo "$PASSWORD" | diarysync user add ...`).
     Stdin,
     /// A random one, printed once.
     Generate,
@@ -49,6 +50,14 @@ pub enum UserAction {
 pub async fn run(config: &Path, action: UserAction) -> anyhow::Result<()> {
     let config =
         Config::load(config).with_context(|| format!("configuration {}", config.display()))?;
+    if let Some(path) = config.database_url.strip_prefix("sqlite://")
+        && !Path::new(path).exists()
+    {
+        eprintln!(
+            "note: {path} does not exist; a new, empty database is made there (check \
+             database_url if you expected an existing one)"
+        );
+    }
     let options = crate::store::OpenOptions {
         connect_for: config.database_connect_timeout,
         exclusive: false,
@@ -77,6 +86,8 @@ async fn act(store: &dyn Operators, action: UserAction) -> anyhow::Result<()> {
             password,
         } => {
             let email = accounts::normalise_email(&email)?;
+            accounts::valid_name(&name).map_err(|e| anyhow::anyhow!(e))?;
+            let name = name.trim().to_owned();
             let role: Role = role.parse()?;
             if role.is_venue_scoped() == venues.is_empty() {
                 anyhow::bail!("give --venue for a venue_manager, and only for one");

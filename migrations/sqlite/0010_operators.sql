@@ -54,6 +54,8 @@ CREATE TABLE audit_log (
     at            BIGINT NOT NULL,
     actor_user_id BIGINT,
     actor         TEXT   NOT NULL,
+    -- How the actor was signed in: `session`, `token <id>`, `admin token`, `command line`.
+    actor_via     TEXT,
     action        TEXT   NOT NULL,
     venue_id      BIGINT,
     subject_type  TEXT   NOT NULL,
@@ -65,3 +67,12 @@ CREATE INDEX audit_log_at ON audit_log(at);
 CREATE INDEX audit_log_venue ON audit_log(venue_id, id);
 CREATE INDEX audit_log_actor ON audit_log(actor_user_id, id);
 CREATE INDEX audit_log_subject ON audit_log(subject_type, subject_id, id);
+
+-- Login attempts per account (`account:<e-mail>`, `account:admin-token`) and per address
+-- (`address:<ip>`), counted before the password is checked and shared by every node: past a
+-- limit, logins are refused until the key has been quiet for the window.
+CREATE TABLE login_attempts (
+    key      TEXT   PRIMARY KEY,
+    attempts BIGINT NOT NULL,
+    last_at  BIGINT NOT NULL
+);

@@ -18,6 +18,7 @@ use serde::Deserialize;
 mod partners;
 mod webhooks;
 
+pub use partners::{STORED_HANDLERS, secret_field, stored_partner};
 pub use webhooks::{DEFAULT_DENIED, SilenceSettings, WebhookSettings};
 
 use crate::partners::HandlerSpec;
@@ -27,7 +28,7 @@ use crate::partners::auth::{
 };
 
 /// Top-level keys that `DIARYSYNC_<KEY>` environment variables may override.
-const ENV_KEYS: [&str; 27] = [
+const ENV_KEYS: [&str; 29] = [
     "database_writers",
     "sqlite_synchronous",
     "replay_window_seconds",
@@ -52,6 +53,8 @@ const ENV_KEYS: [&str; 27] = [
     "database_url",
     "admin_token",
     "admin_token_env",
+    "secret_key",
+    "secret_key_env",
     "max_body_bytes",
     "sale_lock_wait_ms",
     "log_format",
@@ -66,6 +69,10 @@ pub struct Config {
     pub public_url: String,
     pub database_url: String,
     pub admin_token: SecretString,
+    /// The key partners' secrets are sealed with in the database (`secret_key`, 32 bytes in
+    /// base64, usually through `secret_key_env`); without it, partners made through the API
+    /// cannot hold secrets.
+    pub secret_key: Option<SecretString>,
     /// Bodies above this are refused with 413, never truncated.
     pub max_body_bytes: usize,
     /// How long a request waits for another request on the same sale before a 409.
@@ -255,6 +262,8 @@ struct RawConfig {
     #[serde(default = "default_database_url")]
     database_url: String,
     admin_token: Option<SecretString>,
+    secret_key: Option<SecretString>,
+    secret_key_env: Option<String>,
     admin_token_env: Option<String>,
     #[serde(default = "default_max_body_bytes")]
     max_body_bytes: usize,
@@ -459,6 +468,15 @@ impl RawConfig {
         if admin_token.expose_secret().len() < 12 {
             return Err(invalid("admin_token must be at least 12 characters"));
         }
+        let secret_key = secret(
+            "secret_key",
+            self.secret_key,
+            self.secret_key_env.as_deref(),
+        )?;
+        if let Some(key) = &secret_key {
+            crate::sealed::Sealer::from_base64(key)
+                .map_err(|e| invalid(format!("secret_key: {e}")))?;
+        }
         if self.max_body_bytes == 0 {
             return Err(invalid("max_body_bytes must be positive"));
         }
@@ -483,6 +501,7 @@ impl RawConfig {
             public_url,
             database_url: self.database_url,
             admin_token,
+            secret_key,
             max_body_bytes: self.max_body_bytes,
             sale_lock_wait: Duration::from_millis(self.sale_lock_wait_ms),
             log_format: self.log_format,

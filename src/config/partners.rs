@@ -216,3 +216,73 @@ impl RawAuth {
         Ok(scheme)
     }
 }
+
+/// The handlers a partner kept in the database may use: those whose whole definition is
+/// data. A script reads a file of the server's and TourCMS takes an API key, both kept in
+/// the configuration file.
+pub const STORED_HANDLERS: [&str; 2] = ["lightspeed-kseries", "checkfront"];
+
+/// The key of `[partners.auth]` that holds the secret of `scheme`; `None` for `none`.
+pub fn secret_field(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "hmac-sha256" | "url-token" => Some("secret"),
+        "basic" => Some("password"),
+        "bearer" => Some("token"),
+        "api-key" => Some("value"),
+        _ => None,
+    }
+}
+
+/// A partner kept in the database: its definition (the keys of a `[[partners]]` table, as
+/// JSON, without the secret) validated as the file's are, with `secret` put where its scheme
+/// takes it.
+///
+/// # Errors
+/// [`ConfigError`] naming what is wrong, as for the file: an unknown key, a handler or
+/// scheme that does not exist, a missing secret; and for stored partners also a handler
+/// outside [`STORED_HANDLERS`], a secret in the definition or a key read from the
+/// environment (`*_env`: an API must not point a partner at the server's environment).
+pub fn stored_partner(
+    definition: &serde_json::Value,
+    secret: Option<&SecretString>,
+) -> Result<PartnerConfig, ConfigError> {
+    let serde_json::Value::Object(fields) = definition else {
+        return Err(invalid("a partner's definition is a JSON object"));
+    };
+    let handler = fields.get("handler").and_then(|h| h.as_str()).unwrap_or("");
+    if !STORED_HANDLERS.contains(&handler) {
+        return Err(invalid(format!(
+            "handler {handler:?} cannot be kept in the database; use one of {} (scripts and \
+             TourCMS stay in the configuration file)",
+            STORED_HANDLERS.join(", ")
+        )));
+    }
+    let auth = match fields.get("auth") {
+        Some(serde_json::Value::Object(auth)) => auth,
+        _ => return Err(invalid("auth is required: {\"scheme\": ...}")),
+    };
+    let scheme = auth.get("scheme").and_then(|s| s.as_str()).unwrap_or("");
+    for key in auth.keys() {
+        let secret_key = matches!(key.as_str(), "secret" | "password" | "token" | "value");
+        if secret_key || key.ends_with("_env") {
+            return Err(invalid(format!(
+                "auth.{key} cannot be in a stored partner's definition: secrets are added \
+                 through its secrets (sealed at rest), never from the environment"
+            )));
+        }
+    }
+    let mut definition = definition.clone();
+    if let (Some(field), Some(secret), Some(auth)) = (
+        secret_field(scheme),
+        secret,
+        definition.get_mut("auth").and_then(|a| a.as_object_mut()),
+    ) {
+        auth.insert(
+            field.to_owned(),
+            serde_json::Value::String(secret.expose_secret().to_owned()),
+        );
+    }
+    let raw: RawPartner =
+        serde_json::from_value(definition).map_err(|e| invalid(format!("partner: {e}")))?;
+    raw.validate()
+}

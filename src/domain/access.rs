@@ -110,6 +110,10 @@ pub struct Actor {
     pub name: String,
     pub role: Role,
     pub scope: Scope,
+    /// How the actor signed in: `session`, `token <id>`, `admin token`, `command line`
+    /// (the audit trail keeps it, so an admin acting with a token they made for someone else
+    /// is told apart).
+    pub via: String,
 }
 
 impl Actor {
@@ -120,6 +124,7 @@ impl Actor {
             name: "admin token".to_owned(),
             role: Role::Admin,
             scope: Scope::Everywhere,
+            via: "admin token".to_owned(),
         }
     }
 
@@ -130,6 +135,7 @@ impl Actor {
             name: "command line".to_owned(),
             role: Role::Admin,
             scope: Scope::Everywhere,
+            via: "command line".to_owned(),
         }
     }
 
@@ -145,7 +151,15 @@ impl Actor {
             name: email.to_owned(),
             role,
             scope,
+            via: "session".to_owned(),
         }
+    }
+
+    /// The same actor, signed in another way.
+    #[must_use]
+    pub fn via(mut self, via: impl Into<String>) -> Actor {
+        self.via = via.into();
+        self
     }
 
     /// Whether the actor may do `permission` at all (on some venue).

@@ -18,8 +18,9 @@ use tracing::Instrument;
 
 use crate::config::{Config, HandlerErrors, PartnerConfig};
 use crate::domain::{Command, Mapped, Outcome, Reason};
-use crate::partners::auth::{AuthFailure, AuthScheme, Presented};
+use crate::partners::auth::{AuthFailure, Presented};
 use crate::partners::decode::{BodyPolicy, Undecodable, decode};
+use crate::partners::keyring::Keyring;
 use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
 use crate::replay_cache::ReplayCache;
 use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
@@ -27,6 +28,7 @@ use crate::telemetry;
 
 mod abuse;
 pub mod fuzzing;
+pub mod registry;
 mod replay;
 mod stored;
 
@@ -162,11 +164,14 @@ impl Receipt {
     }
 }
 
-/// A configured partner, ready to authenticate and map deliveries.
+/// A partner, ready to authenticate and map deliveries.
 struct Partner {
     spec: HandlerSpec,
     handler: Arc<dyn PartnerHandler>,
-    auth: AuthScheme,
+    /// Its credentials: the file's one scheme, or a stored partner's secrets in their windows.
+    keys: Keyring,
+    /// Where it is defined.
+    source: registry::Source,
     /// `None`: not rate limited.
     limiter: Option<Limiter>,
     /// How its bodies are decoded before the handler reads them.
@@ -178,7 +183,7 @@ impl std::fmt::Debug for Partner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Partner")
             .field("spec", &self.spec)
-            .field("auth", &self.auth.name())
+            .field("auth", &self.keys.primary().name())
             .field("rate_limited", &self.limiter.is_some())
             .finish_non_exhaustive()
     }
@@ -187,10 +192,14 @@ impl std::fmt::Debug for Partner {
 /// The pipeline. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Gateway {
-    partners: HashMap<String, Partner>,
+    /// Every partner by name: the file's and the database's, swapped whole when the
+    /// database's change (`registry`).
+    partners: std::sync::RwLock<Arc<HashMap<String, Arc<Partner>>>>,
     store: Arc<dyn Store>,
     public_url: String,
     sale_lock_wait: Duration,
+    /// The body limit partners built later (from the database) get.
+    max_body_bytes: usize,
     /// Limits on deliveries without valid credentials.
     refusals: Refusals,
     replays: ReplayCache,
@@ -219,16 +228,18 @@ impl Gateway {
                             undeclared: undeclared_charset,
                         },
                         spec: handler,
-                        auth,
+                        keys: Keyring::single(auth),
+                        source: registry::Source::File,
                         limiter: rate_limit.map(limiter),
                         on_handler_error,
                     };
-                    (name, partner)
+                    (name, Arc::new(partner))
                 },
             )
             .collect();
         Gateway {
-            partners,
+            partners: std::sync::RwLock::new(Arc::new(partners)),
+            max_body_bytes: config.max_body_bytes,
             store,
             public_url: config.public_url,
             sale_lock_wait: config.sale_lock_wait,
@@ -237,15 +248,20 @@ impl Gateway {
         }
     }
 
-    /// The configured partners' names and handlers, by name.
-    pub fn partners(&self) -> Vec<(&str, &'static str)> {
-        let mut partners: Vec<(&str, &'static str)> = self
-            .partners
+    /// The partners' names and handlers, by name.
+    pub fn partners(&self) -> Vec<(String, &'static str)> {
+        let mut partners: Vec<(String, &'static str)> = self
+            .registry()
             .iter()
-            .map(|(name, partner)| (name.as_str(), partner.spec.name()))
+            .map(|(name, partner)| (name.clone(), partner.spec.name()))
             .collect();
         partners.sort_unstable();
         partners
+    }
+
+    /// Whether a partner of this name takes deliveries now.
+    pub fn has_partner(&self, name: &str) -> bool {
+        self.registry().contains_key(name)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -255,7 +271,7 @@ impl Gateway {
     /// Runs one delivery through the pipeline, in a span naming its partner, event id and
     /// outcome, and counts it. Never panics on any input.
     pub async fn receive(&self, inbound: Inbound) -> Receipt {
-        let partner = if self.partners.contains_key(&inbound.partner) {
+        let partner = if self.has_partner(&inbound.partner) {
             inbound.partner.clone()
         } else {
             "unknown".to_owned()
@@ -290,24 +306,31 @@ impl Gateway {
     }
 
     async fn run(&self, inbound: Inbound) -> Receipt {
-        let Some(partner) = self.partners.get(&inbound.partner) else {
+        let Some(partner) = self.partner(&inbound.partner) else {
             let detail = "no such partner is configured";
             return self
                 .refuse(&inbound, None, Reason::UnknownPartner, detail)
                 .await;
         };
-        let verified = partner.auth.verify(Presented {
+        let partner = partner.as_ref();
+        let url = self.signed_url(&inbound);
+        let presented = Presented {
             headers: &inbound.headers,
             query: inbound.query.as_deref(),
             body: &inbound.body,
-            url: &self.signed_url(&inbound),
+            url: &url,
             received_at: inbound.received_at.timestamp(),
-        });
+        };
+        let verified = partner.keys.verify(presented, inbound.received_at);
         if inbound.event_type == TEST_NOTIFICATION {
             return self
                 .test_notification(&inbound, partner, verified.is_ok())
                 .await;
         }
+        let secret_label = match verified {
+            Ok(label) => label.map(str::to_owned),
+            Err(_) => None,
+        };
         if let Err(failure) = verified {
             let reason = match failure {
                 AuthFailure::Missing => Reason::MissingCredentials,
@@ -324,12 +347,13 @@ impl Gateway {
             tracing::warn!(partner = %inbound.partner, "delivery rate limited");
             return Receipt::RateLimited { retry_after };
         }
-        let event = stored::new_event(
+        let mut event = stored::new_event(
             &inbound,
-            Some(&partner.auth),
+            Some(partner.keys.primary()),
             Some(partner.spec.name()),
             Keep::Whole,
         );
+        event.secret_label = secret_label;
         let (mapped, handler_version) = match decode(&inbound.body, &inbound.headers, partner.body)
         {
             Ok(document) => map_guarded(
@@ -347,9 +371,9 @@ impl Gateway {
             }
             Err(undecodable) => (undecodable_mapping(&undecodable), None),
         };
-        let mut event = event;
         event.handler_version = handler_version;
-        let replay = (!partner.auth.carries_timestamp()).then(|| ReplayCache::key(&event));
+        let replay =
+            (!partner.keys.primary().carries_timestamp()).then(|| ReplayCache::key(&event));
         if let Some(seen) = replay
             .as_ref()
             .and_then(|key| self.replays.seen(key, Instant::now()))
@@ -498,7 +522,7 @@ impl Gateway {
         };
         let event = stored::new_event(
             inbound,
-            Some(&partner.auth),
+            Some(partner.keys.primary()),
             Some(partner.spec.name()),
             keep,
         );
@@ -535,7 +559,7 @@ impl Gateway {
         let keep = self.refusals.body_to_keep(name, inbound.body.len());
         let event = stored::new_event(
             inbound,
-            partner.map(|p| &p.auth),
+            partner.map(|p| p.keys.primary()),
             partner.map(|p| p.spec.name()),
             Keep::First(keep),
         );
@@ -547,9 +571,9 @@ impl Gateway {
     /// URL): recorded as `rejected/unknown_route` under the partner it names (if that is
     /// one), within the limits on refusals, so partner health shows it.
     pub async fn refuse_unknown_route(&self, inbound: Inbound) -> Receipt {
-        let partner = self.partners.get(&inbound.partner);
+        let partner = self.partner(&inbound.partner);
         let detail = format!("no partner route at {}", inbound.path);
-        self.refuse(&inbound, partner, Reason::UnknownRoute, &detail)
+        self.refuse(&inbound, partner.as_deref(), Reason::UnknownRoute, &detail)
             .await
     }
 
@@ -558,17 +582,23 @@ impl Gateway {
     /// the limits on refusals, so partner health shows a sender pointed at the wrong route
     /// instead of a bare 405 nobody sees.
     pub async fn refuse_method(&self, inbound: Inbound) -> Receipt {
-        let partner = self.partners.get(&inbound.partner);
+        let partner = self.partner(&inbound.partner);
         let detail = format!("{} is not taken at {}", inbound.method, inbound.path);
-        self.refuse(&inbound, partner, Reason::MethodNotAllowed, &detail)
-            .await
+        self.refuse(
+            &inbound,
+            partner.as_deref(),
+            Reason::MethodNotAllowed,
+            &detail,
+        )
+        .await
     }
 
     /// Records a delivery whose body exceeded the limit (answered 413): its metadata only,
     /// so the operator sees that the partner sent something we refused; `None` when it was
     /// not recorded (over the limits of refused deliveries, or the store failed).
     pub async fn refuse_oversized(&self, inbound: Inbound, limit: usize) -> Option<i64> {
-        let partner = self.partners.get(&inbound.partner);
+        let partner = self.partner(&inbound.partner);
+        let partner = partner.as_deref();
         let name = match partner {
             Some(_) => inbound.partner.as_str(),
             None => abuse::UNKNOWN_PARTNER,
@@ -578,7 +608,7 @@ impl Gateway {
         }
         let event = stored::new_event(
             &inbound,
-            partner.map(|p| &p.auth),
+            partner.map(|p| p.keys.primary()),
             partner.map(|p| p.spec.name()),
             Keep::First(0),
         );

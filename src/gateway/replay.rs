@@ -171,12 +171,13 @@ impl Gateway {
         (batch, was)
     }
 
-    /// A configured partner's handler, with its spec.
+    /// A partner's handler, with its spec.
     pub(crate) fn partner_handler(
         &self,
         name: &str,
-    ) -> Option<(&HandlerSpec, &Arc<dyn PartnerHandler>)> {
-        self.partners.get(name).map(|p| (&p.spec, &p.handler))
+    ) -> Option<(HandlerSpec, Arc<dyn PartnerHandler>)> {
+        self.partner(name)
+            .map(|p| (p.spec.clone(), Arc::clone(&p.handler)))
     }
 
     /// Maps a stored event again with `handler`, from its stored headers, query and body.
@@ -184,7 +185,7 @@ impl Gateway {
     /// headers, query and body, decoded as on its first delivery; `None` when the partner is
     /// no longer configured.
     pub(crate) fn map_stored(&self, event: &StoredEvent) -> Option<(Mapped, Option<String>)> {
-        let partner = self.partners.get(&event.partner)?;
+        let partner = self.partner(&event.partner)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &event.headers {
             if let (Ok(name), Ok(value)) = (
@@ -221,8 +222,7 @@ impl Gateway {
         headers: &http::HeaderMap,
     ) -> Result<Vec<u8>, crate::partners::decode::Undecodable> {
         let policy = self
-            .partners
-            .get(partner)
+            .partner(partner)
             .map(|p| p.body)
             .ok_or(crate::partners::decode::Undecodable::TooLarge { limit: 0 })?;
         decode(body, headers, policy).map(std::borrow::Cow::into_owned)

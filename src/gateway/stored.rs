@@ -90,6 +90,7 @@ pub(super) fn new_event(
         body: StoredBody::encode(&kept),
         handler: handler.map(str::to_owned),
         handler_version: None,
+        secret_label: None,
     }
 }
 

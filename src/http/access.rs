@@ -117,6 +117,26 @@ pub(super) fn visible(actor: &Actor, venue_id: i64, what: &'static str) -> Resul
     }
 }
 
+/// Records an action whose own write is not the store's manual-action path (the platform
+/// link, webhooks, partners): after it succeeded. A failure to record is logged; the action
+/// stands.
+pub(super) async fn audit_after(
+    state: &AppState,
+    actor: Actor,
+    action: &'static str,
+    venue_id: Option<i64>,
+    subject: crate::store::audit::Subject,
+    after: serde_json::Value,
+) {
+    if let Err(error) = state
+        .operators
+        .record_audit(actor, action, venue_id, subject, after)
+        .await
+    {
+        tracing::error!(error = %error, action, "an action was not recorded in the audit trail");
+    }
+}
+
 /// A new personal token: the prefix and 256 random bits, base64url.
 ///
 /// # Errors

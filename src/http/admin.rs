@@ -144,13 +144,7 @@ pub(super) async fn create_venue(
     valid_name(&input.name)?;
     valid_timezone(&input.timezone)?;
     for location in &input.locations {
-        if !state.partner_names.contains(&location.partner) {
-            return Err(ApiError::Unprocessable(format!(
-                "partner {:?} is not configured; configured partners: {}",
-                location.partner,
-                state.partner_names.join(", ")
-            )));
-        }
+        known_partner(&state, &location.partner)?;
         if location.location_id.trim().is_empty() {
             return Err(ApiError::Unprocessable(
                 "location_id must not be empty".into(),
@@ -897,4 +891,24 @@ pub(super) async fn audit_replay(
     {
         tracing::error!(error = %error, "a replay was not recorded in the audit trail");
     }
+}
+
+/// `Ok` when `partner` takes deliveries (the file's, or the database's).
+///
+/// # Errors
+/// [`ApiError::Unprocessable`] naming the partners there are.
+pub(super) fn known_partner(state: &AppState, partner: &str) -> Result<(), ApiError> {
+    if state.gateway.has_partner(partner) {
+        return Ok(());
+    }
+    let names: Vec<String> = state
+        .gateway
+        .partners()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    Err(ApiError::Unprocessable(format!(
+        "partner {partner:?} is not configured; configured partners: {}",
+        names.join(", ")
+    )))
 }

@@ -34,10 +34,13 @@ pub struct AppState {
     pub retention: Option<std::time::Duration>,
     /// Operators' accounts, tokens, sessions and the audit trail.
     pub operators: Arc<dyn crate::store::operators::Operators>,
-    /// Failed page logins per account and address.
-    pub logins: Arc<crate::accounts::LoginGuard>,
+    /// Whether the pages' session cookie is `Secure` (`public_url` is HTTPS).
+    pub secure_cookies: bool,
+    /// Bounds the password hashing a node does at once.
+    pub passwords: Arc<crate::accounts::PasswordWork>,
     pub max_body_bytes: usize,
-    pub partner_names: Arc<Vec<String>>,
+    /// The database's partners: reloading them, sealing their secrets.
+    pub partner_sync: Arc<crate::gateway::registry::PartnerSync>,
     /// Deadlines on connections and bodies.
     pub connections: crate::config::ConnectionLimits,
     /// Where the client's address comes from behind a proxy (`client_ip_header`).

@@ -142,7 +142,7 @@ async fn probe_route(
 
 fn probe(state: &AppState, method: &Method, partner: &str, route: Route) -> Response {
     let allow = allowed_methods(route);
-    let known = state.partner_names.iter().any(|name| name == partner);
+    let known = state.gateway.has_partner(partner);
     let status = match (known, *method == Method::OPTIONS) {
         (false, _) => StatusCode::NOT_FOUND,
         (true, true) => StatusCode::NO_CONTENT,

@@ -1,6 +1,11 @@
 //! The booking platform's side of the admin API: its bookings by its own reference, a whole
 //! range synced at once, bookings paged, and the change feed.
 
+use axum::extract::Extension;
+
+use super::access::audit_after;
+use crate::domain::access::Actor;
+use crate::store::audit::Subject;
 use std::collections::HashSet;
 
 use axum::Json;
@@ -152,6 +157,7 @@ fn reference(value: &str) -> Result<String, ApiError> {
 #[utoipa::path(put, path = "/api/v1/venues/{id}/bookings/by-reference/{reference}", tag = "platform", params(("id" = i64, Path, description = "Venue id"), ("reference" = String, Path, description = "The platform's own booking reference")), request_body = PlatformBookingInput, responses((status = 201, description = "Created; waiting sales that belong to it are matched at once", body = PutAnswer), (status = 200, description = "Replaced, or already as stated (`result: unchanged`: nothing was written)", body = PutAnswer), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn put_booking(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: Result<Path<(i64, String)>, PathRejection>,
     input: Result<Json<PlatformBookingInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -161,7 +167,16 @@ pub(super) async fn put_booking(
     let reference = reference(&raw_reference)?;
     let booking = body(input)?.validate()?;
     let store = state.gateway.store();
-    let outcome = store.put_booking(venue_id, reference, booking).await?;
+    let outcome = store
+        .put_booking(venue_id, reference.clone(), booking)
+        .await?;
+    if outcome.result != PutResult::Unchanged {
+        let after = serde_json::json!({
+            "reference": reference, "result": outcome.result, "not_applied": outcome.not_applied,
+        });
+        let subject = Subject::Booking(outcome.id);
+        audit_after(&state, actor, "booking.put", Some(venue_id), subject, after).await;
+    }
     let view = store
         .booking(outcome.id)
         .await?
@@ -240,6 +255,7 @@ pub(super) struct SyncInput {
 #[utoipa::path(post, path = "/api/v1/venues/{id}/bookings:sync", tag = "platform", params(("id" = i64, Path, description = "Venue id")), request_body = SyncInput, responses((status = 200, description = "Every booking upserted by reference, validated whole before any is written, then written 100 to a transaction", body = SyncOutcome), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid booking, repeated reference, or more than 5,000", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn sync_bookings(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<SyncInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -285,6 +301,17 @@ pub(super) async fn sync_bookings(
         .store()
         .sync_bookings(venue_id, bookings, cancel_missing)
         .await?;
+    let after = serde_json::json!({ "outcome": outcome, "cancel_missing": cancel_missing });
+    let subject = Subject::Venue(venue_id);
+    audit_after(
+        &state,
+        actor,
+        "bookings.sync",
+        Some(venue_id),
+        subject,
+        after,
+    )
+    .await;
     Ok(Json(outcome))
 }
 
@@ -311,7 +338,7 @@ pub(super) struct BookingsQuery {
 #[utoipa::path(get, path = "/api/v1/venues/{id}/bookings", tag = "platform", params(("id" = i64, Path, description = "Venue id"), BookingsQuery), responses((status = 200, description = "A page of the venue's bookings in id order", body = BookingPage), (status = 404, description = "No such venue", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn bookings(
     State(state): State<AppState>,
-    axum::extract::Extension(actor): axum::extract::Extension<crate::domain::access::Actor>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     params: Result<Query<BookingsQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {

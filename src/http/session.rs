@@ -28,18 +28,20 @@ pub const COOKIE: &str = "diarysync_session";
 /// How long a login lasts without use, in hours.
 pub const LIFETIME_HOURS: i64 = 12;
 
-/// Session keys: the user's id (absent for the bootstrap admin token), and the CSRF token.
+/// Session keys: the user's id, or for the bootstrap admin token a digest of the token (so
+/// changing it ends those sessions); and the CSRF token.
 pub const USER_ID: &str = "user_id";
 pub const BOOTSTRAP_ADMIN: &str = "bootstrap_admin";
 pub const CSRF: &str = "csrf";
 
-/// The pages' session layer over `operators`.
-pub fn layer(operators: Arc<dyn Operators>) -> SessionManagerLayer<SessionRecords> {
+/// The pages' session layer over `operators`; the cookie is `Secure` when the service is
+/// reached over HTTPS (`public_url`), so a site served over plain HTTP can still sign in.
+pub fn layer(operators: Arc<dyn Operators>, secure: bool) -> SessionManagerLayer<SessionRecords> {
     SessionManagerLayer::new(SessionRecords { operators })
         .with_name(COOKIE)
         .with_path("/ui")
         .with_http_only(true)
-        .with_secure(true)
+        .with_secure(secure)
         .with_same_site(SameSite::Strict)
         .with_expiry(Expiry::OnInactivity(CookieDuration::hours(LIFETIME_HOURS)))
 }

@@ -49,11 +49,13 @@ fn credential(error: CredentialError) -> ApiError {
     }
 }
 
-/// Hashes `password` off the async runtime (Argon2id takes tens of milliseconds).
-async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || accounts::hash_password(&password))
+/// Hashes `password` off the async runtime, within the node's bound on password work.
+async fn hash(state: &AppState, password: String) -> Result<String, ApiError> {
+    state
+        .passwords
+        .hash(password)
         .await
-        .map_err(|_| credential(CredentialError::Hash))?
+        .map_err(|busy| ApiError::Unavailable(busy.to_string()))?
         .map_err(credential)
 }
 
@@ -117,7 +119,7 @@ pub(super) async fn create_user(
     let role = parse_role(&input.role)?;
     valid_venues(role, &input.venues)?;
     let password_hash = match input.password {
-        Some(password) => Some(hash(password).await?),
+        Some(password) => Some(hash(&state, password).await?),
         None => None,
     };
     let new = NewUser {
@@ -194,7 +196,7 @@ pub(super) async fn update_user(
     valid_venues(role.unwrap_or(current.role), &venues_after)?;
     let venues = (venues_after != current.venues).then_some(venues_after);
     let password_hash = match input.password {
-        Some(password) => Some(hash(password).await?),
+        Some(password) => Some(hash(&state, password).await?),
         None => None,
     };
     let changes = UserChanges {
@@ -436,7 +438,15 @@ pub(super) async fn audit(
         subject,
         before_id: params.before,
         venue_limit: actor.venue_limit(),
-        limit: params.limit.unwrap_or(100),
+        users_only_self: (!actor.may(crate::domain::access::Permission::Administer))
+            .then_some(actor.user_id),
+        limit: match params.limit {
+            None => 100,
+            Some(limit @ 1..=500) => limit,
+            Some(_) => {
+                return Err(ApiError::BadRequest("limit must be 1 to 500".into()));
+            }
+        },
     };
     Ok(Json(state.operators.audit(filter).await?))
 }

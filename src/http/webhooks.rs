@@ -1,6 +1,11 @@
 //! Webhook subscriptions in the admin API: where the diary's messages are pushed, what became
 //! of each message, and sending them again.
 
+use axum::extract::Extension;
+
+use super::access::audit_after;
+use crate::domain::access::Actor;
+use crate::store::audit::Subject;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -110,6 +115,7 @@ fn valid_description(description: Option<String>) -> Result<Option<String>, ApiE
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = SubscriptionInput, responses((status = 201, description = "Subscribed; messages of changes committed from now on are sent. The secret is in this answer only", body = CreatedSubscription), (status = 422, description = "URL refused, or an unknown message type", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn create_subscription(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     input: Result<Json<SubscriptionInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let input = body(input)?;
@@ -124,6 +130,16 @@ pub(super) async fn create_subscription(
         venues: valid_venues(input.venues)?,
     };
     let subscription = state.gateway.store().create_subscription(new).await?;
+    let subject = Subject::Webhook(subscription.id);
+    audit_after(
+        &state,
+        actor,
+        "webhook.create",
+        None,
+        subject,
+        trail(&subscription),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedSubscription {
@@ -166,6 +182,7 @@ pub(super) struct SubscriptionChangesInput {
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = i64, Path, description = "Subscription id")), request_body = SubscriptionChangesInput, responses((status = 200, description = "The subscription as changed", body = SubscriptionRecord), (status = 404, description = "No such subscription", body = ErrorBody), (status = 422, description = "URL refused, or an unknown message type", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn update_subscription(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<SubscriptionChangesInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -178,21 +195,35 @@ pub(super) async fn update_subscription(
         venues: input.venues.map(valid_venues).transpose()?,
         enabled: input.enabled,
     };
-    Ok(Json(
-        state
-            .gateway
-            .store()
-            .update_subscription(id, changes)
-            .await?,
-    ))
+    let changed = state
+        .gateway
+        .store()
+        .update_subscription(id, changes)
+        .await?;
+    let subject = Subject::Webhook(id);
+    audit_after(
+        &state,
+        actor,
+        "webhook.change",
+        None,
+        subject,
+        trail(&changed),
+    )
+    .await;
+    Ok(Json(changed))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = i64, Path, description = "Subscription id")), responses((status = 204, description = "Deleted with its queued messages"), (status = 404, description = "No such subscription", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn delete_subscription(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    state.gateway.store().delete_subscription(id(path)?).await?;
+    let id = id(path)?;
+    state.gateway.store().delete_subscription(id).await?;
+    let subject = Subject::Webhook(id);
+    let after = serde_json::json!({ "deleted": true });
+    audit_after(&state, actor, "webhook.delete", None, subject, after).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,6 +293,7 @@ pub(super) struct Resent {
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/resend", tag = "webhooks", params(("id" = i64, Path, description = "Subscription id")), request_body = ResendInput, responses((status = 200, description = "The selected messages are sent again from now, as new attempts", body = Resent), (status = 404, description = "No such subscription", body = ErrorBody)), security(("admin" = [])))]
 pub(super) async fn resend(
     State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
     path: IdPath,
     input: Result<Json<ResendInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -300,7 +332,35 @@ pub(super) async fn resend(
         state: state_filter,
         since: valid_filter(input.since, "since")?,
     };
-    Ok(Json(Resent {
-        resent: store.resend_webhooks(filter).await?,
-    }))
+    let resent = store.resend_webhooks(filter).await?;
+    let after = serde_json::json!({ "resent": resent });
+    audit_after(
+        &state,
+        actor,
+        "webhook.resend",
+        None,
+        Subject::Webhook(id),
+        after,
+    )
+    .await;
+    Ok(Json(Resent { resent }))
+}
+
+/// What the audit trail keeps of a subscription: where it sends (without the URL's query,
+/// which may hold a credential), what, and whether it is on.
+fn trail(subscription: &SubscriptionRecord) -> serde_json::Value {
+    let url = url::Url::parse(&subscription.url).map_or_else(
+        |_| String::new(),
+        |mut url| {
+            url.set_query(None);
+            let _ = url.set_password(None);
+            url.to_string()
+        },
+    );
+    serde_json::json!({
+        "url": url,
+        "event_types": subscription.event_types,
+        "venues": subscription.venues,
+        "enabled": subscription.enabled,
+    })
 }

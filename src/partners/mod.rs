@@ -13,6 +13,7 @@ pub mod auth;
 pub mod checkfront;
 pub mod decode;
 pub mod fuzzing;
+pub mod keyring;
 pub mod lightspeed;
 pub mod script;
 pub mod tourcms;

@@ -26,6 +26,10 @@ pub enum Subject {
     Event(i64),
     /// A replay of many events (its filter and summary are the entry's `after`).
     Replay,
+    /// A partner kept in the database (named in the entry's `before` and `after`).
+    Partner,
+    /// A webhook subscription.
+    Webhook(i64),
 }
 
 impl Subject {
@@ -37,6 +41,8 @@ impl Subject {
             Subject::User(_) => "user",
             Subject::Event(_) => "event",
             Subject::Replay => "replay",
+            Subject::Partner => "partner",
+            Subject::Webhook(_) => "webhook",
         }
     }
 
@@ -46,8 +52,9 @@ impl Subject {
             | Subject::Sale(id)
             | Subject::Venue(id)
             | Subject::User(id)
-            | Subject::Event(id) => Some(id),
-            Subject::Replay => None,
+            | Subject::Event(id)
+            | Subject::Webhook(id) => Some(id),
+            Subject::Replay | Subject::Partner => None,
         }
     }
 }
@@ -60,9 +67,14 @@ pub struct AuditRecord {
     /// The user's e-mail, `admin token` or `command line`.
     pub actor: String,
     pub actor_user_id: Option<i64>,
+    /// How the actor signed in: `session`, `token <id>`, `admin token`, `command line`.
+    pub actor_via: Option<String>,
     /// `sale.match`, `sale.unmatch`, `booking.create`, `booking.change`, `booking.cancel`,
-    /// `venue.create`, `venue.change`, `event.replay`, `events.replay`, `user.create`,
-    /// `user.change`, `token.create`, `token.revoke`.
+    /// `venue.create`, `venue.change`, `venue.location_add`, `event.replay`,
+    /// `events.replay`, `user.create`, `user.change`, `token.create`, `token.revoke`,
+    /// `partner.create`, `partner.change`, `partner.secret_add`, `partner.secret_retire`,
+    /// `booking.put`, `bookings.sync` (the platform link used by hand or by a user's token),
+    /// `webhook.create`, `webhook.change`, `webhook.delete`, `webhook.resend`.
     pub action: String,
     pub venue_id: Option<i64>,
     pub subject_type: String,
@@ -87,6 +99,9 @@ pub struct AuditFilter {
     pub before_id: Option<i64>,
     /// Only these venues' entries (a venue role's scope); `None` is every entry.
     pub venue_limit: Option<Vec<i64>>,
+    /// For actors who do not administer users: entries about users (and their tokens) only
+    /// when about this user (themselves).
+    pub users_only_self: Option<Option<i64>>,
     pub limit: i64,
 }
 
@@ -104,13 +119,14 @@ pub(super) async fn record(
     after: Option<Value>,
 ) -> Result<(), StoreError> {
     db::query(
-        "INSERT INTO audit_log (at, actor_user_id, actor, action, venue_id, subject_type,
-             subject_id, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO audit_log (at, actor_user_id, actor, actor_via, action, venue_id,
+             subject_type, subject_id, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(Utc::now().timestamp_millis())
     .bind(by.user_id)
     .bind(by.name.as_str())
+    .bind(by.via.as_str())
     .bind(action)
     .bind(venue_id)
     .bind(subject.kind())
@@ -137,6 +153,10 @@ pub(super) async fn record_snapshots(
 ) -> Result<(), StoreError> {
     let venue = before.as_ref().or(after.as_ref()).map(|(venue, _)| *venue);
     let (before, after) = (before.map(|b| b.1), after.map(|a| a.1));
+    if before.is_some() && before == after {
+        // Nothing changed: a double click, a form sent again. Nothing to record.
+        return Ok(());
+    }
     record(conn, by, action, venue, subject, before, after).await
 }
 
@@ -232,6 +252,7 @@ fn audit_record(row: &Row) -> Result<AuditRecord, StoreError> {
         at: from_millis(row.try_get("at")?)?,
         actor: row.try_get("actor")?,
         actor_user_id: row.try_get("actor_user_id")?,
+        actor_via: row.try_get("actor_via")?,
         action: row.try_get("action")?,
         venue_id: row.try_get("venue_id")?,
         subject_type: row.try_get("subject_type")?,
@@ -270,10 +291,16 @@ pub(super) async fn list(
     if let Some(venues) = &filter.venue_limit {
         conditions.int_in("venue_id", venues);
     }
+    if let Some(me) = filter.users_only_self {
+        conditions.int(
+            "(subject_type <> 'user' OR subject_id = $?)",
+            me.unwrap_or(-1),
+        );
+    }
     let rows = conditions
         .query(
-            "SELECT id, at, actor, actor_user_id, action, venue_id, subject_type, subject_id,
-                before, after FROM audit_log",
+            "SELECT id, at, actor, actor_user_id, actor_via, action, venue_id, subject_type,
+                subject_id, before, after FROM audit_log",
             &format!("ORDER BY id DESC LIMIT {}", filter.limit.clamp(1, 500)),
         )
         .fetch_all(conn)

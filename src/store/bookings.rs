@@ -193,7 +193,7 @@ pub(super) async fn create(
 
 /// Locks the venue of row `id` of `table` (bookings or sales) for the rest of the
 /// transaction and returns its id.
-async fn lock_venue_of(
+pub(super) async fn lock_venue_of(
     conn: &mut Conn<'_>,
     table: &str,
     id: i64,

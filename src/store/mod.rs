@@ -16,6 +16,7 @@ mod apply;
 pub mod audit;
 mod matching;
 pub mod operators;
+pub mod partner_registry;
 mod rematch;
 mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};

@@ -135,6 +135,18 @@ pub trait Operators: Send + Sync + fmt::Debug {
         by: Actor,
     ) -> Result<UserRecord, StoreError>;
     async fn logged_in(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Counts a login attempt against each `(key, limit)` (`accounts::attempt_keys`), keys
+    /// quiet for `window` starting again from nothing; answers whether every key is still
+    /// within its limit. Counted before the password is checked, in one statement per key,
+    /// so concurrent attempts on any nodes cannot pass the limit together.
+    async fn login_attempt(
+        &self,
+        keys: Vec<(String, u32)>,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+    /// A login succeeded: its account's attempts are forgotten.
+    async fn login_succeeded(&self, account_key: String) -> Result<(), StoreError>;
     /// The actor a user acts as now; `None` when there is no such user or they are disabled.
     async fn user_actor(&self, id: i64) -> Result<Option<Actor>, StoreError>;
 
@@ -249,7 +261,10 @@ async fn set_venues(conn: &mut Conn<'_>, id: i64, venues: &[i64]) -> Result<(), 
         .bind(id)
         .execute(conn)
         .await?;
-    for venue in venues {
+    let mut venues = venues.to_vec();
+    venues.sort_unstable();
+    venues.dedup();
+    for venue in &venues {
         let known = db::query_scalar::<i64>("SELECT id FROM venues WHERE id = $1")
             .bind(*venue)
             .fetch_optional(conn)
@@ -363,8 +378,25 @@ pub(super) async fn update_user(
             .await?;
     }
     if changes.disabled == Some(true) || changes.password_hash.is_some() {
+        // Their sessions end, and their tokens stop for good: a token that leaked with the
+        // password must not outlive the reset, nor come back when the user is enabled again.
         db::query("DELETE FROM operator_sessions WHERE user_id = $1")
             .bind(id)
+            .execute(conn)
+            .await?;
+        db::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    }
+    if changes.disabled == Some(false) || changes.password_hash.is_some() {
+        // A reset or an enabling is how an admin lets a locked-out operator back in.
+        let email = before["email"].as_str().unwrap_or_default().to_owned();
+        db::query("DELETE FROM login_attempts WHERE key = $1")
+            .bind(format!("account:{email}"))
             .execute(conn)
             .await?;
     }
@@ -389,6 +421,34 @@ pub(super) async fn update_user(
 
 /// # Errors
 /// When the database fails.
+/// Counts one attempt against `key`; the count after it.
+///
+/// # Errors
+/// When the database fails.
+pub(super) async fn count_attempt(
+    conn: &mut Conn<'_>,
+    key: &str,
+    now: DateTime<Utc>,
+    window: std::time::Duration,
+) -> Result<i64, StoreError> {
+    let quiet_since = now
+        .timestamp_millis()
+        .saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+    db::query_scalar(
+        "INSERT INTO login_attempts (key, attempts, last_at) VALUES ($1, 1, $2)
+         ON CONFLICT (key) DO UPDATE SET
+             attempts = CASE WHEN login_attempts.last_at < $3 THEN 1
+                             ELSE login_attempts.attempts + 1 END,
+             last_at = $2
+         RETURNING attempts",
+    )
+    .bind(key)
+    .bind(now.timestamp_millis())
+    .bind(quiet_since)
+    .fetch_one(conn)
+    .await
+}
+
 pub(super) async fn user_actor(conn: &mut Conn<'_>, id: i64) -> Result<Option<Actor>, StoreError> {
     Ok(user(conn, id)
         .await?

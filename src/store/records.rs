@@ -58,6 +58,9 @@ pub struct NewEvent {
     pub handler: Option<String>,
     /// The version of that handler (a script's content hash), when it has versions.
     pub handler_version: Option<String>,
+    /// Which of the partner's secrets verified it (its label), for a partner kept in the
+    /// database; `None` for the configuration file's partners and unverified deliveries.
+    pub secret_label: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod accounts;
+mod accounts_attacks;
 mod admin;
 mod auth;
 mod concurrency;

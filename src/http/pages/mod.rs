@@ -71,11 +71,13 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
 mod diary;
 mod events;
 mod health;
+mod login;
 mod sales;
 
 use diary::diary;
 use events::{event, events, replay_event, replay_filter};
 use health::health;
+use login::{CsrfForm, login, login_page, logout, require_session};
 use sales::{inbox, match_sale, sale, unmatch_sale};
 
 pub(super) fn router(state: AppState) -> Router<AppState> {
@@ -99,7 +101,11 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/login", get(login_page).post(login))
         .merge(signed_in)
-        .layer(session::layer(std::sync::Arc::clone(&state.operators)))
+        .layer(session::layer(
+            std::sync::Arc::clone(&state.operators),
+            state.secure_cookies,
+        ))
+        .layer(middleware::from_fn(same_origin))
         .route("/static/style.css", get(style))
         .layer(middleware::from_fn(page_headers))
 }
@@ -161,6 +167,7 @@ struct Chrome {
     /// Who is signed in (their e-mail, or `admin token`) and what their role shows.
     actor: String,
     integrates: bool,
+    writes_diary: bool,
 }
 
 impl Chrome {
@@ -173,6 +180,7 @@ impl Chrome {
             notice: None,
             actor: session.actor.name.clone(),
             integrates: session.actor.may(Permission::Integrate),
+            writes_diary: session.actor.may(Permission::WriteDiary),
         }
     }
 }
@@ -224,6 +232,33 @@ fn render(name: &str, page: &impl Serialize) -> Response {
     }
 }
 
+/// Refuses a form posted from another site (login CSRF, and a second line behind the CSRF
+/// tokens): the browser's `Sec-Fetch-Site`, else the `Origin` it sends with every POST,
+/// must say the form came from our own pages.
+async fn same_origin(request: Request, next: Next) -> Response {
+    if request.method() != http::Method::POST {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let fetch_site = text(header::HeaderName::from_static("sec-fetch-site"));
+    let cross_site = match (fetch_site, text(header::ORIGIN), text(header::HOST)) {
+        (Some(site), _, _) => !matches!(site, "same-origin" | "none"),
+        (None, Some(origin), Some(host)) => {
+            origin == "null"
+                || origin
+                    .split_once("://")
+                    .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host))
+        }
+        _ => false,
+    };
+    if cross_site {
+        tracing::warn!("a form posted from another site was refused");
+        return PageError::Forbidden.into_response();
+    }
+    next.run(request).await
+}
+
 /// Headers on every page: no scripts, no framing, no caching of operator data.
 async fn page_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
@@ -249,73 +284,13 @@ async fn page_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Lets the request through with a live session of an enabled user (or the bootstrap admin
-/// token), else sends the browser to the login form. The session and the user are read from
-/// the database on every request: a disabled user is out at their next click, on any node.
-async fn require_session(
-    State(state): State<AppState>,
-    stored: tower_sessions::Session,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match signed_in(&state, &stored).await {
-        Ok(Some(session)) => {
-            request.extensions_mut().insert(session.actor.clone());
-            request.extensions_mut().insert(session);
-            next.run(request).await
-        }
-        Ok(None) => {
-            // Inside `/ui` the URI lost its prefix; the original one is the page to come
-            // back to.
-            let wanted = request
-                .extensions()
-                .get::<axum::extract::OriginalUri>()
-                .and_then(|uri| uri.path_and_query())
-                .map_or("/ui/diary", |p| p.as_str());
-            let next_page = if request.method() == http::Method::GET {
-                wanted
-            } else {
-                "/ui/diary"
-            };
-            let target = format!(
-                "/ui/login?next={}",
-                form_urlencoded::byte_serialize(next_page.as_bytes()).collect::<String>()
-            );
-            Redirect::to(&target).into_response()
-        }
-        Err(error) => error.into_response(),
-    }
-}
-
-fn session_failed(error: tower_sessions::session::Error) -> PageError {
-    PageError::Internal(StoreError::Unavailable(format!("session: {error}")))
-}
-
-/// The signed-in session, if `stored` is one whose user may still sign in.
-async fn signed_in(
-    state: &AppState,
-    stored: &tower_sessions::Session,
-) -> Result<Option<Session>, PageError> {
-    let csrf: Option<String> = stored.get(session::CSRF).await.map_err(session_failed)?;
-    let Some(csrf) = csrf else { return Ok(None) };
-    let user: Option<i64> = stored.get(session::USER_ID).await.map_err(session_failed)?;
-    let actor = match user {
-        Some(user) => state.operators.user_actor(user).await?,
-        None => {
-            let bootstrap: Option<bool> = stored
-                .get(session::BOOTSTRAP_ADMIN)
-                .await
-                .map_err(session_failed)?;
-            bootstrap.unwrap_or(false).then(Actor::bootstrap_admin)
-        }
-    };
-    Ok(actor.map(|actor| Session::new(csrf, actor)))
-}
-
 /// `back` if it is a page of ours, else `fallback`: redirects never leave the site.
 fn local_page<'a>(back: Option<&'a str>, fallback: &'a str) -> &'a str {
     back.filter(|b| {
-        b.starts_with("/ui/") && !b.contains("//") && !b.contains('\\') && !b.contains(['\r', '\n'])
+        b.starts_with("/ui/")
+            && !b.contains("//")
+            && !b.contains('\\')
+            && !b.chars().any(char::is_control)
     })
     .unwrap_or(fallback)
 }
@@ -350,165 +325,6 @@ async fn style() -> Response {
         STYLE,
     )
         .into_response()
-}
-
-#[derive(Deserialize, Default)]
-struct LoginQuery {
-    next: Option<String>,
-}
-
-#[derive(Serialize)]
-struct LoginPage {
-    #[serde(flatten)]
-    chrome: Chrome,
-    next: String,
-    /// Why the last attempt failed: `token`, `password` or `locked`.
-    failed: Option<&'static str>,
-}
-
-async fn login_page(
-    State(state): State<AppState>,
-    stored: tower_sessions::Session,
-    query: Result<Query<LoginQuery>, QueryRejection>,
-) -> Response {
-    let next = query.map(|Query(q)| q.next).unwrap_or_default();
-    let next = local_page(next.as_deref(), "/ui/diary").to_owned();
-    if matches!(signed_in(&state, &stored).await, Ok(Some(_))) {
-        return Redirect::to(&next).into_response();
-    }
-    let page = LoginPage {
-        chrome: Chrome::default(),
-        next,
-        failed: None,
-    };
-    render("login.html", &page)
-}
-
-/// Either an e-mail and password, or the configuration's admin token.
-#[derive(Deserialize)]
-struct LoginForm {
-    email: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
-    next: Option<String>,
-}
-
-async fn login(
-    State(state): State<AppState>,
-    stored: tower_sessions::Session,
-    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
-    headers: HeaderMap,
-    form: Result<Form<LoginForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(form)) = form else {
-        return PageError::BadRequest("the login form was incomplete".into()).into_response();
-    };
-    let next = local_page(form.next.as_deref(), "/ui/diary").to_owned();
-    let peer = peer.map(|Extension(axum::extract::ConnectInfo(peer))| peer);
-    let address = super::serve::client_address(peer, &headers, state.client_ip_header.as_ref());
-    let refused = |status: StatusCode, failed: &'static str| {
-        let page = LoginPage {
-            chrome: Chrome::default(),
-            next: next.clone(),
-            failed: Some(failed),
-        };
-        (status, render("login.html", &page)).into_response()
-    };
-    let user = match (form.token.as_deref().map(str::trim), form.email.as_deref()) {
-        (Some(token), _) if !token.is_empty() => {
-            if !super::access::is_admin_token(&state, token) {
-                tracing::warn!("a login to the pages with the admin token failed");
-                return refused(StatusCode::UNAUTHORIZED, "token");
-            }
-            None
-        }
-        (_, Some(email)) if !email.trim().is_empty() => {
-            let email = email.trim().to_lowercase();
-            if state.logins.locked(&email, address) {
-                tracing::warn!("a login to the pages was refused: too many failures");
-                return refused(StatusCode::TOO_MANY_REQUESTS, "locked");
-            }
-            match password_login(&state, &email, form.password.unwrap_or_default()).await {
-                Ok(Some(user)) => {
-                    state.logins.succeeded(&email);
-                    Some(user)
-                }
-                Ok(None) => {
-                    state.logins.failed(&email, address);
-                    tracing::warn!("a login to the pages failed");
-                    return refused(StatusCode::UNAUTHORIZED, "password");
-                }
-                Err(error) => return error.into_response(),
-            }
-        }
-        _ => return refused(StatusCode::UNAUTHORIZED, "password"),
-    };
-    match start_session(&stored, user).await {
-        Ok(()) => Redirect::to(&next).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// The user whose e-mail and password these are, if they may log in. The password is
-/// checked off the async runtime, and takes as long for an unknown e-mail as a known one.
-async fn password_login(
-    state: &AppState,
-    email: &str,
-    password: String,
-) -> Result<Option<i64>, PageError> {
-    let login = state.operators.login(email).await?;
-    let hash = login.as_ref().and_then(|l| l.password_hash.clone());
-    let matches = tokio::task::spawn_blocking(move || {
-        crate::accounts::verify_password(&password, hash.as_deref())
-    })
-    .await
-    .unwrap_or(false);
-    let Some(login) = login.filter(|l| matches && l.user.disabled_at.is_none()) else {
-        return Ok(None);
-    };
-    state.operators.logged_in(login.user.id, Utc::now()).await?;
-    Ok(Some(login.user.id))
-}
-
-/// A fresh session for `user` (`None`: the bootstrap admin), under a new id (no fixation).
-async fn start_session(
-    stored: &tower_sessions::Session,
-    user: Option<i64>,
-) -> Result<(), PageError> {
-    let csrf = session::new_csrf()
-        .map_err(|_| PageError::Internal(StoreError::Unavailable("no random source".into())))?;
-    stored.cycle_id().await.map_err(session_failed)?;
-    stored.clear().await;
-    stored
-        .insert(session::CSRF, csrf)
-        .await
-        .map_err(session_failed)?;
-    match user {
-        Some(user) => stored.insert(session::USER_ID, user).await,
-        None => stored.insert(session::BOOTSTRAP_ADMIN, true).await,
-    }
-    .map_err(session_failed)?;
-    stored.save().await.map_err(session_failed)
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
-async fn logout(
-    Extension(session): Extension<Session>,
-    stored: tower_sessions::Session,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Result<Response, PageError> {
-    let Ok(Form(form)) = form else {
-        return Err(PageError::Forbidden);
-    };
-    if !session.csrf_ok(&form.csrf) {
-        return Err(PageError::Forbidden);
-    }
-    stored.flush().await.map_err(session_failed)?;
-    Ok(Redirect::to("/ui/login").into_response())
 }
 
 /// The notice a redirect asked to show, in our words only.

@@ -24,6 +24,7 @@ use crate::domain::access::Actor;
 use crate::domain::{Mapped, Outcome, Reason};
 
 mod operators;
+mod partner_registry;
 mod platform_sync;
 mod rows;
 mod write;
@@ -86,6 +87,9 @@ async fn audited_link(
     by: Actor,
     action: &'static str,
 ) -> Result<(), StoreError> {
+    // The venue's lock first: the before-state is the one this change replaces, even with
+    // other changes to it in flight on other nodes.
+    bookings::lock_venue_of(conn, "sales", sale_id, "sale").await?;
     let before = audit::sale(conn, sale_id).await?;
     bookings::set_manual_link(conn, sale_id, booking_id).await?;
     let after = audit::sale(conn, sale_id).await?;
@@ -505,6 +509,7 @@ impl Store for SqlStore {
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
+                conn.lock_venue(id).await?;
                 let before = audit::venue(conn, id).await?;
                 bookings::update_venue(conn, id, changes).await?;
                 let after = audit::venue(conn, id).await?;
@@ -546,9 +551,15 @@ impl Store for SqlStore {
         };
         self.write(move |conn| {
             Box::pin(async move {
+                bookings::lock_venue_of(conn, "bookings", id, "booking").await?;
+                let customer_changed = changes.customer.is_some();
                 let before = audit::booking(conn, id).await?;
                 bookings::update(conn, id, changes, "manual").await?;
-                let after = audit::booking(conn, id).await?;
+                let mut after = audit::booking(conn, id).await?;
+                if customer_changed && let Some((_, after)) = after.as_mut() {
+                    // The guest's details are never in the trail; that they changed is.
+                    after["customer_changed"] = true.into();
+                }
                 let subject = Subject::Booking(id);
                 audit::record_snapshots(conn, &by, action, subject, before, after).await
             })

@@ -68,6 +68,38 @@ impl Operators for SqlStore {
         .await
     }
 
+    async fn login_attempt(
+        &self,
+        keys: Vec<(String, u32)>,
+        now: DateTime<Utc>,
+        window: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut within = true;
+                for (key, limit) in &keys {
+                    let attempts = ops::count_attempt(conn, key, now, window).await?;
+                    within &= attempts <= i64::from(*limit);
+                }
+                Ok(within)
+            })
+        })
+        .await
+    }
+
+    async fn login_succeeded(&self, account_key: String) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                db::query("DELETE FROM login_attempts WHERE key = $1")
+                    .bind(account_key.as_str())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn user_actor(&self, id: i64) -> Result<Option<Actor>, StoreError> {
         self.read(move |conn| Box::pin(ops::user_actor(conn, id)))
             .await
@@ -105,7 +137,7 @@ impl Operators for SqlStore {
                     };
                     Ok(ops::user_actor(conn, user)
                         .await?
-                        .map(|actor| (token, last_used, actor)))
+                        .map(|actor| (token, last_used, actor.via(format!("token {token}")))))
                 })
             })
             .await?;

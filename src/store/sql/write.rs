@@ -24,9 +24,9 @@ pub(in crate::store) async fn insert_event(
     db::query_scalar(
         "INSERT INTO events (id, received_at, partner, route, method, event_type, path, query,
              headers, body, body_encoding, body_sha256, handler, handler_version, outcome, reason,
-             detail, venue_id, sale_id, processed_at, body_bytes, body_truncated)
+             detail, venue_id, sale_id, processed_at, body_bytes, body_truncated, secret_label)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-             $18, $19, $20, $21, $22)
+             $18, $19, $20, $21, $22, $23)
          RETURNING id",
     )
     .bind(id)
@@ -51,6 +51,7 @@ pub(in crate::store) async fn insert_event(
     .bind(processed_at)
     .bind(i64::try_from(event.body_bytes).ok())
     .bind(event.body_truncated)
+    .bind(event.secret_label.as_deref())
     .fetch_one(conn)
     .await
 }

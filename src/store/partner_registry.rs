@@ -1,0 +1,390 @@
+//! Partners kept in the database ([`PartnerRegistry`]): their definitions, their sealed
+//! secrets with validity windows, and one registry version every write bumps, which every
+//! node polls to reload them. Each write is audited (`partner.create`, `partner.change`,
+//! `partner.secret_add`, `partner.secret_retire`), never with a secret.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::StoreError;
+use super::audit::{self, Subject};
+use super::db::{self, Conn, Row};
+use super::sql::from_millis;
+use crate::domain::access::Actor;
+
+/// A stored partner with its secrets (still sealed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredPartner {
+    pub name: String,
+    /// The keys of a `[[partners]]` table, without the secret.
+    pub definition: Value,
+    pub enabled: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub secrets: Vec<StoredSecret>,
+}
+
+impl fmt::Debug for StoredPartner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredPartner")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One of a partner's secrets: sealed, with its window.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub id: i64,
+    pub label: String,
+    pub sealed: String,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret to add: already sealed by the caller.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    pub label: String,
+    pub sealed: String,
+    pub valid_from: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Partners in the database.
+#[async_trait]
+pub trait PartnerRegistry: Send + Sync + fmt::Debug {
+    /// The registry's version: it changes with every partner write.
+    async fn registry_version(&self) -> Result<i64, StoreError>;
+    /// Every stored partner with its live (not retired) secrets, by name.
+    async fn stored_partners(&self) -> Result<Vec<StoredPartner>, StoreError>;
+    /// # Errors
+    /// [`StoreError::Conflict`] when the name is taken.
+    async fn create_partner(
+        &self,
+        name: String,
+        definition: Value,
+        secret: Option<NewSecret>,
+        by: Actor,
+    ) -> Result<(), StoreError>;
+    /// Replaces the definition and/or the enabled flag.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown partner.
+    async fn update_partner(
+        &self,
+        name: String,
+        definition: Option<Value>,
+        enabled: Option<bool>,
+        by: Actor,
+    ) -> Result<(), StoreError>;
+    async fn add_secret(
+        &self,
+        partner: String,
+        secret: NewSecret,
+        by: Actor,
+    ) -> Result<i64, StoreError>;
+    /// # Errors
+    /// [`StoreError::NotFound`] when the partner has no such live secret;
+    /// [`StoreError::Conflict`] when it is the partner's last one.
+    async fn retire_secret(&self, partner: String, id: i64, by: Actor) -> Result<(), StoreError>;
+}
+
+fn millis(t: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    t.map(from_millis).transpose()
+}
+
+fn secret_of(row: &Row) -> Result<StoredSecret, StoreError> {
+    Ok(StoredSecret {
+        id: row.try_get("id")?,
+        label: row.try_get("label")?,
+        sealed: row.try_get("sealed")?,
+        valid_from: millis(row.try_get("valid_from")?)?,
+        valid_until: millis(row.try_get("valid_until")?)?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+    })
+}
+
+/// # Errors
+/// When the database fails.
+pub(super) async fn version(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
+    db::query_scalar("SELECT version FROM partner_registry WHERE id = 1")
+        .fetch_one(conn)
+        .await
+}
+
+async fn bump(conn: &mut Conn<'_>) -> Result<i64, StoreError> {
+    db::query_scalar(
+        "UPDATE partner_registry SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// # Errors
+/// When the database fails.
+pub(super) async fn list(conn: &mut Conn<'_>) -> Result<Vec<StoredPartner>, StoreError> {
+    let rows = db::query(
+        "SELECT name, definition, enabled, version, created_at, updated_at FROM partners
+         ORDER BY name",
+    )
+    .fetch_all(conn)
+    .await?;
+    let secrets = db::query(
+        "SELECT id, partner, label, sealed, valid_from, valid_until, created_at
+         FROM partner_secrets WHERE retired_at IS NULL ORDER BY id",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut partners = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let name: String = row.try_get("name")?;
+        let definition: String = row.try_get("definition")?;
+        let mut own = Vec::new();
+        for secret in &secrets {
+            if secret.try_get::<String>("partner")? == name {
+                own.push(secret_of(secret)?);
+            }
+        }
+        partners.push(StoredPartner {
+            definition: serde_json::from_str(&definition)
+                .map_err(|e| StoreError::Corrupt(format!("partner {name}: {e}")))?,
+            name,
+            enabled: row.try_get::<i64>("enabled")? != 0,
+            version: row.try_get("version")?,
+            created_at: from_millis(row.try_get("created_at")?)?,
+            updated_at: from_millis(row.try_get("updated_at")?)?,
+            secrets: own,
+        });
+    }
+    Ok(partners)
+}
+
+/// What the trail keeps of a partner: its definition, whether it is on, and its secrets'
+/// labels and windows, never a secret.
+async fn snapshot(conn: &mut Conn<'_>, name: &str) -> Result<Option<Value>, StoreError> {
+    let partner = list(conn).await?.into_iter().find(|p| p.name == name);
+    Ok(partner.map(|p| {
+        json!({
+            "definition": p.definition,
+            "enabled": p.enabled,
+            "secrets": p.secrets.iter().map(|s| json!({
+                "id": s.id, "label": s.label, "valid_from": s.valid_from,
+                "valid_until": s.valid_until,
+            })).collect::<Vec<_>>(),
+        })
+    }))
+}
+
+async fn insert_secret(
+    conn: &mut Conn<'_>,
+    partner: &str,
+    secret: &NewSecret,
+) -> Result<i64, StoreError> {
+    db::query_scalar(
+        "INSERT INTO partner_secrets (partner, label, sealed, valid_from, valid_until, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(partner)
+    .bind(secret.label.as_str())
+    .bind(secret.sealed.as_str())
+    .bind(secret.valid_from.map(|t| t.timestamp_millis()))
+    .bind(secret.valid_until.map(|t| t.timestamp_millis()))
+    .bind(Utc::now().timestamp_millis())
+    .fetch_one(conn)
+    .await
+}
+
+fn partner_subject() -> Subject {
+    Subject::Partner
+}
+
+/// # Errors
+/// [`StoreError::Conflict`] when the name is taken.
+pub(super) async fn create(
+    conn: &mut Conn<'_>,
+    name: &str,
+    definition: &Value,
+    secret: Option<&NewSecret>,
+    by: &Actor,
+) -> Result<(), StoreError> {
+    let taken = db::query_scalar::<String>("SELECT name FROM partners WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!("partner {name} exists")));
+    }
+    let version = bump(conn).await?;
+    let now = Utc::now().timestamp_millis();
+    db::query(
+        "INSERT INTO partners (name, definition, enabled, version, created_at, updated_at)
+         VALUES ($1, $2, 1, $3, $4, $4)",
+    )
+    .bind(name)
+    .bind(definition.to_string())
+    .bind(version)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    if let Some(secret) = secret {
+        insert_secret(conn, name, secret).await?;
+    }
+    let after = snapshot(conn, name).await?.map(|mut a| {
+        a["name"] = json!(name);
+        a
+    });
+    audit::record(
+        conn,
+        by,
+        "partner.create",
+        None,
+        partner_subject(),
+        None,
+        after,
+    )
+    .await
+}
+
+/// # Errors
+/// [`StoreError::NotFound`] for an unknown partner.
+pub(super) async fn update(
+    conn: &mut Conn<'_>,
+    name: &str,
+    definition: Option<&Value>,
+    enabled: Option<bool>,
+    by: &Actor,
+) -> Result<(), StoreError> {
+    let before = snapshot(conn, name)
+        .await?
+        .ok_or(StoreError::NotFound("partner"))?;
+    let version = bump(conn).await?;
+    db::query(
+        "UPDATE partners SET definition = COALESCE($1, definition),
+             enabled = COALESCE($2, enabled), version = $3, updated_at = $4
+         WHERE name = $5",
+    )
+    .bind(definition.map(Value::to_string))
+    .bind(enabled.map(i64::from))
+    .bind(version)
+    .bind(Utc::now().timestamp_millis())
+    .bind(name)
+    .execute(conn)
+    .await?;
+    let after = snapshot(conn, name).await?;
+    let (mut before, mut after) = (before, after);
+    before["name"] = json!(name);
+    if let Some(after) = after.as_mut() {
+        after["name"] = json!(name);
+    }
+    audit::record(
+        conn,
+        by,
+        "partner.change",
+        None,
+        partner_subject(),
+        Some(before),
+        after,
+    )
+    .await
+}
+
+/// # Errors
+/// [`StoreError::NotFound`] for an unknown partner.
+pub(super) async fn add_secret(
+    conn: &mut Conn<'_>,
+    name: &str,
+    secret: &NewSecret,
+    by: &Actor,
+) -> Result<i64, StoreError> {
+    let before = snapshot(conn, name)
+        .await?
+        .ok_or(StoreError::NotFound("partner"))?;
+    let id = insert_secret(conn, name, secret).await?;
+    touch(conn, name).await?;
+    let after = snapshot(conn, name).await?;
+    let mut before = before;
+    before["name"] = json!(name);
+    audit::record(
+        conn,
+        by,
+        "partner.secret_add",
+        None,
+        partner_subject(),
+        Some(before),
+        after,
+    )
+    .await?;
+    Ok(id)
+}
+
+async fn touch(conn: &mut Conn<'_>, name: &str) -> Result<(), StoreError> {
+    let version = bump(conn).await?;
+    db::query("UPDATE partners SET version = $1, updated_at = $2 WHERE name = $3")
+        .bind(version)
+        .bind(Utc::now().timestamp_millis())
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// # Errors
+/// [`StoreError::NotFound`] or [`StoreError::Conflict`] (the last secret).
+pub(super) async fn retire_secret(
+    conn: &mut Conn<'_>,
+    name: &str,
+    id: i64,
+    by: &Actor,
+) -> Result<(), StoreError> {
+    let before = snapshot(conn, name)
+        .await?
+        .ok_or(StoreError::NotFound("partner"))?;
+    let live = before["secrets"].as_array().map_or(0, Vec::len);
+    let found = before["secrets"]
+        .as_array()
+        .is_some_and(|secrets| secrets.iter().any(|s| s["id"] == id));
+    if !found {
+        return Err(StoreError::NotFound("secret"));
+    }
+    if live <= 1 {
+        return Err(StoreError::Conflict(
+            "a partner keeps at least one secret: add the next one before retiring this one".into(),
+        ));
+    }
+    db::query("UPDATE partner_secrets SET retired_at = $1 WHERE id = $2 AND partner = $3")
+        .bind(Utc::now().timestamp_millis())
+        .bind(id)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    touch(conn, name).await?;
+    let after = snapshot(conn, name).await?;
+    let mut before = before;
+    before["name"] = json!(name);
+    audit::record(
+        conn,
+        by,
+        "partner.secret_retire",
+        None,
+        partner_subject(),
+        Some(before),
+        after,
+    )
+    .await
+}
