@@ -181,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 reason,
                 from,
                 to,
+                unmapped_location: None,
             };
             replay(config, filter).await
         }

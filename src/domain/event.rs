@@ -144,3 +144,9 @@ impl fmt::Display for Reason {
         f.write_str(self.as_str())
     }
 }
+
+/// How an event names a partner location no venue owns (`unknown_location`): the event's
+/// detail, which health groups by and a mapping replays by.
+pub fn unmapped_location_detail(location_id: &str) -> String {
+    format!("location {location_id} is not mapped to a venue")
+}

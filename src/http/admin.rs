@@ -73,6 +73,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .merge(super::webhooks::router())
         .route("/events/replay", post(replay))
         .route("/events/{id}/replay", post(replay_one))
+        .merge(super::partner_settings::router())
         .route_layer(middleware::from_fn(require(Permission::Integrate)));
     let administer = Router::new()
         .route("/retention/purge", post(purge))
@@ -786,6 +787,7 @@ pub(super) async fn replay(
         reason: input.reason,
         from: input.from.map(|t| valid_time(t, "from")).transpose()?,
         to: input.to.map(|t| valid_time(t, "to")).transpose()?,
+        unmapped_location: None,
     };
     let summary = state.gateway.replay(&filter, || {}).await?;
     audit_replay(&state, actor, &filter, &summary).await;
@@ -881,6 +883,7 @@ pub(super) async fn audit_replay(
             "reason": filter.reason,
             "from": filter.from,
             "to": filter.to,
+            "unmapped_location": filter.unmapped_location,
         },
         "summary": summary,
     });

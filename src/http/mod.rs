@@ -6,6 +6,7 @@ mod body;
 mod input;
 pub mod openapi;
 mod pages;
+mod partner_settings;
 mod partners;
 mod platform;
 mod pretty;

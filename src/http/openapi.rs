@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, platform, users, webhooks};
+use super::{admin, partner_settings, platform, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,9 @@ use super::{admin, platform, users, webhooks};
         users::me, users::my_tokens, users::create_my_token, users::revoke_my_token,
         users::users, users::create_user, users::user, users::update_user, users::user_tokens,
         users::create_user_token, users::revoke_user_token, users::audit,
+        partner_settings::partners, partner_settings::create_partner, partner_settings::partner,
+        partner_settings::update_partner, partner_settings::add_secret,
+        partner_settings::retire_secret, partner_settings::add_location,
     ),
     modifiers(&AdminToken, &CommonAnswers),
     tags(
@@ -42,6 +45,7 @@ use super::{admin, platform, users, webhooks};
         (name = "events", description = "Stored partner events, replay, partner health"),
         (name = "platform", description = "The booking platform's bookings by its own reference, and the change feed"),
         (name = "webhooks", description = "Subscriptions to the diary's messages (Standard Webhooks)"),
+        (name = "partners", description = "Partners kept in the database, their secrets and their rotation"),
         (name = "users", description = "Operators' accounts and roles, personal tokens, the audit trail"),
     )
 )]

@@ -291,6 +291,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn venue(&self, id: i64) -> Result<Option<VenueRecord>, StoreError>;
     /// Every venue, by name.
     async fn venues(&self) -> Result<Vec<VenueRecord>, StoreError>;
+    /// Maps a partner location to a venue, recorded as `venue.location_add`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown venue; [`StoreError::Conflict`] when the
+    /// location belongs to a venue already.
+    async fn add_location(
+        &self,
+        venue_id: i64,
+        location: NewLocation,
+        by: Actor,
+    ) -> Result<(), StoreError>;
     /// Changes a venue's settings, recorded as `venue.change` with the settings before and after.
     async fn update_venue(
         &self,

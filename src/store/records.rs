@@ -485,6 +485,9 @@ pub struct ReplayFilter {
     pub reason: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Only the events ignored because this partner location was not mapped to a venue
+    /// (with `partner`): what mapping it should bring into the diary.
+    pub unmapped_location: Option<String>,
 }
 
 /// A stored event as a handler needs it again.
@@ -538,6 +541,9 @@ pub struct EventSummary {
     pub processed_at: Option<DateTime<Utc>>,
     /// When the retention setting erased its raw payload; never replayed after.
     pub purged_at: Option<DateTime<Utc>>,
+    /// Which of a stored partner's secrets verified it (`current`, `next`, ...); `null` for
+    /// the configuration file's partners.
+    pub verified_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]

@@ -19,6 +19,7 @@ mod hostile;
 mod lightspeed;
 mod logs;
 mod migrations;
+mod onboarding;
 mod openapi;
 mod operator;
 mod ordering;

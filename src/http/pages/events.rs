@@ -284,6 +284,7 @@ pub(super) async fn replay_filter(
         reason: LogFilter::text(&form.filter.reason),
         from: LogFilter::time(&form.filter.from)?,
         to: LogFilter::time(&form.filter.to)?,
+        unmapped_location: None,
     };
     allowed(&session.actor, Permission::Integrate)?;
     let summary = state.gateway.replay(&filter, || {}).await?;

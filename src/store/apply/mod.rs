@@ -159,7 +159,7 @@ pub(in crate::store) async fn apply_group(
     now: DateTime<Utc>,
 ) -> Result<Ingested, StoreError> {
     let Some(venue) = locked_venue_of_location(conn, partner, location_id).await? else {
-        let detail = format!("location {location_id} is not mapped to a venue");
+        let detail = crate::domain::event::unmapped_location_detail(location_id);
         return Ok(verdict(
             event_id,
             Outcome::Ignored,

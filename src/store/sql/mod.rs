@@ -32,7 +32,7 @@ mod write;
 use rows::*;
 use write::*;
 
-pub(in crate::store) use rows::{Conditions, venue_record};
+pub(in crate::store) use rows::{Conditions, insert_location, venue_record};
 pub(in crate::store) use rows::{
     SALE_COLUMNS, decimal, decimal_text, from_millis, json_list, money_column, parse_status,
     sale_record,
@@ -496,6 +496,37 @@ impl Store for SqlStore {
                     venues.extend(venue_record(conn, id).await?);
                 }
                 Ok(venues)
+            })
+        })
+        .await
+    }
+
+    async fn add_location(
+        &self,
+        venue_id: i64,
+        location: NewLocation,
+        by: Actor,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                conn.lock_venue(venue_id).await?;
+                let before = audit::venue(conn, venue_id)
+                    .await?
+                    .ok_or(StoreError::NotFound("venue"))?;
+                insert_location(conn, venue_id, &location).await?;
+                let after = audit::venue(conn, venue_id).await?;
+                let subject = Subject::Venue(venue_id);
+                let action = "venue.location_add";
+                audit::record(
+                    conn,
+                    &by,
+                    action,
+                    Some(venue_id),
+                    subject,
+                    Some(before),
+                    after,
+                )
+                .await
             })
         })
         .await

@@ -122,7 +122,8 @@ pub(in crate::store) fn sale_record(row: &Row) -> Result<SaleRecord, StoreError>
 
 pub(super) const EVENT_COLUMNS: &str =
     "id, received_at, partner, route, method, event_type, handler,
-    handler_version, outcome, reason, detail, venue_id, sale_id, processed_at, purged_at";
+    handler_version, outcome, reason, detail, venue_id, sale_id, processed_at, purged_at,
+    secret_label";
 
 pub(super) fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
     Ok(EventSummary {
@@ -141,6 +142,7 @@ pub(super) fn event_summary(row: &Row) -> Result<EventSummary, StoreError> {
         sale_id: row.try_get("sale_id")?,
         processed_at: opt_millis(row.try_get("processed_at")?)?,
         purged_at: opt_millis(row.try_get("purged_at")?)?,
+        verified_by: row.try_get("secret_label")?,
     })
 }
 
@@ -166,6 +168,23 @@ impl Conditions {
 
     pub(in crate::store) fn int(&mut self, clause: &str, value: i64) {
         self.push(clause, Param::Int(Some(value)));
+    }
+
+    /// `clause` with each `$?` bound to the next of `params`, in order.
+    pub(in crate::store) fn push_each(&mut self, clause: &str, params: Vec<Param<'static>>) {
+        let mut text = String::new();
+        let mut rest = clause;
+        for param in params {
+            let Some((before, after)) = rest.split_once("$?") else {
+                break;
+            };
+            self.params.push(param);
+            text.push_str(before);
+            text.push_str(&format!("${}", self.params.len()));
+            rest = after;
+        }
+        text.push_str(rest);
+        self.clauses.push(text);
     }
 
     /// `column IN (...)` over `values`; no values match nothing.
@@ -249,6 +268,24 @@ pub(super) fn replay_conditions(filter: &ReplayFilter) -> Conditions {
     if let Some(to) = filter.to {
         conditions.int("received_at < $?", to.timestamp_millis());
     }
+    if let Some(location) = &filter.unmapped_location {
+        // The detail names the location first, alone or before other locations' results.
+        let detail = crate::domain::event::unmapped_location_detail(location);
+        let escaped = detail
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        conditions
+            .clauses
+            .push("reason = 'unknown_location'".to_owned());
+        conditions.push_each(
+            "(detail = $? OR detail LIKE $? ESCAPE '\\')",
+            vec![
+                db::Param::Text(Some(detail.into())),
+                db::Param::Text(Some(format!("{escaped}; %").into())),
+            ],
+        );
+    }
     conditions
 }
 
@@ -327,31 +364,44 @@ pub(super) async fn insert_venue(conn: &mut Conn<'_>, venue: &NewVenue) -> Resul
     .fetch_one(conn)
     .await?;
     for location in &venue.locations {
-        let taken: Option<i64> = db::query_scalar(
-            "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
-        )
-        .bind(location.partner.as_str())
-        .bind(location.location_id.as_str())
-        .fetch_optional(conn)
-        .await?;
-        if let Some(other) = taken {
-            return Err(StoreError::Conflict(format!(
-                "location {} of partner {} already belongs to venue {other}",
-                location.location_id, location.partner
-            )));
-        }
-        db::query(
-            "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(id)
-        .bind(location.partner.as_str())
-        .bind(location.location_id.as_str())
-        .bind(location.enabled)
-        .execute(conn)
-        .await?;
+        insert_location(conn, id, location).await?;
     }
     Ok(id)
+}
+
+/// Maps a partner location to venue `venue_id`.
+///
+/// # Errors
+/// [`StoreError::Conflict`] when it belongs to a venue already.
+pub(in crate::store) async fn insert_location(
+    conn: &mut Conn<'_>,
+    venue_id: i64,
+    location: &NewLocation,
+) -> Result<(), StoreError> {
+    let taken: Option<i64> = db::query_scalar(
+        "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
+    )
+    .bind(location.partner.as_str())
+    .bind(location.location_id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    if let Some(other) = taken {
+        return Err(StoreError::Conflict(format!(
+            "location {} of partner {} already belongs to venue {other}",
+            location.location_id, location.partner
+        )));
+    }
+    db::query(
+        "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(venue_id)
+    .bind(location.partner.as_str())
+    .bind(location.location_id.as_str())
+    .bind(location.enabled)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn sale_detail(
