@@ -150,3 +150,33 @@ impl fmt::Display for Reason {
 pub fn unmapped_location_detail(location_id: &str) -> String {
     format!("location {location_id} is not mapped to a venue")
 }
+
+/// The location an [`unmapped_location_detail`] names, if `detail` starts with one.
+pub fn unmapped_location_of(detail: &str) -> Option<&str> {
+    let first = detail.split("; ").next()?;
+    first
+        .strip_prefix("location ")?
+        .strip_suffix(" is not mapped to a venue")
+        .filter(|id| !id.is_empty())
+}
+
+#[cfg(test)]
+mod unmapped_tests {
+    use super::*;
+
+    #[test]
+    fn an_unmapped_locations_detail_names_it_back() {
+        for id in ["424242", "a b", "x_%\\"] {
+            assert_eq!(
+                unmapped_location_of(&unmapped_location_detail(id)),
+                Some(id)
+            );
+        }
+        let partly = format!(
+            "{}; 2 other location(s) processed",
+            unmapped_location_detail("9")
+        );
+        assert_eq!(unmapped_location_of(&partly), Some("9"));
+        assert_eq!(unmapped_location_of("no such thing"), None);
+    }
+}

@@ -146,18 +146,34 @@ pub(super) async fn create_partner(
     input: Result<Json<PartnerInput>, JsonRejection>,
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let input = body(input)?;
-    if state.gateway.is_file_partner(&input.name) {
+    let name = input.name.clone();
+    create(&state, actor, input.name, input.secret, input.definition).await?;
+    Ok((StatusCode::CREATED, Json(info(&state, &name).await?)))
+}
+
+/// Creates a partner kept in the database, its first secret (`current`) sealed.
+///
+/// # Errors
+/// 409 for a name the file uses or that exists; 422 for an invalid definition or secret, or
+/// no `secret_key` to seal it with.
+pub(super) async fn create(
+    state: &AppState,
+    actor: Actor,
+    name: String,
+    secret: Option<String>,
+    definition: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    if state.gateway.is_file_partner(&name) {
         return Err(ApiError::Conflict(format!(
-            "partner {} is defined in the configuration file",
-            input.name
+            "partner {name} is defined in the configuration file"
         )));
     }
-    let secret = input.secret.as_deref().map(valid_secret).transpose()?;
-    let definition = checked_definition(&input.name, input.definition, secret.as_ref())?;
+    let secret = secret.as_deref().map(valid_secret).transpose()?;
+    let definition = checked_definition(&name, definition, secret.as_ref())?;
     let secret = match &secret {
         Some(secret) => Some(NewSecret {
             label: "current".into(),
-            sealed: sealed(&state, &input.name, "current", secret)?,
+            sealed: sealed(state, &name, "current", secret)?,
             valid_from: None,
             valid_until: None,
         }),
@@ -166,9 +182,29 @@ pub(super) async fn create_partner(
     state
         .partner_sync
         .registry()
-        .create_partner(input.name.clone(), definition, secret, actor)
+        .create_partner(name, definition, secret, actor)
         .await?;
-    Ok((StatusCode::CREATED, Json(info(&state, &input.name).await?)))
+    state.partner_sync.poll().await.map_err(sync_failed)
+}
+
+/// Adds a secret to a stored partner, valid at once until retired (the pages' rotation).
+///
+/// # Errors
+/// As [`add_secret`].
+pub(super) async fn rotate(
+    state: &AppState,
+    actor: Actor,
+    name: String,
+    secret: String,
+    label: Option<String>,
+) -> Result<i64, ApiError> {
+    let input = SecretInput {
+        secret,
+        label,
+        valid_from: None,
+        valid_until: None,
+    };
+    store_secret(state, actor, name, input).await
 }
 
 /// Changes to a stored partner: its definition (whole, as at creation) or whether it takes
@@ -249,10 +285,26 @@ pub(super) async fn add_secret(
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let name = partner_name(path)?;
     let input = body(input)?;
+    let id = store_secret(&state, actor, name.clone(), input).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SecretAdded {
+            id,
+            partner: info(&state, &name).await?,
+        }),
+    ))
+}
+
+async fn store_secret(
+    state: &AppState,
+    actor: Actor,
+    name: String,
+    input: SecretInput,
+) -> Result<i64, ApiError> {
     let secret = valid_secret(&input.secret)?;
     let label = input.label.unwrap_or_else(|| "next".to_owned());
-    identifier(&label, "label")?;
-    if label.len() > 40
+    if label.is_empty()
+        || label.len() > 40
         || !label
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -277,7 +329,7 @@ pub(super) async fn add_secret(
         ));
     }
     let new = NewSecret {
-        sealed: sealed(&state, &name, &label, &secret)?,
+        sealed: sealed(state, &name, &label, &secret)?,
         label,
         valid_from,
         valid_until,
@@ -285,15 +337,10 @@ pub(super) async fn add_secret(
     let id = state
         .partner_sync
         .registry()
-        .add_secret(name.clone(), new, actor)
+        .add_secret(name, new, actor)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(SecretAdded {
-            id,
-            partner: info(&state, &name).await?,
-        }),
-    ))
+    state.partner_sync.poll().await.map_err(sync_failed)?;
+    Ok(id)
 }
 
 #[utoipa::path(delete, path = "/api/v1/partners/{name}/secrets/{id}", tag = "partners",

@@ -521,3 +521,191 @@ async fn log_in(browser: &Client, email: &str, password: &str, marker: &str) {
         .expect("button");
     click_then(browser, submit, marker).await;
 }
+
+/// An integrator in a real browser onboards without a restart: maps a location no venue owns
+/// from the partner health page and sees its events replayed into the diary, creates a
+/// partner and rotates its secret while deliveries signed with the old and the new secret
+/// both succeed; the audit trail names them for each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integrator_maps_a_location_and_rotates_a_secret_in_a_real_browser() {
+    let app = crate::helpers::spawn_with(
+        Db::Sqlite,
+        "secret_key = \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"",
+    )
+    .await;
+    let (venue, _) = seed(&app).await;
+    let mut stranger = unmatched_sale();
+    stranger["businessLocationId"] = json!(777_777);
+    stranger["account"]["id"] = json!("2190678134097777");
+    for _ in 0..2 {
+        let answer =
+            crate::helpers::json_of(app.post_lightspeed(stranger.to_string().as_bytes()).await)
+                .await;
+        assert_eq!(answer["reason"], "unknown_location", "{answer}");
+    }
+    let (status, user) = app
+        .admin_post(
+            "/users",
+            json!({ "name": "Ira Integrator", "email": "ira@platform.example",
+                    "role": "integrator", "password": "ira's long password" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{user}");
+
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = browser(&driver, profile.path()).await;
+    let result = onboarding_scenario(&app, &browser, venue).await;
+    let _ = browser.close().await;
+    result
+}
+
+async fn onboarding_scenario(app: &TestApp, browser: &Client, venue: i64) {
+    browser
+        .goto(&format!("{}/ui/login", app.base))
+        .await
+        .expect("login");
+    log_in(
+        browser,
+        "ira@platform.example",
+        "ira's long password",
+        "#signed-in-as",
+    )
+    .await;
+
+    // Health says the location is not mapped; map it to the venue from there.
+    browser
+        .goto(&format!("{}/ui/health", app.base))
+        .await
+        .expect("health");
+    let form = browser
+        .find(Locator::Id("map-lightspeed-777777"))
+        .await
+        .expect("the unmapped location's form");
+    assert!(
+        text_of(browser, "#partner-lightspeed")
+            .await
+            .contains("location 777777 is not mapped to a venue: 2 events")
+    );
+    form.find(Locator::Css("select[name=venue]"))
+        .await
+        .expect("venues")
+        .select_by_value(&venue.to_string())
+        .await
+        .expect("choose the venue");
+    screenshot(browser, "health-map-location").await;
+    let submit = form
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button");
+    click_then(browser, submit, ".notice").await;
+    assert!(
+        text_of(browser, ".notice")
+            .await
+            .contains("Location 777777 mapped to venue"),
+    );
+    let sale = &app.sales_with_external_id("2190678134097777").await[0];
+    assert_eq!(
+        sale["venue_id"], venue,
+        "its events are in the venue's diary now"
+    );
+
+    // A partner of the database's, created on the partners page.
+    browser
+        .goto(&format!("{}/ui/partners", app.base))
+        .await
+        .expect("partners");
+    browser
+        .find(Locator::Id("new-name"))
+        .await
+        .expect("name")
+        .send_keys("rotating-pos")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Id("new-scheme"))
+        .await
+        .expect("scheme")
+        .select_by_value("bearer")
+        .await
+        .expect("bearer");
+    browser
+        .find(Locator::Id("new-secret"))
+        .await
+        .expect("secret")
+        .send_keys("the-old-pos-token")
+        .await
+        .expect("type");
+    let create = browser
+        .find(Locator::Css("#new-partner button[type=submit]"))
+        .await
+        .expect("button");
+    click_then(browser, create, ".notice").await;
+    assert!(
+        text_of(browser, ".notice")
+            .await
+            .contains("Partner created")
+    );
+
+    // Rotation: the next secret added while deliveries keep coming, both taken.
+    let deliver = |token: &'static str, account: &'static str| async move {
+        let mut order = unmatched_sale();
+        order["account"]["id"] = json!(account);
+        let response = app
+            .client
+            .post(format!(
+                "{}/Sales/partners/rotating-pos/events/order.updated",
+                app.base
+            ))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(order.to_string())
+            .send()
+            .await
+            .expect("delivery");
+        (
+            response.status(),
+            crate::helpers::json_of(response).await["event_id"].clone(),
+        )
+    };
+    let (status, _) = deliver("the-old-pos-token", "2190678134090001").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    browser
+        .find(Locator::Id("next-secret-rotating-pos"))
+        .await
+        .expect("next secret")
+        .send_keys("the-new-pos-token")
+        .await
+        .expect("type");
+    let add = browser
+        .find(Locator::Css("#rotate-rotating-pos button[type=submit]"))
+        .await
+        .expect("button");
+    click_then(browser, add, ".notice").await;
+    screenshot(browser, "partners-rotation").await;
+    let (old, old_event) = deliver("the-old-pos-token", "2190678134090002").await;
+    let (new, new_event) = deliver("the-new-pos-token", "2190678134090003").await;
+    assert_eq!(
+        (old, new),
+        (reqwest::StatusCode::OK, reqwest::StatusCode::OK)
+    );
+    assert_eq!(app.event(&old_event).await["verified_by"], "current");
+    assert_eq!(app.event(&new_event).await["verified_by"], "next");
+
+    // The trail names the integrator for each step.
+    let trail = app.admin_get("/audit?actor=ira@platform.example").await;
+    let actions: Vec<&str> = trail
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "venue.location_add",
+        "events.replay",
+        "partner.create",
+        "partner.secret_add",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}

@@ -8,6 +8,16 @@ struct HealthPage {
     chrome: Chrome,
     partners: Vec<PartnerHealth>,
     webhooks: Vec<WebhookRow>,
+    /// The venues an unmapped location can be mapped to.
+    venues: Vec<VenueOption>,
+}
+
+/// A problem, and for a location no venue owns, what mapping it takes.
+#[derive(Serialize)]
+struct ProblemRow {
+    text: String,
+    /// `(partner, location id)` to map.
+    unmapped: Option<(String, String)>,
 }
 
 /// A webhook subscription as the page shows it: where, whether it is failing or disabled,
@@ -39,7 +49,7 @@ struct HealthRow {
     /// "silent since …" while the partner is unusually silent here (`partner.silent`).
     silent: Option<String>,
     match_rate: String,
-    problems: Vec<String>,
+    problems: Vec<ProblemRow>,
 }
 
 /// How long ago `then` was, in words.
@@ -55,9 +65,35 @@ fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!("{when} ({} UTC)", then.format("%H:%M"))
 }
 
+/// A problem in words.
+fn problem_text(p: &crate::store::HealthProblem) -> String {
+    match (p.reason.as_deref(), p.example.as_deref()) {
+        (Some("unknown_location"), Some(example)) => format!("{example}: {} events", p.events),
+        (reason, Some(example)) if p.event_type.is_some() => format!(
+            "{} {} failed ({}): {example}",
+            p.events,
+            p.event_type.as_deref().unwrap_or_default(),
+            reason.unwrap_or("")
+        ),
+        (reason, Some(example)) => format!(
+            "{} {}: {} events (e.g. {example})",
+            p.outcome,
+            reason.unwrap_or(""),
+            p.events
+        ),
+        (reason, None) => format!(
+            "{} {}: {} events",
+            p.outcome,
+            reason.unwrap_or(""),
+            p.events
+        ),
+    }
+}
+
 pub(super) async fn health(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
     allowed(&session.actor, Permission::Integrate)?;
     let now = Utc::now();
@@ -67,7 +103,6 @@ pub(super) async fn health(
         .partners()
         .into_iter()
         .map(|(name, handler)| PartnerHealth {
-            name: name.to_owned(),
             handler,
             rows: records
                 .iter()
@@ -92,32 +127,18 @@ pub(super) async fn health(
                     problems: r
                         .problems
                         .iter()
-                        .map(|p| match (p.reason.as_deref(), p.example.as_deref()) {
-                            (Some("unknown_location"), Some(example)) => {
-                                format!("{example}: {} events", p.events)
-                            }
-                            (reason, Some(example)) if p.event_type.is_some() => format!(
-                                "{} {} failed ({}): {example}",
-                                p.events,
-                                p.event_type.as_deref().unwrap_or_default(),
-                                reason.unwrap_or("")
-                            ),
-                            (reason, Some(example)) => format!(
-                                "{} {}: {} events (e.g. {example})",
-                                p.outcome,
-                                reason.unwrap_or(""),
-                                p.events
-                            ),
-                            (reason, None) => format!(
-                                "{} {}: {} events",
-                                p.outcome,
-                                reason.unwrap_or(""),
-                                p.events
-                            ),
+                        .map(|p| ProblemRow {
+                            unmapped: (p.reason.as_deref() == Some("unknown_location"))
+                                .then_some(p.example.as_deref())
+                                .flatten()
+                                .and_then(crate::domain::event::unmapped_location_of)
+                                .map(|location| (r.partner.clone(), location.to_owned())),
+                            text: problem_text(p),
                         })
                         .collect(),
                 })
                 .collect(),
+            name,
         })
         .collect();
     let webhooks = state
@@ -150,10 +171,96 @@ pub(super) async fn health(
                 .map_or_else(|| "–".to_owned(), |t| ago(t, now)),
         })
         .collect();
+    let mut chrome = Chrome::new(&session, "health");
+    chrome.notice = notice_text(&params);
+    let venues = state
+        .gateway
+        .store()
+        .venues()
+        .await?
+        .into_iter()
+        .map(|v| VenueOption {
+            id: v.id,
+            name: v.name,
+        })
+        .collect();
     let page = HealthPage {
-        chrome: Chrome::new(&session, "health"),
+        chrome,
         partners,
         webhooks,
+        venues,
     };
     Ok(render("health.html", &page))
+}
+
+#[derive(Deserialize)]
+pub(super) struct MapForm {
+    csrf: String,
+    partner: String,
+    location_id: String,
+    /// A venue's id, or `new` with `new_name` and `new_timezone`.
+    venue: String,
+    new_name: Option<String>,
+    new_timezone: Option<String>,
+}
+
+/// Maps a location no venue owns (to a venue, or one made now), replays exactly the events
+/// it sent meanwhile, and shows them in the event log with what they became.
+pub(super) async fn map_location(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    form: Result<Form<MapForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|e| PageError::BadRequest(e.body_text()))?;
+    if !session.csrf_ok(&form.csrf) {
+        return Err(PageError::Forbidden);
+    }
+    allowed(&session.actor, Permission::Integrate)?;
+    allowed(&session.actor, Permission::ManageVenues)?;
+    if !state.gateway.has_partner(&form.partner) {
+        return Err(PageError::BadRequest(format!(
+            "partner {:?} is not configured",
+            form.partner
+        )));
+    }
+    let store = state.gateway.store();
+    let venue = match form.venue.as_str() {
+        "new" => {
+            let name = form.new_name.unwrap_or_default().trim().to_owned();
+            let timezone = form.new_timezone.unwrap_or_default().trim().to_owned();
+            if name.is_empty() || timezone.parse::<Tz>().is_err() {
+                return Err(PageError::BadRequest(
+                    "a new venue needs a name and an IANA time zone such as Europe/London".into(),
+                ));
+            }
+            let new = crate::store::NewVenue {
+                name,
+                timezone,
+                currency: None,
+                locations: Vec::new(),
+            };
+            store.create_venue(new, session.actor.clone()).await?.id
+        }
+        id => id
+            .parse::<i64>()
+            .map_err(|_| PageError::BadRequest("choose a venue".into()))?,
+    };
+    let summary = super::super::partner_settings::map_location(
+        &state,
+        session.actor.clone(),
+        venue,
+        form.partner.clone(),
+        form.location_id.clone(),
+        true,
+        true,
+    )
+    .await
+    .map_err(|error| PageError::BadRequest(error.to_string()))?;
+    let replayed = summary.map_or(0, |s| s.replayed);
+    let page = format!(
+        "/ui/events?partner={}&notice=mapped&location={}&venue={venue}&replayed={replayed}",
+        form_urlencoded::byte_serialize(form.partner.as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(form.location_id.as_bytes()).collect::<String>(),
+    );
+    Ok(Redirect::to(&page).into_response())
 }

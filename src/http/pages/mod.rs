@@ -38,7 +38,7 @@ const EVENTS_PER_PAGE: i64 = 50;
 const SUGGESTIONS: usize = 5;
 const INBOX: i64 = 50;
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 10] = [
     ("base.html", include_str!("../../../templates/base.html")),
     ("login.html", include_str!("../../../templates/login.html")),
     ("diary.html", include_str!("../../../templates/diary.html")),
@@ -54,6 +54,10 @@ const TEMPLATES: [(&str, &str); 9] = [
         include_str!("../../../templates/health.html"),
     ),
     ("error.html", include_str!("../../../templates/error.html")),
+    (
+        "partners.html",
+        include_str!("../../../templates/partners.html"),
+    ),
 ];
 
 const STYLE: &str = include_str!("../../../templates/style.css");
@@ -72,11 +76,12 @@ mod diary;
 mod events;
 mod health;
 mod login;
+mod partners;
 mod sales;
 
 use diary::diary;
 use events::{event, events, replay_event, replay_filter};
-use health::health;
+use health::{health, map_location};
 use login::{CsrfForm, login, login_page, logout, require_session};
 use sales::{inbox, match_sale, sale, unmatch_sale};
 
@@ -93,6 +98,11 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay_event))
         .route("/health", get(health))
+        .route("/health/map", post(map_location))
+        .route(
+            "/partners",
+            get(partners::partners).post(partners::change_partner),
+        )
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -338,6 +348,12 @@ fn notice_text(params: &BTreeMap<String, String>) -> Option<String> {
     match params.get("notice").map(String::as_str) {
         Some("matched") => Some("Sale matched: the diary and its spend now include it.".into()),
         Some("unmatched") => Some("Sale unmatched: it is back in the inbox.".into()),
+        Some("mapped") => Some(format!(
+            "Location {} mapped to venue {}; replayed its {} waiting event(s): below, what they became.",
+            params.get("location").map_or("", String::as_str),
+            params.get("venue").map_or("", String::as_str),
+            count("replayed"),
+        )),
         Some("replayed") => Some(format!(
             "Replayed {} event(s) through the current handlers; {} recovered.",
             count("replayed"),
