@@ -119,14 +119,14 @@ fn enabled_by_default() -> bool {
     true
 }
 
-fn valid_name(name: &str) -> Result<(), ApiError> {
+pub(super) fn valid_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::Unprocessable("name must not be empty".into()));
     }
     Ok(())
 }
 
-fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
+pub(super) fn valid_timezone(timezone: &str) -> Result<(), ApiError> {
     chrono_tz::Tz::from_str(timezone).map(|_| ()).map_err(|_| {
         ApiError::Unprocessable(format!(
             "timezone {timezone:?} is not an IANA time zone such as Europe/London"

@@ -364,6 +364,7 @@ crate::on_both_stores!(
     a_partner_rotates_its_secret_with_no_failed_delivery,
     without_a_secret_key_no_partner_secret_is_stored,
     mapping_an_unknown_location_replays_exactly_its_events_into_the_diary,
+    a_venue_is_made_set_up_and_given_a_location_on_the_pages,
 );
 
 /// Two processes on one PostgreSQL: a partner added through one is taken by the other
@@ -403,4 +404,153 @@ async fn a_partner_added_on_one_node_is_accepted_by_another_within_seconds() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(answered, StatusCode::OK, "the other node took it");
+}
+
+/// Signs in on the pages with the admin token: (client keeping the cookie, cookie).
+async fn signed_in_pages(app: &TestApp) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = client
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("diarysync_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("cookie")
+        .to_owned();
+    (client, cookie)
+}
+
+/// The CSRF token of a page's forms.
+async fn csrf_of(client: &reqwest::Client, cookie: &str, url: &str) -> String {
+    let page = client
+        .get(url)
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with its CSRF token")
+        .to_owned()
+}
+
+async fn a_venue_is_made_set_up_and_given_a_location_on_the_pages(db: Db) {
+    let app = spawn(db).await;
+    let (client, cookie) = signed_in_pages(&app).await;
+    let venues = format!("{}/ui/venues", app.base);
+    let csrf = csrf_of(&client, &cookie, &venues).await;
+    let made = client
+        .post(&venues)
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Pier Cafe"),
+            ("timezone", "Europe/Lisbon"),
+            ("currency", "EUR"),
+        ])
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(made.status(), StatusCode::SEE_OTHER);
+    let page = made
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .expect("the venue's page")
+        .to_owned();
+    let id: i64 = page
+        .trim_start_matches("/ui/venues/")
+        .split('?')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("venue id");
+    let saved = client
+        .post(format!("{}/ui/venues/{id}", app.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Pier Cafe"),
+            ("timezone", "Europe/Lisbon"),
+            ("currency", "EUR"),
+            ("before_start_minutes", "20"),
+            ("after_end_minutes", "45"),
+            ("walk_ins", "on"),
+            ("covers_source", "pos"),
+            ("table_aliases", "Terrace 1 = T1\nBar = B"),
+            ("sku_tables", ""),
+        ])
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let venue = app.admin_get(&format!("/venues/{id}")).await;
+    assert_eq!(venue["walk_ins"], true);
+    assert_eq!(venue["covers_source"], "pos");
+    assert_eq!(venue["tolerances"]["after_end_minutes"], 45);
+    assert_eq!(
+        venue["table_aliases"].as_object().map(|a| a.len()),
+        Some(2),
+        "{venue}"
+    );
+    let bad = client
+        .post(format!("{}/ui/venues/{id}", app.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Pier Cafe"),
+            ("timezone", "Mars/Olympus"),
+            ("before_start_minutes", "20"),
+            ("after_end_minutes", "45"),
+            ("covers_source", "pos"),
+            ("table_aliases", ""),
+            ("sku_tables", ""),
+        ])
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(
+        bad.status(),
+        StatusCode::BAD_REQUEST,
+        "an unknown time zone"
+    );
+    let mapped = client
+        .post(format!("{}/ui/venues/{id}/locations", app.base))
+        .header(reqwest::header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("partner", "lightspeed"),
+            ("location_id", "41910290874370"),
+        ])
+        .send()
+        .await
+        .expect("map");
+    assert_eq!(mapped.status(), StatusCode::SEE_OTHER);
+    let venue = app.admin_get(&format!("/venues/{id}")).await;
+    assert_eq!(venue["locations"][0]["location_id"], "41910290874370");
+    let history = app.admin_get(&format!("/audit?venue={id}")).await;
+    let actions: Vec<&str> = history
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["venue.location_add", "venue.change", "venue.create"]
+    );
 }

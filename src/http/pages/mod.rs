@@ -38,7 +38,7 @@ const EVENTS_PER_PAGE: i64 = 50;
 const SUGGESTIONS: usize = 5;
 const INBOX: i64 = 50;
 
-const TEMPLATES: [(&str, &str); 10] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("../../../templates/base.html")),
     ("login.html", include_str!("../../../templates/login.html")),
     ("diary.html", include_str!("../../../templates/diary.html")),
@@ -58,6 +58,11 @@ const TEMPLATES: [(&str, &str); 10] = [
         "partners.html",
         include_str!("../../../templates/partners.html"),
     ),
+    (
+        "venues.html",
+        include_str!("../../../templates/venues.html"),
+    ),
+    ("venue.html", include_str!("../../../templates/venue.html")),
 ];
 
 const STYLE: &str = include_str!("../../../templates/style.css");
@@ -78,6 +83,7 @@ mod health;
 mod login;
 mod partners;
 mod sales;
+mod venues;
 
 use diary::diary;
 use events::{event, events, replay_event, replay_filter};
@@ -103,6 +109,9 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
             "/partners",
             get(partners::partners).post(partners::change_partner),
         )
+        .route("/venues", get(venues::venues).post(venues::create_venue))
+        .route("/venues/{id}", get(venues::venue).post(venues::save_venue))
+        .route("/venues/{id}/locations", post(venues::add_location))
         .route("/logout", post(logout))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
