@@ -85,6 +85,10 @@ pub enum Reason {
     /// A partner route asked with a method it does not take (a `GET` at the sales route);
     /// recorded, answered 405 with `Allow`.
     MethodNotAllowed,
+    /// A partner kept in the database that is switched off or cannot be served now (a
+    /// secret this node cannot open): answered 503 with `Retry-After`, unrecorded, so the
+    /// partner keeps the delivery and sends it again, and nothing is lost.
+    PartnerUnavailable,
     FetchFailed,
     StoreError,
     /// Our own bug, caught: the write was rolled back and the event kept as `failed`.
@@ -119,6 +123,7 @@ impl Reason {
             Self::UnsupportedCharset => "unsupported_charset",
             Self::UnknownRoute => "unknown_route",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::PartnerUnavailable => "partner_unavailable",
             Self::FetchFailed => "fetch_failed",
             Self::StoreError => "store_error",
             Self::InternalError => "internal_error",

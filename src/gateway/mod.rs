@@ -40,6 +40,9 @@ use stored::Keep;
 /// How long a busy sale is waited for on the callback route, which has no 409 in the contract.
 const CALLBACK_LOCK_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a partner switched off or not servable is asked to wait before sending again.
+const HELD_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// The event type partners send to check connectivity; answered 200 with no processing.
 pub const TEST_NOTIFICATION: &str = "webhooks.test_notification";
 
@@ -118,6 +121,9 @@ pub enum Receipt {
         event_id: Option<i64>,
         reason: Reason,
     },
+    /// The partner is one of the database's, switched off or not servable now: nothing
+    /// stored, retry later (503).
+    Held { retry_after: Duration },
     /// Our own failure; the partner should retry.
     Failed {
         event_id: Option<i64>,
@@ -146,6 +152,11 @@ impl Receipt {
             Receipt::Busy { event_id, reason } => {
                 (*event_id, Outcome::Rejected.as_str(), Some(*reason))
             }
+            Receipt::Held { .. } => (
+                None,
+                Outcome::Rejected.as_str(),
+                Some(Reason::PartnerUnavailable),
+            ),
             Receipt::Failed { event_id, reason } => {
                 (*event_id, Outcome::Failed.as_str(), Some(*reason))
             }
@@ -195,6 +206,9 @@ pub struct Gateway {
     /// Every partner by name: the file's and the database's, swapped whole when the
     /// database's change (`registry`).
     partners: std::sync::RwLock<Arc<HashMap<String, Arc<Partner>>>>,
+    /// The database's partners that take no deliveries now (switched off, or a definition or
+    /// secrets this node cannot serve): their deliveries are answered "retry later".
+    held: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
     store: Arc<dyn Store>,
     public_url: String,
     sale_lock_wait: Duration,
@@ -239,6 +253,7 @@ impl Gateway {
             .collect();
         Gateway {
             partners: std::sync::RwLock::new(Arc::new(partners)),
+            held: std::sync::RwLock::new(Arc::default()),
             max_body_bytes: config.max_body_bytes,
             store,
             public_url: config.public_url,
@@ -307,6 +322,12 @@ impl Gateway {
 
     async fn run(&self, inbound: Inbound) -> Receipt {
         let Some(partner) = self.partner(&inbound.partner) else {
+            if self.is_held(&inbound.partner) {
+                tracing::warn!(partner = %inbound.partner, "a delivery for a partner switched off or not servable was held back (503)");
+                return Receipt::Held {
+                    retry_after: HELD_RETRY_AFTER,
+                };
+            }
             let detail = "no such partner is configured";
             return self
                 .refuse(&inbound, None, Reason::UnknownPartner, detail)

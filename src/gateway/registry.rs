@@ -72,6 +72,14 @@ impl Gateway {
         self.registry().get(name).cloned()
     }
 
+    /// Whether `name` is a partner of the database's that takes no deliveries now.
+    pub(super) fn is_held(&self, name: &str) -> bool {
+        match self.held.read() {
+            Ok(held) => held.contains(name),
+            Err(poisoned) => poisoned.into_inner().contains(name),
+        }
+    }
+
     /// Whether `name` is one of the configuration file's partners.
     pub fn is_file_partner(&self, name: &str) -> bool {
         self.partner(name).is_some_and(|p| p.source == Source::File)
@@ -93,6 +101,11 @@ impl Gateway {
             .map(|(name, p)| (name.clone(), Arc::clone(p)))
             .collect();
         let mut problems = HashMap::new();
+        let mut held: std::collections::HashSet<String> = stored
+            .iter()
+            .filter(|p| !p.enabled && !next.contains_key(&p.name))
+            .map(|p| p.name.clone())
+            .collect();
         for partner in stored.iter().filter(|p| p.enabled) {
             if next.contains_key(&partner.name) {
                 problems.insert(
@@ -109,11 +122,15 @@ impl Gateway {
                 continue;
             }
             match self.build(partner, sealer) {
-                Ok(built) => {
+                Ok((built, warning)) => {
                     next.insert(partner.name.clone(), Arc::new(built));
+                    if let Some(warning) = warning {
+                        problems.insert(partner.name.clone(), warning);
+                    }
                 }
                 Err(problem) => {
                     tracing::error!(partner = %partner.name, %problem, "a stored partner takes no deliveries");
+                    held.insert(partner.name.clone());
                     problems.insert(partner.name.clone(), problem);
                 }
             }
@@ -122,10 +139,19 @@ impl Gateway {
             Ok(mut partners) => *partners = Arc::new(next),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
         }
+        match self.held.write() {
+            Ok(mut current) => *current = Arc::new(held),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(held),
+        }
         problems
     }
 
-    fn build(&self, stored: &StoredPartner, sealer: Option<&Sealer>) -> Result<Partner, String> {
+    /// The partner, and what of it this node could not use (secrets that do not open).
+    fn build(
+        &self,
+        stored: &StoredPartner,
+        sealer: Option<&Sealer>,
+    ) -> Result<(Partner, Option<String>), String> {
         let mut keys = Vec::new();
         let mut first = None;
         let secrets: Vec<_> = stored.secrets.iter().map(Some).collect();
@@ -135,14 +161,22 @@ impl Gateway {
         } else {
             secrets
         };
+        let mut unopened = Vec::new();
         for secret in secrets {
             let opened = match (secret, sealer) {
                 (None, _) => None,
-                (Some(secret), Some(sealer)) => Some(
-                    sealer
-                        .open(&secret.sealed, &seal_context(&stored.name, &secret.label))
-                        .map_err(|e| format!("secret {:?}: {e}", secret.label))?,
-                ),
+                (Some(secret), Some(sealer)) => {
+                    match sealer.open(&secret.sealed, &seal_context(&stored.name, &secret.label)) {
+                        Ok(opened) => Some(opened),
+                        // One secret this node cannot open (sealed under another key) must
+                        // not take the partner's other secrets down with it.
+                        Err(error) => {
+                            tracing::error!(partner = %stored.name, label = %secret.label, %error, "a partner's secret does not open with this node's secret_key");
+                            unopened.push(format!("secret {:?}: {error}", secret.label));
+                            continue;
+                        }
+                    }
+                }
                 (Some(_), None) => {
                     return Err("its secrets are sealed and this node has no secret_key".into());
                 }
@@ -167,9 +201,14 @@ impl Gateway {
         let (Some((spec, rate_limit, on_handler_error, undeclared)), Some(keys)) =
             (first, Keyring::new(keys))
         else {
-            return Err("no secret".into());
+            return Err(if unopened.is_empty() {
+                "no secret".into()
+            } else {
+                unopened.join("; ")
+            });
         };
-        Ok(Partner {
+        let warning = (!unopened.is_empty()).then(|| unopened.join("; "));
+        let partner = Partner {
             handler: spec.build(),
             spec,
             keys,
@@ -182,7 +221,8 @@ impl Gateway {
                 undeclared,
             },
             on_handler_error,
-        })
+        };
+        Ok((partner, warning))
     }
 
     /// Every partner as operators see it: the file's, then the database's (with those that

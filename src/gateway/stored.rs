@@ -110,12 +110,28 @@ fn kept_headers(headers: &HeaderMap, secret: Option<&HeaderName>) -> BTreeMap<St
         .collect()
 }
 
-/// The query string with the value of `secret_param` replaced, so stored events hold no
-/// credentials.
+/// Query parameter names that carry a credential whatever the partner's scheme says: masked
+/// for every delivery, so a partner still sending an old URL's token after its scheme
+/// changed, one refused before its scheme is known (an unknown or switched-off partner), or a
+/// name in another case never leaves its secret in a stored event.
+const CREDENTIAL_PARAMS: [&str; 11] = [
+    "token",
+    "access_token",
+    "secret",
+    "password",
+    "apikey",
+    "api_key",
+    "api-key",
+    "key",
+    "signature",
+    "sig",
+    "auth",
+];
+
+/// The query string with the values of `secret_param` and of every [`CREDENTIAL_PARAMS`]
+/// name replaced (names compared case-insensitively after decoding), so stored events hold
+/// no credentials.
 fn mask_query(query: &str, secret_param: Option<&str>) -> String {
-    let Some(secret_param) = secret_param else {
-        return query.to_owned();
-    };
     query
         .split('&')
         .map(|pair| {
@@ -129,7 +145,11 @@ fn mask_query(query: &str, secret_param: Option<&str>) -> String {
                     }
                 })
                 .collect();
-            if decoded == secret_param {
+            let secret = secret_param.is_some_and(|param| decoded.eq_ignore_ascii_case(param))
+                || CREDENTIAL_PARAMS
+                    .iter()
+                    .any(|name| decoded.eq_ignore_ascii_case(name));
+            if secret && pair.contains('=') {
                 format!("{key}=[redacted]")
             } else {
                 pair.to_owned()
@@ -149,7 +169,15 @@ mod tests {
             mask_query("a=1&token=s3cret&b=2", Some("token")),
             "a=1&token=[redacted]&b=2"
         );
-        assert_eq!(mask_query("a=1&token=s3cret", None), "a=1&token=s3cret");
+        assert_eq!(
+            mask_query("a=1&TOKEN=s3cret&apiKey=k&account_id=7", None),
+            "a=1&TOKEN=[redacted]&apiKey=[redacted]&account_id=7",
+            "credentials are masked even when the scheme is not known"
+        );
+        assert_eq!(
+            mask_query("Tok=x&tok=y", Some("TOK")),
+            "Tok=[redacted]&tok=[redacted]"
+        );
         assert_eq!(
             mask_query("tok%65n=s3cret", Some("token")),
             "tok%65n=[redacted]"

@@ -763,6 +763,8 @@ pub(super) struct ReplayInput {
     reason: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    /// Only the events this location of `partner` sent while no venue owned it.
+    location_id: Option<String>,
 }
 
 /// Replays the stored events of a filter through the current handlers, synchronously.
@@ -787,8 +789,13 @@ pub(super) async fn replay(
         reason: input.reason,
         from: input.from.map(|t| valid_time(t, "from")).transpose()?,
         to: input.to.map(|t| valid_time(t, "to")).transpose()?,
-        unmapped_location: None,
+        unmapped_location: input.location_id.map(|l| l.trim().to_owned()),
     };
+    if filter.unmapped_location.is_some() && filter.partner.is_none() {
+        return Err(ApiError::Unprocessable(
+            "location_id needs the partner it belongs to".into(),
+        ));
+    }
     let summary = state.gateway.replay(&filter, || {}).await?;
     audit_replay(&state, actor, &filter, &summary).await;
     Ok(Json(summary))

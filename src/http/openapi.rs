@@ -79,7 +79,7 @@ impl Modify for AdminToken {
 struct CommonAnswers;
 
 impl CommonAnswers {
-    const ANSWERS: [(&'static str, &'static str); 5] = [
+    const ANSWERS: [(&'static str, &'static str); 6] = [
         (
             "400",
             "The request cannot be read: a path id that is not an integer, an unknown or \
@@ -94,6 +94,12 @@ impl CommonAnswers {
             "The token's role may not do this (another venue's data answers 404 instead)",
         ),
         ("413", "The body is over the size limit"),
+        (
+            "503",
+            "Busy for a moment (the database cannot take the request now, a venue's diary \
+             held by another write, too many password hashes at once): retry after \
+             Retry-After",
+        ),
         (
             "422",
             "The body is JSON but not what the operation takes: a missing or unknown field, \

@@ -100,6 +100,31 @@ fn checked_definition(
     mut definition: serde_json::Map<String, serde_json::Value>,
     secret: Option<&SecretString>,
 ) -> Result<serde_json::Value, ApiError> {
+    if matches!(name, "." | "..") {
+        return Err(ApiError::Unprocessable(format!(
+            "partner name {name:?} is not a name"
+        )));
+    }
+    if definition
+        .get("name")
+        .is_some_and(|given| given.as_str() != Some(name))
+    {
+        return Err(ApiError::Unprocessable(
+            "a partner is not renamed: its name is in its webhook URLs; create a new one".into(),
+        ));
+    }
+    if definition
+        .get("auth")
+        .and_then(|auth| auth.get("scheme"))
+        .and_then(serde_json::Value::as_str)
+        == Some("none")
+    {
+        return Err(ApiError::Unprocessable(
+            "a partner kept in the database must authenticate its deliveries (scheme \"none\" \
+             is for the configuration file only)"
+                .into(),
+        ));
+    }
     definition.insert("name".into(), serde_json::Value::String(name.to_owned()));
     let definition = serde_json::Value::Object(definition);
     let placeholder = SecretString::from("placeholder-secret-for-validation".to_owned());
@@ -108,7 +133,7 @@ fn checked_definition(
     Ok(definition)
 }
 
-fn sealed(
+async fn sealed(
     state: &AppState,
     partner: &str,
     label: &str,
@@ -121,6 +146,22 @@ fn sealed(
                 .into(),
         )
     })?;
+    // A node whose key is not the one the stored secrets were sealed with must not seal
+    // more under it: no other node could open them.
+    let stored = state.partner_sync.registry().stored_partners().await?;
+    if let Some((owner, sample)) = stored
+        .iter()
+        .find_map(|p| p.secrets.first().map(|s| (p.name.as_str(), s)))
+        && sealer
+            .open(&sample.sealed, &seal_context(owner, &sample.label))
+            .is_err()
+    {
+        return Err(ApiError::Unavailable(
+            "this node's secret_key does not open the secrets already stored: every node must \
+             have the same key"
+                .into(),
+        ));
+    }
     sealer
         .seal(secret, &seal_context(partner, label))
         .map_err(|e| ApiError::Unavailable(e.to_string()))
@@ -173,7 +214,7 @@ pub(super) async fn create(
     let secret = match &secret {
         Some(secret) => Some(NewSecret {
             label: "current".into(),
-            sealed: sealed(state, &name, "current", secret)?,
+            sealed: sealed(state, &name, "current", secret).await?,
             valid_from: None,
             valid_until: None,
         }),
@@ -328,8 +369,13 @@ async fn store_secret(
             "valid_until must be after valid_from".into(),
         ));
     }
+    if valid_until.is_some_and(|until| until <= Utc::now()) {
+        return Err(ApiError::Unprocessable(
+            "valid_until is past: the secret would never verify anything".into(),
+        ));
+    }
     let new = NewSecret {
-        sealed: sealed(state, &name, &label, &secret)?,
+        sealed: sealed(state, &name, &label, &secret).await?,
         label,
         valid_from,
         valid_until,
@@ -448,6 +494,8 @@ pub(super) async fn map_location(
     enabled: bool,
     replay: bool,
 ) -> Result<Option<ReplaySummary>, ApiError> {
+    // Partners' location ids arrive trimmed: a mapping must be too, or it never matches.
+    let location_id = location_id.trim().to_owned();
     let location = NewLocation {
         partner: partner.clone(),
         location_id: location_id.clone(),
@@ -466,7 +514,16 @@ pub(super) async fn map_location(
         unmapped_location: Some(location_id),
         ..ReplayFilter::default()
     };
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    super::admin::audit_replay(state, actor, &filter, &summary).await;
+    // In a task of its own: a client that hangs up (a proxy's timeout on a long replay) must
+    // not cut the replay short, leaving part of the location's events behind.
+    let task_state = state.clone();
+    let replay = tokio::spawn(async move {
+        let summary = task_state.gateway.replay(&filter, || {}).await?;
+        super::admin::audit_replay(&task_state, actor, &filter, &summary).await;
+        Ok::<_, ApiError>(summary)
+    });
+    let summary = replay.await.map_err(|_| {
+        ApiError::Unavailable("the replay stopped; replay the location's events again".into())
+    })??;
     Ok(Some(summary))
 }

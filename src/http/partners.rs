@@ -432,6 +432,17 @@ fn respond(receipt: Receipt) -> Response {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             json!({ "error": reason.as_str(), "event_id": event_id }),
         ),
+        Receipt::Held { retry_after } => {
+            let seconds = retry_after.as_secs().max(1);
+            let mut response = answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "error": Reason::PartnerUnavailable.as_str(), "retry_after_seconds": seconds }),
+            );
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
         Receipt::Failed { event_id, reason } => answer(
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": reason.as_str(), "event_id": event_id }),

@@ -307,7 +307,8 @@ async fn issue_token(
 }
 
 #[utoipa::path(get, path = "/api/v1/me/tokens", tag = "users",
-    responses((status = 200, description = "This user's tokens (never the tokens themselves)", body = Vec<TokenRecord>)),
+    responses((status = 200, description = "This user's tokens (never the tokens themselves)", body = Vec<TokenRecord>),
+        (status = 422, description = "The configuration's admin token is not a user", body = ErrorBody)),
     security(("admin" = [])))]
 pub(super) async fn my_tokens(
     State(state): State<AppState>,
@@ -332,7 +333,8 @@ pub(super) async fn create_my_token(
 
 #[utoipa::path(delete, path = "/api/v1/me/tokens/{id}", tag = "users",
     params(("id" = i64, Path, description = "Token id")),
-    responses((status = 204, description = "Revoked"), (status = 404, description = "No such token of this user", body = ErrorBody)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such token of this user", body = ErrorBody),
+        (status = 422, description = "The configuration's admin token is not a user", body = ErrorBody)),
     security(("admin" = [])))]
 pub(super) async fn revoke_my_token(
     State(state): State<AppState>,

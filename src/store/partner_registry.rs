@@ -15,6 +15,9 @@ use super::db::{self, Conn, Row};
 use super::sql::from_millis;
 use crate::domain::access::Actor;
 
+/// The most secrets a partner holds at once (current, next, and a few in waiting).
+pub const MAX_SECRETS: usize = 5;
+
 /// A stored partner with its secrets (still sealed).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredPartner {
@@ -223,6 +226,9 @@ pub(super) async fn create(
     secret: Option<&NewSecret>,
     by: &Actor,
 ) -> Result<(), StoreError> {
+    // The registry's row first: it serialises every partner write on every node, so two
+    // creations of one name, or two retirements of a partner's secrets, never interleave.
+    let version = bump(conn).await?;
     let taken = db::query_scalar::<String>("SELECT name FROM partners WHERE name = $1")
         .bind(name)
         .fetch_optional(conn)
@@ -230,7 +236,6 @@ pub(super) async fn create(
     if taken.is_some() {
         return Err(StoreError::Conflict(format!("partner {name} exists")));
     }
-    let version = bump(conn).await?;
     let now = Utc::now().timestamp_millis();
     db::query(
         "INSERT INTO partners (name, definition, enabled, version, created_at, updated_at)
@@ -270,10 +275,10 @@ pub(super) async fn update(
     enabled: Option<bool>,
     by: &Actor,
 ) -> Result<(), StoreError> {
+    let version = bump(conn).await?;
     let before = snapshot(conn, name)
         .await?
         .ok_or(StoreError::NotFound("partner"))?;
-    let version = bump(conn).await?;
     db::query(
         "UPDATE partners SET definition = COALESCE($1, definition),
              enabled = COALESCE($2, enabled), version = $3, updated_at = $4
@@ -312,9 +317,22 @@ pub(super) async fn add_secret(
     secret: &NewSecret,
     by: &Actor,
 ) -> Result<i64, StoreError> {
+    bump(conn).await?;
     let before = snapshot(conn, name)
         .await?
         .ok_or(StoreError::NotFound("partner"))?;
+    let live = before["secrets"].as_array().cloned().unwrap_or_default();
+    if live.iter().any(|s| s["label"] == secret.label.as_str()) {
+        return Err(StoreError::Conflict(format!(
+            "partner {name} has a secret labelled {:?}: retire it, or give another label",
+            secret.label
+        )));
+    }
+    if live.len() >= MAX_SECRETS {
+        return Err(StoreError::Conflict(format!(
+            "a partner holds at most {MAX_SECRETS} secrets at once: retire one first"
+        )));
+    }
     let id = insert_secret(conn, name, secret).await?;
     touch(conn, name).await?;
     let after = snapshot(conn, name).await?;
@@ -352,19 +370,33 @@ pub(super) async fn retire_secret(
     id: i64,
     by: &Actor,
 ) -> Result<(), StoreError> {
+    bump(conn).await?;
     let before = snapshot(conn, name)
         .await?
         .ok_or(StoreError::NotFound("partner"))?;
-    let live = before["secrets"].as_array().map_or(0, Vec::len);
     let found = before["secrets"]
         .as_array()
         .is_some_and(|secrets| secrets.iter().any(|s| s["id"] == id));
     if !found {
         return Err(StoreError::NotFound("secret"));
     }
-    if live <= 1 {
+    // Another secret must still be usable: valid now or later, not one already expired.
+    let now = Utc::now();
+    let usable_others = list(conn)
+        .await?
+        .into_iter()
+        .find(|p| p.name == name)
+        .map_or(0, |p| {
+            p.secrets
+                .iter()
+                .filter(|s| s.id != id && s.valid_until.is_none_or(|until| until > now))
+                .count()
+        });
+    if usable_others == 0 {
         return Err(StoreError::Conflict(
-            "a partner keeps at least one secret: add the next one before retiring this one".into(),
+            "a partner keeps at least one usable secret: add the next one before retiring this \
+             one"
+            .into(),
         ));
     }
     db::query("UPDATE partner_secrets SET retired_at = $1 WHERE id = $2 AND partner = $3")

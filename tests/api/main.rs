@@ -20,6 +20,7 @@ mod lightspeed;
 mod logs;
 mod migrations;
 mod onboarding;
+mod onboarding_attacks;
 mod openapi;
 mod operator;
 mod ordering;
