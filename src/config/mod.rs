@@ -653,6 +653,14 @@ mod tests {
             ),
             ("scheme = \"oauth\"", "oauth"),
             ("scheme = \"bearer\"\ntoken = \"t\"\ntokn = \"x\"", "tokn"),
+            (
+                "scheme = \"hmac-sha256\"\nsecret = \"s\"\ntimestamp_header = \"X-T\"\ntolerance_seconds = 0",
+                "tolerance_seconds",
+            ),
+            (
+                "scheme = \"basic\"\nusername = \"a:b\"\npassword = \"p\"",
+                "without ':'",
+            ),
         ];
         for (auth, expected) in cases {
             let error = with_partner(auth).expect_err(auth).to_string();

@@ -170,7 +170,16 @@ impl RawAuth {
                     Some(header) => Some(crate::partners::auth::TimestampWindow {
                         header: header_name(&header)?,
                         tolerance: Duration::from_secs(
-                            self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
+                            match self.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS) {
+                                // A day at most: past that, a signed timestamp stops
+                                // bounding replays at all (0 would verify forever).
+                                seconds @ 1..=86_400 => seconds,
+                                _ => {
+                                    return Err(invalid(
+                                        "tolerance_seconds must be between 1 and 86400",
+                                    ));
+                                }
+                            },
                         ),
                     }),
                 },
@@ -187,8 +196,10 @@ impl RawAuth {
             "basic" => AuthScheme::Basic {
                 username: self
                     .username
-                    .filter(|u| !u.is_empty())
-                    .ok_or_else(|| invalid("username is required"))?,
+                    .filter(|u| !u.is_empty() && !u.contains(':'))
+                    .ok_or_else(|| {
+                        invalid("username is required, without ':' (Basic auth splits on it)")
+                    })?,
                 password: required("password", self.password, self.password_env.as_deref())?,
             },
             "bearer" => AuthScheme::Bearer {

@@ -506,7 +506,9 @@ pub(super) async fn map_location(
         .store()
         .add_location(venue_id, location, actor.clone())
         .await?;
-    if !replay {
+    // Replaying into a switched-off mapping would only mark the events disabled, and a later
+    // mapping would no longer find them.
+    if !replay || !enabled {
         return Ok(None);
     }
     let filter = ReplayFilter {

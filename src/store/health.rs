@@ -83,6 +83,18 @@ pub(super) async fn health(
             record.problems.push(HealthProblem {
                 outcome: row.try_get("outcome")?,
                 reason: row.try_get("reason")?,
+                location_id: row
+                    .try_get::<Option<String>>("example")?
+                    .as_deref()
+                    .filter(|_| {
+                        row.try_get::<Option<String>>("reason")
+                            .ok()
+                            .flatten()
+                            .as_deref()
+                            == Some("unknown_location")
+                    })
+                    .and_then(crate::domain::event::unmapped_location_of)
+                    .map(str::to_owned),
                 example: row.try_get("example")?,
                 events: row.try_get("events")?,
                 event_type: row.try_get("failed_type")?,

@@ -444,6 +444,8 @@ pub struct HealthProblem {
     pub reason: Option<String>,
     /// One event's detail, e.g. "location 123 is not mapped to a venue".
     pub example: Option<String>,
+    /// For `unknown_location`: the location to map (`POST /api/v1/venues/{id}/locations`).
+    pub location_id: Option<String>,
     pub events: i64,
     /// For failed events, their event type: "14 receipts.update failed (invalid_payload):
     /// a sale needs opened_at" says what to fix and what to replay.

@@ -101,6 +101,10 @@ async fn partner_health_counts_outcomes_and_names_unknown_locations(db: Db) {
         nowhere["problems"][0]["example"],
         "location 424242 is not mapped to a venue"
     );
+    assert_eq!(
+        nowhere["problems"][0]["location_id"], "424242",
+        "what to map, without parsing the sentence"
+    );
 }
 
 async fn the_event_log_filters_by_time(db: Db) {
