@@ -21,10 +21,12 @@ use crate::domain::{Command, Mapped, Outcome, Reason};
 use crate::partners::auth::{AuthFailure, Presented};
 use crate::partners::decode::{BodyPolicy, Undecodable, decode};
 use crate::partners::keyring::Keyring;
-use crate::partners::{Delivery, HandlerSpec, PartnerHandler};
+use crate::partners::{Delivery, PartnerHandler};
 use crate::replay_cache::ReplayCache;
 use crate::store::{NewEvent, SaleKey, Store, StoreError, Verdict};
 use crate::telemetry;
+
+use registry::Partner;
 
 mod abuse;
 pub mod fuzzing;
@@ -33,7 +35,7 @@ mod replay;
 mod stored;
 
 pub use abuse::REFUSED_BODY_KEPT;
-use abuse::{Limiter, Refusals, limiter, throttled};
+use abuse::{Refusals, limiter, throttled};
 pub use replay::ReplaySummary;
 use stored::Keep;
 
@@ -172,31 +174,6 @@ impl Receipt {
                 (*event_id, Outcome::Rejected.as_str(), Some(*reason))
             }
         }
-    }
-}
-
-/// A partner, ready to authenticate and map deliveries.
-struct Partner {
-    spec: HandlerSpec,
-    handler: Arc<dyn PartnerHandler>,
-    /// Its credentials: the file's one scheme, or a stored partner's secrets in their windows.
-    keys: Keyring,
-    /// Where it is defined.
-    source: registry::Source,
-    /// `None`: not rate limited.
-    limiter: Option<Limiter>,
-    /// How its bodies are decoded before the handler reads them.
-    body: BodyPolicy,
-    on_handler_error: HandlerErrors,
-}
-
-impl std::fmt::Debug for Partner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Partner")
-            .field("spec", &self.spec)
-            .field("auth", &self.keys.primary().name())
-            .field("rate_limited", &self.limiter.is_some())
-            .finish_non_exhaustive()
     }
 }
 

@@ -9,12 +9,40 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Gateway;
+use super::abuse::Limiter;
 use super::abuse::limiter;
-use super::{Gateway, Partner};
+use crate::config::HandlerErrors;
 use crate::partners::decode::BodyPolicy;
 use crate::partners::keyring::{Key, Keyring};
+use crate::partners::{HandlerSpec, PartnerHandler};
 use crate::sealed::Sealer;
 use crate::store::partner_registry::StoredPartner;
+
+/// A partner, ready to authenticate and map deliveries.
+pub(super) struct Partner {
+    pub(super) spec: HandlerSpec,
+    pub(super) handler: Arc<dyn PartnerHandler>,
+    /// Its credentials: the file's one scheme, or a stored partner's secrets in their windows.
+    pub(super) keys: Keyring,
+    /// Where it is defined.
+    pub(super) source: Source,
+    /// `None`: not rate limited.
+    pub(super) limiter: Option<Limiter>,
+    /// How its bodies are decoded before the handler reads them.
+    pub(super) body: BodyPolicy,
+    pub(super) on_handler_error: HandlerErrors,
+}
+
+impl std::fmt::Debug for Partner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partner")
+            .field("spec", &self.spec)
+            .field("auth", &self.keys.primary().name())
+            .field("rate_limited", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where a partner is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,20 +17,18 @@ use serde::Deserialize;
 use super::AppState;
 use super::access::{allowed, authenticate, require, visible};
 use super::input::{
-    IdPath, body, found, id, identifier, query, table_name, valid_currency, valid_filter,
-    valid_tables, valid_time,
+    IdPath, body, found, id, identifier, query, table_name, valid_currency, valid_tables,
+    valid_time,
 };
 use crate::domain::access::{Actor, Permission};
 use crate::domain::{BookingStatus, Customer};
 use crate::error::{ApiError, ErrorBody};
-use crate::gateway::ReplaySummary;
 use crate::store::{
-    BookingChanges, EventFilter, NewBooking, NewLocation, NewVenue, ReplayFilter, SaleFilter,
-    TolerancesRecord, VenueChanges,
+    BookingChanges, NewBooking, NewLocation, NewVenue, SaleFilter, TolerancesRecord, VenueChanges,
 };
 use crate::store::{
-    BookingView, DiaryView, EventDetail, EventSummary, GuestView, HealthRecord, PurgeSummary,
-    SaleDetail, SaleRecord, SuggestionRecord, VenueRecord,
+    BookingView, DiaryView, GuestView, HealthRecord, PurgeSummary, SaleDetail, SaleRecord,
+    SuggestionRecord, VenueRecord,
 };
 
 const DEFAULT_PAGE: i64 = 100;
@@ -54,8 +52,8 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/sales/{id}/suggestions", get(suggestions))
         .route("/sales/{id}/match", post(match_sale))
         .route("/sales/{id}/unmatch", post(unmatch_sale))
-        .route("/events", get(events))
-        .route("/events/{id}", get(event))
+        .route("/events", get(super::events::events))
+        .route("/events/{id}", get(super::events::event))
         .merge(super::users::own_router());
     let integrate = Router::new()
         .route("/health", get(health))
@@ -71,8 +69,8 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         )
         .route("/changes", get(super::platform::changes))
         .merge(super::webhooks::router())
-        .route("/events/replay", post(replay))
-        .route("/events/{id}/replay", post(replay_one))
+        .route("/events/replay", post(super::events::replay))
+        .route("/events/{id}/replay", post(super::events::replay_one))
         .merge(super::partner_settings::router())
         .route_layer(middleware::from_fn(require(Permission::Integrate)));
     let administer = Router::new()
@@ -86,13 +84,6 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route_layer(middleware::from_fn_with_state(state, authenticate))
         // Documentation, not data: readable without a token.
         .route("/openapi.json", get(super::openapi::serve))
-}
-
-/// What replaying one event did, and the event's outcome now.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(super) struct ReplayOne {
-    summary: ReplaySummary,
-    event: EventSummary,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -699,140 +690,6 @@ pub(super) async fn sale(
     found(sale.filter(|s| actor.sees(s.sale.venue_id)), "sale")
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EventsQuery {
-    partner: Option<String>,
-    #[param(pattern = "^(processed|ignored|rejected|failed|pending)$")]
-    outcome: Option<String>,
-    reason: Option<String>,
-    before: Option<i64>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    limit: Option<i64>,
-}
-
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery), responses((status = 200, description = "Stored partner events, newest first", body = Vec<EventSummary>), (status = 400, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
-pub(super) async fn events(
-    State(state): State<AppState>,
-    Extension(actor): Extension<Actor>,
-    params: Result<Query<EventsQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let params = query(params)?;
-    if let Some(outcome) = &params.outcome
-        && crate::domain::Outcome::parse(outcome).is_none()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "outcome {outcome:?} is not one of processed, ignored, rejected, failed, pending"
-        )));
-    }
-    let filter = EventFilter {
-        partner: params.partner,
-        outcome: params.outcome,
-        reason: params.reason,
-        before_id: params.before,
-        from: valid_filter(params.from, "from")?,
-        to: valid_filter(params.to, "to")?,
-        limit: params.limit.unwrap_or(DEFAULT_PAGE),
-        venue_limit: actor.venue_limit(),
-    };
-    Ok(Json(state.gateway.store().events(&filter).await?))
-}
-
-#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "The event with its headers (credentials never stored), masked query and raw body", body = EventDetail), (status = 404, description = "No such event", body = ErrorBody)), security(("admin" = [])))]
-pub(super) async fn event(
-    State(state): State<AppState>,
-    Extension(actor): Extension<Actor>,
-    path: IdPath,
-) -> Result<impl IntoResponse, ApiError> {
-    let event = state.gateway.store().event(id(path)?).await?;
-    let seen = |event: &EventDetail| match event.summary.venue_id {
-        Some(venue) => actor.sees(venue),
-        None => actor.venue_limit().is_none(),
-    };
-    found(event.filter(seen), "event")
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReplayInput {
-    partner: Option<String>,
-    #[schema(pattern = "^(processed|ignored|rejected|failed|pending)$")]
-    outcome: Option<String>,
-    reason: Option<String>,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    /// Only the events this location of `partner` sent while no venue owned it.
-    location_id: Option<String>,
-}
-
-/// Replays the stored events of a filter through the current handlers, synchronously.
-#[utoipa::path(post, path = "/api/v1/events/replay", tag = "events", request_body = ReplayInput, responses((status = 200, description = "What the replay did", body = ReplaySummary), (status = 422, description = "Invalid filter", body = ErrorBody)), security(("admin" = [])))]
-pub(super) async fn replay(
-    State(state): State<AppState>,
-    Extension(actor): Extension<Actor>,
-    input: Result<Json<ReplayInput>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let input = body(input)?;
-    if let Some(outcome) = &input.outcome
-        && crate::domain::Outcome::parse(outcome).is_none()
-    {
-        return Err(ApiError::Unprocessable(format!(
-            "outcome {outcome:?} is not an outcome"
-        )));
-    }
-    let filter = ReplayFilter {
-        event_id: None,
-        partner: input.partner,
-        outcome: input.outcome,
-        reason: input.reason,
-        from: input.from.map(|t| valid_time(t, "from")).transpose()?,
-        to: input.to.map(|t| valid_time(t, "to")).transpose()?,
-        unmapped_location: input.location_id.map(|l| l.trim().to_owned()),
-    };
-    if filter.unmapped_location.is_some() && filter.partner.is_none() {
-        return Err(ApiError::Unprocessable(
-            "location_id needs the partner it belongs to".into(),
-        ));
-    }
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    audit_replay(&state, actor, &filter, &summary).await;
-    Ok(Json(summary))
-}
-
-#[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "What the replay did and the event's new outcome", body = ReplayOne), (status = 404, description = "No such event", body = ErrorBody), (status = 409, description = "A rejected event is never replayed", body = ErrorBody)), security(("admin" = [])))]
-pub(super) async fn replay_one(
-    State(state): State<AppState>,
-    Extension(actor): Extension<Actor>,
-    path: IdPath,
-) -> Result<impl IntoResponse, ApiError> {
-    let id = id(path)?;
-    let store = state.gateway.store();
-    let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
-    let readable_later = event.summary.reason.as_deref().is_some_and(|r| {
-        crate::domain::Reason::REPLAYABLE_REFUSALS
-            .iter()
-            .any(|readable| readable.as_str() == r)
-    });
-    if event.summary.outcome == "rejected" && !readable_later {
-        return Err(ApiError::Conflict(
-            "a rejected event failed authentication and is never replayed".into(),
-        ));
-    }
-    let filter = ReplayFilter {
-        event_id: Some(id),
-        ..ReplayFilter::default()
-    };
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    audit_replay(&state, actor, &filter, &summary).await;
-    let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
-    Ok(Json(ReplayOne {
-        summary,
-        event: event.summary,
-    }))
-}
-
 /// What a hand-made diary change is about.
 pub(super) enum Writable {
     Booking(i64),
@@ -866,40 +723,6 @@ async fn sale_visible(state: &AppState, actor: &Actor, id: i64) -> Result<(), Ap
     match sale {
         Some(sale) => visible(actor, sale.sale.venue_id, "sale"),
         None => Err(ApiError::NotFound("sale")),
-    }
-}
-
-/// Records a replay in the audit trail: its filter and what it did. The replay itself is
-/// many transactions; an entry that fails to be written is logged, and the replay stands.
-pub(super) async fn audit_replay(
-    state: &AppState,
-    actor: Actor,
-    filter: &ReplayFilter,
-    summary: &ReplaySummary,
-) {
-    use crate::store::audit::Subject;
-    let (action, subject) = match filter.event_id {
-        Some(id) => ("event.replay", Subject::Event(id)),
-        None => ("events.replay", Subject::Replay),
-    };
-    let after = serde_json::json!({
-        "filter": {
-            "event_id": filter.event_id,
-            "partner": filter.partner,
-            "outcome": filter.outcome,
-            "reason": filter.reason,
-            "from": filter.from,
-            "to": filter.to,
-            "unmapped_location": filter.unmapped_location,
-        },
-        "summary": summary,
-    });
-    if let Err(error) = state
-        .operators
-        .record_audit(actor, action, None, subject, after)
-        .await
-    {
-        tracing::error!(error = %error, "a replay was not recorded in the audit trail");
     }
 }
 

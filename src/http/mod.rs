@@ -3,6 +3,7 @@
 mod access;
 mod admin;
 mod body;
+mod events;
 mod input;
 pub mod openapi;
 mod pages;

@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, partner_settings, platform, users, webhooks};
+use super::{admin, events, partner_settings, platform, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,8 +24,8 @@ use super::{admin, partner_settings, platform, users, webhooks};
         admin::venues, admin::create_venue, admin::venue, admin::update_venue, admin::diary,
         admin::venue_sales, admin::create_booking, admin::booking, admin::update_booking,
         admin::cancel_booking, admin::guest, admin::sales, admin::sale, admin::suggestions,
-        admin::match_sale, admin::unmatch_sale, admin::events, admin::event, admin::replay,
-        admin::replay_one, admin::health, admin::purge,
+        admin::match_sale, admin::unmatch_sale, events::events, events::event, events::replay,
+        events::replay_one, admin::health, admin::purge,
         platform::put_booking, platform::sync_bookings, platform::bookings, platform::changes,
         webhooks::create_subscription, webhooks::subscriptions, webhooks::subscription,
         webhooks::update_subscription, webhooks::delete_subscription, webhooks::messages,

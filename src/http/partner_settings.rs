@@ -521,7 +521,7 @@ pub(super) async fn map_location(
     let task_state = state.clone();
     let replay = tokio::spawn(async move {
         let summary = task_state.gateway.replay(&filter, || {}).await?;
-        super::admin::audit_replay(&task_state, actor, &filter, &summary).await;
+        super::events::audit_replay(&task_state, actor, &filter, &summary).await;
         Ok::<_, ApiError>(summary)
     });
     let summary = replay.await.map_err(|_| {

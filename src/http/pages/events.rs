@@ -251,7 +251,7 @@ pub(super) async fn replay_event(
     };
     allowed(&session.actor, Permission::Integrate)?;
     let summary = state.gateway.replay(&filter, || {}).await?;
-    super::super::admin::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
+    super::super::events::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
     Ok(Redirect::to(&replayed(&format!("/ui/events/{id}"), &summary)).into_response())
 }
 
@@ -288,7 +288,7 @@ pub(super) async fn replay_filter(
     };
     allowed(&session.actor, Permission::Integrate)?;
     let summary = state.gateway.replay(&filter, || {}).await?;
-    super::super::admin::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
+    super::super::events::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
     let page = format!("/ui/events?{}", form.filter.query_string());
     Ok(Redirect::to(&replayed(&page, &summary)).into_response())
 }

@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::audit::{self, Subject};
 use super::db::{self, BoxFuture, Conn, Pending};
 use super::postgres::Postgres;
 use super::records::*;
@@ -23,6 +22,7 @@ use super::{
 use crate::domain::access::Actor;
 use crate::domain::{Mapped, Outcome, Reason};
 
+mod manual;
 mod operators;
 mod partner_registry;
 mod platform_sync;
@@ -77,23 +77,6 @@ where
             Ok(value)
         })
     }
-}
-
-/// Links (or with `None` unlinks) a sale by hand, recorded in the audit trail as `action`.
-async fn audited_link(
-    conn: &mut Conn<'_>,
-    sale_id: i64,
-    booking_id: Option<i64>,
-    by: Actor,
-    action: &'static str,
-) -> Result<(), StoreError> {
-    // The venue's lock first: the before-state is the one this change replaces, even with
-    // other changes to it in flight on other nodes.
-    bookings::lock_venue_of(conn, "sales", sale_id, "sale").await?;
-    let before = audit::sale(conn, sale_id).await?;
-    bookings::set_manual_link(conn, sale_id, booking_id).await?;
-    let after = audit::sale(conn, sale_id).await?;
-    audit::record_snapshots(conn, &by, action, Subject::Sale(sale_id), before, after).await
 }
 
 /// A store over a SQL database. Cheap to clone.
@@ -467,14 +450,7 @@ impl Store for SqlStore {
     async fn create_venue(&self, venue: NewVenue, by: Actor) -> Result<VenueRecord, StoreError> {
         let id = self
             .write(move |conn| {
-                Box::pin(async move {
-                    let id = insert_venue(conn, &venue).await?;
-                    let after = audit::venue(conn, id).await?;
-                    let subject = Subject::Venue(id);
-                    audit::record(conn, &by, "venue.create", Some(id), subject, None, after)
-                        .await?;
-                    Ok(id)
-                })
+                Box::pin(async move { manual::create_venue(conn, &venue, &by).await })
             })
             .await?;
         self.venue(id).await?.ok_or(StoreError::NotFound("venue"))
@@ -508,26 +484,7 @@ impl Store for SqlStore {
         by: Actor,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
-            Box::pin(async move {
-                conn.lock_venue(venue_id).await?;
-                let before = audit::venue(conn, venue_id)
-                    .await?
-                    .ok_or(StoreError::NotFound("venue"))?;
-                insert_location(conn, venue_id, &location).await?;
-                let after = audit::venue(conn, venue_id).await?;
-                let subject = Subject::Venue(venue_id);
-                let action = "venue.location_add";
-                audit::record(
-                    conn,
-                    &by,
-                    action,
-                    Some(venue_id),
-                    subject,
-                    Some(before),
-                    after,
-                )
-                .await
-            })
+            Box::pin(async move { manual::add_location(conn, venue_id, &location, &by).await })
         })
         .await
     }
@@ -538,17 +495,8 @@ impl Store for SqlStore {
         changes: VenueChanges,
         by: Actor,
     ) -> Result<(), StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                conn.lock_venue(id).await?;
-                let before = audit::venue(conn, id).await?;
-                bookings::update_venue(conn, id, changes).await?;
-                let after = audit::venue(conn, id).await?;
-                let subject = Subject::Venue(id);
-                audit::record(conn, &by, "venue.change", Some(id), subject, before, after).await
-            })
-        })
-        .await
+        self.write(move |conn| Box::pin(manual::update_venue(conn, id, changes, by)))
+            .await
     }
 
     async fn create_booking(
@@ -557,16 +505,8 @@ impl Store for SqlStore {
         booking: NewBooking,
         by: Actor,
     ) -> Result<i64, StoreError> {
-        self.write(move |conn| {
-            Box::pin(async move {
-                let id = bookings::create(conn, venue_id, booking).await?;
-                let after = audit::booking(conn, id).await?;
-                let subject = Subject::Booking(id);
-                audit::record_snapshots(conn, &by, "booking.create", subject, None, after).await?;
-                Ok(id)
-            })
-        })
-        .await
+        self.write(move |conn| Box::pin(manual::create_booking(conn, venue_id, booking, by)))
+            .await
     }
 
     async fn update_booking(
@@ -575,27 +515,8 @@ impl Store for SqlStore {
         changes: BookingChanges,
         by: Actor,
     ) -> Result<(), StoreError> {
-        let action = if changes.status == Some(crate::domain::BookingStatus::Cancelled) {
-            "booking.cancel"
-        } else {
-            "booking.change"
-        };
-        self.write(move |conn| {
-            Box::pin(async move {
-                bookings::lock_venue_of(conn, "bookings", id, "booking").await?;
-                let customer_changed = changes.customer.is_some();
-                let before = audit::booking(conn, id).await?;
-                bookings::update(conn, id, changes, "manual").await?;
-                let mut after = audit::booking(conn, id).await?;
-                if customer_changed && let Some((_, after)) = after.as_mut() {
-                    // The guest's details are never in the trail; that they changed is.
-                    after["customer_changed"] = true.into();
-                }
-                let subject = Subject::Booking(id);
-                audit::record_snapshots(conn, &by, action, subject, before, after).await
-            })
-        })
-        .await
+        self.write(move |conn| Box::pin(manual::update_booking(conn, id, changes, by)))
+            .await
     }
 
     async fn booking(&self, id: i64) -> Result<Option<BookingView>, StoreError> {
@@ -778,7 +699,7 @@ impl Store for SqlStore {
 
     async fn match_sale(&self, sale_id: i64, booking_id: i64, by: Actor) -> Result<(), StoreError> {
         self.write(move |conn| {
-            Box::pin(audited_link(
+            Box::pin(manual::link(
                 conn,
                 sale_id,
                 Some(booking_id),
@@ -790,7 +711,7 @@ impl Store for SqlStore {
     }
 
     async fn unmatch_sale(&self, sale_id: i64, by: Actor) -> Result<(), StoreError> {
-        self.write(move |conn| Box::pin(audited_link(conn, sale_id, None, by, "sale.unmatch")))
+        self.write(move |conn| Box::pin(manual::link(conn, sale_id, None, by, "sale.unmatch")))
             .await
     }
 
