@@ -194,17 +194,17 @@ pub(super) async fn venue(
 #[serde(deny_unknown_fields)]
 pub(super) struct VenueSettingsInput {
     #[schema(min_length = 1)]
-    name: Option<String>,
-    timezone: Option<String>,
-    currency: Option<String>,
-    tolerances: Option<TolerancesInput>,
-    table_aliases: Option<std::collections::BTreeMap<String, String>>,
-    walk_ins: Option<bool>,
-    sku_tables: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) name: Option<String>,
+    pub(super) timezone: Option<String>,
+    pub(super) currency: Option<String>,
+    pub(super) tolerances: Option<TolerancesInput>,
+    pub(super) table_aliases: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) walk_ins: Option<bool>,
+    pub(super) sku_tables: Option<std::collections::BTreeMap<String, String>>,
     /// What per-cover spend divides by: the booked covers (`booking`) or the covers the
     /// POS counted on the booking's checks (`pos`).
     #[schema(value_type = Option<String>, example = "pos")]
-    covers_source: Option<CoversSourceInput>,
+    pub(super) covers_source: Option<CoversSourceInput>,
 }
 
 /// `booking` or `pos`.
@@ -219,9 +219,9 @@ pub(super) enum CoversSourceInput {
 #[serde(deny_unknown_fields)]
 pub(super) struct TolerancesInput {
     #[schema(minimum = 0, maximum = 1440)]
-    before_start_minutes: i64,
+    pub(super) before_start_minutes: i64,
     #[schema(minimum = 0, maximum = 1440)]
-    after_end_minutes: i64,
+    pub(super) after_end_minutes: i64,
 }
 
 #[utoipa::path(patch, path = "/api/v1/venues/{id}", tag = "venues", params(("id" = i64, Path, description = "Venue id")), request_body = VenueSettingsInput, responses((status = 200, description = "The venue as changed", body = VenueRecord), (status = 404, description = "No such venue", body = ErrorBody), (status = 422, description = "Invalid settings", body = ErrorBody)), security(("admin" = [])))]
@@ -234,7 +234,17 @@ pub(super) async fn update_venue(
     let id = id(path)?;
     visible(&actor, id, "venue")?;
     allowed(&actor, Permission::VenueSettings)?;
-    let input = body(input)?;
+    let changes = venue_changes(body(input)?)?;
+    let store = state.gateway.store();
+    store.update_venue(id, changes, actor).await?;
+    found(store.venue(id).await?, "venue")
+}
+
+/// A venue's settings as given, checked: the API's `PATCH` and the venue page's form.
+///
+/// # Errors
+/// [`ApiError::Unprocessable`] naming the setting out of bounds.
+pub(super) fn venue_changes(input: VenueSettingsInput) -> Result<VenueChanges, ApiError> {
     input.name.as_deref().map(valid_name).transpose()?;
     if let Some(timezone) = &input.timezone {
         valid_timezone(timezone)?;
@@ -273,9 +283,7 @@ pub(super) async fn update_venue(
             CoversSourceInput::Pos => crate::domain::venue::CoversSource::Pos,
         }),
     };
-    let store = state.gateway.store();
-    store.update_venue(id, changes, actor).await?;
-    found(store.venue(id).await?, "venue")
+    Ok(changes)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

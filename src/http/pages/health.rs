@@ -228,11 +228,9 @@ pub(super) async fn map_location(
         "new" => {
             let name = form.new_name.unwrap_or_default().trim().to_owned();
             let timezone = form.new_timezone.unwrap_or_default().trim().to_owned();
-            if name.is_empty() || timezone.parse::<Tz>().is_err() {
-                return Err(PageError::BadRequest(
-                    "a new venue needs a name and an IANA time zone such as Europe/London".into(),
-                ));
-            }
+            let bad = |e: crate::error::ApiError| PageError::BadRequest(e.to_string());
+            super::super::admin::valid_name(&name).map_err(bad)?;
+            super::super::admin::valid_timezone(&timezone).map_err(bad)?;
             let new = crate::store::NewVenue {
                 name,
                 timezone,

@@ -2,9 +2,10 @@
 //! (its managers too) and its partner locations (integrators and admins: mapping one replays
 //! the events it sent while unmapped). The same checks as the API's.
 
+use super::super::admin::{CoversSourceInput, TolerancesInput, VenueSettingsInput, venue_changes};
 use super::*;
 use crate::error::ApiError;
-use crate::store::{NewVenue, TolerancesRecord, VenueChanges};
+use crate::store::NewVenue;
 
 fn bad(error: ApiError) -> PageError {
     PageError::BadRequest(error.to_string())
@@ -33,6 +34,16 @@ pub(super) async fn venues(
         venues,
     };
     Ok(render("venues.html", &page))
+}
+
+/// Venue `id`, if the signed-in actor sees it ("not found" otherwise).
+async fn own_venue(state: &AppState, session: &Session, id: i64) -> Result<VenueRecord, PageError> {
+    seen(
+        &session.actor,
+        state.gateway.store().venue(id).await?,
+        |v| Some(v.id),
+    )
+    .ok_or(PageError::NotFound("venue"))
 }
 
 #[derive(Deserialize)]
@@ -100,8 +111,6 @@ fn read_lines(text: &str, field: &str) -> Result<BTreeMap<String, String>, PageE
             PageError::BadRequest(format!("{field}: {line:?} is not \"name = table\""))
         })?;
         let (key, value) = (key.trim(), value.trim());
-        super::super::input::table_name(key, field).map_err(bad)?;
-        super::super::input::table_name(value, field).map_err(bad)?;
         map.insert(key.to_owned(), value.to_owned());
     }
     Ok(map)
@@ -113,12 +122,7 @@ pub(super) async fn venue(
     Path(id): Path<i64>,
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, PageError> {
-    let venue = seen(
-        &session.actor,
-        state.gateway.store().venue(id).await?,
-        |v| Some(v.id),
-    )
-    .ok_or(PageError::NotFound("venue"))?;
+    let venue = own_venue(&state, &session, id).await?;
     let mut chrome = Chrome::new(&session, "venues");
     chrome.venue_id = Some(id);
     chrome.notice = params.get("done").map(|done| match done.as_str() {
@@ -169,34 +173,18 @@ pub(super) async fn save_venue(
     if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
-    seen(
-        &session.actor,
-        state.gateway.store().venue(id).await?,
-        |v| Some(v.id),
-    )
-    .ok_or(PageError::NotFound("venue"))?;
+    own_venue(&state, &session, id).await?;
     allowed(&session.actor, Permission::VenueSettings)?;
-    super::super::admin::valid_name(&form.name).map_err(bad)?;
-    super::super::admin::valid_timezone(form.timezone.trim()).map_err(bad)?;
-    let minutes = 0..=24 * 60;
-    if !minutes.contains(&form.before_start_minutes) || !minutes.contains(&form.after_end_minutes) {
-        return Err(PageError::BadRequest(
-            "tolerances must be between 0 and 1440 minutes".into(),
-        ));
-    }
     let covers_source = match form.covers_source.as_str() {
-        "booking" => crate::domain::venue::CoversSource::Booking,
-        "pos" => crate::domain::venue::CoversSource::Pos,
+        "booking" => CoversSourceInput::Booking,
+        "pos" => CoversSourceInput::Pos,
         other => return Err(PageError::BadRequest(format!("covers source {other:?}"))),
     };
-    let changes = VenueChanges {
+    let changes = venue_changes(VenueSettingsInput {
         name: Some(form.name.trim().to_owned()),
         timezone: Some(form.timezone.trim().to_owned()),
-        currency: super::super::input::valid_currency(
-            form.currency.filter(|c| !c.trim().is_empty()),
-        )
-        .map_err(bad)?,
-        tolerances: Some(TolerancesRecord {
+        currency: form.currency.filter(|c| !c.trim().is_empty()),
+        tolerances: Some(TolerancesInput {
             before_start_minutes: form.before_start_minutes,
             after_end_minutes: form.after_end_minutes,
         }),
@@ -204,7 +192,8 @@ pub(super) async fn save_venue(
         walk_ins: Some(form.walk_ins.is_some()),
         sku_tables: Some(read_lines(&form.sku_tables, "sku_tables")?),
         covers_source: Some(covers_source),
-    };
+    })
+    .map_err(bad)?;
     state
         .gateway
         .store()
@@ -230,12 +219,7 @@ pub(super) async fn add_location(
     if !session.csrf_ok(&form.csrf) {
         return Err(PageError::Forbidden);
     }
-    seen(
-        &session.actor,
-        state.gateway.store().venue(id).await?,
-        |v| Some(v.id),
-    )
-    .ok_or(PageError::NotFound("venue"))?;
+    own_venue(&state, &session, id).await?;
     allowed(&session.actor, Permission::ManageVenues)?;
     let location = form.location_id.trim().to_owned();
     super::super::input::identifier(&location, "location_id").map_err(bad)?;
