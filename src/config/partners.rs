@@ -10,6 +10,10 @@ pub(super) struct RawPartner {
     handler: String,
     /// For `handler = "script"`: the script file, relative to the working directory.
     script: Option<std::path::PathBuf>,
+    /// For a stored partner with `handler = "script"`: its saved script (never read from
+    /// the definition, see [`stored_partner`]).
+    #[serde(skip)]
+    saved_script: Option<std::sync::Arc<crate::partners::script::SavedScript>>,
     /// For `handler = "checkfront"`: the account's own status ids -> our booking statuses.
     #[serde(default)]
     status_map: std::collections::BTreeMap<String, String>,
@@ -105,6 +109,7 @@ impl RawPartner {
         };
         let options = crate::partners::HandlerOptions {
             script: self.script,
+            saved_script: self.saved_script,
             status_map: self.status_map,
             api,
         };
@@ -229,9 +234,9 @@ impl RawAuth {
 }
 
 /// The handlers a partner kept in the database may use: those whose whole definition is
-/// data. A script reads a file of the server's and TourCMS takes an API key, both kept in
-/// the configuration file.
-pub const STORED_HANDLERS: [&str; 2] = ["lightspeed-kseries", "checkfront"];
+/// data (a stored script partner's script is saved in the database with it). TourCMS takes
+/// an API key, kept in the configuration file.
+pub const STORED_HANDLERS: [&str; 3] = ["lightspeed-kseries", "checkfront", "script"];
 
 /// The key of `[partners.auth]` that holds the secret of `scheme`; `None` for `none`.
 pub fn secret_field(scheme: &str) -> Option<&'static str> {
@@ -246,16 +251,19 @@ pub fn secret_field(scheme: &str) -> Option<&'static str> {
 
 /// A partner kept in the database: its definition (the keys of a `[[partners]]` table, as
 /// JSON, without the secret) validated as the file's are, with `secret` put where its scheme
-/// takes it.
+/// takes it and, for `handler = "script"`, its saved `script`.
 ///
 /// # Errors
 /// [`ConfigError`] naming what is wrong, as for the file: an unknown key, a handler or
 /// scheme that does not exist, a missing secret; and for stored partners also a handler
-/// outside [`STORED_HANDLERS`], a secret in the definition or a key read from the
-/// environment (`*_env`: an API must not point a partner at the server's environment).
+/// outside [`STORED_HANDLERS`], a secret in the definition, a key read from the
+/// environment (`*_env`: an API must not point a partner at the server's environment), a
+/// script file (`script`: nor at the server's files) or a script partner without a saved
+/// script.
 pub fn stored_partner(
     definition: &serde_json::Value,
     secret: Option<&SecretString>,
+    script: Option<std::sync::Arc<crate::partners::script::SavedScript>>,
 ) -> Result<PartnerConfig, ConfigError> {
     let serde_json::Value::Object(fields) = definition else {
         return Err(invalid("a partner's definition is a JSON object"));
@@ -267,6 +275,17 @@ pub fn stored_partner(
              TourCMS stay in the configuration file)",
             STORED_HANDLERS.join(", ")
         )));
+    }
+    if fields.contains_key("script") {
+        return Err(invalid(
+            "script cannot be in a stored partner's definition: a stored partner's script is \
+             saved with it (script_source), never read from a file of the server's",
+        ));
+    }
+    if handler == "script" && script.is_none() {
+        return Err(invalid(
+            "a script partner kept in the database needs its script: give script_source",
+        ));
     }
     let auth = match fields.get("auth") {
         Some(serde_json::Value::Object(auth)) => auth,
@@ -293,7 +312,10 @@ pub fn stored_partner(
             serde_json::Value::String(secret.expose_secret().to_owned()),
         );
     }
-    let raw: RawPartner =
+    let mut raw: RawPartner =
         serde_json::from_value(definition).map_err(|e| invalid(format!("partner: {e}")))?;
+    if handler == "script" {
+        raw.saved_script = script;
+    }
     raw.validate()
 }

@@ -242,6 +242,14 @@ impl GuestName {
     }
 }
 
+/// Serialised redacted, as it prints: operators trying a handler see that a name was read,
+/// not whose.
+impl serde::Serialize for GuestName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(super::REDACTED)
+    }
+}
+
 impl fmt::Debug for GuestName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("GuestName([personal data redacted])")
@@ -254,6 +262,19 @@ pub struct Customer {
     pub name: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+}
+
+/// Serialised with each field present redacted, as it prints.
+impl serde::Serialize for Customer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let redacted = |field: &Option<String>| field.as_ref().map(|_| super::REDACTED);
+        let mut customer = serializer.serialize_struct("Customer", 3)?;
+        customer.serialize_field("name", &redacted(&self.name))?;
+        customer.serialize_field("email", &redacted(&self.email))?;
+        customer.serialize_field("phone", &redacted(&self.phone))?;
+        customer.end()
+    }
 }
 
 impl fmt::Debug for Customer {
@@ -376,3 +397,5 @@ mod tests {
         assert!("SEATED".parse::<BookingStatus>().is_err());
     }
 }
+
+crate::serialize_as_str!(BookingStatus);

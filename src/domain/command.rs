@@ -9,7 +9,8 @@ use super::sale::SaleSnapshot;
 use super::table::TableKey;
 
 /// A change to the diary, in our terms, produced by a partner handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "command", content = "with", rename_all = "snake_case")]
 pub enum Command {
     /// Create or update a sale from a full snapshot and match it to a booking.
     UpsertSale(Box<SaleSnapshot>),
@@ -27,7 +28,7 @@ pub enum Command {
 }
 
 /// A booking as a booking platform reports it: the whole booking, every time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BookingSnapshot {
     /// The partner's key for the booking, unique per partner account (Checkfront's `code`,
     /// TourCMS's `account_id/booking_id`).
@@ -104,7 +105,7 @@ impl BookingSnapshot {
 }
 
 /// A payment (or refund) taken by a booking platform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlatformPayment {
     /// The booking it is for, by its reference (Checkfront's booking `code`).
     pub booking_reference: String,
@@ -118,7 +119,7 @@ pub struct PlatformPayment {
 
 /// A notification that names a booking but carries no details: the details are fetched
 /// from the partner's API after the notification is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FetchRequest {
     pub location_id: String,
     pub booking_id: String,
@@ -128,7 +129,7 @@ pub struct FetchRequest {
 }
 
 /// A partner's statement about one booking, found by its reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BookingUpdate {
     pub reference: String,
     /// Our status for the partner's; `None` when it has no equivalent (recorded only).
@@ -157,7 +158,11 @@ impl Command {
 }
 
 /// The result of running a partner's handler over one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialised for operators trying a handler (`{"apply": {...}}`, `{"ignore": {...}}`, ...),
+/// with personal data redacted as in logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mapped {
     /// Apply `commands` to the venue behind the partner's `location_id`.
     Apply {

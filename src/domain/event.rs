@@ -185,3 +185,5 @@ mod unmapped_tests {
         assert_eq!(unmapped_location_of("no such thing"), None);
     }
 }
+
+crate::serialize_as_str!(Reason, Outcome);

@@ -18,6 +18,21 @@ pub mod table;
 pub mod time;
 pub mod venue;
 
+/// What personal data reads as wherever it is shown to operators.
+pub const REDACTED: &str = "[personal data redacted]";
+
+/// Serialises each of these types as its `as_str()` name: the names of the public API.
+#[macro_export]
+macro_rules! serialize_as_str {
+    ($($kind:ty),+) => {$(
+        impl serde::Serialize for $kind {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )+};
+}
+
 pub use booking::{BookingStatus, Customer, GuestName, Mover};
 pub use command::{
     BookingSnapshot, BookingUpdate, Command, FetchRequest, InvalidCommand, Mapped, PlatformPayment,

@@ -59,7 +59,7 @@ impl SaleKind {
 }
 
 /// The money on a sale, in the sale's currency, exactly as the partner stated it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SaleTotals {
     /// What the guest is charged, tax included.
     pub total: Decimal,
@@ -75,7 +75,7 @@ pub struct SaleTotals {
     pub deposit: Decimal,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SaleLine {
     pub external_id: Option<String>,
     pub description: String,
@@ -87,7 +87,7 @@ pub struct SaleLine {
     pub tax_included: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SalePayment {
     pub external_id: Option<String>,
     pub method: Option<String>,
@@ -97,7 +97,7 @@ pub struct SalePayment {
 }
 
 /// A reference to a booking carried by a sale, with where it was found (for the match reason).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BookingRef {
     pub value: String,
     /// The field it was found in ("platformReservationId"), for the match reason.
@@ -108,7 +108,7 @@ pub struct BookingRef {
 ///
 /// Partners send the whole check on every notification, so applying the newest snapshot is
 /// enough: a snapshot whose `version` is not newer than the stored one changes nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SaleSnapshot {
     /// The partner's id for the sale, unique per venue.
     pub external_id: String,
@@ -252,3 +252,5 @@ pub enum Freshness {
     Duplicate,
     Stale,
 }
+
+crate::serialize_as_str!(SaleState, SaleKind);

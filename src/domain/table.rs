@@ -9,6 +9,12 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TableKey(String);
 
+impl serde::Serialize for TableKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl TableKey {
     /// Normalises a table name; `None` for a blank one.
     pub fn parse(raw: &str) -> Option<TableKey> {

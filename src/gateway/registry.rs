@@ -15,6 +15,7 @@ use super::abuse::limiter;
 use crate::config::HandlerErrors;
 use crate::partners::decode::BodyPolicy;
 use crate::partners::keyring::{Key, Keyring};
+use crate::partners::script::SavedScript;
 use crate::partners::{HandlerSpec, PartnerHandler};
 use crate::sealed::Sealer;
 use crate::store::partner_registry::StoredPartner;
@@ -69,6 +70,16 @@ pub struct PartnerInfo {
     /// Why a stored partner takes no deliveries although enabled (a secret that does not
     /// open with this node's key, a definition no longer valid).
     pub problem: Option<String>,
+    /// A stored partner's newest saved script: its number (1, 2, ...) and content hash
+    /// (what its events record as `handler_version`); `null` when it has none.
+    pub script: Option<ScriptRef>,
+}
+
+/// Which saved script version a stored partner runs.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, PartialEq, Eq)]
+pub struct ScriptRef {
+    pub number: i64,
+    pub version: String,
 }
 
 /// One of a stored partner's secrets, without the secret.
@@ -190,6 +201,12 @@ impl Gateway {
             secrets
         };
         let mut unopened = Vec::new();
+        let script = stored.script.as_ref().and_then(|version| {
+            Some(Arc::new(SavedScript {
+                number: version.number,
+                source: version.source.clone()?,
+            }))
+        });
         for secret in secrets {
             let opened = match (secret, sealer) {
                 (None, _) => None,
@@ -209,8 +226,9 @@ impl Gateway {
                     return Err("its secrets are sealed and this node has no secret_key".into());
                 }
             };
-            let config = crate::config::stored_partner(&stored.definition, opened.as_ref())
-                .map_err(|e| e.to_string())?;
+            let config =
+                crate::config::stored_partner(&stored.definition, opened.as_ref(), script.clone())
+                    .map_err(|e| e.to_string())?;
             keys.push(Key {
                 label: secret.map(|s| s.label.clone()),
                 valid_from: secret.and_then(|s| s.valid_from),
@@ -272,6 +290,7 @@ impl Gateway {
                 enabled: true,
                 secrets: Vec::new(),
                 problem: None,
+                script: None,
             })
             .collect();
         for partner in stored {
@@ -301,6 +320,10 @@ impl Gateway {
                     })
                     .collect(),
                 problem: problems.get(&partner.name).cloned(),
+                script: partner.script.as_ref().map(|s| ScriptRef {
+                    number: s.number,
+                    version: s.version.clone(),
+                }),
             });
         }
         partners.sort_by(|a, b| a.name.cmp(&b.name));

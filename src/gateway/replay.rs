@@ -180,33 +180,31 @@ impl Gateway {
             .map(|p| (p.spec.clone(), Arc::clone(&p.handler)))
     }
 
-    /// Maps a stored event again with `handler`, from its stored headers, query and body.
     /// Maps a stored event again with its partner's current handler, from its stored
     /// headers, query and body, decoded as on its first delivery; `None` when the partner is
     /// no longer configured.
     pub(crate) fn map_stored(&self, event: &StoredEvent) -> Option<(Mapped, Option<String>)> {
         let partner = self.partner(&event.partner)?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &event.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(name.as_str()),
-                http::HeaderValue::from_str(value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
-        Some(match decode(&event.body, &headers, partner.body) {
-            Ok(document) => map_guarded(
-                partner.handler.as_ref(),
-                Delivery {
-                    event_type: &event.event_type,
-                    headers: &headers,
-                    query: event.query.as_deref(),
-                    body: &document,
-                },
-            ),
-            Err(undecodable) => (undecodable_mapping(&undecodable), None),
-        })
+        Some(map_with(event, partner.handler.as_ref(), partner.body))
+    }
+
+    /// Maps a stored event with `handler` as a delivery to `partner` would be: decoded with
+    /// that partner's body settings (the defaults for a partner not configured). Nothing is
+    /// written: this is an operator trying a handler before saving it.
+    pub fn try_stored(
+        &self,
+        event: &StoredEvent,
+        partner: &str,
+        handler: &dyn PartnerHandler,
+    ) -> (Mapped, Option<String>) {
+        let policy = self.partner(partner).map_or(
+            crate::partners::decode::BodyPolicy {
+                max_bytes: self.max_body_bytes,
+                undeclared: None,
+            },
+            |p| p.body,
+        );
+        map_with(event, handler, policy)
     }
 
     /// A body `partner` sent us by other means than a delivery (a booking fetched from its
@@ -240,5 +238,35 @@ impl Gateway {
         self.store
             .reprocess(event.id, mapped, version, &keys, CALLBACK_LOCK_WAIT)
             .await
+    }
+}
+
+/// Maps a stored event with `handler`, from its stored headers, query and body, decoded by
+/// `policy`.
+fn map_with(
+    event: &StoredEvent,
+    handler: &dyn PartnerHandler,
+    policy: crate::partners::decode::BodyPolicy,
+) -> (Mapped, Option<String>) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &event.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    match decode(&event.body, &headers, policy) {
+        Ok(document) => map_guarded(
+            handler,
+            Delivery {
+                event_type: &event.event_type,
+                headers: &headers,
+                query: event.query.as_deref(),
+                body: &document,
+            },
+        ),
+        Err(undecodable) => (undecodable_mapping(&undecodable), None),
     }
 }

@@ -72,6 +72,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/events/replay", post(super::events::replay))
         .route("/events/{id}/replay", post(super::events::replay_one))
         .merge(super::partner_settings::router())
+        .merge(super::partner_scripts::router())
         .route_layer(middleware::from_fn(require(Permission::Integrate)));
     let administer = Router::new()
         .route("/retention/purge", post(purge))

@@ -7,6 +7,7 @@ mod events;
 mod input;
 pub mod openapi;
 mod pages;
+mod partner_scripts;
 mod partner_settings;
 mod partners;
 mod platform;

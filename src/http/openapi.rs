@@ -11,7 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, events, partner_settings, platform, users, webhooks};
+use super::{admin, events, partner_scripts, partner_settings, platform, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use super::{admin, events, partner_settings, platform, users, webhooks};
         partner_settings::partners, partner_settings::create_partner, partner_settings::partner,
         partner_settings::update_partner, partner_settings::add_secret,
         partner_settings::retire_secret, partner_settings::add_location,
+        partner_scripts::script, partner_scripts::version, partner_scripts::save_script,
+        partner_scripts::try_script,
     ),
     modifiers(&AdminToken, &CommonAnswers),
     tags(
@@ -45,7 +47,7 @@ use super::{admin, events, partner_settings, platform, users, webhooks};
         (name = "events", description = "Stored partner events, replay, partner health"),
         (name = "platform", description = "The booking platform's bookings by its own reference, and the change feed"),
         (name = "webhooks", description = "Subscriptions to the diary's messages (Standard Webhooks)"),
-        (name = "partners", description = "Partners kept in the database, their secrets and their rotation"),
+        (name = "partners", description = "Partners kept in the database, their secrets and their rotation, their scripts"),
         (name = "users", description = "Operators' accounts and roles, personal tokens, the audit trail"),
     )
 )]

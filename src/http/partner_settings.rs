@@ -21,7 +21,9 @@ use crate::domain::access::Actor;
 use crate::error::{ApiError, ErrorBody};
 use crate::gateway::ReplaySummary;
 use crate::gateway::registry::{PartnerInfo, seal_context};
+use crate::partners::script::SavedScript;
 use crate::store::partner_registry::NewSecret;
+use crate::store::partner_scripts::NewScript;
 use crate::store::{NewLocation, ReplayFilter, VenueRecord};
 
 /// Integrator routes.
@@ -87,6 +89,9 @@ pub(super) struct PartnerInput {
     /// Its first secret (the signing key, token, password or API key its scheme takes),
     /// labelled `current`; sealed at rest, never shown again.
     secret: Option<String>,
+    /// For `handler: "script"`: the Rhai script (`docs/SCRIPTING.md`), saved as its version
+    /// 1; at most 256 KiB, must compile and define `fn handle(event)`.
+    script_source: Option<String>,
     /// The rest of the partner's definition, as in the configuration file.
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -99,6 +104,7 @@ fn checked_definition(
     name: &str,
     mut definition: serde_json::Map<String, serde_json::Value>,
     secret: Option<&SecretString>,
+    script: Option<&NewScript>,
 ) -> Result<serde_json::Value, ApiError> {
     if matches!(name, "." | "..") {
         return Err(ApiError::Unprocessable(format!(
@@ -128,7 +134,13 @@ fn checked_definition(
     definition.insert("name".into(), serde_json::Value::String(name.to_owned()));
     let definition = serde_json::Value::Object(definition);
     let placeholder = SecretString::from("placeholder-secret-for-validation".to_owned());
-    crate::config::stored_partner(&definition, Some(secret.unwrap_or(&placeholder)))
+    let script = script.map(|script| {
+        std::sync::Arc::new(SavedScript {
+            number: 0,
+            source: script.source.clone(),
+        })
+    });
+    crate::config::stored_partner(&definition, Some(secret.unwrap_or(&placeholder)), script)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     Ok(definition)
 }
@@ -188,29 +200,56 @@ pub(super) async fn create_partner(
 ) -> Result<(StatusCode, impl IntoResponse), ApiError> {
     let input = body(input)?;
     let name = input.name.clone();
-    create(&state, actor, input.name, input.secret, input.definition).await?;
+    create(
+        &state,
+        actor,
+        NewPartner {
+            name: input.name,
+            secret: input.secret,
+            script_source: input.script_source,
+            definition: input.definition,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(info(&state, &name).await?)))
 }
 
-/// Creates a partner kept in the database, its first secret (`current`) sealed.
+/// A partner to create, from the API or the pages.
+pub(super) struct NewPartner {
+    pub name: String,
+    pub secret: Option<String>,
+    /// A script partner's first script.
+    pub script_source: Option<String>,
+    pub definition: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Creates a partner kept in the database, its first secret (`current`) sealed and a script
+/// partner's script saved as its version 1.
 ///
 /// # Errors
-/// 409 for a name the file uses or that exists; 422 for an invalid definition or secret, or
-/// no `secret_key` to seal it with.
+/// 409 for a name the file uses or that exists; 422 for an invalid definition, secret or
+/// script, or no `secret_key` to seal the secret with.
 pub(super) async fn create(
     state: &AppState,
     actor: Actor,
-    name: String,
-    secret: Option<String>,
-    definition: serde_json::Map<String, serde_json::Value>,
+    partner: NewPartner,
 ) -> Result<(), ApiError> {
+    let NewPartner {
+        name,
+        secret,
+        script_source,
+        definition,
+    } = partner;
     if state.gateway.is_file_partner(&name) {
         return Err(ApiError::Conflict(format!(
             "partner {name} is defined in the configuration file"
         )));
     }
     let secret = secret.as_deref().map(valid_secret).transpose()?;
-    let definition = checked_definition(&name, definition, secret.as_ref())?;
+    let script = script_source
+        .map(super::partner_scripts::checked_script)
+        .transpose()?;
+    let definition = checked_definition(&name, definition, secret.as_ref(), script.as_ref())?;
     let secret = match &secret {
         Some(secret) => Some(NewSecret {
             label: "current".into(),
@@ -223,7 +262,7 @@ pub(super) async fn create(
     state
         .partner_sync
         .registry()
-        .create_partner(name, definition, secret, actor)
+        .create_partner(name, definition, secret, script, actor)
         .await?;
     state.partner_sync.poll().await.map_err(sync_failed)
 }
@@ -280,9 +319,24 @@ pub(super) async fn update_partner(
             "partner {name} is managed by the configuration file"
         )));
     }
+    // A partner switched to `script` runs its newest saved script: it must have one.
+    let script = state
+        .partner_sync
+        .registry()
+        .stored_partners()
+        .await?
+        .into_iter()
+        .find(|p| p.name == name)
+        .and_then(|p| p.script)
+        .and_then(|s| {
+            Some(NewScript {
+                source: s.source?,
+                version: s.version,
+            })
+        });
     let definition = input
         .definition
-        .map(|d| checked_definition(&name, d, None))
+        .map(|d| checked_definition(&name, d, None, script.as_ref()))
         .transpose()?;
     state
         .partner_sync

@@ -404,9 +404,12 @@ pub(super) struct AuditQuery {
     venue: Option<i64>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-    /// One subject's history: `booking`, `sale`, `venue`, `user`, `event` with `subject_id`.
+    /// One subject's history: `booking`, `sale`, `venue`, `user`, `event`, `webhook` with
+    /// `subject_id`; alone (also `partner`, `replay`), every entry of that type.
     subject_type: Option<String>,
     subject_id: Option<i64>,
+    /// One partner's history: its creation, changes, secrets and script versions.
+    partner: Option<String>,
     /// The next page: entries with an id below this one.
     before: Option<i64>,
     /// At most this many (default 100, at most 500).
@@ -424,11 +427,11 @@ pub(super) async fn audit(
 ) -> Result<impl IntoResponse, ApiError> {
     let params = query(params)?;
     let subject = match (params.subject_type, params.subject_id) {
-        (Some(kind), Some(id)) => Some((kind, id)),
+        (Some(kind), id) => Some((kind, id)),
         (None, None) => None,
-        _ => {
+        (None, Some(_)) => {
             return Err(ApiError::BadRequest(
-                "subject_type and subject_id go together".into(),
+                "subject_id needs its subject_type".into(),
             ));
         }
     };
@@ -438,6 +441,7 @@ pub(super) async fn audit(
         from: valid_filter(params.from, "from")?,
         to: valid_filter(params.to, "to")?,
         subject,
+        partner: params.partner,
         before_id: params.before,
         venue_limit: actor.venue_limit(),
         users_only_self: (!actor.may(crate::domain::access::Permission::Administer))

@@ -63,14 +63,17 @@ pub enum HandlerSpec {
     Checkfront(BTreeMap<String, BookingStatus>),
     /// TourCMS, with the account's API access for fetching bookings (`[partners.api]`).
     TourCms(tourcms::TourCmsApi),
-    /// `handler = "script"` with `script = "partners/acme.rhai"`.
-    Script(PathBuf),
+    /// `handler = "script"`: with `script = "partners/acme.rhai"` in the configuration
+    /// file, or a version saved in the database for a stored partner.
+    Script(script::ScriptSource),
 }
 
 /// What a partner's config says beyond `handler`, for the handlers that take it.
 #[derive(Debug, Clone, Default)]
 pub struct HandlerOptions {
     pub script: Option<PathBuf>,
+    /// A stored partner's saved script (never a file: see `config::stored_partner`).
+    pub saved_script: Option<Arc<script::SavedScript>>,
     /// Partner status id -> our booking status name.
     pub status_map: BTreeMap<String, String>,
     /// API access, for the handlers that fetch from the partner.
@@ -86,7 +89,7 @@ impl HandlerSpec {
     /// # Errors
     /// A message naming the mistake.
     pub fn parse(handler: &str, options: HandlerOptions) -> Result<HandlerSpec, String> {
-        if options.script.is_some() && handler != "script" {
+        if (options.script.is_some() || options.saved_script.is_some()) && handler != "script" {
             return Err(format!("handler {handler:?} takes no script"));
         }
         if !options.status_map.is_empty() && handler != "checkfront" {
@@ -114,11 +117,14 @@ impl HandlerSpec {
                 "handler \"tourcms\" needs [partners.api] with base_url and private_key".to_owned()
             }),
             "script" => {
+                if let Some(saved) = options.saved_script {
+                    return Ok(Self::Script(script::ScriptSource::Saved(saved)));
+                }
                 let path = options
                     .script
                     .ok_or("handler \"script\" needs script = \"path/to/file.rhai\"")?;
                 script::check(&path)?;
-                Ok(Self::Script(path))
+                Ok(Self::Script(script::ScriptSource::File(path)))
             }
             name => Err(format!(
                 "unknown handler {name:?}; known handlers: {}",
@@ -143,7 +149,7 @@ impl HandlerSpec {
                 status_map: status_map.clone(),
             }),
             Self::TourCms(api) => Arc::new(tourcms::TourCms { api: api.clone() }),
-            Self::Script(path) => Arc::new(script::ScriptHandler::new(path.clone())),
+            Self::Script(source) => Arc::new(script::ScriptHandler::of(source)),
         }
     }
 }

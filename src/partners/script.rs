@@ -34,7 +34,7 @@ const MAX_COMMANDS: usize = 1_000;
 /// Headers a script never sees: credentials.
 const HIDDEN_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
 
-/// A compiled version of the script file.
+/// A compiled version of a script.
 #[derive(Debug)]
 struct Compiled {
     modified: Option<SystemTime>,
@@ -46,10 +46,59 @@ struct Compiled {
 /// The `script` handler for one partner.
 #[derive(Debug)]
 pub struct ScriptHandler {
-    path: PathBuf,
+    origin: Origin,
     engine: Engine,
     current: RwLock<Option<Arc<Compiled>>>,
 }
+
+/// Where a script's text is kept.
+#[derive(Debug)]
+enum Origin {
+    /// A file of the server's, re-read when it changes.
+    File(PathBuf),
+    /// One saved version, compiled once.
+    Saved,
+}
+
+/// Where a partner's script is: a file named in the configuration file, or a version saved
+/// in the database (edited on the pages, issue 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptSource {
+    File(PathBuf),
+    Saved(Arc<SavedScript>),
+}
+
+/// One saved version of a partner's script.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SavedScript {
+    /// The partner's own version number: 1, 2, ... in the order they were saved.
+    pub number: i64,
+    /// The Rhai text.
+    pub source: String,
+}
+
+impl std::fmt::Debug for SavedScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedScript")
+            .field("number", &self.number)
+            .field("version", &version_of(&self.source))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The script a script partner made on the pages starts with: it keeps every delivery as a
+/// notice (processed, nothing applied), so its deliveries are stored to try the real mapping
+/// on before it is saved, and replayed after.
+pub const STARTER: &str = r#"// Keeps every delivery as a notice until the mapping is written (docs/SCRIPTING.md):
+// try a new version on the stored events on this page, save it, then replay them.
+fn handle(event) {
+    #{ notice: "not mapped yet: " + event.type }
+}
+"#;
+
+/// The largest script kept in the database, in bytes: far beyond any partner's mapping
+/// (the seeds' run to a few hundred lines), far below what makes compiling it costly.
+pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 
 /// The sandboxed engine every script runs in.
 fn engine() -> Engine {
@@ -94,18 +143,56 @@ fn one_or_many(value: Dynamic) -> Array {
 }
 
 impl ScriptHandler {
+    /// A handler running the script in the file at `path`.
     pub fn new(path: PathBuf) -> ScriptHandler {
         ScriptHandler {
-            path,
+            origin: Origin::File(path),
             engine: engine(),
             current: RwLock::new(None),
         }
     }
 
-    /// The compiled script, reloaded if the file changed since it was last read.
+    /// A handler running `source`, compiled now; one that does not compile fails every
+    /// event with its error (`script_error`), as a file's does.
+    pub fn saved(source: &str) -> ScriptHandler {
+        let engine = engine();
+        let ast = compile(&engine, source).map(Arc::new);
+        let compiled = Compiled {
+            modified: None,
+            length: 0,
+            version: version_of(source),
+            ast,
+        };
+        ScriptHandler {
+            origin: Origin::Saved,
+            engine,
+            current: RwLock::new(Some(Arc::new(compiled))),
+        }
+    }
+
+    /// The handler for `source`.
+    pub fn of(source: &ScriptSource) -> ScriptHandler {
+        match source {
+            ScriptSource::File(path) => ScriptHandler::new(path.clone()),
+            ScriptSource::Saved(saved) => ScriptHandler::saved(&saved.source),
+        }
+    }
+
+    /// The compiled script: a saved one as compiled, a file's reloaded if it changed since
+    /// it was last read.
     fn compiled(&self) -> Result<Arc<Compiled>, String> {
-        let metadata = std::fs::metadata(&self.path)
-            .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
+        let path = match &self.origin {
+            Origin::File(path) => path,
+            Origin::Saved => {
+                let current = match self.current.read() {
+                    Ok(current) => current.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
+                return current.ok_or_else(|| "the script was not compiled".to_owned());
+            }
+        };
+        let metadata = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read script {}: {e}", path.display()))?;
         let modified = metadata.modified().ok();
         let length = metadata.len();
         if let Ok(current) = self.current.read()
@@ -115,16 +202,14 @@ impl ScriptHandler {
         {
             return Ok(Arc::clone(current));
         }
-        let source = std::fs::read_to_string(&self.path)
-            .map_err(|e| format!("cannot read script {}: {e}", self.path.display()))?;
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read script {}: {e}", path.display()))?;
         let version = version_of(&source);
-        let ast = self
-            .engine
-            .compile(&source)
+        let ast = compile(&self.engine, &source)
             .map(Arc::new)
-            .map_err(|e| format!("script {} does not compile: {e}", self.path.display()));
+            .map_err(|e| format!("script {}: {e}", path.display()));
         if let Err(error) = &ast {
-            tracing::error!(script = %self.path.display(), %version, %error, "script does not compile");
+            tracing::error!(script = %path.display(), %version, %error, "script does not compile");
         }
         let compiled = Arc::new(Compiled {
             modified,
@@ -568,10 +653,38 @@ fn sale_of(map: &Map) -> Result<SaleSnapshot, String> {
 pub fn check(path: &Path) -> Result<String, String> {
     let source = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    engine()
-        .compile(&source)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    compile(&engine(), &source).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(version_of(&source))
+}
+
+/// Checks a script to be saved: at most [`MAX_SCRIPT_BYTES`], compiles, and defines
+/// `fn handle(event)`. Returns its version (content hash).
+///
+/// # Errors
+/// What is wrong, with the compiler's line and column.
+pub fn check_source(source: &str) -> Result<String, String> {
+    if source.len() > MAX_SCRIPT_BYTES {
+        return Err(format!(
+            "the script is {} bytes; at most {MAX_SCRIPT_BYTES} are kept",
+            source.len()
+        ));
+    }
+    compile(&engine(), source)?;
+    Ok(version_of(source))
+}
+
+/// Compiles `source` and checks it defines `fn handle(event)`, the one function called.
+fn compile(engine: &Engine, source: &str) -> Result<AST, String> {
+    let ast = engine
+        .compile(source)
+        .map_err(|e| format!("does not compile: {e}"))?;
+    if !ast
+        .iter_functions()
+        .any(|f| f.name == "handle" && f.params.len() == 1)
+    {
+        return Err("defines no fn handle(event): the function called for each event".into());
+    }
+    Ok(ast)
 }
 
 #[cfg(test)]

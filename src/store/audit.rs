@@ -93,8 +93,10 @@ pub struct AuditFilter {
     pub venue: Option<i64>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// One subject's history: `(subject_type, subject_id)`.
-    pub subject: Option<(String, i64)>,
+    /// One subject's history: `(subject_type, subject_id)`, or every entry of a type.
+    pub subject: Option<(String, Option<i64>)>,
+    /// One partner's history (`partner.create`, `partner.change`, secrets, scripts).
+    pub partner: Option<String>,
     /// Entries with ids below this one (the next page).
     pub before_id: Option<i64>,
     /// Only these venues' entries (a venue role's scope); `None` is every entry.
@@ -118,10 +120,20 @@ pub(super) async fn record(
     before: Option<Value>,
     after: Option<Value>,
 ) -> Result<(), StoreError> {
+    // A partner's entries name it in their snapshots; kept in a column of its own so its
+    // history is one indexed read.
+    let subject_name = match subject {
+        Subject::Partner => after
+            .as_ref()
+            .or(before.as_ref())
+            .and_then(|s| s["name"].as_str())
+            .map(str::to_owned),
+        _ => None,
+    };
     db::query(
         "INSERT INTO audit_log (at, actor_user_id, actor, actor_via, action, venue_id,
-             subject_type, subject_id, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             subject_type, subject_id, before, after, subject_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(Utc::now().timestamp_millis())
     .bind(by.user_id)
@@ -133,6 +145,7 @@ pub(super) async fn record(
     .bind(subject.id())
     .bind(before.map(|v| v.to_string()))
     .bind(after.map(|v| v.to_string()))
+    .bind(subject_name)
     .execute(conn)
     .await?;
     Ok(())
@@ -283,7 +296,13 @@ pub(super) async fn list(
     }
     if let Some((kind, id)) = &filter.subject {
         conditions.text("subject_type = $?", &Some(kind.clone()));
-        conditions.int("subject_id = $?", *id);
+        if let Some(id) = id {
+            conditions.int("subject_id = $?", *id);
+        }
+    }
+    if filter.partner.is_some() {
+        conditions.text("subject_name = $?", &filter.partner);
+        conditions.text("subject_type = $?", &Some("partner".to_owned()));
     }
     if let Some(before) = filter.before_id {
         conditions.int("id < $?", before);

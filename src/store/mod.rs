@@ -17,6 +17,7 @@ pub mod audit;
 mod matching;
 pub mod operators;
 pub mod partner_registry;
+pub mod partner_scripts;
 mod rematch;
 mod venue;
 pub use apply::{FAIL_APPLY_SALE, FAIL_POINT_SALES};

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::StoreError;
 use super::audit::{self, Subject};
 use super::db::{self, Conn, Row};
+use super::partner_scripts::{self as scripts, NewScript, Saved, ScriptVersion};
 use super::sql::from_millis;
 use crate::domain::access::Actor;
 
@@ -29,6 +30,8 @@ pub struct StoredPartner {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub secrets: Vec<StoredSecret>,
+    /// Its newest saved script, with its text (what a `script` handler runs).
+    pub script: Option<ScriptVersion>,
 }
 
 impl fmt::Debug for StoredPartner {
@@ -83,6 +86,7 @@ pub trait PartnerRegistry: Send + Sync + fmt::Debug {
         name: String,
         definition: Value,
         secret: Option<NewSecret>,
+        script: Option<NewScript>,
         by: Actor,
     ) -> Result<(), StoreError>;
     /// Replaces the definition and/or the enabled flag.
@@ -106,6 +110,25 @@ pub trait PartnerRegistry: Send + Sync + fmt::Debug {
     /// [`StoreError::NotFound`] when the partner has no such live secret;
     /// [`StoreError::Conflict`] when it is the partner's last one.
     async fn retire_secret(&self, partner: String, id: i64, by: Actor) -> Result<(), StoreError>;
+    /// Saves `script` as the partner's next version (nothing when it is its newest already);
+    /// every node reloads the partner.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown partner.
+    async fn save_script(
+        &self,
+        partner: String,
+        script: NewScript,
+        by: Actor,
+    ) -> Result<Saved, StoreError>;
+    /// The partner's script versions, newest first, without their text.
+    async fn script_versions(&self, partner: String) -> Result<Vec<ScriptVersion>, StoreError>;
+    /// One version, with its text.
+    async fn script_version(
+        &self,
+        partner: String,
+        number: i64,
+    ) -> Result<Option<ScriptVersion>, StoreError>;
 }
 
 fn millis(t: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -154,6 +177,7 @@ pub(super) async fn list(conn: &mut Conn<'_>) -> Result<Vec<StoredPartner>, Stor
     )
     .fetch_all(conn)
     .await?;
+    let mut scripts = scripts::newest(conn).await?;
     let mut partners = Vec::with_capacity(rows.len());
     for row in &rows {
         let name: String = row.try_get("name")?;
@@ -164,6 +188,7 @@ pub(super) async fn list(conn: &mut Conn<'_>) -> Result<Vec<StoredPartner>, Stor
                 own.push(secret_of(secret)?);
             }
         }
+        let script = scripts.remove(&name);
         partners.push(StoredPartner {
             definition: serde_json::from_str(&definition)
                 .map_err(|e| StoreError::Corrupt(format!("partner {name}: {e}")))?,
@@ -173,6 +198,7 @@ pub(super) async fn list(conn: &mut Conn<'_>) -> Result<Vec<StoredPartner>, Stor
             created_at: from_millis(row.try_get("created_at")?)?,
             updated_at: from_millis(row.try_get("updated_at")?)?,
             secrets: own,
+            script,
         });
     }
     Ok(partners)
@@ -190,6 +216,7 @@ async fn snapshot(conn: &mut Conn<'_>, name: &str) -> Result<Option<Value>, Stor
                 "id": s.id, "label": s.label, "valid_from": s.valid_from,
                 "valid_until": s.valid_until,
             })).collect::<Vec<_>>(),
+            "script": p.script.map(|s| json!({"number": s.number, "version": s.version})),
         })
     }))
 }
@@ -224,6 +251,7 @@ pub(super) async fn create(
     name: &str,
     definition: &Value,
     secret: Option<&NewSecret>,
+    script: Option<&NewScript>,
     by: &Actor,
 ) -> Result<(), StoreError> {
     // The registry's row first: it serialises every partner write on every node, so two
@@ -249,6 +277,9 @@ pub(super) async fn create(
     .await?;
     if let Some(secret) = secret {
         insert_secret(conn, name, secret).await?;
+    }
+    if let Some(script) = script {
+        scripts::insert(conn, name, script, by).await?;
     }
     let after = snapshot(conn, name).await?.map(|mut a| {
         a["name"] = json!(name);
@@ -419,4 +450,46 @@ pub(super) async fn retire_secret(
         after,
     )
     .await
+}
+
+/// # Errors
+/// [`StoreError::NotFound`] for an unknown partner.
+pub(super) async fn save_script(
+    conn: &mut Conn<'_>,
+    name: &str,
+    script: &NewScript,
+    by: &Actor,
+) -> Result<Saved, StoreError> {
+    bump(conn).await?;
+    let known = db::query_scalar::<String>("SELECT name FROM partners WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    if known.is_none() {
+        return Err(StoreError::NotFound("partner"));
+    }
+    let saved = scripts::insert(conn, name, script, by).await?;
+    if saved.created {
+        touch(conn, name).await?;
+    }
+    Ok(saved)
+}
+
+/// # Errors
+/// When the database fails.
+pub(super) async fn script_versions(
+    conn: &mut Conn<'_>,
+    name: &str,
+) -> Result<Vec<ScriptVersion>, StoreError> {
+    scripts::versions(conn, name).await
+}
+
+/// # Errors
+/// When the database fails.
+pub(super) async fn script_version(
+    conn: &mut Conn<'_>,
+    name: &str,
+    number: i64,
+) -> Result<Option<ScriptVersion>, StoreError> {
+    scripts::version(conn, name, number).await
 }

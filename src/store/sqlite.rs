@@ -49,7 +49,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 11] = [
+const MIGRATIONS: [(&str, &str); 12] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -93,6 +93,10 @@ const MIGRATIONS: [(&str, &str); 11] = [
     (
         "0011_partner_registry",
         include_str!("../../migrations/sqlite/0011_partner_registry.sql"),
+    ),
+    (
+        "0012_partner_scripts",
+        include_str!("../../migrations/sqlite/0012_partner_scripts.sql"),
     ),
 ];
 

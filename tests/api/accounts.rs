@@ -54,7 +54,12 @@ async fn floor(app: &TestApp) -> Floor {
 }
 
 /// Creates a user through the API and gives them a token: (user id, token).
-async fn user_with_token(app: &TestApp, email: &str, role: &str, venues: &[i64]) -> (i64, String) {
+pub(crate) async fn user_with_token(
+    app: &TestApp,
+    email: &str,
+    role: &str,
+    venues: &[i64],
+) -> (i64, String) {
     let (status, user) = app
         .admin_post(
             "/users",
@@ -71,7 +76,7 @@ async fn user_with_token(app: &TestApp, email: &str, role: &str, venues: &[i64])
     (id, token["token"].as_str().expect("token").to_owned())
 }
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     token: &str,
     method: reqwest::Method,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, fixture, spawn};
 
 /// A chromedriver on a free port, stopped when dropped.
-struct Driver {
+pub(crate) struct Driver {
     process: Child,
     url: String,
 }
@@ -34,7 +34,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-async fn start_driver() -> Driver {
+pub(crate) async fn start_driver() -> Driver {
     let port = free_port();
     let process = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -60,7 +60,7 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not start on port {port}");
 }
 
-async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
     let capabilities = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -85,7 +85,7 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
 
 /// Saves a screenshot of the current page as `name.png` when DIARYSYNC_SCREENSHOTS names a
 /// folder.
-async fn screenshot(browser: &Client, name: &str) {
+pub(crate) async fn screenshot(browser: &Client, name: &str) {
     let Ok(folder) = std::env::var("DIARYSYNC_SCREENSHOTS") else {
         return;
     };
@@ -96,7 +96,11 @@ async fn screenshot(browser: &Client, name: &str) {
 
 /// Clicks `element` and waits for `marker` on the page it leads to: a click returns before
 /// the navigation it starts has finished.
-async fn click_then(browser: &Client, element: fantoccini::elements::Element, marker: &str) {
+pub(crate) async fn click_then(
+    browser: &Client,
+    element: fantoccini::elements::Element,
+    marker: &str,
+) {
     element.click().await.expect("click");
     browser
         .wait()
@@ -106,7 +110,7 @@ async fn click_then(browser: &Client, element: fantoccini::elements::Element, ma
         .unwrap_or_else(|e| panic!("{marker} after the click: {e}"));
 }
 
-async fn text_of(browser: &Client, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Client, css: &str) -> String {
     browser
         .find(Locator::Css(css))
         .await
@@ -509,7 +513,7 @@ async fn manager_scenario(
 }
 
 /// Fills the login form with an e-mail and password and waits for `marker`.
-async fn log_in(browser: &Client, email: &str, password: &str, marker: &str) {
+pub(crate) async fn log_in(browser: &Client, email: &str, password: &str, marker: &str) {
     for (field, value) in [("email", email), ("password", password)] {
         let input = browser.find(Locator::Id(field)).await.expect("field");
         input.clear().await.expect("clear");

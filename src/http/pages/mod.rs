@@ -38,7 +38,7 @@ const EVENTS_PER_PAGE: i64 = 50;
 const SUGGESTIONS: usize = 5;
 const INBOX: i64 = 50;
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("../../../templates/base.html")),
     ("login.html", include_str!("../../../templates/login.html")),
     ("diary.html", include_str!("../../../templates/diary.html")),
@@ -57,6 +57,10 @@ const TEMPLATES: [(&str, &str); 12] = [
     (
         "partners.html",
         include_str!("../../../templates/partners.html"),
+    ),
+    (
+        "script.html",
+        include_str!("../../../templates/script.html"),
     ),
     (
         "venues.html",
@@ -83,6 +87,7 @@ mod health;
 mod login;
 mod partners;
 mod sales;
+mod scripts;
 mod venues;
 
 use diary::diary;
@@ -108,6 +113,10 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route(
             "/partners",
             get(partners::partners).post(partners::change_partner),
+        )
+        .route(
+            "/partners/{name}/script",
+            get(scripts::script).post(scripts::try_or_save),
         )
         .route("/venues", get(venues::venues).post(venues::create_venue))
         .route("/venues/{id}", get(venues::venue).post(venues::save_venue))
@@ -150,6 +159,19 @@ impl From<StoreError> for PageError {
             StoreError::NotFound(what) => PageError::NotFound(what),
             StoreError::Conflict(message) => PageError::BadRequest(message),
             other => PageError::Internal(other),
+        }
+    }
+}
+
+/// The API's answers as the pages give them: the same checks, on a page.
+impl From<crate::error::ApiError> for PageError {
+    fn from(error: crate::error::ApiError) -> Self {
+        use crate::error::ApiError;
+        match error {
+            ApiError::NotFound(what) => PageError::NotFound(what),
+            ApiError::Forbidden(_) | ApiError::Unauthorized => PageError::NotAllowed,
+            ApiError::Internal(error) => PageError::Internal(error),
+            other => PageError::BadRequest(other.to_string()),
         }
     }
 }
@@ -403,7 +425,7 @@ struct HistoryRow {
 /// The audit trail of one subject (`sale`, `event`, `booking`), newest first.
 async fn history(state: &AppState, kind: &str, id: i64) -> Result<Vec<HistoryRow>, PageError> {
     let filter = crate::store::audit::AuditFilter {
-        subject: Some((kind.to_owned(), id)),
+        subject: Some((kind.to_owned(), Some(id))),
         limit: 50,
         ..crate::store::audit::AuditFilter::default()
     };

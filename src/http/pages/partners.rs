@@ -11,7 +11,7 @@ struct PartnersPage {
     #[serde(flatten)]
     chrome: Chrome,
     partners: Vec<PartnerInfo>,
-    handlers: [&'static str; 2],
+    handlers: &'static [&'static str],
     schemes: [&'static str; 6],
     sealing: bool,
 }
@@ -39,7 +39,7 @@ pub(super) async fn partners(
     let page = PartnersPage {
         chrome,
         partners,
-        handlers: crate::config::STORED_HANDLERS,
+        handlers: &crate::config::STORED_HANDLERS,
         schemes: [
             "hmac-sha256",
             "bearer",
@@ -107,12 +107,19 @@ pub(super) async fn change_partner(
                 text(form.handler).unwrap_or_default().into(),
             );
             definition.insert("auth".into(), auth.into());
+            // A script partner starts with a script that keeps every delivery as a notice:
+            // its deliveries are stored to try the real mapping on, then replayed.
+            let script_source = (definition["handler"] == "script")
+                .then(|| crate::partners::script::STARTER.to_owned());
             super::super::partner_settings::create(
                 &state,
                 actor,
-                form.name.trim().to_owned(),
-                text(form.secret),
-                definition,
+                super::super::partner_settings::NewPartner {
+                    name: form.name.trim().to_owned(),
+                    secret: text(form.secret),
+                    script_source,
+                    definition,
+                },
             )
             .await
             .map_err(failed)?;

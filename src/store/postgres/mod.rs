@@ -21,7 +21,7 @@ pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 11] = [
+const MIGRATIONS: [(&str, &str); 12] = [
     (
         "0001_init",
         include_str!("../../../migrations/postgres/0001_init.sql"),
@@ -65,6 +65,10 @@ const MIGRATIONS: [(&str, &str); 11] = [
     (
         "0011_partner_registry",
         include_str!("../../../migrations/postgres/0011_partner_registry.sql"),
+    ),
+    (
+        "0012_partner_scripts",
+        include_str!("../../../migrations/postgres/0012_partner_scripts.sql"),
     ),
 ];
 

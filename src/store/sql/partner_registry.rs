@@ -7,6 +7,7 @@ use super::SqlStore;
 use crate::domain::access::Actor;
 use crate::store::StoreError;
 use crate::store::partner_registry::{self as registry, NewSecret, PartnerRegistry, StoredPartner};
+use crate::store::partner_scripts::{NewScript, Saved, ScriptVersion};
 
 #[async_trait]
 impl PartnerRegistry for SqlStore {
@@ -23,11 +24,20 @@ impl PartnerRegistry for SqlStore {
         name: String,
         definition: Value,
         secret: Option<NewSecret>,
+        script: Option<NewScript>,
         by: Actor,
     ) -> Result<(), StoreError> {
         self.write(move |conn| {
             Box::pin(async move {
-                registry::create(conn, &name, &definition, secret.as_ref(), &by).await
+                registry::create(
+                    conn,
+                    &name,
+                    &definition,
+                    secret.as_ref(),
+                    script.as_ref(),
+                    &by,
+                )
+                .await
             })
         })
         .await
@@ -63,6 +73,36 @@ impl PartnerRegistry for SqlStore {
     async fn retire_secret(&self, partner: String, id: i64, by: Actor) -> Result<(), StoreError> {
         self.write(move |conn| {
             Box::pin(async move { registry::retire_secret(conn, &partner, id, &by).await })
+        })
+        .await
+    }
+
+    async fn save_script(
+        &self,
+        partner: String,
+        script: NewScript,
+        by: Actor,
+    ) -> Result<Saved, StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move { registry::save_script(conn, &partner, &script, &by).await })
+        })
+        .await
+    }
+
+    async fn script_versions(&self, partner: String) -> Result<Vec<ScriptVersion>, StoreError> {
+        self.read(move |conn| {
+            Box::pin(async move { registry::script_versions(conn, &partner).await })
+        })
+        .await
+    }
+
+    async fn script_version(
+        &self,
+        partner: String,
+        number: i64,
+    ) -> Result<Option<ScriptVersion>, StoreError> {
+        self.read(move |conn| {
+            Box::pin(async move { registry::script_version(conn, &partner, number).await })
         })
         .await
     }
