@@ -23,6 +23,10 @@ use crate::partners::script::{self, ScriptHandler};
 use crate::store::ReplayFilter;
 use crate::store::partner_scripts::{NewScript, Saved, ScriptVersion};
 
+/// Scripts tried at once on this node, and how long a try waits for its turn.
+static TRIES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+const TRY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Integrator routes.
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -298,8 +302,18 @@ pub(super) async fn try_on_event(
         .ok_or(ApiError::NotFound("event"))?;
     let gateway = Arc::clone(&state.gateway);
     let partner = name.to_owned();
-    // Compiling and running a script is CPU work bounded by its limits, kept off the
-    // threads that answer deliveries.
+    // Compiling and running a script is CPU work bounded by its limits (a draft may spin to
+    // its operation limit), kept off the threads that answer deliveries, and a few at once:
+    // operators trying scripts never take the cores deliveries need.
+    let _turn = tokio::time::timeout(TRY_WAIT, TRIES.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            ApiError::Unavailable(
+                "other scripts are being tried right now: try again in a moment".into(),
+            )
+        })?;
     tokio::task::spawn_blocking(move || {
         let draft = ScriptHandler::saved(&source);
         let (mapped, handler_version) = gateway.try_stored(&event, &partner, &draft);
@@ -340,7 +354,8 @@ pub(super) async fn try_on_event(
     responses((status = 200, description = "What the script makes of the stored event, beside what the partner runs now; nothing is saved or applied", body = TryResult),
         (status = 404, description = "No such partner or event", body = ErrorBody),
         (status = 409, description = "The partner is managed by the configuration file", body = ErrorBody),
-        (status = 422, description = "The draft is too large, does not compile or defines no `fn handle(event)`", body = ErrorBody)),
+        (status = 422, description = "The draft is too large, does not compile or defines no `fn handle(event)`", body = ErrorBody),
+        (status = 503, description = "Other scripts are being tried on this node: try again in a moment", body = ErrorBody)),
     security(("admin" = [])))]
 pub(super) async fn try_script(
     State(state): State<AppState>,

@@ -378,6 +378,63 @@ async fn a_script_that_could_reach_the_servers_files_or_fail_every_event_is_refu
     }
 }
 
+/// Two processes on one PostgreSQL: a script saved through one runs on the other within
+/// seconds, with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_saved_on_one_node_runs_on_another_within_seconds() {
+    use crate::process::Node;
+    let database = empty_database(Db::Postgres).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let one = Node::start(dir.path(), &database.url, &sealing()).await;
+    let two = Node::start(dir.path(), &database.url, &sealing()).await;
+    let admin = |node: &Node, method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", node.base))
+            .bearer_auth(ADMIN_TOKEN)
+    };
+    let created = admin(&one, reqwest::Method::POST, "/partners")
+        .json(&json!({ "name": "tilltastic", "handler": "script",
+                       "auth": { "scheme": "bearer" }, "secret": "tilltastic-token",
+                       "script_source": KEEP }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let detail_on_two = || async {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/Sales/partners/tilltastic/events/ping",
+                two.base
+            ))
+            .bearer_auth("tilltastic-token")
+            .body("{}")
+            .send()
+            .await
+            .expect("delivery");
+        json_of(response).await["detail"].clone()
+    };
+    let waits_for = |wanted: &'static str| async move {
+        let started = std::time::Instant::now();
+        let mut seen = Value::Null;
+        while started.elapsed() < std::time::Duration::from_secs(10) {
+            seen = detail_on_two().await;
+            if seen == wanted {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("node two answered {seen}, not {wanted:?}");
+    };
+    waits_for("kept: ping").await;
+    let saved = admin(&one, reqwest::Method::PUT, "/partners/tilltastic/script")
+        .json(&json!({ "source": "fn handle(event) { #{ notice: \"version two\" } }" }))
+        .send()
+        .await
+        .expect("save");
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    waits_for("version two").await;
+}
+
 crate::on_both_stores!(
     a_script_is_tried_on_a_stored_event_then_saved_as_a_new_version,
     a_script_that_could_reach_the_servers_files_or_fail_every_event_is_refused,
