@@ -263,7 +263,10 @@ impl Gateway {
     /// Runs one delivery through the pipeline, in a span naming its partner, event id and
     /// outcome, and counts it. Never panics on any input.
     pub async fn receive(&self, inbound: Inbound) -> Receipt {
-        let partner = if self.has_partner(&inbound.partner) {
+        // The registry is read once per delivery: the same partner labels the metrics and
+        // runs it, even if a change swaps the registry meanwhile.
+        let found = self.partner(&inbound.partner);
+        let partner = if found.is_some() {
             inbound.partner.clone()
         } else {
             "unknown".to_owned()
@@ -276,7 +279,7 @@ impl Gateway {
             outcome = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let receipt = self.run(inbound).instrument(span.clone()).await;
+        let receipt = self.run(inbound, found).instrument(span.clone()).await;
         let (event_id, outcome, reason) = receipt.summary();
         if let Some(event_id) = event_id {
             span.record("event_id", event_id);
@@ -297,8 +300,8 @@ impl Gateway {
         receipt
     }
 
-    async fn run(&self, inbound: Inbound) -> Receipt {
-        let Some(partner) = self.partner(&inbound.partner) else {
+    async fn run(&self, inbound: Inbound, partner: Option<Arc<Partner>>) -> Receipt {
+        let Some(partner) = partner else {
             if self.is_held(&inbound.partner) {
                 tracing::warn!(partner = %inbound.partner, "a delivery for a partner switched off or not servable was held back (503)");
                 return Receipt::Held {
