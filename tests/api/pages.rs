@@ -395,8 +395,9 @@ async fn scenario(app: &TestApp, browser: &Client, venue: i64, window: i64) {
 }
 
 /// A venue manager in a real browser: logs in with their e-mail and password, sees their
-/// venue only, finds another venue's diary, sale and event "not found" and partner health
-/// not allowed, matches a sale of their own, and the sale's history names them.
+/// venue only, finds another venue's diary, booking, sale and event "not found" and partner
+/// health not allowed, matches a sale of their own, and the sale's history names them; their
+/// booking's page shows the sale and the booking's history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_venue_manager_sees_only_their_venue_in_a_real_browser() {
     let app = spawn(Db::Sqlite).await;
@@ -410,6 +411,12 @@ async fn a_venue_manager_sees_only_their_venue_in_a_real_browser() {
     let other_sale = app.admin_get(&format!("/venues/{other}/sales")).await[0]["id"]
         .as_i64()
         .expect("sale id");
+    let other_booking = app
+        .booking(
+            other,
+            json!({ "start": "2024-04-04T15:30:00Z", "covers": 2, "tables": ["9"] }),
+        )
+        .await;
     let (status, user) = app
         .admin_post(
             "/users",
@@ -426,7 +433,7 @@ async fn a_venue_manager_sees_only_their_venue_in_a_real_browser() {
         &app,
         &browser,
         (venue, window),
-        (other, other_sale, other_event),
+        (other, other_sale, other_event, other_booking),
     )
     .await;
     let _ = browser.close().await;
@@ -437,7 +444,7 @@ async fn manager_scenario(
     app: &TestApp,
     browser: &Client,
     (venue, window): (i64, i64),
-    (other, other_sale, other_event): (i64, i64, i64),
+    (other, other_sale, other_event, other_booking): (i64, i64, i64, i64),
 ) {
     browser
         .goto(&format!("{}/ui/login", app.base))
@@ -475,6 +482,7 @@ async fn manager_scenario(
         ),
         (format!("/ui/inbox?venue={other}"), "Not found"),
         (format!("/ui/sales/{other_sale}"), "Not found"),
+        (format!("/ui/bookings/{other_booking}"), "Not found"),
         (format!("/ui/events/{other_event}"), "Not found"),
         ("/ui/health".to_owned(), "Not allowed"),
     ] {
@@ -510,6 +518,20 @@ async fn manager_scenario(
     let trail = app.admin_get("/audit?actor=vera@uno.example").await;
     assert_eq!(trail[0]["action"], "sale.match", "{trail}");
     assert_eq!(trail[0]["subject_id"], sale);
+
+    // The booking's own page: its sale, and its history from its creation on.
+    browser
+        .goto(&format!("{}/ui/bookings/{window}", app.base))
+        .await
+        .expect("booking");
+    screenshot(browser, "booking").await;
+    let sales = text_of(browser, "#booking-sales").await;
+    assert!(sales.contains("manual"), "{sales}");
+    let history = text_of(browser, "#history").await;
+    assert!(
+        history.contains("booking.create") && history.contains("admin token"),
+        "{history}"
+    );
 }
 
 /// Fills the login form with an e-mail and password and waits for `marker`.

@@ -38,7 +38,11 @@ const EVENTS_PER_PAGE: i64 = 50;
 const SUGGESTIONS: usize = 5;
 const INBOX: i64 = 50;
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
+    (
+        "booking.html",
+        include_str!("../../../templates/booking.html"),
+    ),
     ("base.html", include_str!("../../../templates/base.html")),
     ("login.html", include_str!("../../../templates/login.html")),
     ("diary.html", include_str!("../../../templates/diary.html")),
@@ -81,6 +85,7 @@ static ENVIRONMENT: LazyLock<Environment<'static>> = LazyLock::new(|| {
     environment
 });
 
+mod bookings;
 mod diary;
 mod events;
 mod health;
@@ -101,6 +106,7 @@ pub(super) fn router(state: AppState) -> Router<AppState> {
         .route("/", get(|| async { Redirect::to("/ui/diary") }))
         .route("/diary", get(diary))
         .route("/inbox", get(inbox))
+        .route("/bookings/{id}", get(bookings::booking))
         .route("/sales/{id}", get(sale))
         .route("/sales/{id}/match", post(match_sale))
         .route("/sales/{id}/unmatch", post(unmatch_sale))
