@@ -187,6 +187,37 @@ pub enum Mapped {
     Ignore { reason: Reason, detail: String },
 }
 
+impl Mapped {
+    /// The same mapping with its location ids trimmed, as mappings of locations are: a
+    /// script's `" loc-5 "` is location `loc-5` (an untrimmed id could never be mapped).
+    pub fn with_trimmed_locations(self) -> Mapped {
+        let trim = |id: String| match id.trim() {
+            trimmed if trimmed.len() == id.len() => id,
+            trimmed => trimmed.to_owned(),
+        };
+        match self {
+            Mapped::Apply {
+                location_id,
+                commands,
+            } => Mapped::Apply {
+                location_id: trim(location_id),
+                commands,
+            },
+            Mapped::Batch(locations) => Mapped::Batch(
+                locations
+                    .into_iter()
+                    .map(|(location, commands)| (trim(location), commands))
+                    .collect(),
+            ),
+            Mapped::Fetch(mut request) => {
+                request.location_id = trim(request.location_id);
+                Mapped::Fetch(request)
+            }
+            other => other,
+        }
+    }
+}
+
 /// The longest booking a partner may report: a year and a bit covers any rental or tour;
 /// anything longer is a mistake, and would widen every table-and-time look-up of its venue.
 pub const MAX_BOOKING_DAYS: i64 = 400;

@@ -355,17 +355,26 @@ impl Gateway {
             Keep::Whole,
         );
         event.secret_label = secret_label;
+        // The handler sees the delivery as it is stored (kept headers, credentials masked in
+        // the query): never a secret a script could copy into its result, and the same
+        // delivery a replay gives it later.
+        let headers = replay::header_map(&event.headers);
         let (mapped, handler_version) = match decode(&inbound.body, &inbound.headers, partner.body)
         {
-            Ok(document) => map_guarded(
-                partner.handler.as_ref(),
-                Delivery {
-                    event_type: &inbound.event_type,
-                    headers: &inbound.headers,
-                    query: inbound.query.as_deref(),
-                    body: &document,
-                },
-            ),
+            Ok(document) => {
+                off_the_request_threads(partner.handler.is_costly(), || {
+                    map_guarded(
+                        partner.handler.as_ref(),
+                        Delivery {
+                            event_type: &inbound.event_type,
+                            headers: &headers,
+                            query: event.query.as_deref(),
+                            body: &document,
+                        },
+                    )
+                })
+                .await
+            }
             Err(Undecodable::TooLarge { limit }) => {
                 let event_id = self.refuse_oversized(inbound, limit).await;
                 return Receipt::TooLarge { event_id, limit };
@@ -672,6 +681,7 @@ fn lock_keys(partner: &str, mapped: &Mapped) -> Vec<SaleKey> {
 /// starts). The one check every handler's output passes, built-in and scripted alike,
 /// fresh or replayed or fetched, so no handler's gap can reach the rules downstream.
 pub(crate) fn vetted(mapped: Mapped) -> Mapped {
+    let mapped = mapped.with_trimmed_locations();
     match mapped.check() {
         Ok(()) => mapped,
         Err(invalid) => Mapped::invalid(invalid.to_string()),
@@ -731,6 +741,26 @@ pub(crate) fn map_for_tests(
             body,
         },
     )
+}
+
+/// How many costly mappings (scripts) run at once on this node: one a core.
+static COSTLY_TURNS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+/// Runs `map` where it cannot stall other requests when it is `costly` (a script may run to
+/// its operation limit): a few at a time, on a thread the runtime replaces while it runs.
+/// One partner's expensive script held the request threads for 35 s, `/healthz` and every
+/// other partner with them (found by the outside attack on issue 17).
+pub(crate) async fn off_the_request_threads<T>(costly: bool, map: impl FnOnce() -> T) -> T {
+    if !costly {
+        return map();
+    }
+    let _turn = COSTLY_TURNS.acquire().await;
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(map),
+        _ => map(),
+    }
 }
 
 /// Maps a delivery, turning a handler's panic into a `failed` event instead of a dropped

@@ -120,7 +120,7 @@ impl Gateway {
         let mut committing: Option<Committing> = None;
         loop {
             let page = self.store.replayable(filter, after, REPLAY_PAGE).await?;
-            let next = self.map_page(&page, &mut summary, &mut progress);
+            let next = self.map_page(&page, &mut summary, &mut progress).await;
             if let Some(previous) = committing.take() {
                 previous.tally(&mut summary, &mut progress).await?;
             }
@@ -141,7 +141,7 @@ impl Gateway {
     /// Maps a page of stored events with their partners' current handlers; events of
     /// partners no longer configured are skipped. Returns the batch and each event's
     /// outcome before the replay.
-    fn map_page(
+    async fn map_page(
         &self,
         page: &[StoredEvent],
         summary: &mut ReplaySummary,
@@ -155,7 +155,11 @@ impl Gateway {
                 progress();
                 continue;
             }
-            let Some((mapped, handler_version)) = self.map_stored(event) else {
+            let costly = self
+                .partner(&event.partner)
+                .is_some_and(|p| p.handler.is_costly());
+            let mapped = super::off_the_request_threads(costly, || self.map_stored(event)).await;
+            let Some((mapped, handler_version)) = mapped else {
                 summary.skipped += 1;
                 progress();
                 continue;
@@ -241,15 +245,10 @@ impl Gateway {
     }
 }
 
-/// Maps a stored event with `handler`, from its stored headers, query and body, decoded by
-/// `policy`.
-fn map_with(
-    event: &StoredEvent,
-    handler: &dyn PartnerHandler,
-    policy: crate::partners::decode::BodyPolicy,
-) -> (Mapped, Option<String>) {
+/// Stored headers as a handler reads them.
+pub(super) fn header_map(stored: &BTreeMap<String, String>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    for (name, value) in &event.headers {
+    for (name, value) in stored {
         if let (Ok(name), Ok(value)) = (
             HeaderName::try_from(name.as_str()),
             http::HeaderValue::from_str(value),
@@ -257,6 +256,17 @@ fn map_with(
             headers.insert(name, value);
         }
     }
+    headers
+}
+
+/// Maps a stored event with `handler`, from its stored headers, query and body, decoded by
+/// `policy`.
+fn map_with(
+    event: &StoredEvent,
+    handler: &dyn PartnerHandler,
+    policy: crate::partners::decode::BodyPolicy,
+) -> (Mapped, Option<String>) {
+    let headers = header_map(&event.headers);
     match decode(&event.body, &headers, policy) {
         Ok(document) => map_guarded(
             handler,

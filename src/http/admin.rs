@@ -111,9 +111,17 @@ fn enabled_by_default() -> bool {
     true
 }
 
+/// The longest venue name kept, in characters: it is shown in every venue list.
+const MAX_VENUE_NAME: usize = 200;
+
 pub(super) fn valid_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::Unprocessable("name must not be empty".into()));
+    }
+    if name.chars().count() > MAX_VENUE_NAME {
+        return Err(ApiError::Unprocessable(format!(
+            "name must be at most {MAX_VENUE_NAME} characters"
+        )));
     }
     Ok(())
 }

@@ -40,6 +40,7 @@ pub(super) fn router() -> Router<AppState> {
 /// # Errors
 /// 422 naming what is wrong, with the compiler's line and column.
 pub(super) fn checked_script(source: String) -> Result<NewScript, ApiError> {
+    let source = script::without_bom(source);
     let version = script::check_source(&source)
         .map_err(|e| ApiError::Unprocessable(format!("script: {e}")))?;
     Ok(NewScript { source, version })
@@ -218,8 +219,7 @@ pub(super) async fn save_script(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TryInput {
-    /// The stored event to run it on (any authenticated, not purged event; usually one of
-    /// this partner's).
+    /// The stored event to run it on: one of this partner's, authenticated and not purged.
     event_id: i64,
     /// The draft to try; none: the partner's newest saved version.
     source: Option<String>,
@@ -287,9 +287,10 @@ pub(super) async fn try_on_event(
             .and_then(|c| c.source)
             .ok_or_else(|| ApiError::Unprocessable(format!("partner {name} has no script")))?,
     };
-    checked_script(source.clone())?;
+    // Only this partner's events: what runs now for it is compared on what it was sent.
     let filter = ReplayFilter {
         event_id: Some(event_id),
+        partner: Some(name.to_owned()),
         ..ReplayFilter::default()
     };
     let event = state
@@ -304,8 +305,9 @@ pub(super) async fn try_on_event(
     let partner = name.to_owned();
     // Compiling and running a script is CPU work bounded by its limits (a draft may spin to
     // its operation limit), kept off the threads that answer deliveries, and a few at once:
-    // operators trying scripts never take the cores deliveries need.
-    let _turn = tokio::time::timeout(TRY_WAIT, TRIES.acquire())
+    // operators trying scripts never take the cores deliveries need. The turn is held by
+    // the work itself, so a client that hangs up does not free it while the work runs on.
+    let turn = tokio::time::timeout(TRY_WAIT, TRIES.acquire())
         .await
         .ok()
         .and_then(Result::ok)
@@ -315,7 +317,9 @@ pub(super) async fn try_on_event(
             )
         })?;
     tokio::task::spawn_blocking(move || {
-        let draft = ScriptHandler::saved(&source);
+        let _turn = turn;
+        let draft = ScriptHandler::draft(&script::without_bom(source))
+            .map_err(|e| ApiError::Unprocessable(format!("script: {e}")))?;
         let (mapped, handler_version) = gateway.try_stored(&event, &partner, &draft);
         let tried = Tried {
             handler_version,
@@ -330,7 +334,7 @@ pub(super) async fn try_on_event(
             }
         });
         let same_as_current = current.as_ref().is_some_and(|c| c.mapped == tried.mapped);
-        TryResult {
+        Ok(TryResult {
             event_id: event.id,
             event_partner: event.partner,
             event_type: event.event_type,
@@ -339,14 +343,14 @@ pub(super) async fn try_on_event(
             tried,
             current,
             same_as_current,
-        }
+        })
     })
     .await
     .map_err(|e| {
         ApiError::Internal(crate::store::StoreError::Unsupported(format!(
             "trying the script: {e}"
         )))
-    })
+    })?
 }
 
 #[utoipa::path(post, path = "/api/v1/partners/{name}/script/try", tag = "partners",

@@ -245,6 +245,18 @@ pub(super) async fn create(
             "partner {name} is defined in the configuration file"
         )));
     }
+    // Names that differ only in case are one partner to the people who read them (and in
+    // a case-insensitive URL rewrite): `ACME` beside `acme` is a mistake, not a partner.
+    if let Some(other) = catalogue(state)
+        .await?
+        .into_iter()
+        .find(|p| p.name != name && p.name.eq_ignore_ascii_case(&name))
+    {
+        return Err(ApiError::Conflict(format!(
+            "partner {} exists: names that differ only in case are refused",
+            other.name
+        )));
+    }
     let secret = secret.as_deref().map(valid_secret).transpose()?;
     let script = script_source
         .map(super::partner_scripts::checked_script)
@@ -515,10 +527,10 @@ pub(super) async fn add_location(
             "location_id must not be empty".into(),
         ));
     }
-    let replay = map_location(
+    let (_, replay) = map_location(
         &state,
         actor,
-        venue_id,
+        MapTo::Venue(venue_id),
         input.partner,
         input.location_id,
         input.enabled,
@@ -534,36 +546,54 @@ pub(super) async fn add_location(
     Ok((StatusCode::CREATED, Json(LocationMapped { venue, replay })))
 }
 
+/// Where a location is mapped to.
+pub(super) enum MapTo {
+    Venue(i64),
+    /// A venue made with the mapping (its `locations` are set here).
+    NewVenue(crate::store::NewVenue),
+}
+
 /// Maps the location and, with `replay`, replays exactly the events it sent while no venue
-/// owned it (audited as the mapping and the replay).
+/// owned it (audited as the mapping and the replay). Returns the venue's id and the replay.
 ///
 /// # Errors
 /// The store's, as [`ApiError`].
 pub(super) async fn map_location(
     state: &AppState,
     actor: Actor,
-    venue_id: i64,
+    venue: MapTo,
     partner: String,
     location_id: String,
     enabled: bool,
     replay: bool,
-) -> Result<Option<ReplaySummary>, ApiError> {
-    // Partners' location ids arrive trimmed: a mapping must be too, or it never matches.
+) -> Result<(i64, Option<ReplaySummary>), ApiError> {
+    // Partners' location ids arrive trimmed (`Mapped::vetted`): a mapping must be too, or it
+    // never matches.
     let location_id = location_id.trim().to_owned();
     let location = NewLocation {
         partner: partner.clone(),
         location_id: location_id.clone(),
         enabled,
     };
-    state
-        .gateway
-        .store()
-        .add_location(venue_id, location, actor.clone())
-        .await?;
+    let store = state.gateway.store();
+    let venue_id = match venue {
+        MapTo::Venue(venue_id) => {
+            store
+                .add_location(venue_id, location, actor.clone())
+                .await?;
+            venue_id
+        }
+        // The venue and its location in one transaction: a location another venue owns (a
+        // form sent twice) leaves no venue behind.
+        MapTo::NewVenue(mut new) => {
+            new.locations = vec![location];
+            store.create_venue(new, actor.clone()).await?.id
+        }
+    };
     // Replaying into a switched-off mapping would only mark the events disabled, and a later
     // mapping would no longer find them.
     if !replay || !enabled {
-        return Ok(None);
+        return Ok((venue_id, None));
     }
     let filter = ReplayFilter {
         partner: Some(partner),
@@ -581,5 +611,5 @@ pub(super) async fn map_location(
     let summary = replay.await.map_err(|_| {
         ApiError::Unavailable("the replay stopped; replay the location's events again".into())
     })??;
-    Ok(Some(summary))
+    Ok((venue_id, Some(summary)))
 }

@@ -53,6 +53,13 @@ pub trait PartnerHandler: Send + Sync + fmt::Debug {
     fn map_versioned(&self, delivery: Delivery<'_>) -> (Mapped, Option<String>) {
         (self.map(delivery), None)
     }
+
+    /// Whether mapping may cost far more than reading the payload (a script running to its
+    /// operation limit): such handlers run a few at a time, off the threads that answer
+    /// requests.
+    fn is_costly(&self) -> bool {
+        false
+    }
 }
 
 /// Which handler a partner uses, from its config (`handler = "..."`).

@@ -111,13 +111,54 @@ fn engine() -> Engine {
     engine.set_max_map_size(MAX_COLLECTION_ITEMS);
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
+    engine.on_progress(past_deadline);
     engine.disable_symbol("eval");
+    // Rhai's own `sleep` held a thread for as long as a script asked (found by the outside
+    // attack on issue 17): a script has no clock, so it has no sleep either.
+    engine.register_fn(
+        "sleep",
+        |_: rhai::INT| -> Result<(), Box<rhai::EvalAltResult>> {
+            Err("sleep is not available to scripts".into())
+        },
+    );
+    engine.register_fn(
+        "sleep",
+        |_: rhai::FLOAT| -> Result<(), Box<rhai::EvalAltResult>> {
+            Err("sleep is not available to scripts".into())
+        },
+    );
     engine.register_fn("one_or_many", one_or_many);
     // Shadows Rhai's own, which hands any text to rust_decimal: a payload amount of a few
     // thousand `_` separators overflowed the stack there (see `wire::parse_decimal`).
     engine.register_fn("parse_decimal", parse_decimal);
     engine
 }
+
+/// How long one event's script may run, whatever it does. The operation limit bounds the
+/// steps a script takes, not what one step costs: the engine measures a collection's whole
+/// nested size at each step, so a script that nests data deeply costs the square of its
+/// depth and ran for minutes inside its operation limit (found by the outside attack on
+/// issue 17). Far above any real mapping's time (milliseconds).
+pub const SCRIPT_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+thread_local! {
+    /// When the script running on this thread must stop (each runs on a thread of its own).
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The engine's progress callback: stops the script once its deadline has passed (looked
+/// at every 256 operations, so the clock costs nothing measurable).
+fn past_deadline(operations: u64) -> Option<Dynamic> {
+    if !operations.is_multiple_of(256) {
+        return None;
+    }
+    let deadline = DEADLINE.with(std::cell::Cell::get)?;
+    (std::time::Instant::now() > deadline).then(|| Dynamic::from(TIME_LIMIT_TOKEN))
+}
+
+/// What a script stopped at its deadline is terminated with.
+const TIME_LIMIT_TOKEN: &str = "time limit";
 
 /// `parse_decimal(text)` in scripts: the payload's digits exactly, or an error.
 fn parse_decimal(text: &str) -> Result<rust_decimal::Decimal, Box<rhai::EvalAltResult>> {
@@ -168,6 +209,28 @@ impl ScriptHandler {
             engine,
             current: RwLock::new(Some(Arc::new(compiled))),
         }
+    }
+
+    /// A handler running `source`, if it is one that may be saved ([`check_source`]):
+    /// compiled once, for trying a draft.
+    ///
+    /// # Errors
+    /// As [`check_source`].
+    pub fn draft(source: &str) -> Result<ScriptHandler, String> {
+        let version = check_size(source).map(|()| version_of(source))?;
+        let engine = engine();
+        let ast = compile(&engine, source)?;
+        let compiled = Compiled {
+            modified: None,
+            length: 0,
+            version,
+            ast: Ok(Arc::new(ast)),
+        };
+        Ok(ScriptHandler {
+            origin: Origin::Saved,
+            engine,
+            current: RwLock::new(Some(Arc::new(compiled))),
+        })
     }
 
     /// The handler for `source`.
@@ -251,24 +314,66 @@ impl PartnerHandler for ScriptHandler {
             Ok(ast) => ast,
             Err(detail) => return (fail(detail.clone()), version),
         };
+        // On a thread of its own with a deep stack: the engine's limits bound how much data a
+        // script builds, not how deeply it nests it, and building, measuring and dropping a
+        // map nested 10,000 deep overflowed a request thread's stack, which aborts the
+        // process (found by the outside attack on issue 17).
+        let run = || self.run(ast, delivery);
+        let mapped = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("script".into())
+                .stack_size(SCRIPT_STACK_BYTES)
+                .spawn_scoped(scope, run)
+                .map_err(|e| fail(format!("no thread to run the script on: {e}")))
+                .and_then(|thread| {
+                    thread
+                        .join()
+                        .map_err(|_| fail("the script's thread panicked"))
+                })
+        });
+        (mapped.unwrap_or_else(|failed| failed), version)
+    }
+
+    fn is_costly(&self) -> bool {
+        true
+    }
+}
+
+/// The stack a script runs on: reserved, touched only as deep as the script goes. Enough
+/// for the deepest data the engine's size limits let a script build ([`MAX_COLLECTION_ITEMS`]
+/// levels), measured with room to spare in a debug build.
+const SCRIPT_STACK_BYTES: usize = 512 << 20;
+
+impl ScriptHandler {
+    /// Runs `fn handle(event)` on one delivery.
+    fn run(&self, ast: &AST, delivery: Delivery<'_>) -> Mapped {
         let event = match event_of(delivery) {
             Ok(event) => event,
-            Err(mapped) => return (mapped, version),
+            Err(mapped) => return mapped,
         };
+        DEADLINE.with(|deadline| {
+            deadline.set(std::time::Instant::now().checked_add(SCRIPT_TIME_LIMIT));
+        });
         let result = self
             .engine
             .call_fn::<Dynamic>(&mut Scope::new(), ast, "handle", (event,));
-        let mapped = match result {
+        DEADLINE.with(|deadline| deadline.set(None));
+        match result {
             Ok(value) => mapped_of(value).unwrap_or_else(|(reason, detail)| Mapped::Fail {
                 reason,
                 detail: format!("script result: {detail}"),
             }),
             Err(error) => Mapped::Fail {
                 reason: failure_of(&error),
-                detail: format!("script failed: {error}"),
+                detail: match *error {
+                    rhai::EvalAltResult::ErrorTerminated(..) => format!(
+                        "script failed: it ran over its time limit of {} s",
+                        SCRIPT_TIME_LIMIT.as_secs()
+                    ),
+                    _ => format!("script failed: {error}"),
+                },
             },
-        };
-        (mapped, version)
+        }
     }
 }
 
@@ -309,7 +414,8 @@ fn failure_of(error: &rhai::EvalAltResult) -> Reason {
         E::ErrorTooManyOperations(_)
         | E::ErrorDataTooLarge(..)
         | E::ErrorStackOverflow(_)
-        | E::ErrorTooManyVariables(_) => Reason::ScriptLimit,
+        | E::ErrorTooManyVariables(_)
+        | E::ErrorTerminated(..) => Reason::ScriptLimit,
         E::ErrorInFunctionCall(_, _, inner, _) => failure_of(inner),
         _ => Reason::ScriptError,
     }
@@ -657,20 +763,39 @@ pub fn check(path: &Path) -> Result<String, String> {
     Ok(version_of(&source))
 }
 
+/// A script's text as it is kept and run: without the byte-order mark an editor may put
+/// first (the compiler refuses it).
+pub fn without_bom(source: String) -> String {
+    match source.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_owned(),
+        None => source,
+    }
+}
+
 /// Checks a script to be saved: at most [`MAX_SCRIPT_BYTES`], compiles, and defines
 /// `fn handle(event)`. Returns its version (content hash).
 ///
 /// # Errors
 /// What is wrong, with the compiler's line and column.
 pub fn check_source(source: &str) -> Result<String, String> {
+    check_size(source)?;
+    compile(&engine(), source)?;
+    Ok(version_of(source))
+}
+
+fn check_size(source: &str) -> Result<(), String> {
+    // A NUL does not survive every database's text (PostgreSQL refuses it) and is no part
+    // of any script.
+    if source.contains('\0') {
+        return Err("a script cannot contain NUL characters".into());
+    }
     if source.len() > MAX_SCRIPT_BYTES {
         return Err(format!(
             "the script is {} bytes; at most {MAX_SCRIPT_BYTES} are kept",
             source.len()
         ));
     }
-    compile(&engine(), source)?;
-    Ok(version_of(source))
+    Ok(())
 }
 
 /// Compiles `source` and checks it defines `fn handle(event)`, the one function called.

@@ -34,6 +34,7 @@ mod receiver;
 mod resilience;
 mod retention;
 mod script_editing;
+mod script_editing_attacks;
 mod scripts;
 mod simulation;
 mod stalled;

@@ -412,7 +412,7 @@ async fn a_partner_added_on_one_node_is_accepted_by_another_within_seconds() {
 }
 
 /// Signs in on the pages with the admin token: (client keeping the cookie, cookie).
-async fn signed_in_pages(app: &TestApp) -> (reqwest::Client, String) {
+pub(crate) async fn signed_in_pages(app: &TestApp) -> (reqwest::Client, String) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -437,7 +437,7 @@ async fn signed_in_pages(app: &TestApp) -> (reqwest::Client, String) {
 }
 
 /// The CSRF token of a page's forms.
-async fn csrf_of(client: &reqwest::Client, cookie: &str, url: &str) -> String {
+pub(crate) async fn csrf_of(client: &reqwest::Client, cookie: &str, url: &str) -> String {
     let page = client
         .get(url)
         .header(reqwest::header::COOKIE, cookie)

@@ -1,5 +1,6 @@
 //! Partner health: deliveries and their outcomes per partner, at a glance.
 
+use super::super::partner_settings::MapTo;
 use super::*;
 
 #[derive(Serialize)]
@@ -223,30 +224,29 @@ pub(super) async fn map_location(
             form.partner
         )));
     }
-    let store = state.gateway.store();
-    let venue = match form.venue.as_str() {
+    let target = match form.venue.as_str() {
         "new" => {
             let name = form.new_name.unwrap_or_default().trim().to_owned();
             let timezone = form.new_timezone.unwrap_or_default().trim().to_owned();
             let bad = |e: crate::error::ApiError| PageError::BadRequest(e.to_string());
             super::super::admin::valid_name(&name).map_err(bad)?;
             super::super::admin::valid_timezone(&timezone).map_err(bad)?;
-            let new = crate::store::NewVenue {
+            MapTo::NewVenue(crate::store::NewVenue {
                 name,
                 timezone,
                 currency: None,
                 locations: Vec::new(),
-            };
-            store.create_venue(new, session.actor.clone()).await?.id
+            })
         }
-        id => id
-            .parse::<i64>()
-            .map_err(|_| PageError::BadRequest("choose a venue".into()))?,
+        id => MapTo::Venue(
+            id.parse::<i64>()
+                .map_err(|_| PageError::BadRequest("choose a venue".into()))?,
+        ),
     };
-    let summary = super::super::partner_settings::map_location(
+    let (venue, summary) = super::super::partner_settings::map_location(
         &state,
         session.actor.clone(),
-        venue,
+        target,
         form.partner.clone(),
         form.location_id.clone(),
         true,

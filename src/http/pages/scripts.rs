@@ -9,7 +9,9 @@ use crate::store::partner_scripts::ScriptVersion;
 use crate::store::{EventFilter, EventSummary};
 
 /// How many of the partner's newest events the page offers to try a script on.
-const EVENTS_OFFERED: i64 = 30;
+const EVENTS_OFFERED: usize = 30;
+/// How many of its newest events are read to find those: refused ones are left out.
+const EVENTS_READ: i64 = 500;
 
 #[derive(Serialize)]
 struct ScriptPage {
@@ -61,15 +63,19 @@ async fn page(
     let source = source
         .or_else(|| shown.and_then(|s| s.source.clone()))
         .unwrap_or_default();
-    let events = state
+    // Refused deliveries (a wrong token, a bad signature) are not the partner's payloads
+    // and cannot be tried: a burst of them must not push its real events off the list.
+    let mut events = state
         .gateway
         .store()
         .events(&EventFilter {
             partner: Some(name.to_owned()),
-            limit: EVENTS_OFFERED,
+            limit: EVENTS_READ,
             ..EventFilter::default()
         })
         .await?;
+    events.retain(|e| e.outcome != Outcome::Rejected.as_str() && e.purged_at.is_none());
+    events.truncate(EVENTS_OFFERED);
     Ok(ScriptPage {
         chrome: Chrome::new(session, "partners"),
         script,
@@ -135,7 +141,17 @@ pub(super) async fn try_or_save(
     let source = form.source.replace("\r\n", "\n");
     match form.action.as_str() {
         "save" => {
-            let saved = save(&state, session.actor.clone(), &name, source).await?;
+            let saved = match save(&state, session.actor.clone(), &name, source.clone()).await {
+                Ok(saved) => saved,
+                // A draft that does not compile stays in the editor with the compiler's
+                // message, not on an error page that loses it.
+                Err(crate::error::ApiError::Unprocessable(message)) => {
+                    let mut page = page(&state, &session, &name, Some(source), None, None).await?;
+                    page.chrome.notice = Some(format!("Not saved: {message}"));
+                    return Ok(render("script.html", &page));
+                }
+                Err(other) => return Err(other.into()),
+            };
             let done = if saved.saved.created {
                 "saved"
             } else {
@@ -172,6 +188,13 @@ pub(super) async fn try_or_save(
                 // error page that loses it.
                 Err(crate::error::ApiError::Unprocessable(message)) => {
                     page.chrome.notice = Some(message);
+                    return Ok(render("script.html", &page));
+                }
+                Err(crate::error::ApiError::NotFound("event")) => {
+                    page.chrome.notice = Some(format!(
+                        "Event {event_id} cannot be tried: it was refused, its payload was \
+                         purged, or it does not exist. Choose another."
+                    ));
                     return Ok(render("script.html", &page));
                 }
                 Err(other) => return Err(other.into()),

@@ -228,10 +228,10 @@ pub(super) async fn add_location(
             "choose a partner and give its location id".into(),
         ));
     }
-    let summary = super::super::partner_settings::map_location(
+    let (_, summary) = super::super::partner_settings::map_location(
         &state,
         session.actor.clone(),
-        id,
+        super::super::partner_settings::MapTo::Venue(id),
         form.partner,
         location,
         true,
