@@ -19,3 +19,5 @@ ALTER TABLE audit_log ADD COLUMN subject_name TEXT;
 CREATE INDEX audit_log_subject_name ON audit_log(subject_name, id) WHERE subject_name IS NOT NULL;
 UPDATE audit_log SET subject_name = COALESCE(after::jsonb ->> 'name', before::jsonb ->> 'name')
  WHERE subject_type = 'partner';
+UPDATE audit_log SET subject_name = after::jsonb #>> '{filter,partner}'
+ WHERE subject_type = 'replay';

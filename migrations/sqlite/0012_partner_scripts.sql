@@ -19,3 +19,5 @@ ALTER TABLE audit_log ADD COLUMN subject_name TEXT;
 CREATE INDEX audit_log_subject_name ON audit_log(subject_name, id) WHERE subject_name IS NOT NULL;
 UPDATE audit_log SET subject_name = COALESCE(json_extract(after, '$.name'), json_extract(before, '$.name'))
  WHERE subject_type = 'partner';
+UPDATE audit_log SET subject_name = json_extract(after, '$.filter.partner')
+ WHERE subject_type = 'replay';

@@ -18,7 +18,7 @@ use serde::Deserialize;
 mod partners;
 mod webhooks;
 
-pub use partners::{STORED_HANDLERS, secret_field, stored_partner};
+pub use partners::{AUTH_SCHEMES, STORED_HANDLERS, secret_field, stored_partner};
 pub use webhooks::{DEFAULT_DENIED, SilenceSettings, WebhookSettings};
 
 use crate::partners::HandlerSpec;

@@ -233,6 +233,16 @@ impl RawAuth {
     }
 }
 
+/// The authentication schemes a partner may use (`[partners.auth] scheme`).
+pub const AUTH_SCHEMES: [&str; 6] = [
+    "hmac-sha256",
+    "bearer",
+    "basic",
+    "api-key",
+    "url-token",
+    "none",
+];
+
 /// The handlers a partner kept in the database may use: those whose whole definition is
 /// data (a stored script partner's script is saved in the database with it). TourCMS takes
 /// an API key, kept in the configuration file.

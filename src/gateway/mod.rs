@@ -33,6 +33,7 @@ pub mod fuzzing;
 pub mod registry;
 mod replay;
 mod stored;
+mod turns;
 
 pub use abuse::REFUSED_BODY_KEPT;
 use abuse::{Refusals, limiter, throttled};
@@ -194,6 +195,8 @@ pub struct Gateway {
     /// Limits on deliveries without valid credentials.
     refusals: Refusals,
     replays: ReplayCache,
+    /// Turns for costly mappings (scripts), shared fairly between partners.
+    costly: turns::CostlyTurns,
 }
 
 impl Gateway {
@@ -237,6 +240,7 @@ impl Gateway {
             sale_lock_wait: config.sale_lock_wait,
             refusals: Refusals::new(config.refusals),
             replays: ReplayCache::new(config.replay_window),
+            costly: turns::CostlyTurns::new(),
         }
     }
 
@@ -362,18 +366,20 @@ impl Gateway {
         let (mapped, handler_version) = match decode(&inbound.body, &inbound.headers, partner.body)
         {
             Ok(document) => {
-                off_the_request_threads(partner.handler.is_costly(), || {
-                    map_guarded(
-                        partner.handler.as_ref(),
-                        Delivery {
-                            event_type: &inbound.event_type,
-                            headers: &headers,
-                            query: event.query.as_deref(),
-                            body: &document,
-                        },
-                    )
-                })
-                .await
+                let costly = partner.handler.is_costly();
+                self.costly
+                    .run(&inbound.partner, costly, || {
+                        map_guarded(
+                            partner.handler.as_ref(),
+                            Delivery {
+                                event_type: &inbound.event_type,
+                                headers: &headers,
+                                query: event.query.as_deref(),
+                                body: &document,
+                            },
+                        )
+                    })
+                    .await
             }
             Err(Undecodable::TooLarge { limit }) => {
                 let event_id = self.refuse_oversized(inbound, limit).await;
@@ -741,26 +747,6 @@ pub(crate) fn map_for_tests(
             body,
         },
     )
-}
-
-/// How many costly mappings (scripts) run at once on this node: one a core.
-static COSTLY_TURNS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
-    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-});
-
-/// Runs `map` where it cannot stall other requests when it is `costly` (a script may run to
-/// its operation limit): a few at a time, on a thread the runtime replaces while it runs.
-/// One partner's expensive script held the request threads for 35 s, `/healthz` and every
-/// other partner with them (found by the outside attack on issue 17).
-pub(crate) async fn off_the_request_threads<T>(costly: bool, map: impl FnOnce() -> T) -> T {
-    if !costly {
-        return map();
-    }
-    let _turn = COSTLY_TURNS.acquire().await;
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(map),
-        _ => map(),
-    }
 }
 
 /// Maps a delivery, turning a handler's panic into a `failed` event instead of a dropped

@@ -305,7 +305,14 @@ impl Gateway {
             partners.push(PartnerInfo {
                 name: partner.name.clone(),
                 handler,
-                scheme: live.map_or("unknown", |p| p.keys.primary().name()),
+                // A partner switched off is not built: its scheme is its definition's.
+                scheme: live.map(|p| p.keys.primary().name()).unwrap_or_else(|| {
+                    partner.definition["auth"]["scheme"]
+                        .as_str()
+                        .and_then(|given| crate::config::AUTH_SCHEMES.iter().find(|s| **s == given))
+                        .copied()
+                        .unwrap_or("unknown")
+                }),
                 managed_by: "database",
                 enabled: partner.enabled,
                 secrets: partner

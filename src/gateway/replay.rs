@@ -158,7 +158,10 @@ impl Gateway {
             let costly = self
                 .partner(&event.partner)
                 .is_some_and(|p| p.handler.is_costly());
-            let mapped = super::off_the_request_threads(costly, || self.map_stored(event)).await;
+            let mapped = self
+                .costly
+                .run(&event.partner, costly, || self.map_stored(event))
+                .await;
             let Some((mapped, handler_version)) = mapped else {
                 summary.skipped += 1;
                 progress();

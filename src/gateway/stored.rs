@@ -114,11 +114,17 @@ fn kept_headers(headers: &HeaderMap, secret: Option<&HeaderName>) -> BTreeMap<St
 /// for every delivery, so a partner still sending an old URL's token after its scheme
 /// changed, one refused before its scheme is known (an unknown or switched-off partner), or a
 /// name in another case never leaves its secret in a stored event.
-const CREDENTIAL_PARAMS: [&str; 11] = [
+const CREDENTIAL_PARAMS: [&str; 17] = [
     "token",
     "access_token",
+    "id_token",
+    "refresh_token",
+    "jwt",
     "secret",
+    "client_secret",
     "password",
+    "passwd",
+    "pwd",
     "apikey",
     "api_key",
     "api-key",

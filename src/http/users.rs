@@ -408,7 +408,8 @@ pub(super) struct AuditQuery {
     /// `subject_id`; alone (also `partner`, `replay`), every entry of that type.
     subject_type: Option<String>,
     subject_id: Option<i64>,
-    /// One partner's history: its creation, changes, secrets and script versions.
+    /// One partner's history: its creation, changes, secrets, script versions and the
+    /// replays of its events.
     partner: Option<String>,
     /// The next page: entries with an id below this one.
     before: Option<i64>,

@@ -122,12 +122,17 @@ pub(super) async fn record(
 ) -> Result<(), StoreError> {
     // A partner's entries name it in their snapshots; kept in a column of its own so its
     // history is one indexed read.
-    let subject_name = match subject {
-        Subject::Partner => after
+    let named = |snapshot: &Option<Value>, key: &str| {
+        snapshot
             .as_ref()
-            .or(before.as_ref())
-            .and_then(|s| s["name"].as_str())
-            .map(str::to_owned),
+            .and_then(|s| s.pointer(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let subject_name = match subject {
+        Subject::Partner => named(&after, "/name").or_else(|| named(&before, "/name")),
+        // A replay of one partner's events is in that partner's history too.
+        Subject::Replay => named(&after, "/filter/partner"),
         _ => None,
     };
     db::query(
@@ -300,10 +305,8 @@ pub(super) async fn list(
             conditions.int("subject_id = $?", *id);
         }
     }
-    if filter.partner.is_some() {
-        conditions.text("subject_name = $?", &filter.partner);
-        conditions.text("subject_type = $?", &Some("partner".to_owned()));
-    }
+    // A partner's entries and the replays of its events.
+    conditions.text("subject_name = $?", &filter.partner);
     if let Some(before) = filter.before_id {
         conditions.int("id < $?", before);
     }

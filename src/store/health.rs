@@ -12,6 +12,8 @@ use super::sql::from_millis;
 
 /// Kinds of problem listed per partner and venue, at most.
 const PROBLEMS: usize = 8;
+/// Unmapped locations listed per partner, at most.
+const UNMAPPED_LOCATIONS: usize = 100;
 
 /// A partner and venue's record before anything is counted.
 fn empty(key: &(String, Option<i64>)) -> HealthRecord {
@@ -26,6 +28,7 @@ fn empty(key: &(String, Option<i64>)) -> HealthRecord {
         sales_last_day: 0,
         matched_last_day: 0,
         problems: Vec::new(),
+        problems_not_listed: 0,
     }
 }
 
@@ -77,8 +80,29 @@ pub(super) async fn health(
     .await?;
     for row in &problems {
         let key = (row.try_get::<String>("partner")?, row.try_get("venue_id")?);
-        if let Some(record) = records.get_mut(&key)
-            && record.problems.len() < PROBLEMS
+        let Some(record) = records.get_mut(&key) else {
+            continue;
+        };
+        // Every unmapped location is something to map: they are listed far beyond the
+        // other kinds (15 unknown locations showed 8, and the rest could not be mapped from
+        // the health page, found by the outside attack on issue 17).
+        let unmapped =
+            row.try_get::<Option<String>>("reason")?.as_deref() == Some("unknown_location");
+        let listed = record
+            .problems
+            .iter()
+            .filter(|p| (p.reason.as_deref() == Some("unknown_location")) == unmapped)
+            .count();
+        if listed
+            >= if unmapped {
+                UNMAPPED_LOCATIONS
+            } else {
+                PROBLEMS
+            }
+        {
+            record.problems_not_listed += 1;
+            continue;
+        }
         {
             record.problems.push(HealthProblem {
                 outcome: row.try_get("outcome")?,

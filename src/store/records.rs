@@ -433,8 +433,11 @@ pub struct HealthRecord {
     /// Sales written in the last day, and how many of them belong to a booking.
     pub sales_last_day: i64,
     pub matched_last_day: i64,
-    /// What went wrong in the last day, most frequent first.
+    /// What went wrong in the last day, most frequent first: up to 8 kinds, and up to 100
+    /// unmapped locations.
     pub problems: Vec<HealthProblem>,
+    /// Problems beyond those listed.
+    pub problems_not_listed: i64,
 }
 
 /// Events of one outcome and reason (unknown locations: per location) in the last day.

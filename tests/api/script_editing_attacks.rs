@@ -91,6 +91,15 @@ async fn a_script_cannot_take_the_process_down_or_hold_a_thread(db: Db) {
         tried["tried"]["mapped"]["fail"]["reason"], "script_limit",
         "{tried}"
     );
+    // One step that would build the square of its inputs is refused before it is built.
+    let squaring = r#"fn handle(event) {
+        let s = ""; s.pad(20000, "x"); let t = s; t.replace("x", s); #{ notice: "built" }
+    }"#;
+    let tried = try_draft(&app, "nester", &answer["event_id"], squaring).await;
+    assert_eq!(
+        tried["tried"]["mapped"]["fail"]["reason"], "script_limit",
+        "{tried}"
+    );
     for sleeper in [
         "fn handle(event) { sleep(3); #{ notice: \"slept\" } }",
         "fn handle(event) { sleep(9223372036854775807); #{ notice: \"slept\" } }",
@@ -123,7 +132,7 @@ async fn a_script_never_sees_the_partners_credentials(db: Db) {
     .await;
     let by_query = post(
         &app,
-        "/partners/by-query/webhooks/callback/ping?token=a-partner-secret-123&shop=12&api_key=k-987654",
+        "/partners/by-query/webhooks/callback/ping?token=a-partner-secret-123&shop=12&api_key=k-987654&client_secret=k-987654&jwt=k-987654",
         None,
         "{}",
     )
@@ -347,7 +356,80 @@ async fn odd_script_text_and_look_alike_names_are_refused_or_read_as_meant(db: D
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+async fn a_partners_history_and_health_list_everything_to_act_on(db: Db) {
+    let app = spawn_with(db, &sealing()).await;
+    scripted(
+        &app,
+        "tilltastic",
+        json!({ "scheme": "bearer" }),
+        "fn handle(event) { #{ location: event.body.venue, commands: [#{ type: \"guest\", name: \"A\" }] } }",
+    )
+    .await;
+    let (status, _) = app
+        .admin_post(
+            "/partners/tilltastic/secrets",
+            json!({ "secret": "the-next-secret-456" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Fifteen locations no venue owns: every one can be mapped from health.
+    for shop in 0..15 {
+        post(
+            &app,
+            "/Sales/partners/tilltastic/events/check.closed",
+            Some("a-partner-secret-123"),
+            &format!("{{\"venue\": \"shop-{shop}\"}}"),
+        )
+        .await;
+    }
+    let health = app.admin_get("/health").await;
+    let record = health
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["partner"] == "tilltastic")
+        .unwrap_or_else(|| panic!("tilltastic in {health}"));
+    let locations: Vec<&str> = record["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["location_id"].as_str())
+        .collect();
+    assert_eq!(locations.len(), 15, "{record}");
+    assert_eq!(record["problems_not_listed"], 0);
+
+    let (status, _) = app
+        .admin_post("/events/replay", json!({ "partner": "tilltastic" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let trail = app.admin_get("/audit?partner=tilltastic").await;
+    let actions: Vec<&str> = trail
+        .as_array()
+        .expect("trail")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "events.replay",
+            "partner.secret_add",
+            "partner.create",
+            "partner.script_save"
+        ],
+        "{trail}"
+    );
+
+    // Switched off, it is still listed with its scheme.
+    let (status, off) = app
+        .admin_patch("/partners/tilltastic", json!({ "enabled": false }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(off["scheme"], "bearer", "{off}");
+}
+
 crate::on_both_stores!(
+    a_partners_history_and_health_list_everything_to_act_on,
     a_script_cannot_take_the_process_down_or_hold_a_thread,
     a_script_never_sees_the_partners_credentials,
     a_location_id_with_spaces_around_it_is_mapped_like_any_other,

@@ -51,6 +51,8 @@ struct HealthRow {
     silent: Option<String>,
     match_rate: String,
     problems: Vec<ProblemRow>,
+    /// Problems beyond those listed.
+    problems_not_listed: i64,
 }
 
 /// How long ago `then` was, in words.
@@ -137,6 +139,7 @@ pub(super) async fn health(
                             text: problem_text(p),
                         })
                         .collect(),
+                    problems_not_listed: r.problems_not_listed,
                 })
                 .collect(),
             name,

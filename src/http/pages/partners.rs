@@ -40,14 +40,7 @@ pub(super) async fn partners(
         chrome,
         partners,
         handlers: &crate::config::STORED_HANDLERS,
-        schemes: [
-            "hmac-sha256",
-            "bearer",
-            "basic",
-            "api-key",
-            "url-token",
-            "none",
-        ],
+        schemes: crate::config::AUTH_SCHEMES,
         sealing: state.partner_sync.sealer().is_some(),
     };
     Ok(render("partners.html", &page))
