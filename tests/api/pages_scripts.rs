@@ -155,8 +155,10 @@ async fn scenario(app: &TestApp, browser: &Client) {
         "the text typed is the text saved"
     );
 
+    // The partner's history: the replay of its events, after the save of version 2.
     let trail = app.admin_get("/audit?partner=tilltastic").await;
-    assert_eq!(trail[0]["action"], "partner.script_save", "{trail}");
-    assert_eq!(trail[0]["actor"], "ira@platform.example");
-    assert_eq!(trail[0]["after"]["script"]["number"], 2);
+    assert_eq!(trail[0]["action"], "events.replay", "{trail}");
+    assert_eq!(trail[1]["action"], "partner.script_save", "{trail}");
+    assert_eq!(trail[1]["actor"], "ira@platform.example");
+    assert_eq!(trail[1]["after"]["script"]["number"], 2);
 }
