@@ -113,6 +113,12 @@ fn engine() -> Engine {
     engine.on_debug(|_, _, _| {});
     engine.on_progress(past_deadline);
     engine.disable_symbol("eval");
+    // Data carried inside a function pointer escapes the engine's size checks: a curried
+    // pointer padded into an array built gigabytes in one step, and closures capturing a
+    // large string ran callbacks for 30 s past the time limit (found by the third outside
+    // attack on issue 17). Scripts map payloads: they need neither (closures cannot
+    // capture, `no_closure`, and `curry` is gone).
+    engine.disable_symbol("curry");
     // Rhai's own `sleep` held a thread for as long as a script asked (found by the outside
     // attack on issue 17): a script has no clock, so it has no sleep either.
     engine.register_fn(

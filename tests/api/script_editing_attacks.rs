@@ -100,6 +100,22 @@ async fn a_script_cannot_take_the_process_down_or_hold_a_thread(db: Db) {
         tried["tried"]["mapped"]["fail"]["reason"], "script_limit",
         "{tried}"
     );
+    // Data hidden in a function pointer, or captured by a closure, escaped the size checks
+    // and the time limit: neither is part of a script.
+    for hiding in [
+        "fn g(x) { 1 } fn handle(event) { let b = []; b.pad(9000, 1); let f = Fn(\"g\").curry(b); let a = []; a.pad(9000, f); #{ notice: `${a.len()}` } }",
+        "fn handle(event) { let s = \"\"; s.pad(1000000, \"x\"); let a = []; a.pad(20000, 1); let b = a.filter(|x| !s.contains(\"y\")); #{ notice: `${b.len()}` } }",
+    ] {
+        let (status, refused) = app
+            .admin_post(
+                "/partners/nester/script/try",
+                json!({ "event_id": answer["event_id"], "source": hiding }),
+            )
+            .await;
+        let failed = status == StatusCode::UNPROCESSABLE_ENTITY
+            || refused["tried"]["mapped"]["fail"].is_object();
+        assert!(failed, "{status}: {refused}");
+    }
     for sleeper in [
         "fn handle(event) { sleep(3); #{ notice: \"slept\" } }",
         "fn handle(event) { sleep(9223372036854775807); #{ notice: \"slept\" } }",
