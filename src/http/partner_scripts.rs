@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::input::body;
+use super::partner_settings::partner_name;
 use crate::domain::Mapped;
 use crate::domain::access::Actor;
 use crate::error::{ApiError, ErrorBody};
@@ -74,11 +75,6 @@ async fn stored_partner(state: &AppState, name: &str) -> Result<PartnerInfo, Api
         )));
     }
     Ok(partner)
-}
-
-fn partner_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(name)| name)
-        .map_err(|_| ApiError::BadRequest("the path needs a partner name".into()))
 }
 
 /// The partner's script page's data: its newest version with text, and every version.

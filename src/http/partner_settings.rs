@@ -71,7 +71,7 @@ pub(super) async fn partner(
     Ok(Json(info(&state, &name).await?))
 }
 
-fn partner_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn partner_name(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Ok(Path(name)) = path else {
         return Err(ApiError::BadRequest("the path needs a partner name".into()));
     };

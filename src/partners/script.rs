@@ -240,18 +240,8 @@ impl ScriptHandler {
     /// event with its error (`script_error`), as a file's does.
     pub fn saved(source: &str) -> ScriptHandler {
         let engine = engine();
-        let ast = compile(&engine, source).map(Arc::new);
-        let compiled = Compiled {
-            modified: None,
-            length: 0,
-            version: version_of(source),
-            ast,
-        };
-        ScriptHandler {
-            origin: Origin::Saved,
-            engine,
-            current: RwLock::new(Some(Arc::new(compiled))),
-        }
+        let ast = compile(&engine, source);
+        ScriptHandler::compiled_once(engine, source, ast)
     }
 
     /// A handler running `source`, if it is one that may be saved ([`check_source`]):
@@ -260,20 +250,25 @@ impl ScriptHandler {
     /// # Errors
     /// As [`check_source`].
     pub fn draft(source: &str) -> Result<ScriptHandler, String> {
-        let version = check_size(source).map(|()| version_of(source))?;
+        check_size(source)?;
         let engine = engine();
         let ast = compile(&engine, source)?;
+        Ok(ScriptHandler::compiled_once(engine, source, Ok(ast)))
+    }
+
+    /// A handler that runs `source` as compiled (`ast`), never reloaded.
+    fn compiled_once(engine: Engine, source: &str, ast: Result<AST, String>) -> ScriptHandler {
         let compiled = Compiled {
             modified: None,
             length: 0,
-            version,
-            ast: Ok(Arc::new(ast)),
+            version: version_of(source),
+            ast: ast.map(Arc::new),
         };
-        Ok(ScriptHandler {
+        ScriptHandler {
             origin: Origin::Saved,
             engine,
             current: RwLock::new(Some(Arc::new(compiled))),
-        })
+        }
     }
 
     /// The handler for `source`.
