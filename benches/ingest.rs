@@ -31,6 +31,8 @@ use diarysync::gateway::{Gateway, Inbound, Receipt, Route};
 use diarysync::partners::auth::hmac_sha256_hex;
 use diarysync::store::ReplayFilter;
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/fleet.rs"]
 mod fleet;
 #[path = "support/load.rs"]
@@ -134,7 +136,30 @@ async fn sqlite_phases(
     let server = spawn_diarysync(dir, &url, &[]).await;
     warm_up(server.addr, options, template).await;
     if options.runs("sqlite") || options.runs("replay") {
+        let (pid, generator) = (server.child.id(), std::process::id());
+        let reading = || {
+            (
+                cpu::process_seconds(pid),
+                cpu::threads_seconds(pid, "sqlite-writer"),
+                cpu::process_seconds(generator),
+            )
+        };
+        let before = reading();
         let run = drive(server.addr, options, template).await;
+        let after = reading();
+        let node = cpu::micros_per_event(before.0, after.0, run.events);
+        let writer = cpu::micros_per_event(before.1, after.1, run.events);
+        let load = cpu::micros_per_event(before.2, after.2, run.events);
+        summary.note(format!(
+            "| SQLite durable, CPU per event at {} connections | server {node:.0} µs (writer thread {writer:.0} µs), load generator {load:.0} µs |",
+            options.concurrency,
+        ));
+        summary.note(format!(
+            "| SQLite durable, what this machine's {} cores allow at that cost | {:.0} events/s; the writer thread alone {:.0} events/s |",
+            cpu::cores(),
+            cpu::cores() as f64 * 1e6 / (node + load).max(1.0),
+            1e6 / writer.max(1.0),
+        ));
         summary.load(
             &format!(
                 "diarysync, SQLite durable, {} connections",
@@ -278,15 +303,44 @@ async fn postgres_phase(
     warm_up(server.addr, options, template).await;
     // PostgreSQL plans statements from table statistics; autovacuum refreshes them once a
     // minute, which a short run never sees: before it, `sales` looked empty.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::query("ANALYZE")
-            .execute(&mut conn)
-            .await
-            .expect("analyze");
-    }
+    let mut statistics = PostgresStatistics::connect(&url).await;
+    sqlx::query("ANALYZE")
+        .execute(&mut statistics.conn)
+        .await
+        .expect("analyze");
+    let pid = server.child.id();
+    statistics.reset().await;
+    let generator = std::process::id();
+    let cpu_before = (
+        cpu::process_seconds(pid),
+        cpu::threads_seconds(pid, "postgres-writer"),
+        statistics.server_seconds(),
+        cpu::process_seconds(generator),
+    );
     let run = drive(server.addr, options, template).await;
+    let cpu_after = (
+        cpu::process_seconds(pid),
+        cpu::threads_seconds(pid, "postgres-writer"),
+        statistics.server_seconds(),
+        cpu::process_seconds(generator),
+    );
+    let statements = match statistics.statements().await {
+        Some(calls) => format!("{:.1}", calls as f64 / run.events.max(1) as f64),
+        None => "not counted (pg_stat_statements is not loaded)".to_owned(),
+    };
+    let node = cpu::micros_per_event(cpu_before.0, cpu_after.0, run.events);
+    let database = cpu::micros_per_event(cpu_before.2, cpu_after.2, run.events);
+    let load = cpu::micros_per_event(cpu_before.3, cpu_after.3, run.events);
+    summary.note(format!(
+        "| PostgreSQL, CPU per event at {} connections | node {node:.0} µs (writer threads {:.0} µs), PostgreSQL {database:.0} µs, load generator {load:.0} µs | statements per event {statements} |",
+        options.concurrency,
+        cpu::micros_per_event(cpu_before.1, cpu_after.1, run.events),
+    ));
+    summary.note(format!(
+        "| PostgreSQL, what this machine's {} cores allow at that cost | {:.0} events/s |",
+        cpu::cores(),
+        cpu::cores() as f64 * 1e6 / (node + database + load).max(1.0),
+    ));
     summary.load(
         &format!("diarysync, PostgreSQL, {} connections", options.concurrency),
         &run,
@@ -304,6 +358,68 @@ async fn postgres_phase(
         );
     }
     server.stop();
+}
+
+/// What PostgreSQL itself spent on a run: its CPU (the postmaster and every backend) and,
+/// where `pg_stat_statements` is loaded (`scripts/bench` loads it), the statements it ran.
+struct PostgresStatistics {
+    conn: sqlx::PgConnection,
+    postmaster: Option<u32>,
+    counts_statements: bool,
+}
+
+impl PostgresStatistics {
+    async fn connect(url: &str) -> PostgresStatistics {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .expect("backend pid");
+        // Only a server on this machine has its processes in our /proc.
+        let postmaster = u32::try_from(backend).ok().and_then(cpu::parent_of);
+        let counts_statements = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut conn)
+            .await
+            .is_ok()
+            && sqlx::query("SELECT pg_stat_statements_reset()")
+                .execute(&mut conn)
+                .await
+                .is_ok();
+        PostgresStatistics {
+            conn,
+            postmaster,
+            counts_statements,
+        }
+    }
+
+    async fn reset(&mut self) {
+        if self.counts_statements {
+            let _ = sqlx::query("SELECT pg_stat_statements_reset()")
+                .execute(&mut self.conn)
+                .await;
+        }
+    }
+
+    fn server_seconds(&self) -> f64 {
+        self.postmaster.map_or(0.0, cpu::tree_seconds)
+    }
+
+    /// Statements run since the last reset in this database, but those of this connection.
+    async fn statements(&mut self) -> Option<i64> {
+        if !self.counts_statements {
+            return None;
+        }
+        sqlx::query_scalar(
+            "SELECT sum(calls)::bigint FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'ANALYZE%'",
+        )
+        .fetch_one(&mut self.conn)
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
 async fn replay_phase(path: &Path, summary: &mut Summary) {

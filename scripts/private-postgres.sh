@@ -123,6 +123,9 @@ start_private_postgres() {
     local settings="-c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG_TMP -c max_connections=300"
     if [[ $durable != durable ]]; then
         settings+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    elif [[ -e $bindir/../lib/pg_stat_statements.so ]]; then
+        # The benchmark counts the statements an event costs (docs/PERFORMANCE.md).
+        settings+=" -c shared_preload_libraries=pg_stat_statements"
     fi
     # Pick a free port: $DIARYSYNC_TEST_PG_PORT or 54329, then a few others.
     local first=${DIARYSYNC_TEST_PG_PORT:-54329} port started=0 i
