@@ -228,6 +228,11 @@ async fn check(url: &str, seen: &Seen) -> String {
 
 /// HAProxy in front of the nodes: round robin, health-checked on `/readyz`, a request whose
 /// node died before answering retried on another.
+///
+/// `timeout check` is longer than the nodes' `readiness_timeout_ms` (2 s): `/readyz` commits
+/// a probe through every writer, which waits its turn behind the events queued there.
+/// Without it HAProxy gives a check `inter` (200 ms) to answer, marks busy nodes down at
+/// saturation, and answers partners 503 with no node left (732 such answers in a 20 s run).
 struct Balancer {
     child: Child,
     addr: SocketAddr,
@@ -245,6 +250,7 @@ impl Balancer {
         let config = format!(
             "global\n    maxconn 4096\n\
              defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+             \x20   timeout check 3s\n\
              \x20   retries 3\n    option redispatch 1\n    option http-buffer-request\n\
              \x20   retry-on conn-failure empty-response junk-response 503\n\
              frontend partners\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
