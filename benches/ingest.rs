@@ -136,29 +136,23 @@ async fn sqlite_phases(
     let server = spawn_diarysync(dir, &url, &[]).await;
     warm_up(server.addr, options, template).await;
     if options.runs("sqlite") || options.runs("replay") {
-        let (pid, generator) = (server.child.id(), std::process::id());
-        let reading = || {
-            (
-                cpu::process_seconds(pid),
-                cpu::threads_seconds(pid, "sqlite-writer"),
-                cpu::process_seconds(generator),
-            )
+        let meter = cpu::Meter {
+            server: server.child.id(),
+            writer_threads: "sqlite-writer",
+            postmaster: None,
         };
-        let before = reading();
+        let before = meter.read();
         let run = drive(server.addr, options, template).await;
-        let after = reading();
-        let node = cpu::micros_per_event(before.0, after.0, run.events);
-        let writer = cpu::micros_per_event(before.1, after.1, run.events);
-        let load = cpu::micros_per_event(before.2, after.2, run.events);
+        let cost = meter.read().since(&before, run.events);
         summary.note(format!(
-            "| SQLite durable, CPU per event at {} connections | server {node:.0} µs (writer thread {writer:.0} µs), load generator {load:.0} µs |",
-            options.concurrency,
+            "| SQLite durable, CPU per event at {} connections | server {:.0} µs (writer thread {:.0} µs), load generator {:.0} µs |",
+            options.concurrency, cost.server, cost.writers, cost.generator,
         ));
         summary.note(format!(
             "| SQLite durable, what this machine's {} cores allow at that cost | {:.0} events/s; the writer thread alone {:.0} events/s |",
             cpu::cores(),
-            cpu::cores() as f64 * 1e6 / (node + load).max(1.0),
-            1e6 / writer.max(1.0),
+            cost.allowed_rate(),
+            1e6 / cost.writers.max(1.0),
         ));
         summary.load(
             &format!(
@@ -308,38 +302,27 @@ async fn postgres_phase(
         .execute(&mut statistics.conn)
         .await
         .expect("analyze");
-    let pid = server.child.id();
     statistics.reset().await;
-    let generator = std::process::id();
-    let cpu_before = (
-        cpu::process_seconds(pid),
-        cpu::threads_seconds(pid, "postgres-writer"),
-        statistics.server_seconds(),
-        cpu::process_seconds(generator),
-    );
+    let meter = cpu::Meter {
+        server: server.child.id(),
+        writer_threads: "postgres-writer",
+        postmaster: statistics.postmaster,
+    };
+    let before = meter.read();
     let run = drive(server.addr, options, template).await;
-    let cpu_after = (
-        cpu::process_seconds(pid),
-        cpu::threads_seconds(pid, "postgres-writer"),
-        statistics.server_seconds(),
-        cpu::process_seconds(generator),
-    );
+    let cost = meter.read().since(&before, run.events);
     let statements = match statistics.statements().await {
         Some(calls) => format!("{:.1}", calls as f64 / run.events.max(1) as f64),
         None => "not counted (pg_stat_statements is not loaded)".to_owned(),
     };
-    let node = cpu::micros_per_event(cpu_before.0, cpu_after.0, run.events);
-    let database = cpu::micros_per_event(cpu_before.2, cpu_after.2, run.events);
-    let load = cpu::micros_per_event(cpu_before.3, cpu_after.3, run.events);
     summary.note(format!(
-        "| PostgreSQL, CPU per event at {} connections | node {node:.0} µs (writer threads {:.0} µs), PostgreSQL {database:.0} µs, load generator {load:.0} µs | statements per event {statements} |",
-        options.concurrency,
-        cpu::micros_per_event(cpu_before.1, cpu_after.1, run.events),
+        "| PostgreSQL, CPU per event at {} connections | node {:.0} µs (writer threads {:.0} µs), PostgreSQL {:.0} µs, load generator {:.0} µs | statements per event {statements} |",
+        options.concurrency, cost.server, cost.writers, cost.database, cost.generator,
     ));
     summary.note(format!(
         "| PostgreSQL, what this machine's {} cores allow at that cost | {:.0} events/s |",
         cpu::cores(),
-        cpu::cores() as f64 * 1e6 / (node + database + load).max(1.0),
+        cost.allowed_rate(),
     ));
     summary.load(
         &format!("diarysync, PostgreSQL, {} connections", options.concurrency),
@@ -401,11 +384,7 @@ impl PostgresStatistics {
         }
     }
 
-    fn server_seconds(&self) -> f64 {
-        self.postmaster.map_or(0.0, cpu::tree_seconds)
-    }
-
-    /// Statements run since the last reset in this database, but those of this connection.
+    /// Statements run in this database since the last reset, but this connection's.
     async fn statements(&mut self) -> Option<i64> {
         if !self.counts_statements {
             return None;
@@ -413,7 +392,7 @@ impl PostgresStatistics {
         sqlx::query_scalar(
             "SELECT sum(calls)::bigint FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE 'ANALYZE%'",
+               AND query NOT LIKE '%pg_stat_statements%'",
         )
         .fetch_one(&mut self.conn)
         .await

@@ -42,14 +42,14 @@ fn ticks(fields: &[u64], indexes: &[usize]) -> u64 {
 }
 
 /// CPU seconds process `pid` has used so far, all its threads.
-pub fn process_seconds(pid: u32) -> f64 {
+fn process_seconds(pid: u32) -> f64 {
     let fields = stat_fields(Path::new(&format!("/proc/{pid}/stat"))).unwrap_or_default();
     ticks(&fields, &[UTIME, STIME]) as f64 / TICKS_PER_SECOND
 }
 
 /// CPU seconds used so far by the threads of `pid` whose name starts with `prefix` (the
 /// store's writers name theirs: `sqlite-writer`, `postgres-writer-N`).
-pub fn threads_seconds(pid: u32, prefix: &str) -> f64 {
+fn threads_seconds(pid: u32, prefix: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0.0;
     };
@@ -67,7 +67,7 @@ pub fn threads_seconds(pid: u32, prefix: &str) -> f64 {
 
 /// CPU seconds used so far by process `parent` and its children, live and reaped (a
 /// PostgreSQL server: the postmaster and its backends).
-pub fn tree_seconds(parent: u32) -> f64 {
+fn tree_seconds(parent: u32) -> f64 {
     let own = stat_fields(Path::new(&format!("/proc/{parent}/stat"))).unwrap_or_default();
     let mut total = ticks(&own, &[UTIME, STIME, CUTIME, CSTIME]);
     if let Ok(processes) = std::fs::read_dir("/proc") {
@@ -95,13 +95,67 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     u32::try_from(*fields.get(PPID)?).ok()
 }
 
+/// What a run's CPU is read from: a server process (and its writer threads, by name), the
+/// PostgreSQL server it writes to if any, and this process, the load generator.
+pub struct Meter {
+    pub server: u32,
+    pub writer_threads: &'static str,
+    pub postmaster: Option<u32>,
+}
+
+/// CPU seconds used so far by each part a [`Meter`] reads.
+pub struct Reading {
+    server: f64,
+    writers: f64,
+    database: f64,
+    generator: f64,
+}
+
+/// Microseconds of CPU per event of each part between two [`Reading`]s.
+pub struct Costs {
+    pub server: f64,
+    pub writers: f64,
+    pub database: f64,
+    pub generator: f64,
+}
+
+impl Meter {
+    pub fn read(&self) -> Reading {
+        Reading {
+            server: process_seconds(self.server),
+            writers: threads_seconds(self.server, self.writer_threads),
+            database: self.postmaster.map_or(0.0, tree_seconds),
+            generator: process_seconds(std::process::id()),
+        }
+    }
+}
+
+impl Reading {
+    /// The cost per event of `events` between `earlier` and this reading.
+    pub fn since(&self, earlier: &Reading, events: u64) -> Costs {
+        Costs {
+            server: micros_per_event(earlier.server, self.server, events),
+            writers: micros_per_event(earlier.writers, self.writers, events),
+            database: micros_per_event(earlier.database, self.database, events),
+            generator: micros_per_event(earlier.generator, self.generator, events),
+        }
+    }
+}
+
+impl Costs {
+    /// Events a second this machine's cores allow at these costs, if they did nothing else.
+    pub fn allowed_rate(&self) -> f64 {
+        cores() as f64 * 1e6 / (self.server + self.database + self.generator).max(1.0)
+    }
+}
+
 /// The cores this process may run on (the bound on what a run can use).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// Microseconds of CPU per event between two readings.
-pub fn micros_per_event(before: f64, after: f64, events: u64) -> f64 {
+fn micros_per_event(before: f64, after: f64, events: u64) -> f64 {
     if events == 0 {
         return 0.0;
     }

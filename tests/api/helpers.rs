@@ -234,6 +234,16 @@ pub fn fixture_in(dir: &str, name: &str) -> Vec<u8> {
 }
 
 /// Deserialises a response body as JSON, with the body in the panic message if it is not.
+/// The `action` of each entry of an audit trail page (`GET /api/v1/audit`), newest first.
+pub fn audit_actions(trail: &Value) -> Vec<&str> {
+    trail
+        .as_array()
+        .expect("an audit trail page")
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect()
+}
+
 pub async fn json_of(response: Response) -> Value {
     let text = response.text().await.expect("response body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))

@@ -207,12 +207,7 @@ async fn a_partner_rotates_its_secret_with_no_failed_delivery(db: Db) {
     // Sealed at rest: the database never holds a secret in the clear; the trail names the
     // rotation and who did it, never the secret.
     let trail = app.admin_get("/audit?limit=100").await;
-    let actions: Vec<&str> = trail
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit_actions(&trail);
     for action in [
         "partner.create",
         "partner.secret_add",
@@ -548,12 +543,7 @@ async fn a_venue_is_made_set_up_and_given_a_location_on_the_pages(db: Db) {
     let venue = app.admin_get(&format!("/venues/{id}")).await;
     assert_eq!(venue["locations"][0]["location_id"], "41910290874370");
     let history = app.admin_get(&format!("/audit?venue={id}")).await;
-    let actions: Vec<&str> = history
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit_actions(&history);
     assert_eq!(
         actions,
         ["venue.location_add", "venue.change", "venue.create"]

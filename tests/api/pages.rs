@@ -12,7 +12,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, fixture, spawn};
+use crate::helpers::{ADMIN_TOKEN, Db, SPLIT_LOCATION, TestApp, audit_actions, fixture, spawn};
 
 /// A chromedriver on a free port, stopped when dropped.
 pub(crate) struct Driver {
@@ -720,12 +720,7 @@ async fn onboarding_scenario(app: &TestApp, browser: &Client, venue: i64) {
 
     // The trail names the integrator for each step.
     let trail = app.admin_get("/audit?actor=ira@platform.example").await;
-    let actions: Vec<&str> = trail
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit_actions(&trail);
     for action in [
         "venue.location_add",
         "events.replay",

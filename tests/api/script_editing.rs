@@ -194,12 +194,7 @@ async fn a_script_is_tried_on_a_stored_event_then_saved_as_a_new_version(db: Db)
     assert_eq!(save["after"]["script"]["version"], v2.as_str());
     assert_eq!(save["actor"], "admin token");
     assert!(!save.to_string().contains("event.body"), "{save}");
-    let actions: Vec<&str> = trail
-        .as_array()
-        .expect("trail")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit_actions(&trail);
     assert_eq!(
         actions,
         [

@@ -419,12 +419,7 @@ async fn a_partners_history_and_health_list_everything_to_act_on(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK);
     let trail = app.admin_get("/audit?partner=tilltastic").await;
-    let actions: Vec<&str> = trail
-        .as_array()
-        .expect("trail")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = audit_actions(&trail);
     assert_eq!(
         actions,
         [
