@@ -239,40 +239,17 @@ async fn move_booking(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let before = match change.before_sales {
-        BeforeSales::Keep => {
-            return record_transition(
-                conn,
-                booking_id,
-                change.from,
-                change.to,
-                cause,
-                event_id,
-                now,
-            )
-            .await;
-        }
-        BeforeSales::Set(status) => Some(status.as_str()),
-        BeforeSales::Forget => None,
+        BeforeSales::Keep => None,
+        BeforeSales::Set(status) => Some(Some(status.as_str())),
+        BeforeSales::Forget => Some(None),
     };
-    db::query(
-        "UPDATE bookings SET status = $1, updated_at = $2, pre_sales_status = $4 WHERE id = $3",
-    )
-    .bind(change.to.as_str())
-    .bind(now.timestamp_millis())
-    .bind(booking_id)
-    .bind(before)
-    .execute(conn)
-    .await?;
-    insert_transition(
-        conn,
+    let moved = Move {
         booking_id,
-        change.from,
-        change.to,
-        cause,
-        event_id,
-        now,
-    )
-    .await
+        from: change.from,
+        to: change.to,
+        before_sales: before,
+    };
+    write_move(conn, &moved, cause, event_id, now).await
 }
 
 /// Whether a live sale holds the booking by stronger evidence than table and time (its
@@ -303,6 +280,11 @@ pub(in crate::store) async fn booking_status(
     parse_status(&status.ok_or(StoreError::NotFound("booking"))?)
 }
 
+/// Moves booking `booking_id` from `from` to `to` and records the move in its history with
+/// `cause` (and the event that caused it, if one did); its status before its sales stays.
+///
+/// # Errors
+/// Store failures only.
 pub(in crate::store) async fn record_transition(
     conn: &mut Conn<'_>,
     booking_id: i64,
@@ -312,42 +294,89 @@ pub(in crate::store) async fn record_transition(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    db::query("UPDATE bookings SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(to.as_str())
-        .bind(now.timestamp_millis())
-        .bind(booking_id)
-        .execute(conn)
-        .await?;
-    insert_transition(conn, booking_id, from, to, cause, event_id, now).await
+    let moved = Move {
+        booking_id,
+        from,
+        to,
+        before_sales: None,
+    };
+    write_move(conn, &moved, cause, event_id, now).await
 }
 
-/// Records a status move in the booking's history.
-async fn insert_transition(
-    conn: &mut Conn<'_>,
+/// A status move as it is written.
+struct Move<'a> {
     booking_id: i64,
     from: BookingStatus,
     to: BookingStatus,
+    /// The status before its sales to remember (`Some(None)`: to forget); `None` keeps it.
+    before_sales: Option<Option<&'a str>>,
+}
+
+/// Writes a status move and its line in the booking's history, noted for the outbox. On
+/// PostgreSQL in one statement (a data-modifying `WITH`): each statement there is a round
+/// trip and PostgreSQL's per-statement work, and a move is one in three events.
+async fn write_move(
+    conn: &mut Conn<'_>,
+    moved: &Move<'_>,
     cause: &str,
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     conn.note(Note {
         change: Noted::Status {
-            booking_id,
-            from,
-            to,
+            booking_id: moved.booking_id,
+            from: moved.from,
+            to: moved.to,
         },
         cause: cause.to_owned(),
         event_id,
         at: now,
     });
+    // The booking's row: $1 its id, $2 now, $3 the new status, and `remember` the status
+    // before its sales when the move sets or forgets it.
+    let update = |remember: &str| match moved.before_sales {
+        Some(_) => format!(
+            "UPDATE bookings SET status = $3, updated_at = $2, pre_sales_status = {remember}
+             WHERE id = $1"
+        ),
+        None => "UPDATE bookings SET status = $3, updated_at = $2 WHERE id = $1".to_owned(),
+    };
+    let remembers = moved.before_sales.map(|before| {
+        use db::Bind;
+        before.param()
+    });
+    if conn.is_postgres() {
+        db::query(format!(
+            "WITH moved AS ({}) INSERT INTO booking_transitions
+                 (booking_id, from_status, to_status, cause, event_id, at)
+             VALUES ($1, $4, $3, $5, $6, $2)",
+            update("$7")
+        ))
+        .bind(moved.booking_id)
+        .bind(now.timestamp_millis())
+        .bind(moved.to.as_str())
+        .bind(moved.from.as_str())
+        .bind(cause)
+        .bind(event_id)
+        .bind_params(remembers)
+        .execute(conn)
+        .await?;
+        return Ok(());
+    }
+    db::query(update("$4"))
+        .bind(moved.booking_id)
+        .bind(now.timestamp_millis())
+        .bind(moved.to.as_str())
+        .bind_params(remembers)
+        .execute(conn)
+        .await?;
     db::query(
         "INSERT INTO booking_transitions (booking_id, from_status, to_status, cause, event_id, at)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(booking_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
+    .bind(moved.booking_id)
+    .bind(moved.from.as_str())
+    .bind(moved.to.as_str())
     .bind(cause)
     .bind(event_id)
     .bind(now.timestamp_millis())

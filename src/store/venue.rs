@@ -140,11 +140,16 @@ pub(in crate::store) async fn locked_venue_of_location(
         }
         return Ok(venue);
     }
-    let row = db::query(VENUE_OF_LOCATION_TRY_LOCK.as_str())
-        .bind(partner)
-        .bind(location_id)
-        .fetch_optional(conn)
-        .await?;
+    let row = match conn.take_venue_read_ahead(partner, location_id) {
+        Some(row) => row,
+        None => {
+            db::query(VENUE_OF_LOCATION_TRY_LOCK.as_str())
+                .bind(partner)
+                .bind(location_id)
+                .fetch_optional(conn)
+                .await?
+        }
+    };
     let Some(row) = row else {
         return Ok(None);
     };
@@ -156,6 +161,51 @@ pub(in crate::store) async fn locked_venue_of_location(
     fail::fail_point!(FAIL_HOLDING_VENUE);
     let enabled = row.try_get::<i64>("enabled")? != 0;
     venue_from_row(&row, enabled).map(Some)
+}
+
+/// [`VENUE_OF_LOCATION_TRY_LOCK`] with the next event id and the sale's lock: one row
+/// whether the location is mapped or not (`id` null when not). `$3` is the sale's lock id,
+/// null when the event locks no sale.
+static EVENT_ID_AND_VENUE_TRY_LOCK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT nextval(pg_get_serial_sequence('events', 'id')) AS event_id,
+                 COALESCE(pg_try_advisory_xact_lock($3), true) AS sale_locked,
+                 {}, l.enabled, pg_try_advisory_xact_lock({}) AS locked
+             FROM (SELECT 1 AS one) AS one
+                 LEFT JOIN (partner_locations l JOIN venues v ON v.id = l.venue_id)
+                     ON l.partner = $1 AND l.location_id = $2",
+        venue_columns!(),
+        crate::store::postgres::VENUE_KEY_OF_V_ID
+    )
+});
+
+/// In a PostgreSQL batch, reserves the next event's id, takes its sale's lock (`sale`, an
+/// advisory lock id, if it has one) and reads and locks the venue `(partner, location_id)` is
+/// mapped to, in one round trip instead of two: the venue is kept for
+/// [`locked_venue_of_location`]. Each statement of an event is a round trip and PostgreSQL's
+/// per-statement work, what bounds PostgreSQL's rate (`docs/PERFORMANCE.md`).
+///
+/// # Errors
+/// [`StoreError::Contended`] when another transaction holds the sale.
+pub(in crate::store) async fn reserve_event_id_reading_venue(
+    conn: &mut Conn<'_>,
+    partner: &str,
+    location_id: &str,
+    sale: Option<i64>,
+) -> Result<i64, StoreError> {
+    let row = db::query(EVENT_ID_AND_VENUE_TRY_LOCK.as_str())
+        .bind(partner)
+        .bind(location_id)
+        .bind(sale)
+        .fetch_one(conn)
+        .await?;
+    if !row.try_get::<bool>("sale_locked")? {
+        return Err(StoreError::Contended);
+    }
+    let event_id = row.try_get("event_id")?;
+    let mapped = row.try_get::<Option<i64>>("id")?.is_some();
+    conn.read_venue_ahead(partner, location_id, mapped.then_some(row));
+    Ok(event_id)
 }
 
 /// A venue by id, for the re-matching that admin changes trigger.

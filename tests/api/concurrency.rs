@@ -335,3 +335,60 @@ async fn two_replays_at_once_over_the_same_venues_in_opposite_orders_fail_nothin
     let failed = app.admin_get("/events?outcome=failed&limit=1000").await;
     assert_eq!(failed.as_array().map(Vec::len), Some(0), "{failed}");
 }
+
+/// On PostgreSQL a batch inserts its events' rows together just before its commit. A row
+/// the database refuses (here a trigger refuses one delivery's; in the field an index or
+/// constraint a partner's input breaks) must fail that delivery alone: the batch is undone
+/// and runs again with each write inserting its own row, so every other delivery of it is
+/// acknowledged, and every acknowledged one is stored, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_row_the_database_refuses_fails_its_delivery_alone_not_its_batch() {
+    let app = spawn_with(Db::Postgres, "database_writers = 1").await;
+    app.venue_with_location("lightspeed", "42", true).await;
+    crate::helpers::run_sql_at(
+        Db::Postgres,
+        &app.database_url,
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.query = 'poison=1' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON events
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let deliveries = (0..24).map(|n| {
+        let (client, base) = (client.clone(), app.base.clone());
+        async move {
+            let query = if n == 11 { "?poison=1" } else { "" };
+            let body = format!(
+                r#"{{"notificationType":"OPEN","businessLocationId":"42","account":{{"id":"p{n}","openDate":1712253600000,"tableName":"T1","totalAmount":5}}}}"#
+            );
+            let response = client
+                .post(format!(
+                    "{base}/Sales/partners/lightspeed/events/order.updated{query}"
+                ))
+                .bearer_auth(LIGHTSPEED_TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            (n, response.status(), json_of(response).await)
+        }
+    });
+    let answers = futures_util::future::join_all(deliveries).await;
+    for (n, status, answer) in &answers {
+        let stored = app.sales_with_external_id(&format!("p{n}")).await.len();
+        if *n == 11 {
+            assert!(!status.is_success(), "the refused row's delivery: {answer}");
+            assert_eq!(stored, 0, "and nothing of it committed");
+        } else {
+            assert_eq!(*status, StatusCode::OK, "delivery {n}: {answer}");
+            assert_eq!(stored, 1, "delivery {n} is stored once");
+            let event = app.event(&answer["event_id"]).await;
+            assert_eq!(event["outcome"], "processed", "its event row: {event}");
+        }
+    }
+}

@@ -33,40 +33,50 @@ pub(in crate::store) struct StoredSale {
     last_event_id: i64,
 }
 
+/// The stored sale `external_id` of `partner` at `venue_id`, if any, and whether any sale
+/// names it as its origin (a split, a refund): read together, in one round trip, because
+/// almost every sale has no such sale and then nothing follows it ([`follow_origin`]).
 pub(in crate::store) async fn stored_sale(
     conn: &mut Conn<'_>,
     partner: &str,
     venue_id: i64,
     external_id: &str,
-) -> Result<Option<StoredSale>, StoreError> {
+) -> Result<(Option<StoredSale>, bool), StoreError> {
+    // One row whether or not the sale is stored: `id` is null when it is not.
     let row = db::query(format!(
-        "SELECT id, version, state, items_digest, last_event_id, tables, placed_at, {LINK_COLUMNS}
-         FROM sales WHERE partner = $1 AND venue_id = $2 AND external_id = $3"
+        "SELECT s.id, s.version, s.state, s.items_digest, s.last_event_id, s.tables,
+             s.placed_at, {LINK_COLUMNS},
+             EXISTS (SELECT 1 FROM sales c WHERE c.venue_id = $2 AND c.partner = $1
+                     AND c.origin_external_id = $3) AS has_lineage
+         FROM (SELECT 1 AS one) AS one
+             LEFT JOIN sales s ON s.partner = $1 AND s.venue_id = $2 AND s.external_id = $3"
     ))
     .bind(partner)
     .bind(venue_id)
     .bind(external_id)
-    .fetch_optional(conn)
+    .fetch_one(conn)
     .await?;
-    row.map(|row| {
-        let state: String = row.try_get("state")?;
-        let tables: String = row.try_get("tables")?;
-        Ok(StoredSale {
-            id: row.try_get("id")?,
-            version: row.try_get("version")?,
-            items_digest: row.try_get("items_digest")?,
-            state: SaleState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?,
-            tables: serde_json::from_str(&tables).unwrap_or_default(),
-            placed_at: row
-                .try_get::<Option<i64>>("placed_at")?
-                .map(from_millis)
-                .transpose()?,
-            link: StoredLink::from_row(&row)?,
-            last_event_id: row.try_get("last_event_id")?,
-        })
-    })
-    .transpose()
+    let has_lineage = row.try_get::<bool>("has_lineage")?;
+    let Some(id) = row.try_get::<Option<i64>>("id")? else {
+        return Ok((None, has_lineage));
+    };
+    let state: String = row.try_get("state")?;
+    let tables: String = row.try_get("tables")?;
+    let stored = StoredSale {
+        id,
+        version: row.try_get("version")?,
+        items_digest: row.try_get("items_digest")?,
+        state: SaleState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("sale state {state:?}")))?,
+        tables: serde_json::from_str(&tables).unwrap_or_default(),
+        placed_at: row
+            .try_get::<Option<i64>>("placed_at")?
+            .map(from_millis)
+            .transpose()?,
+        link: StoredLink::from_row(&row)?,
+        last_event_id: row.try_get("last_event_id")?,
+    };
+    Ok((Some(stored), has_lineage))
 }
 
 /// When a snapshot put the check on the tables it is on, if after it was first seen: the
@@ -125,7 +135,8 @@ pub(in crate::store) async fn upsert_sale(
             ),
         ));
     }
-    let stored = stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
+    let (stored, has_lineage) =
+        stored_sale(conn, cx.partner, cx.venue.id, &sale.external_id).await?;
     if let Some(stored) = &stored {
         let skipped = match sale.supersedes(stored.version, stored.state) {
             Freshness::Newer => None,
@@ -197,16 +208,18 @@ pub(in crate::store) async fn upsert_sale(
     let sale = sale.snapshot;
     let cause = format!("sale {} {}", sale.external_id, sale.state.as_str());
     let mut touched: Vec<i64> = link.booking_id.into_iter().collect();
-    touched.extend(
-        follow_origin(
-            conn,
-            cx.partner,
-            cx.venue.id,
-            &sale.external_id,
-            link.booking_id,
-        )
-        .await?,
-    );
+    if has_lineage {
+        touched.extend(
+            follow_origin(
+                conn,
+                cx.partner,
+                cx.venue.id,
+                &sale.external_id,
+                link.booking_id,
+            )
+            .await?,
+        );
+    }
     touched.extend(stored.and_then(|s| s.link.booking_id));
     follow_all(conn, touched, &cause, Some(cx.event_id), cx.now).await?;
     // A check that closes says when its party left: a check its booking was given by table

@@ -16,6 +16,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use super::db::{BoxFuture, Conn, LockWait, Pending};
 use super::{SaleKey, StoreError};
 
+mod deferred;
 mod writer;
 pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;

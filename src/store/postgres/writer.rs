@@ -18,6 +18,12 @@
 //!   of its own on a pooled connection, where it waits for the lock as before (a sale's
 //!   until its deadline, then 409). Locks keep their meaning across nodes: they are the same
 //!   advisory locks, held until the batch commits.
+//! - **An event's row waits for the commit.** Nothing in a batch reads an event row back,
+//!   so each write leaves its row to the batch ([`Conn::defer_insert`]), and the batch
+//!   inserts them all in one statement just before `COMMIT`: a round trip per event less.
+//!   If that statement fails (a row the database refuses), the batch is rolled back whole
+//!   and runs again with each write inserting its own row, so the refused row fails only
+//!   its own write.
 //! - **A venue stays on one writer.** Writes are routed by a key (the partner's location), so
 //!   within one node two writers never contend for the same venue's lock.
 //!
@@ -281,7 +287,11 @@ async fn write_loop(
         // A connection the server ended while it was idle (a failover, a DBA's reaper, an
         // idle timeout) is found dead by the batch's first statement, before anything was
         // written: the batch runs again once on a new connection instead of failing.
-        for attempt in 0..2 {
+        let mut reconnected = false;
+        // Whether event rows wait for the commit; a batch whose rows then fail runs again
+        // with each write inserting its own, so that a row only fails its own write.
+        let mut defer = true;
+        loop {
             let conn = match connection.as_mut() {
                 Some(conn) => conn,
                 None => match options.connect().await {
@@ -293,17 +303,23 @@ async fn write_loop(
                     }
                 },
             };
-            match run_batch(conn, batch, &pool, &home).await {
+            match run_batch(conn, batch, &pool, &home, defer).await {
                 Ok(()) => break,
-                Err(Broken::BeforeWriting(jobs, error)) if attempt == 0 => {
+                Err(Broken::BeforeWriting(jobs, error)) if !reconnected => {
                     tracing::warn!(error = %error, "a PostgreSQL writer's connection was gone; reconnecting");
                     connection = None;
+                    reconnected = true;
                     batch = jobs;
                 }
                 Err(Broken::BeforeWriting(jobs, error)) => {
                     fail_all(jobs.into_iter().map(|job| job.reply), &error);
                     connection = None;
                     break;
+                }
+                Err(Broken::Deferred(jobs, error)) => {
+                    tracing::warn!(error = %error, "a batch's deferred rows failed; running its writes again one row each");
+                    defer = false;
+                    batch = jobs;
                 }
                 Err(Broken::Answered(error)) => {
                     tracing::error!(error = %error, "a PostgreSQL writer's connection failed; reconnecting");
@@ -324,6 +340,9 @@ enum Broken {
     /// Every write of it was answered (with the failure, or after the commit, and the
     /// session was found read-only).
     Answered(StoreError),
+    /// The rows its writes deferred to the commit failed, and the batch was rolled back:
+    /// its writes are handed back to run again, each inserting its own rows.
+    Deferred(Vec<Job>, StoreError),
 }
 
 impl From<sqlx::Error> for Broken {
@@ -332,11 +351,13 @@ impl From<sqlx::Error> for Broken {
     }
 }
 
-/// Runs one batch: every write in its savepoint, one commit, then every answer. Writes that
-/// met a held lock go to run alone.
+/// Runs one batch: every write in its savepoint, the rows they deferred (`defer`: see
+/// [`Conn::defer_insert`]) in one statement, one commit, then every answer. Writes that met
+/// a held lock go to run alone.
 ///
 /// # Errors
 /// [`Broken::BeforeWriting`] with the writes when its first statement failed;
+/// [`Broken::Deferred`] with the writes when their deferred rows failed (nothing committed);
 /// [`Broken::Answered`] when the connection failed later (every write of the batch was
 /// answered with it) or turned out read-only.
 async fn run_batch(
@@ -344,9 +365,9 @@ async fn run_batch(
     batch: Vec<Job>,
     pool: &PgPool,
     home: &tokio::runtime::Handle,
+    defer: bool,
 ) -> Result<(), Broken> {
-    let mut answers: Vec<(oneshot::Sender<_>, Result<Output, StoreError>)> =
-        Vec::with_capacity(batch.len());
+    let mut answers: Vec<(Job, Result<Output, StoreError>)> = Vec::with_capacity(batch.len());
     // Whether a write failed because the session is read-only: the connection is then
     // dropped after the batch, so the next one connects to wherever writes go now.
     let mut read_only = false;
@@ -357,23 +378,28 @@ async fn run_batch(
     }
     // Whether the savepoint `job` stands empty (just opened, or just rolled back to).
     let mut clean = true;
+    // The rows the batch's writes left to insert just before the commit.
+    let mut deferred = Vec::new();
     for job in pending.by_ref() {
         if !clean && let Err(error) = simple(conn, "RELEASE SAVEPOINT job; SAVEPOINT job").await {
-            let replies = answers.into_iter().map(|(reply, _)| reply);
+            let replies = answers.into_iter().map(|(job, _)| job.reply);
             fail_all(
                 replies.chain([job.reply]).chain(pending.map(|j| j.reply)),
                 &error,
             );
             return Err(error.into());
         }
-        let result = crate::store::guarded((job.op)(&mut Conn::postgres_batched(conn))).await;
+        let mut batched = Conn::postgres_batched(conn, defer);
+        let result = crate::store::guarded((job.op)(&mut batched)).await;
+        let inserts = batched.take_deferred_inserts();
         if result.is_ok() {
             clean = false;
-            answers.push((job.reply, result));
+            deferred.extend(inserts);
+            answers.push((job, result));
             continue;
         }
         if let Err(error) = simple(conn, "ROLLBACK TO SAVEPOINT job").await {
-            let replies = answers.into_iter().map(|(reply, _)| reply);
+            let replies = answers.into_iter().map(|(job, _)| job.reply);
             fail_all(
                 replies.chain([job.reply]).chain(pending.map(|j| j.reply)),
                 &error,
@@ -384,8 +410,23 @@ async fn run_batch(
         read_only |= result.as_ref().err().is_some_and(super::is_read_only);
         match result {
             Err(StoreError::Contended) => alone.push(job),
-            failed => answers.push((job.reply, failed)),
+            failed => answers.push((job, failed)),
         }
+    }
+    if let Err(error) = super::deferred::insert_all(conn, deferred).await {
+        // The transaction is aborted (a COMMIT now would roll it back and say it
+        // committed): undone whole, and every write handed back, in its order.
+        if let Err(rollback) = simple(conn, "ROLLBACK").await {
+            let replies = answers.into_iter().map(|(job, _)| job.reply);
+            fail_all(replies.chain(alone.into_iter().map(|j| j.reply)), &rollback);
+            return Err(rollback.into());
+        }
+        let jobs = answers
+            .into_iter()
+            .map(|(job, _)| job)
+            .chain(alone)
+            .collect();
+        return Err(Broken::Deferred(jobs, error));
     }
     let committing = Instant::now();
     let committed = simple(conn, "COMMIT").await;
@@ -396,8 +437,8 @@ async fn run_batch(
     }
     match committed {
         Ok(()) => {
-            for (reply, result) in answers {
-                let _ = reply.send(result);
+            for (job, result) in answers {
+                let _ = job.reply.send(result);
             }
             if read_only {
                 return Err(Broken::Answered(StoreError::Unavailable(
@@ -407,7 +448,7 @@ async fn run_batch(
             Ok(())
         }
         Err(error) => {
-            fail_all(answers.into_iter().map(|(reply, _)| reply), &error);
+            fail_all(answers.into_iter().map(|(job, _)| job.reply), &error);
             Err(error.into())
         }
     }

@@ -19,10 +19,13 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use sqlx::{Column, PgConnection, Row as _, TypeInfo, ValueRef as _};
+use sqlx::PgConnection;
 
 use super::StoreError;
 use crate::domain::change::Note;
+use run::{postgres_batch, postgres_run, sqlite_run};
+
+mod run;
 
 /// A boxed future borrowing a connection for `'a`: what store operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -99,6 +102,28 @@ pub struct Conn<'c> {
     /// The diary changes this write made so far, rendered into messages before it commits
     /// (`store::changes::flush`).
     notes: Vec<Note>,
+    /// A venue row read ahead with the event's id, for the `(partner, location)` it is for:
+    /// `None` inside when that location is mapped to no venue (`store::venue`).
+    venue_read_ahead: Option<VenueReadAhead>,
+    /// Rows to insert when the batch commits, in a PostgreSQL batch (`None` elsewhere: rows
+    /// are inserted at once). See [`Conn::defer_insert`].
+    deferred: Option<Vec<DeferredInsert>>,
+}
+
+/// A row whose insert waits for its batch's commit: `values` in the order of `columns`.
+#[derive(Debug)]
+pub struct DeferredInsert {
+    pub table: &'static str,
+    pub columns: &'static str,
+    pub values: Vec<Param<'static>>,
+}
+
+/// See [`Conn::read_venue_ahead`].
+#[derive(Debug)]
+struct VenueReadAhead {
+    partner: String,
+    location_id: String,
+    row: Option<Row>,
 }
 
 #[derive(Debug)]
@@ -114,6 +139,8 @@ impl<'c> Conn<'c> {
             savepoints: 0,
             lock_wait: LockWait::SessionLimit,
             notes: Vec::new(),
+            venue_read_ahead: None,
+            deferred: None,
         }
     }
 
@@ -124,17 +151,23 @@ impl<'c> Conn<'c> {
             savepoints: 0,
             lock_wait: LockWait::SessionLimit,
             notes: Vec::new(),
+            venue_read_ahead: None,
+            deferred: None,
         }
     }
 
     /// A PostgreSQL connection in a batch of writes: a lock held elsewhere is not waited
     /// for but answered with [`StoreError::Contended`] (see `postgres::writer`).
-    pub fn postgres_batched(conn: &'c mut PgConnection) -> Conn<'c> {
+    /// With `defer`, inserts that nothing in the batch reads back wait for its commit
+    /// ([`Conn::defer_insert`]).
+    pub fn postgres_batched(conn: &'c mut PgConnection, defer: bool) -> Conn<'c> {
         Conn {
             link: Link::Postgres(conn),
             savepoints: 0,
             lock_wait: LockWait::Never,
             notes: Vec::new(),
+            venue_read_ahead: None,
+            deferred: defer.then(Vec::new),
         }
     }
 
@@ -147,6 +180,52 @@ impl<'c> Conn<'c> {
     /// The changes noted so far, in the order they were made; the list is left empty.
     pub fn take_notes(&mut self) -> Vec<Note> {
         std::mem::take(&mut self.notes)
+    }
+
+    /// Keeps the row of the venue `(partner, location_id)` is mapped to (`None`: to none),
+    /// read by a statement that did more (on PostgreSQL, with the event's id), for the
+    /// next [`Conn::take_venue_read_ahead`] of that location in this write.
+    pub fn read_venue_ahead(&mut self, partner: &str, location_id: &str, row: Option<Row>) {
+        self.venue_read_ahead = Some(VenueReadAhead {
+            partner: partner.to_owned(),
+            location_id: location_id.to_owned(),
+            row,
+        });
+    }
+
+    /// The venue row read ahead for `(partner, location_id)`, once; `None` when none was.
+    pub fn take_venue_read_ahead(
+        &mut self,
+        partner: &str,
+        location_id: &str,
+    ) -> Option<Option<Row>> {
+        let ahead = self.venue_read_ahead.take()?;
+        (ahead.partner == partner && ahead.location_id == location_id).then_some(ahead.row)
+    }
+
+    /// Whether inserts that nothing in the batch reads back may wait for the commit
+    /// ([`Conn::defer_insert`]): in a PostgreSQL batch.
+    pub fn defers_inserts(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Keeps `row` to be inserted with every other deferred row of the batch, in one
+    /// statement just before its commit (`postgres::writer`), instead of a round trip now.
+    /// Only for rows nothing in the batch reads or refers to; with [`Conn::defers_inserts`]
+    /// false, the caller inserts it itself. A savepoint rolled back drops the rows deferred
+    /// after it.
+    pub fn defer_insert(&mut self, row: DeferredInsert) {
+        if let Some(deferred) = &mut self.deferred {
+            deferred.push(row);
+        }
+    }
+
+    /// The rows deferred so far; the list is left empty.
+    pub fn take_deferred_inserts(&mut self) -> Vec<DeferredInsert> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Whether this is a PostgreSQL connection (for the few statements whose text differs).
@@ -217,6 +296,7 @@ impl<'c> Conn<'c> {
         Ok(Savepoint {
             name,
             notes: self.notes.len(),
+            deferred: self.deferred.as_ref().map_or(0, Vec::len),
         })
     }
 
@@ -251,6 +331,8 @@ pub struct Savepoint {
     name: String,
     /// How many changes were noted when it was opened: those noted after it go with it.
     notes: usize,
+    /// Likewise for deferred inserts.
+    deferred: usize,
 }
 
 impl Savepoint {
@@ -268,6 +350,9 @@ impl Savepoint {
     /// When the database refuses.
     pub async fn rollback(self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
         conn.notes.truncate(self.notes);
+        if let Some(deferred) = &mut conn.deferred {
+            deferred.truncate(self.deferred);
+        }
         conn.batch(&format!("ROLLBACK TO {}", self.name)).await?;
         conn.batch(&format!("RELEASE {}", self.name)).await
     }
@@ -279,6 +364,17 @@ pub enum Param<'q> {
     Int(Option<i64>),
     Text(Option<Cow<'q, str>>),
     Bytes(Option<Cow<'q, [u8]>>),
+}
+
+impl Param<'_> {
+    /// The same value, owning its text or bytes.
+    pub fn into_owned(self) -> Param<'static> {
+        match self {
+            Param::Int(v) => Param::Int(v),
+            Param::Text(v) => Param::Text(v.map(|t| Cow::Owned(t.into_owned()))),
+            Param::Bytes(v) => Param::Bytes(v.map(|b| Cow::Owned(b.into_owned()))),
+        }
+    }
 }
 
 /// Values that bind as a [`Param`].
@@ -574,160 +670,4 @@ pub fn run_sync<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<
             "SQLite work suspended; it must run to completion".to_owned(),
         )),
     }
-}
-
-impl rusqlite::ToSql for Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(ToSqlOutput::Borrowed(match self {
-            Param::Int(Some(v)) => ValueRef::Integer(*v),
-            Param::Text(Some(v)) => ValueRef::Text(v.as_bytes()),
-            Param::Bytes(Some(v)) => ValueRef::Blob(v),
-            Param::Int(None) | Param::Text(None) | Param::Bytes(None) => ValueRef::Null,
-        }))
-    }
-}
-
-/// What SQLite needs of a statement text, worked out once per text and thread: the text with
-/// `$n` rewritten to `?n` (bound by number, no name lookups) and its column names, shared by
-/// every row it returns.
-struct SqliteShape {
-    sql: String,
-    columns: Option<Arc<[String]>>,
-}
-
-thread_local! {
-    static SHAPES: std::cell::RefCell<std::collections::HashMap<String, SqliteShape>> =
-        std::cell::RefCell::default();
-}
-
-/// `$n` placeholders as SQLite's `?n`. Statements never hold a `$` anywhere else.
-fn numbered_placeholders(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
-fn sqlite_run(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: &[Param<'_>],
-    want_rows: bool,
-) -> Result<(Vec<Row>, u64), StoreError> {
-    SHAPES.with(|shapes| {
-        let mut shapes = shapes.borrow_mut();
-        if !shapes.contains_key(sql) {
-            let shape = SqliteShape {
-                sql: numbered_placeholders(sql),
-                columns: None,
-            };
-            shapes.insert(sql.to_owned(), shape);
-        }
-        let shape = shapes
-            .get_mut(sql)
-            .ok_or_else(|| StoreError::Unsupported("statement cache".to_owned()))?;
-        let mut statement = conn.prepare_cached(&shape.sql)?;
-        for (index, param) in params.iter().enumerate() {
-            statement.raw_bind_parameter(index + 1, param)?;
-        }
-        if !want_rows {
-            let changed = statement.raw_execute()?;
-            return Ok((Vec::new(), u64::try_from(changed).unwrap_or(u64::MAX)));
-        }
-        let columns = Arc::clone(shape.columns.get_or_insert_with(|| {
-            statement
-                .column_names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect()
-        }));
-        let width = columns.len();
-        let mut rows = statement.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut values = Vec::with_capacity(width);
-            for index in 0..width {
-                use rusqlite::types::ValueRef;
-                values.push(match row.get_ref(index)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(v) => Value::Int(v),
-                    ValueRef::Text(v) => Value::Text(String::from_utf8_lossy(v).into_owned()),
-                    ValueRef::Blob(v) => Value::Bytes(v.to_vec()),
-                    ValueRef::Real(v) => {
-                        return Err(StoreError::Corrupt(format!(
-                            "a REAL value ({v}) where none is ever written"
-                        )));
-                    }
-                });
-            }
-            out.push(Row {
-                columns: Arc::clone(&columns),
-                values,
-            });
-        }
-        Ok((out, 0))
-    })
-}
-
-async fn postgres_batch(conn: &mut PgConnection, sql: &str) -> Result<(), StoreError> {
-    sqlx::query(sql).execute(conn).await?;
-    Ok(())
-}
-
-async fn postgres_run(
-    conn: &mut PgConnection,
-    sql: &str,
-    params: &[Param<'_>],
-    want_rows: bool,
-) -> Result<(Vec<Row>, u64), StoreError> {
-    let mut query = sqlx::query(sql);
-    for param in params {
-        query = match param {
-            Param::Int(v) => query.bind(*v),
-            Param::Text(v) => query.bind(v.as_deref()),
-            Param::Bytes(v) => query.bind(v.as_deref()),
-        };
-    }
-    if !want_rows {
-        return Ok((Vec::new(), query.execute(&mut *conn).await?.rows_affected()));
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    let Some(first) = rows.first() else {
-        return Ok((Vec::new(), 0));
-    };
-    let columns: Arc<[String]> = first
-        .columns()
-        .iter()
-        .map(|c| c.name().to_owned())
-        .collect();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut values = Vec::with_capacity(columns.len());
-        for (index, column) in row.columns().iter().enumerate() {
-            let null = row.try_get_raw(index)?.is_null();
-            values.push(if null {
-                Value::Null
-            } else {
-                match column.type_info().name() {
-                    "INT8" => Value::Int(row.try_get::<i64, _>(index)?),
-                    "INT4" => Value::Int(i64::from(row.try_get::<i32, _>(index)?)),
-                    "INT2" => Value::Int(i64::from(row.try_get::<i16, _>(index)?)),
-                    "BOOL" => Value::Int(i64::from(row.try_get::<bool, _>(index)?)),
-                    "BYTEA" => Value::Bytes(row.try_get::<Vec<u8>, _>(index)?),
-                    "TEXT" | "VARCHAR" | "NAME" | "BPCHAR" => {
-                        Value::Text(row.try_get::<String, _>(index)?)
-                    }
-                    other => {
-                        return Err(StoreError::Corrupt(format!(
-                            "column {} has type {other}, which the store never uses",
-                            column.name()
-                        )));
-                    }
-                }
-            });
-        }
-        out.push(Row {
-            columns: Arc::clone(&columns),
-            values,
-        });
-    }
-    Ok((out, 0))
 }
