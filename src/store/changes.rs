@@ -233,7 +233,10 @@ async fn render(
 
 /// A booking with its venue's settings and its sales, in one statement: the sale columns
 /// qualified, the booking's and venue's aliased apart from the sale's own.
-static BOOKING_WITH_SALES: LazyLock<String> = LazyLock::new(|| {
+/// A booking with its venue's currency and covers rule, and its sales (a row each, or one
+/// row of nulls for them): what its messages show, and what its status follows
+/// (`store::rematch::follow_sales`, which keeps the rows for [`flush`]).
+pub(in crate::store) static BOOKING_WITH_SALES: LazyLock<String> = LazyLock::new(|| {
     let sale: Vec<String> = SALE_COLUMNS
         .split(',')
         .map(|c| format!("s.{}", c.trim()))
@@ -242,8 +245,9 @@ static BOOKING_WITH_SALES: LazyLock<String> = LazyLock::new(|| {
         "SELECT b.venue_id AS b_venue_id, b.reference AS b_reference, b.status AS b_status,
              b.start_at AS b_start_at, b.end_at AS b_end_at, b.covers AS b_covers,
              b.tables AS b_tables, b.source AS b_source, b.external_key AS b_external_key,
-             b.notified_spend AS b_notified_spend, v.currency AS v_currency,
-             v.covers_source AS v_covers_source, {}
+             b.notified_spend AS b_notified_spend, b.pre_sales_status AS b_pre_sales_status,
+             v.currency AS v_currency, v.covers_source AS v_covers_source,
+             s.first_closed_at AS first_closed_at, {}
          FROM bookings b JOIN venues v ON v.id = b.venue_id
              LEFT JOIN sales s ON s.booking_id = b.id
          WHERE b.id = $1 ORDER BY s.opened_at, s.id",
@@ -253,10 +257,15 @@ static BOOKING_WITH_SALES: LazyLock<String> = LazyLock::new(|| {
 
 /// A booking's state for its messages; `None` if it no longer exists.
 async fn booking_state(conn: &mut Conn<'_>, id: i64) -> Result<Option<BookingState>, StoreError> {
-    let rows = db::query(BOOKING_WITH_SALES.as_str())
-        .bind(id)
-        .fetch_all(conn)
-        .await?;
+    let rows = match conn.take_booking_read_ahead(id) {
+        Some(rows) => rows,
+        None => {
+            db::query(BOOKING_WITH_SALES.as_str())
+                .bind(id)
+                .fetch_all(conn)
+                .await?
+        }
+    };
     let Some(row) = rows.first() else {
         return Ok(None);
     };

@@ -13,6 +13,7 @@ use crate::domain::matching::{
 use crate::domain::{BookingStatus, MatchRule, SaleKind, SaleState, TableKey, time};
 
 use crate::store::StoreError;
+use crate::store::changes::BOOKING_WITH_SALES;
 use crate::store::db::{self, Conn};
 use crate::store::records::SuggestionRecord;
 use crate::store::sql::{from_millis, json_list, parse_status};
@@ -122,23 +123,19 @@ pub(in crate::store) async fn follow_sales(
         event_id,
         at: now,
     });
-    let rows = db::query(
-        "SELECT b.status, b.pre_sales_status, b.source, b.end_at, s.state, s.match_rule,
-             s.first_closed_at, s.version
-         FROM bookings b LEFT JOIN sales s ON s.booking_id = b.id
-         WHERE b.id = $1",
-    )
-    .bind(booking_id)
-    .fetch_all(conn)
-    .await?;
+    // What the outbox renders too: kept for it, so that the booking is read once per write.
+    let mut rows = db::query(BOOKING_WITH_SALES.as_str())
+        .bind(booking_id)
+        .fetch_all(conn)
+        .await?;
     let first = rows.first().ok_or(StoreError::NotFound("booking"))?;
-    let current = parse_status(&first.try_get::<String>("status")?)?;
+    let current = parse_status(&first.try_get::<String>("b_status")?)?;
     let before_sales = first
-        .try_get::<Option<String>>("pre_sales_status")?
+        .try_get::<Option<String>>("b_pre_sales_status")?
         .as_deref()
         .map(parse_status)
         .transpose()?;
-    let walk_in = first.try_get::<Option<String>>("source")?.as_deref() == Some("walk_in");
+    let walk_in = first.try_get::<Option<String>>("b_source")?.as_deref() == Some("walk_in");
     let mut summary = SalesSummary::default();
     let mut referenced = SalesSummary::default();
     for row in &rows {
@@ -162,24 +159,30 @@ pub(in crate::store) async fn follow_sales(
     } else {
         BeforeSales::Keep
     };
-    if let Some(next) = current.after_late_arrival(SalesSummary {
+    let late = SalesSummary {
         live: referenced.live,
         open: summary.open,
-    }) {
+    };
+    let moved = if let Some(next) = current.after_late_arrival(late) {
         let cause = format!("{cause}: a check carries its reference, the party came late");
-        let change = StatusChange::new(current, next, remember);
-        return move_booking(conn, booking_id, change, &cause, event_id, now).await;
-    }
-    if summary.live == 0 {
-        if let Some(back) = current.without_sales(before_sales, walk_in) {
+        Some((StatusChange::new(current, next, remember), cause))
+    } else if summary.live == 0 {
+        current.without_sales(before_sales, walk_in).map(|back| {
             let cause = format!("{cause}; no live sale left");
-            let change = StatusChange::new(current, back, BeforeSales::Forget);
-            move_booking(conn, booking_id, change, &cause, event_id, now).await?;
+            (StatusChange::new(current, back, BeforeSales::Forget), cause)
+        })
+    } else {
+        current
+            .after_sales(summary)
+            .map(|next| (StatusChange::new(current, next, remember), cause.to_owned()))
+    };
+    if let Some((change, cause)) = moved {
+        move_booking(conn, booking_id, change, &cause, event_id, now).await?;
+        for row in &mut rows {
+            row.set_text("b_status", change.to.as_str());
         }
-    } else if let Some(next) = current.after_sales(summary) {
-        let change = StatusChange::new(current, next, remember);
-        move_booking(conn, booking_id, change, cause, event_id, now).await?;
     }
+    conn.read_booking_ahead(booking_id, rows);
     Ok(())
 }
 
@@ -197,7 +200,7 @@ fn reopened_after_leaving(row: &db::Row) -> Result<bool, StoreError> {
     ) else {
         return Ok(false);
     };
-    let end: i64 = row.try_get("end_at")?;
+    let end: i64 = row.try_get("b_end_at")?;
     let grace = STILL_AT_THE_TABLE.num_milliseconds();
     Ok(version > end && version > first_closed.saturating_add(grace))
 }

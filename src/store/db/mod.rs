@@ -108,6 +108,12 @@ pub struct Conn<'c> {
     /// Rows to insert when the batch commits, in a PostgreSQL batch (`None` elsewhere: rows
     /// are inserted at once). See [`Conn::defer_insert`].
     deferred: Option<Vec<DeferredInsert>>,
+    /// Statements run that may have changed something (anything but a `SELECT`, savepoints
+    /// included): what a row read ahead is checked against.
+    changes_run: u64,
+    /// A booking with its sales, read ahead (`store::rematch::follow_sales`) for the outbox,
+    /// with [`Conn::changes_run`] when it was kept.
+    booking_read_ahead: Option<(i64, u64, Vec<Row>)>,
 }
 
 /// A row whose insert waits for its batch's commit: `values` in the order of `columns`.
@@ -141,6 +147,8 @@ impl<'c> Conn<'c> {
             notes: Vec::new(),
             venue_read_ahead: None,
             deferred: None,
+            changes_run: 0,
+            booking_read_ahead: None,
         }
     }
 
@@ -153,6 +161,8 @@ impl<'c> Conn<'c> {
             notes: Vec::new(),
             venue_read_ahead: None,
             deferred: None,
+            changes_run: 0,
+            booking_read_ahead: None,
         }
     }
 
@@ -168,6 +178,8 @@ impl<'c> Conn<'c> {
             notes: Vec::new(),
             venue_read_ahead: None,
             deferred: defer.then(Vec::new),
+            changes_run: 0,
+            booking_read_ahead: None,
         }
     }
 
@@ -226,6 +238,25 @@ impl<'c> Conn<'c> {
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// Keeps booking `booking_id` with its sales as `rows` show it now, for the outbox's
+    /// [`Conn::take_booking_read_ahead`] at the end of this write: one read of the booking
+    /// instead of two, when nothing was written after it.
+    pub fn read_booking_ahead(&mut self, booking_id: i64, rows: Vec<Row>) {
+        self.booking_read_ahead = Some((booking_id, self.changes_run, rows));
+    }
+
+    /// The rows kept by [`Conn::read_booking_ahead`] for `booking_id`, if no statement since
+    /// could have changed anything; once.
+    pub fn take_booking_read_ahead(&mut self, booking_id: i64) -> Option<Vec<Row>> {
+        match self.booking_read_ahead.take() {
+            Some((id, at, rows)) if id == booking_id && at == self.changes_run => Some(rows),
+            kept => {
+                self.booking_read_ahead = kept;
+                None
+            }
+        }
     }
 
     /// Whether this is a PostgreSQL connection (for the few statements whose text differs).
@@ -302,6 +333,7 @@ impl<'c> Conn<'c> {
 
     /// Runs one statement without parameters or results.
     async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.changes_run += 1;
         match &mut self.link {
             Link::Sqlite(conn) => {
                 conn.prepare_cached(sql)?.execute([])?;
@@ -317,11 +349,21 @@ impl<'c> Conn<'c> {
         params: &[Param<'_>],
         want_rows: bool,
     ) -> Result<(Vec<Row>, u64), StoreError> {
+        if !is_read(sql) {
+            self.changes_run += 1;
+        }
         match &mut self.link {
             Link::Sqlite(conn) => sqlite_run(conn, sql, params, want_rows),
             Link::Postgres(conn) => postgres_run(conn, sql, params, want_rows).await,
         }
     }
+}
+
+/// Whether `sql` only reads: a `SELECT` (a `WITH` may write, so it counts as a change).
+fn is_read(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..6)
+        .is_some_and(|start| start.eq_ignore_ascii_case("select"))
 }
 
 /// An open savepoint; release it to keep its work, roll back to drop it.
@@ -472,6 +514,16 @@ impl Row {
     fn get(&self, index: usize) -> Option<&Value> {
         self.values.get(index)
     }
+
+    /// Sets `column` to `text`, for a row kept after a write this transaction made to what
+    /// it shows (see [`Conn::read_booking_ahead`]); nothing if there is no such column.
+    pub fn set_text(&mut self, column: &str, text: &str) {
+        if let Some(index) = self.columns.iter().position(|c| c == column)
+            && let Some(value) = self.values.get_mut(index)
+        {
+            *value = Value::Text(text.to_owned());
+        }
+    }
 }
 
 /// Types a [`Value`] converts to.
@@ -570,6 +622,18 @@ impl<'q> Query<'q> {
     /// When the database fails.
     pub async fn execute(self, conn: &mut Conn<'_>) -> Result<u64, StoreError> {
         Ok(conn.run(&self.sql, &self.params, false).await?.1)
+    }
+
+    /// Runs a write that no row read ahead shows (an event's own row), so what was read
+    /// ahead stays valid ([`Conn::take_booking_read_ahead`]).
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn execute_unseen(self, conn: &mut Conn<'_>) -> Result<u64, StoreError> {
+        let before = conn.changes_run;
+        let changed = conn.run(&self.sql, &self.params, false).await?.1;
+        conn.changes_run = before;
+        Ok(changed)
     }
 
     /// # Errors
@@ -671,3 +735,6 @@ pub fn run_sync<T>(work: impl Future<Output = Result<T, StoreError>>) -> Result<
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -75,7 +75,7 @@ pub(in crate::store) async fn insert_event(
     }
     db::query(INSERT_EVENT.as_str())
         .bind_params(values)
-        .execute(conn)
+        .execute_unseen(conn)
         .await?;
     Ok(id)
 }
