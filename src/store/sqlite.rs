@@ -50,7 +50,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 12] = [
+const MIGRATIONS: [(&str, &str); 13] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -98,6 +98,10 @@ const MIGRATIONS: [(&str, &str); 12] = [
     (
         "0012_partner_scripts",
         include_str!("../../migrations/sqlite/0012_partner_scripts.sql"),
+    ),
+    (
+        "0013_change_position_is_the_id",
+        include_str!("../../migrations/sqlite/0013_change_position_is_the_id.sql"),
     ),
 ];
 

@@ -48,3 +48,71 @@ async fn a_database_from_an_earlier_release_is_migrated_and_keeps_its_data(db: D
 }
 
 crate::on_both_stores!(a_database_from_an_earlier_release_is_migrated_and_keeps_its_data,);
+
+/// On SQLite a change's feed position became its row's own id (it was a copy a trigger wrote
+/// after every insert). A platform's cursor must survive the upgrade: the positions already
+/// handed out are kept, and a new change is placed after every one of them, even after the
+/// newest were purged (a position handed out twice would be skipped by a reader past it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_feed_keeps_its_positions_across_the_upgrade_that_made_them_row_ids() {
+    let database = helpers::empty_database(Db::Sqlite).await;
+    let before: Vec<String> = (1..=12)
+        .map(|n| {
+            let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+            let name = std::fs::read_dir(dir)
+                .expect("migrations")
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .find(|name| name.starts_with(&format!("{n:04}_")))
+                .expect("a migration of that number");
+            std::fs::read_to_string(format!("{dir}/{name}")).expect("its text")
+        })
+        .collect();
+    helpers::run_sql(
+        Db::Sqlite,
+        &database,
+        &format!(
+            "{}
+             PRAGMA user_version = 12;
+             INSERT INTO venues (id, name, timezone, created_at)
+                 VALUES (1, 'The Purple', 'Europe/London', 0);
+             INSERT INTO changes (type, venue_id, ordering_key, payload, at) VALUES
+                 ('booking.created', 1, 'booking:1', '{{}}', 1),
+                 ('booking.changed', 1, 'booking:1', '{{}}', 2),
+                 ('booking.changed', 1, 'booking:1', '{{}}', 3);
+             DELETE FROM changes WHERE id > 1;",
+            before.join("\n")
+        ),
+    )
+    .await;
+
+    let app = helpers::spawn_on(database).await;
+    let (status, put) = app
+        .admin_put(
+            "/venues/1/bookings/by-reference/224",
+            json!({ "start": "2024-04-04T15:30:00Z", "duration_minutes": 120, "covers": 4 }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{put}");
+    let feed = app.admin_get("/changes?after=0&limit=10").await;
+    let cursors: Vec<i64> = feed["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            c["cursor"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("a cursor")
+        })
+        .collect();
+    assert_eq!(
+        cursors.first(),
+        Some(&1),
+        "the kept change keeps its place: {feed}"
+    );
+    assert!(
+        cursors.len() == 2 && cursors[1] > 3,
+        "the new change comes after every position handed out: {feed}"
+    );
+}
