@@ -67,16 +67,21 @@ struct RawAuth {
     value_env: Option<String>,
 }
 
+/// Characters of a partner's name at most: it is a URL segment, a metrics label and part of
+/// an index of stored events.
+pub const MAX_PARTNER_NAME: usize = 64;
+
 impl RawPartner {
     pub(super) fn validate(self) -> Result<PartnerConfig, ConfigError> {
         let name = self.name;
         let valid_name = !name.is_empty()
+            && name.len() <= MAX_PARTNER_NAME
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid_name {
             return Err(invalid(format!(
-                "partner name {name:?} must be non-empty ASCII letters, digits, '-', '_' or '.'"
+                "partner name {name:?} must be 1 to {MAX_PARTNER_NAME} ASCII letters, digits, '-', '_' or '.'"
             )));
         }
         let api = match self.api {

@@ -24,8 +24,9 @@ const KEPT_HEADERS: [&str; 8] = [
     "x-lightspeed-idempotency-key",
 ];
 
-/// The most of each text of a refused delivery that is stored (path, query, event type, a
-/// header's value), in bytes.
+/// The most of each text of a refused delivery that is stored (partner name, path, query,
+/// event type, a header's value), in bytes: well within what PostgreSQL can index (about
+/// 2,700 bytes), since the partner name is in an index of events.
 pub(super) const REFUSED_TEXT_KEPT: usize = 512;
 
 /// `text` cut to [`REFUSED_TEXT_KEPT`] bytes at a character boundary, marked when cut.
@@ -70,7 +71,8 @@ pub(super) fn new_event(
     };
     NewEvent {
         received_at: inbound.received_at,
-        partner: inbound.partner.clone(),
+        // An unknown partner's name is the sender's text too; a configured one is short.
+        partner: cap(&inbound.partner),
         route: inbound.route.as_str(),
         method: inbound.method.clone(),
         event_type: cap(&inbound.event_type),

@@ -481,6 +481,40 @@ async fn a_body_trickled_below_the_minimum_rate_is_cut_whatever_it_declares(db: 
     }
 }
 
+/// A delivery to a made-up partner name is recorded as refused, whatever its length: a name
+/// of thousands of characters was stored whole, past what PostgreSQL can index, so the
+/// refusal was never recorded (`event_id` null, a probe leaving no trace) and, in a batch,
+/// undid its batch-mates' work to run them again (found by the outside attack on issue 15).
+async fn a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shortened(db: Db) {
+    let app = spawn_with(db, "").await;
+    let name = "p".repeat(3_000);
+    for path in [
+        format!("/Sales/partners/{name}/events/order.updated"),
+        format!("/partners/{name}/webhooks/zzz"),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let answer = json_of(response).await;
+        assert!(status.is_client_error(), "{status}: {answer}");
+        let event = app
+            .admin_get(&format!("/events/{}", answer["event_id"]))
+            .await;
+        assert_eq!(event["outcome"], "rejected", "recorded: {answer} {event}");
+        let stored = event["partner"].as_str().unwrap_or_default();
+        assert!(
+            stored.starts_with("ppp") && stored.len() < 1_000,
+            "the name shortened: {} bytes",
+            stored.len()
+        );
+    }
+}
+
 async fn a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body(db: Db) {
     let app = spawn_with(db, "").await;
     let long = "x".repeat(30_000);
@@ -539,6 +573,7 @@ async fn a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_bo
 }
 
 crate::on_both_stores!(
+    a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shortened,
     a_body_trickled_below_the_minimum_rate_is_cut_whatever_it_declares,
     a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body,
     idle_half_sent_and_stalled_connections_are_closed_at_their_deadlines,
