@@ -135,14 +135,11 @@ impl BookingStatus {
 }
 
 impl BookingStatus {
-    /// A booking marked a no-show or cancelled whose own reference is on a live sale: the
-    /// party came after all (late, after the table was released, or after cancelling). It is
-    /// seated, or paid when its checks are all closed; `None` for any other status, or
-    /// without a live sale. A cancellation that arrives after such a sale is refused
-    /// ([`BookingStatus::may_release_to`]), so either order ends the same.
+    /// A booking marked a no-show whose own reference is on a live sale: the party came
+    /// after all (late, after the table was released). It is seated, or paid when its
+    /// checks are all closed; `None` for any other status, or without a live sale.
     pub fn after_late_arrival(self, sales: SalesSummary) -> Option<BookingStatus> {
-        let released = matches!(self, Self::NoShow | Self::Cancelled);
-        (released && sales.live > 0).then_some(if sales.open > 0 {
+        (self == Self::NoShow && sales.live > 0).then_some(if sales.open > 0 {
             Self::Seated
         } else {
             Self::Paid

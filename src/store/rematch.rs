@@ -164,11 +164,7 @@ pub(in crate::store) async fn follow_sales(
         open: summary.open,
     };
     let moved = if let Some(next) = current.after_late_arrival(late) {
-        let came = match current {
-            BookingStatus::Cancelled => "came after all",
-            _ => "came late",
-        };
-        let cause = format!("{cause}: a check carries its reference, the party {came}");
+        let cause = format!("{cause}: a check carries its reference, the party came late");
         Some((StatusChange::new(current, next, remember), cause))
     } else if summary.live == 0 {
         current.without_sales(before_sales, walk_in).map(|back| {

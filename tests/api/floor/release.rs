@@ -217,41 +217,6 @@ async fn a_no_show_whose_reference_turns_up_on_a_check_came_late(db: Db) {
     assert_eq!(app.booking_view(late).await["status"], "no_show");
 }
 
-/// A check carrying a booking's reference says its party is at the table, whichever came
-/// first: the cancellation (the guest cancelled online, then came) or the check (then the
-/// cancellation is refused). The booking stayed `cancelled` with a paid check on it when
-/// the cancellation came first, so two nodes committing in either order gave two diaries
-/// (found by the outside attack on issue 15).
-async fn a_cancelled_booking_whose_reference_turns_up_on_a_check_is_seated_in_either_order(db: Db) {
-    let app = spawn(db).await;
-    let venue = pos_venue(&app).await;
-    for (reference, cancel_first, check) in [("CX-1", true, "9861"), ("CX-2", false, "9862")] {
-        let booking = app
-            .booking(venue, json!({ "reference": reference, "start": "2026-03-06T19:00:00Z", "covers": 2, "tables": ["14"] }))
-            .await;
-        let mut arrived = at_pos(Check::open(check, "2026-03-06T19:10:00Z", &["14"]).body());
-        arrived["platformReservationId"] = json!(reference);
-        if cancel_first {
-            post(&app, &pos_status(reference, "CANCELLED")).await;
-            assert_eq!(app.booking_view(booking).await["status"], "cancelled");
-            post(&app, &arrived).await;
-        } else {
-            post(&app, &arrived).await;
-            post(&app, &pos_status(reference, "CANCELLED")).await;
-        }
-        let view = app.booking_view(booking).await;
-        assert_eq!(view["status"], "seated", "{reference}: {view}");
-        assert_eq!(sale_ids(&view), [check]);
-        if cancel_first {
-            // Voided after all: back to the cancellation it was.
-            arrived["notificationType"] = json!("CANCEL");
-            arrived["account"]["updateDate"] = json!(ms("2026-03-06T19:15:00Z"));
-            post(&app, &arrived).await;
-            assert_eq!(app.booking_view(booking).await["status"], "cancelled");
-        }
-    }
-}
-
 async fn an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_agrees(db: Db) {
     let app = spawn(db).await;
     let venue = floor(&app).await;
@@ -320,7 +285,6 @@ crate::on_both_stores!(
     a_pos_status_answer_says_where_the_booking_ended_up,
     an_operator_placing_a_bar_tab_never_pulls_in_the_next_party_and_replay_agrees,
     a_no_show_whose_reference_turns_up_on_a_check_came_late,
-    a_cancelled_booking_whose_reference_turns_up_on_a_check_is_seated_in_either_order,
     a_pos_cancellation_is_refused_while_a_sale_carries_the_reference,
     a_pos_no_show_releases_a_walk_ins_check_with_its_split_and_refund,
     splits_and_refunds_follow_their_check_when_an_operator_moves_it,
