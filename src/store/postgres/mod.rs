@@ -364,7 +364,12 @@ impl Postgres {
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] once the store is closed.
-    pub async fn submit<T, F>(&self, route: Option<u64>, op: F) -> Result<Pending<T>, StoreError>
+    pub async fn submit<T, F>(
+        &self,
+        route: Option<u64>,
+        bytes: usize,
+        op: F,
+    ) -> Result<Pending<T>, StoreError>
     where
         T: Send + 'static,
         F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
@@ -372,7 +377,7 @@ impl Postgres {
             + Sync
             + 'static,
     {
-        self.writers.submit(route, op).await
+        self.writers.submit(route, bytes, op).await
     }
 
     /// Runs `op` on a pooled connection, outside any transaction.

@@ -24,6 +24,8 @@
 //!   If that statement fails (a row the database refuses), the batch is rolled back whole
 //!   and runs again with each write inserting its own row, so the refused row fails only
 //!   its own write.
+//! - **A batch is bounded** by writes (`MAX_BATCH`) and by the bytes of the bodies it stores
+//!   (`MAX_BATCH_BYTES`), so a small delivery never waits behind hundreds of MB of large ones.
 //! - **A venue stays on one writer.** Writes are routed by a key (the partner's location), so
 //!   within one node two writers never contend for the same venue's lock.
 //!
@@ -49,6 +51,11 @@ pub const FAIL_BETWEEN_BATCHES: &str = "postgres-writer-between-batches";
 /// shared memory; a batch's savepoints are released one by one, so only a write's own
 /// savepoints nest, well under that.
 const MAX_BATCH: usize = 256;
+/// Bytes of event bodies per transaction at most (but always one write): a batch of the
+/// largest deliveries would otherwise carry hundreds of MB in its one insert of event rows,
+/// and every small delivery queued behind it would wait for all of it (found by the outside
+/// attack: a tiny delivery waited 3 s behind 1 MB ones).
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Writes that may wait for one writer; beyond this, callers wait to enqueue.
 const QUEUE: usize = 4096;
 
@@ -74,6 +81,8 @@ enum Index {
 struct Job {
     op: Op,
     reply: oneshot::Sender<Result<Output, StoreError>>,
+    /// The bytes it stores (an event's body), for [`MAX_BATCH_BYTES`].
+    bytes: usize,
 }
 
 /// The writer tasks of one process. Dropping the last handle (or [`Writers::close`]) ends
@@ -158,6 +167,7 @@ impl Writers {
     pub(super) async fn submit<T, F>(
         &self,
         route: Option<u64>,
+        bytes: usize,
         op: F,
     ) -> Result<Pending<T>, StoreError>
     where
@@ -171,11 +181,16 @@ impl Writers {
             Some(key) => Index::Route(key),
             None => Index::Any,
         };
-        self.submit_to(index, op).await
+        self.submit_to(index, bytes, op).await
     }
 
     /// Queues `op` on the writer `index` names; see [`Writers::submit`].
-    async fn submit_to<T, F>(&self, index: Index, op: F) -> Result<Pending<T>, StoreError>
+    async fn submit_to<T, F>(
+        &self,
+        index: Index,
+        bytes: usize,
+        op: F,
+    ) -> Result<Pending<T>, StoreError>
     where
         T: Send + 'static,
         F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
@@ -204,7 +219,7 @@ impl Writers {
         });
         let (reply, answer) = oneshot::channel();
         queue
-            .send(Job { op, reply })
+            .send(Job { op, reply, bytes })
             .await
             .map_err(|_| StoreError::Unavailable("the PostgreSQL writer stopped".to_owned()))?;
         Ok(Pending::erased(answer))
@@ -228,7 +243,7 @@ impl Writers {
             // nobody minds): a writer reconnected to a server that is now read-only (a
             // failover, `default_transaction_read_only`) answers a plain query, and then
             // fails every write.
-            let answer = self.submit_to(Index::Nth(n), |conn| {
+            let answer = self.submit_to(Index::Nth(n), 0, |conn| {
                 Box::pin(async move {
                     let Some(conn) = conn.as_postgres() else {
                         return Ok(());
@@ -279,9 +294,23 @@ async fn write_loop(
             None
         }
     };
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let mut batch = std::mem::take(&mut jobs);
+    // Writes taken from the queue but left for the next batch (over MAX_BATCH_BYTES), first.
+    let mut waiting = std::collections::VecDeque::with_capacity(MAX_BATCH);
+    loop {
+        if waiting.is_empty() {
+            let mut jobs = Vec::with_capacity(MAX_BATCH);
+            if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+                break;
+            }
+            waiting.extend(jobs);
+        }
+        while waiting.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => break,
+            }
+        }
+        let mut batch = next_batch(&mut waiting);
         metrics::histogram!(crate::telemetry::BATCH_SIZE, "backend" => "postgres")
             .record(batch.len() as f64);
         // A connection the server ended while it was idle (a failover, a DBA's reaper, an
@@ -330,6 +359,25 @@ async fn write_loop(
         }
         fail::fail_point!(FAIL_BETWEEN_BATCHES);
     }
+}
+
+/// The next batch from `waiting`: in order, up to [`MAX_BATCH`] writes and
+/// [`MAX_BATCH_BYTES`] of bodies, and at least one write.
+fn next_batch(waiting: &mut std::collections::VecDeque<Job>) -> Vec<Job> {
+    let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
+    let mut bytes = 0usize;
+    while let Some(job) = waiting.front() {
+        let full = batch.len() >= MAX_BATCH
+            || (!batch.is_empty() && bytes.saturating_add(job.bytes) > MAX_BATCH_BYTES);
+        if full {
+            break;
+        }
+        bytes = bytes.saturating_add(job.bytes);
+        if let Some(job) = waiting.pop_front() {
+            batch.push(job);
+        }
+    }
+    batch
 }
 
 /// Why a batch ended without committing, or its connection must not be used again.
@@ -479,4 +527,41 @@ fn fail_all(
 async fn run_alone(pool: PgPool, job: Job) {
     let result = super::solo(&pool, &job.op).await;
     let _ = job.reply.send(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(bytes: usize) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            op: Box::new(|_| Box::pin(async { Ok(Box::new(()) as Output) })),
+            reply,
+            bytes,
+        }
+    }
+
+    /// A batch of the largest deliveries carried hundreds of MB in one insert, and a small
+    /// delivery behind it waited for all of it: batches stop at `MAX_BATCH_BYTES` of bodies
+    /// (a larger write still goes, alone) and at `MAX_BATCH` writes, in queue order.
+    #[test]
+    fn a_batch_stops_at_its_bytes_and_its_writes_and_keeps_the_queues_order() {
+        let mb = 1 << 20;
+        let mut waiting: std::collections::VecDeque<Job> = [3 * mb, 3 * mb, 3 * mb, 1, 20 * mb, 1]
+            .into_iter()
+            .map(job)
+            .collect();
+        let sizes = |batch: Vec<Job>| batch.iter().map(|j| j.bytes).collect::<Vec<_>>();
+        assert_eq!(sizes(next_batch(&mut waiting)), [3 * mb, 3 * mb]);
+        assert_eq!(sizes(next_batch(&mut waiting)), [3 * mb, 1]);
+        assert_eq!(sizes(next_batch(&mut waiting)), [20 * mb]);
+        assert_eq!(sizes(next_batch(&mut waiting)), [1]);
+        assert!(waiting.is_empty());
+
+        let mut many: std::collections::VecDeque<Job> =
+            (0..MAX_BATCH + 3).map(|_| job(10)).collect();
+        assert_eq!(next_batch(&mut many).len(), MAX_BATCH);
+        assert_eq!(next_batch(&mut many).len(), 3);
+    }
 }

@@ -108,6 +108,7 @@ impl SqlStore {
     pub(super) async fn submit<T, F>(
         &self,
         route: Option<u64>,
+        bytes: usize,
         op: F,
     ) -> Result<Pending<T>, StoreError>
     where
@@ -120,7 +121,7 @@ impl SqlStore {
         let op = flushing(op);
         match &self.engine {
             Engine::Sqlite(sqlite) => sqlite.submit(op).await,
-            Engine::Postgres(postgres) => postgres.submit(route, op).await,
+            Engine::Postgres(postgres) => postgres.submit(route, bytes, op).await,
         }
     }
 

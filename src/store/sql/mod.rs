@@ -67,8 +67,9 @@ impl Store for SqlStore {
         let keys: Arc<[SaleKey]> = lock_keys.into();
         let event = Arc::new(event);
         let stored = Arc::clone(&event);
+        let bytes = event.body.bytes.len();
         let queued = self
-            .submit(route, move |conn| {
+            .submit(route, bytes, move |conn| {
                 Box::pin(ingest_locked(
                     conn,
                     Arc::clone(&keys),
@@ -82,7 +83,7 @@ impl Store for SqlStore {
         match queued.wait().await {
             Err(StoreError::Processing(cause)) => {
                 let cause = Arc::new(*cause);
-                self.submit(route, move |conn| {
+                self.submit(route, bytes, move |conn| {
                     let (event, cause) = (Arc::clone(&event), Arc::clone(&cause));
                     Box::pin(async move { record_processing_failure(conn, &event, &cause).await })
                 })
@@ -270,8 +271,9 @@ impl Store for SqlStore {
 
     async fn record(&self, event: NewEvent, verdict: Verdict) -> Result<i64, StoreError> {
         let route = route_of(&event.partner, &[]);
+        let bytes = event.body.bytes.len();
         let (event, verdict) = (Arc::new(event), Arc::new(verdict));
-        self.submit(route, move |conn| {
+        self.submit(route, bytes, move |conn| {
             let (event, verdict) = (Arc::clone(&event), Arc::clone(&verdict));
             Box::pin(async move {
                 let event_id = conn.next_event_id().await?;
