@@ -146,7 +146,9 @@ async fn scenario(app: &TestApp, browser: &Client) {
         .find(Locator::Css("#replay-partner button"))
         .await
         .expect("replay");
-    click_then(browser, replay, ".notice").await;
+    // The script page has a notice already ("Saved as version 2"): wait for the event log
+    // the replay leads to, or the check below can run before the replay has.
+    click_then(browser, replay, "form.filters").await;
     assert_eq!(app.booking_view(booking).await["status"], "paid");
     let saved = app.admin_get("/partners/tilltastic/script").await;
     assert_eq!(
