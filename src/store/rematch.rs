@@ -315,9 +315,25 @@ struct Move<'a> {
     before_sales: Option<Option<&'a str>>,
 }
 
+/// A status move's statements. Their parameters: $1 the booking, $2 now, $3 the new status,
+/// $4 the old one, $5 the cause, $6 the event, $7 the status before its sales (only when
+/// the move sets or forgets it).
+const SET_STATUS: &str = "UPDATE bookings SET status = $3, updated_at = $2 WHERE id = $1";
+const SET_STATUS_AND_BEFORE_SALES: &str =
+    "UPDATE bookings SET status = $3, updated_at = $2, pre_sales_status = $7 WHERE id = $1";
+const INSERT_TRANSITION: &str = "INSERT INTO booking_transitions
+     (booking_id, from_status, to_status, cause, event_id, at) VALUES ($1, $4, $3, $5, $6, $2)";
+
+/// On PostgreSQL, each update with the history line in one statement (a data-modifying
+/// `WITH`): without and with the status before its sales.
+static MOVE_IN_ONE: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+    [SET_STATUS, SET_STATUS_AND_BEFORE_SALES]
+        .map(|update| format!("WITH moved AS ({update}) {INSERT_TRANSITION}"))
+});
+
 /// Writes a status move and its line in the booking's history, noted for the outbox. On
-/// PostgreSQL in one statement (a data-modifying `WITH`): each statement there is a round
-/// trip and PostgreSQL's per-statement work, and a move is one in three events.
+/// PostgreSQL in one statement: each statement there is a round trip and PostgreSQL's
+/// per-statement work, and a move is one in three events.
 async fn write_move(
     conn: &mut Conn<'_>,
     moved: &Move<'_>,
@@ -325,6 +341,7 @@ async fn write_move(
     event_id: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    use db::Bind;
     conn.note(Note {
         change: Noted::Status {
             booking_id: moved.booking_id,
@@ -335,56 +352,39 @@ async fn write_move(
         event_id,
         at: now,
     });
-    // The booking's row: $1 its id, $2 now, $3 the new status, and `remember` the status
-    // before its sales when the move sets or forgets it.
-    let update = |remember: &str| match moved.before_sales {
-        Some(_) => format!(
-            "UPDATE bookings SET status = $3, updated_at = $2, pre_sales_status = {remember}
-             WHERE id = $1"
-        ),
-        None => "UPDATE bookings SET status = $3, updated_at = $2 WHERE id = $1".to_owned(),
-    };
-    let remembers = moved.before_sales.map(|before| {
-        use db::Bind;
-        before.param()
-    });
+    let mut params = vec![
+        moved.booking_id.param(),
+        now.timestamp_millis().param(),
+        moved.to.as_str().param(),
+        moved.from.as_str().param(),
+        cause.param(),
+        event_id.param(),
+    ];
+    let remembers = moved.before_sales.is_some();
+    if let Some(before) = moved.before_sales {
+        params.push(before.param());
+    }
     if conn.is_postgres() {
-        db::query(format!(
-            "WITH moved AS ({}) INSERT INTO booking_transitions
-                 (booking_id, from_status, to_status, cause, event_id, at)
-             VALUES ($1, $4, $3, $5, $6, $2)",
-            update("$7")
-        ))
-        .bind(moved.booking_id)
-        .bind(now.timestamp_millis())
-        .bind(moved.to.as_str())
-        .bind(moved.from.as_str())
-        .bind(cause)
-        .bind(event_id)
-        .bind_params(remembers)
-        .execute(conn)
-        .await?;
+        db::query(MOVE_IN_ONE[usize::from(remembers)].as_str())
+            .bind_params(params)
+            .execute(conn)
+            .await?;
         return Ok(());
     }
-    db::query(update("$4"))
-        .bind(moved.booking_id)
-        .bind(now.timestamp_millis())
-        .bind(moved.to.as_str())
-        .bind_params(remembers)
+    // SQLite binds by number, up to the highest number a statement names.
+    let (update, named) = if remembers {
+        (SET_STATUS_AND_BEFORE_SALES, 7)
+    } else {
+        (SET_STATUS, 3)
+    };
+    db::query(update)
+        .bind_params(params.iter().take(named).cloned())
         .execute(conn)
         .await?;
-    db::query(
-        "INSERT INTO booking_transitions (booking_id, from_status, to_status, cause, event_id, at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(moved.booking_id)
-    .bind(moved.from.as_str())
-    .bind(moved.to.as_str())
-    .bind(cause)
-    .bind(event_id)
-    .bind(now.timestamp_millis())
-    .execute(conn)
-    .await?;
+    db::query(INSERT_TRANSITION)
+        .bind_params(params.into_iter().take(6))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -106,7 +106,7 @@ pub struct Conn<'c> {
     /// `None` inside when that location is mapped to no venue (`store::venue`).
     venue_read_ahead: Option<VenueReadAhead>,
     /// Rows to insert when the batch commits, in a PostgreSQL batch (`None` elsewhere: rows
-    /// are inserted at once). See [`Conn::defer_insert`].
+    /// are inserted at once). See [`Conn::deferred_inserts`].
     deferred: Option<Vec<DeferredInsert>>,
     /// Statements run that may have changed something (anything but a `SELECT`, savepoints
     /// included): what a row read ahead is checked against.
@@ -140,44 +140,30 @@ enum Link<'c> {
 
 impl<'c> Conn<'c> {
     pub fn sqlite(conn: &'c mut rusqlite::Connection) -> Conn<'c> {
-        Conn {
-            link: Link::Sqlite(conn),
-            savepoints: 0,
-            lock_wait: LockWait::SessionLimit,
-            notes: Vec::new(),
-            venue_read_ahead: None,
-            deferred: None,
-            changes_run: 0,
-            booking_read_ahead: None,
-        }
+        Conn::on(Link::Sqlite(conn), LockWait::SessionLimit, None)
     }
 
     /// A PostgreSQL connection in a transaction of its own: locks are waited for.
     pub fn postgres(conn: &'c mut PgConnection) -> Conn<'c> {
-        Conn {
-            link: Link::Postgres(conn),
-            savepoints: 0,
-            lock_wait: LockWait::SessionLimit,
-            notes: Vec::new(),
-            venue_read_ahead: None,
-            deferred: None,
-            changes_run: 0,
-            booking_read_ahead: None,
-        }
+        Conn::on(Link::Postgres(conn), LockWait::SessionLimit, None)
     }
 
     /// A PostgreSQL connection in a batch of writes: a lock held elsewhere is not waited
     /// for but answered with [`StoreError::Contended`] (see `postgres::writer`).
     /// With `defer`, inserts that nothing in the batch reads back wait for its commit
-    /// ([`Conn::defer_insert`]).
+    /// ([`Conn::deferred_inserts`]).
     pub fn postgres_batched(conn: &'c mut PgConnection, defer: bool) -> Conn<'c> {
+        Conn::on(Link::Postgres(conn), LockWait::Never, defer.then(Vec::new))
+    }
+
+    fn on(link: Link<'c>, lock_wait: LockWait, deferred: Option<Vec<DeferredInsert>>) -> Self {
         Conn {
-            link: Link::Postgres(conn),
+            link,
             savepoints: 0,
-            lock_wait: LockWait::Never,
+            lock_wait,
             notes: Vec::new(),
             venue_read_ahead: None,
-            deferred: defer.then(Vec::new),
+            deferred,
             changes_run: 0,
             booking_read_ahead: None,
         }
@@ -215,21 +201,13 @@ impl<'c> Conn<'c> {
         (ahead.partner == partner && ahead.location_id == location_id).then_some(ahead.row)
     }
 
-    /// Whether inserts that nothing in the batch reads back may wait for the commit
-    /// ([`Conn::defer_insert`]): in a PostgreSQL batch.
-    pub fn defers_inserts(&self) -> bool {
-        self.deferred.is_some()
-    }
-
-    /// Keeps `row` to be inserted with every other deferred row of the batch, in one
-    /// statement just before its commit (`postgres::writer`), instead of a round trip now.
-    /// Only for rows nothing in the batch reads or refers to; with [`Conn::defers_inserts`]
-    /// false, the caller inserts it itself. A savepoint rolled back drops the rows deferred
-    /// after it.
-    pub fn defer_insert(&mut self, row: DeferredInsert) {
-        if let Some(deferred) = &mut self.deferred {
-            deferred.push(row);
-        }
+    /// Where rows wait to be inserted with every other deferred row of the batch, in one
+    /// statement just before its commit (`postgres::writer`), instead of a round trip each:
+    /// `Some` in a PostgreSQL batch, else `None` and the caller inserts at once. Only for
+    /// rows nothing in the batch reads or refers to. A savepoint rolled back drops the rows
+    /// deferred after it.
+    pub fn deferred_inserts(&mut self) -> Option<&mut Vec<DeferredInsert>> {
+        self.deferred.as_mut()
     }
 
     /// The rows deferred so far; the list is left empty.

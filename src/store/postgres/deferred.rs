@@ -1,7 +1,7 @@
-//! Rows a PostgreSQL batch inserts together just before its commit ([`Conn::defer_insert`]):
+//! Rows a PostgreSQL batch inserts together just before its commit ([`Conn::deferred_inserts`]):
 //! one statement for the batch instead of a round trip per row.
 //!
-//! [`Conn::defer_insert`]: crate::store::db::Conn::defer_insert
+//! [`Conn::deferred_inserts`]: crate::store::db::Conn::deferred_inserts
 
 use std::borrow::Cow;
 

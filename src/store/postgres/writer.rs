@@ -19,7 +19,7 @@
 //!   until its deadline, then 409). Locks keep their meaning across nodes: they are the same
 //!   advisory locks, held until the batch commits.
 //! - **An event's row waits for the commit.** Nothing in a batch reads an event row back,
-//!   so each write leaves its row to the batch ([`Conn::defer_insert`]), and the batch
+//!   so each write leaves its row to the batch ([`Conn::deferred_inserts`]), and the batch
 //!   inserts them all in one statement just before `COMMIT`: a round trip per event less.
 //!   If that statement fails (a row the database refuses), the batch is rolled back whole
 //!   and runs again with each write inserting its own row, so the refused row fails only
@@ -298,11 +298,10 @@ async fn write_loop(
     let mut waiting = std::collections::VecDeque::with_capacity(MAX_BATCH);
     loop {
         if waiting.is_empty() {
-            let mut jobs = Vec::with_capacity(MAX_BATCH);
-            if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
-                break;
+            match queue.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => break,
             }
-            waiting.extend(jobs);
         }
         while waiting.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -366,16 +365,13 @@ async fn write_loop(
 fn next_batch(waiting: &mut std::collections::VecDeque<Job>) -> Vec<Job> {
     let mut batch = Vec::with_capacity(waiting.len().min(MAX_BATCH));
     let mut bytes = 0usize;
-    while let Some(job) = waiting.front() {
-        let full = batch.len() >= MAX_BATCH
-            || (!batch.is_empty() && bytes.saturating_add(job.bytes) > MAX_BATCH_BYTES);
-        if full {
+    while let Some(job) = waiting.pop_front() {
+        bytes = bytes.saturating_add(job.bytes);
+        if batch.len() >= MAX_BATCH || (!batch.is_empty() && bytes > MAX_BATCH_BYTES) {
+            waiting.push_front(job);
             break;
         }
-        bytes = bytes.saturating_add(job.bytes);
-        if let Some(job) = waiting.pop_front() {
-            batch.push(job);
-        }
+        batch.push(job);
     }
     batch
 }
@@ -400,7 +396,7 @@ impl From<sqlx::Error> for Broken {
 }
 
 /// Runs one batch: every write in its savepoint, the rows they deferred (`defer`: see
-/// [`Conn::defer_insert`]) in one statement, one commit, then every answer. Writes that met
+/// [`Conn::deferred_inserts`]) in one statement, one commit, then every answer. Writes that met
 /// a held lock go to run alone.
 ///
 /// # Errors
@@ -463,7 +459,8 @@ async fn run_batch(
     }
     if let Err(error) = super::deferred::insert_all(conn, deferred).await {
         // The transaction is aborted (a COMMIT now would roll it back and say it
-        // committed): undone whole, and every write handed back, in its order.
+        // committed): undone whole, and every write handed back, those that met a held
+        // lock last, as they would have run after the commit.
         if let Err(rollback) = simple(conn, "ROLLBACK").await {
             let replies = answers.into_iter().map(|(job, _)| job.reply);
             fail_all(replies.chain(alone.into_iter().map(|j| j.reply)), &rollback);

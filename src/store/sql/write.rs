@@ -11,24 +11,24 @@ use crate::store::db::{self, Conn, LockWait};
 use crate::store::records::*;
 use crate::store::{Ingested, Reprocess, SaleKey, StoreError, apply, postgres, venue};
 
-/// The columns of a stored event, in the order [`insert_event`] gives their values.
-const EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, path, query, \
+/// The columns [`insert_event`] writes, in the order it gives their values.
+const INSERTED_EVENT_COLUMNS: &str = "id, received_at, partner, route, method, event_type, path, query, \
     headers, body, body_encoding, body_sha256, handler, handler_version, outcome, reason, \
     detail, venue_id, sale_id, processed_at, body_bytes, body_truncated, secret_label";
 
 static INSERT_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let placeholders: Vec<String> = (1..=EVENT_COLUMNS.split(',').count())
+    let placeholders: Vec<String> = (1..=INSERTED_EVENT_COLUMNS.split(',').count())
         .map(|n| format!("${n}"))
         .collect();
     format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES ({})",
+        "INSERT INTO events ({INSERTED_EVENT_COLUMNS}) VALUES ({})",
         placeholders.join(", ")
     )
 });
 
 /// Stores a raw event with its outcome under `id`, reserved with [`Conn::next_event_id`].
 /// In a PostgreSQL batch the row is inserted with the batch's other events just before its
-/// commit ([`Conn::defer_insert`]): nothing in a batch reads an event row back, and one
+/// commit ([`Conn::deferred_inserts`]): nothing in a batch reads an event row back, and one
 /// round trip per event less is what PostgreSQL's rate is bound by.
 pub(in crate::store) async fn insert_event(
     conn: &mut Conn<'_>,
@@ -65,10 +65,10 @@ pub(in crate::store) async fn insert_event(
         event.body_truncated.param(),
         event.secret_label.as_deref().param(),
     ];
-    if conn.defers_inserts() {
-        conn.defer_insert(db::DeferredInsert {
+    if let Some(deferred) = conn.deferred_inserts() {
+        deferred.push(db::DeferredInsert {
             table: "events",
-            columns: EVENT_COLUMNS,
+            columns: INSERTED_EVENT_COLUMNS,
             values: values.into_iter().map(db::Param::into_owned).collect(),
         });
         return Ok(id);
