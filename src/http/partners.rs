@@ -95,11 +95,11 @@ async fn sales_event(
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Response {
-    match path {
-        Ok(Path((partner, event_type))) => {
+    match segments(path, &request) {
+        Some((partner, event_type)) => {
             receive(state, Route::Sales, partner, event_type, request).await
         }
-        Err(_) => bad_path(),
+        None => bad_path(),
     }
 }
 
@@ -108,11 +108,32 @@ async fn callback_event(
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
 ) -> Response {
-    match path {
-        Ok(Path((partner, event_type))) => {
+    match segments(path, &request) {
+        Some((partner, event_type)) => {
             receive(state, Route::Callback, partner, event_type, request).await
         }
-        Err(_) => bad_path(),
+        None => bad_path(),
+    }
+}
+
+/// A contract route's partner name and event type. A segment that is not UTF-8 once
+/// percent-decoded (`order%FF`, a partner's encoding bug) is read with U+FFFD for its bad
+/// bytes, as a NUL is stored, so the delivery is processed or refused and recorded like
+/// any other instead of answered without a trace (found by the outside attack on issue 15).
+fn segments(
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: &Request,
+) -> Option<(String, String)> {
+    match path {
+        Ok(Path(segments)) => Some(segments),
+        Err(_) => match PartnerPath::parse(request.uri.path()) {
+            Some(PartnerPath::Route {
+                partner,
+                event_type,
+                ..
+            }) => Some((partner, event_type)),
+            _ => None,
+        },
     }
 }
 

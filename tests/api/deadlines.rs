@@ -514,6 +514,39 @@ async fn a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shorten
     }
 }
 
+/// A path segment that is not UTF-8 once percent-decoded (a partner's encoding bug) was
+/// answered 400 `bad_path` with nothing recorded, an authenticated delivery included: now
+/// it is read with U+FFFD for the bad bytes, as a NUL is, and recorded like any other
+/// delivery (found by the outside attack on issue 15).
+async fn a_delivery_whose_path_is_not_utf8_is_recorded_not_dropped(db: Db) {
+    let app = spawn_with(db, "").await;
+    for (path, refused) in [
+        ("/Sales/partners/lightspeed/events/order%FF", false),
+        ("/Sales/partners/%FF%FEx/events/order.updated", true),
+        ("/partners/%C3%28/webhooks/callback/x", true),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(crate::helpers::LIGHTSPEED_TOKEN)
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let answer = json_of(response).await;
+        assert_eq!(
+            status.is_client_error(),
+            refused,
+            "{path}: {status} {answer}"
+        );
+        assert!(answer["event_id"].is_i64(), "{path}: recorded: {answer}");
+        let event = app.event(&answer["event_id"]).await;
+        let text = format!("{}{}", event["partner"], event["event_type"]);
+        assert!(text.contains('\u{fffd}'), "{path}: {event}");
+    }
+}
+
 async fn a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body(db: Db) {
     let app = spawn_with(db, "").await;
     let long = "x".repeat(30_000);
@@ -572,6 +605,7 @@ async fn a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_bo
 }
 
 crate::on_both_stores!(
+    a_delivery_whose_path_is_not_utf8_is_recorded_not_dropped,
     a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shortened,
     a_body_trickled_below_the_minimum_rate_is_cut_whatever_it_declares,
     a_refused_deliverys_long_url_and_made_up_methods_cost_no_more_than_a_body,
