@@ -492,15 +492,7 @@ async fn a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shorten
         format!("/Sales/partners/{name}/events/order.updated"),
         format!("/partners/{name}/webhooks/zzz"),
     ] {
-        let response = app
-            .client
-            .post(format!("{}{path}", app.base))
-            .body("{}")
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        let answer = json_of(response).await;
+        let (status, answer) = post_empty_json(&app, &path).await;
         assert!(status.is_client_error(), "{status}: {answer}");
         assert!(answer["event_id"].is_i64(), "recorded: {answer}");
         let event = app.event(&answer["event_id"]).await;
@@ -514,6 +506,20 @@ async fn a_refused_delivery_to_a_partner_name_past_any_index_is_recorded_shorten
     }
 }
 
+/// Posts `{}` to `path` with Lightspeed's token: its status and JSON answer.
+async fn post_empty_json(app: &TestApp, path: &str) -> (StatusCode, serde_json::Value) {
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(crate::helpers::LIGHTSPEED_TOKEN)
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, json_of(response).await)
+}
+
 /// A path segment that is not UTF-8 once percent-decoded (a partner's encoding bug) was
 /// answered 400 `bad_path` with nothing recorded, an authenticated delivery included: now
 /// it is read with U+FFFD for the bad bytes, as a NUL is, and recorded like any other
@@ -525,16 +531,7 @@ async fn a_delivery_whose_path_is_not_utf8_is_recorded_not_dropped(db: Db) {
         ("/Sales/partners/%FF%FEx/events/order.updated", true),
         ("/partners/%C3%28/webhooks/callback/x", true),
     ] {
-        let response = app
-            .client
-            .post(format!("{}{path}", app.base))
-            .bearer_auth(crate::helpers::LIGHTSPEED_TOKEN)
-            .body("{}")
-            .send()
-            .await
-            .expect("request");
-        let status = response.status();
-        let answer = json_of(response).await;
+        let (status, answer) = post_empty_json(&app, path).await;
         assert_eq!(
             status.is_client_error(),
             refused,
