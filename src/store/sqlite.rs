@@ -10,6 +10,12 @@
 //! and only then answers each job. A job that fails is rolled back to its savepoint alone;
 //! if the commit itself fails, every job of the batch gets the error and none a 2xx.
 //!
+//! A readiness probe does not wait its turn: it goes to an urgent list the writer empties
+//! before each batch, as a transaction of its own. Queued behind a saturated node's writes,
+//! it would take longer than any balancer's check allows, and the balancer would take every
+//! busy node out exactly when the others need it; ahead of them, it waits at most for the
+//! batch being committed.
+//!
 //! Readers use their own connections and, in WAL mode, never block the writer. Copying the
 //! WAL back into the database (a checkpoint, with its own fsync) is mostly the checkpointer
 //! thread's job, not the writer's: SQLite would otherwise run it inside a commit every 1,000
@@ -113,10 +119,14 @@ struct Finished {
 
 type Job = Box<dyn FnOnce(&mut Connection) -> Finished + Send>;
 
+/// Jobs that run before the queue's next batch, in a transaction of their own.
+type Urgent = Arc<Mutex<Vec<Job>>>;
+
 /// A handle on the writer thread and the reader pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Sqlite {
     jobs: mpsc::Sender<Job>,
+    urgent: Urgent,
     readers: Arc<Readers>,
     writer: Arc<WriterHealth>,
 }
@@ -337,6 +347,7 @@ pub async fn open(
     .await
     .map_err(|e| StoreError::Unsupported(format!("opening SQLite: {e}")))??;
     let (jobs, queue) = mpsc::channel(QUEUE);
+    let urgent = Urgent::default();
     let health = Arc::new(WriterHealth::new());
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
     let restart_due = Arc::new(AtomicBool::new(false));
@@ -345,12 +356,12 @@ pub async fn open(
         .name("sqlite-checkpoint".to_owned())
         .spawn(move || checkpoint_loop(&checkpointer_path, &writer_gone, &asks))
         .map_err(|e| StoreError::Unsupported(format!("starting the checkpointer: {e}")))?;
-    let writer_health = Arc::clone(&health);
+    let (writer_health, writer_urgent) = (Arc::clone(&health), Arc::clone(&urgent));
     std::thread::Builder::new()
         .name("sqlite-writer".to_owned())
         .spawn(move || {
             let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                write_loop(writer, queue, &restart_due, &writer_health);
+                write_loop(writer, queue, &writer_urgent, &restart_due, &writer_health);
             }));
             // The connection is closed (write_loop took it): only now the lock goes.
             drop(lock);
@@ -365,6 +376,7 @@ pub async fn open(
         .map_err(|e| StoreError::Unsupported(format!("starting the writer thread: {e}")))?;
     Ok(Sqlite {
         jobs,
+        urgent,
         readers: Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
@@ -400,23 +412,45 @@ impl Sqlite {
             + Send
             + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |connection| {
-            // A panic in one write fails that write alone: its savepoint is rolled back and
-            // the writer goes on with the rest of the batch.
-            let result = run_sync(super::guarded(op(&mut Conn::sqlite(connection))));
-            Finished {
-                kept: result.is_ok(),
-                answer: Box::new(move |committed| {
-                    let _ = reply.send(committed.and(result));
-                }),
-            }
-        });
+        let (job, answer) = job_of(op);
         self.jobs
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".to_owned()))?;
-        Ok(Pending::new(answer))
+        Ok(answer)
+    }
+
+    /// Runs `op` before every write queued, in a transaction of its own that commits after
+    /// the batch being written now; answers once it is durable. For the readiness probe
+    /// only: it says whether a write can commit, not how long the queue is.
+    ///
+    /// # Errors
+    /// What `op` returns, the commit's failure, or [`StoreError::Unavailable`] when the
+    /// writer has stopped.
+    async fn write_urgently<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (job, answer) = job_of(op);
+        self.urgent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(job);
+        // Wakes a writer waiting for work; a full queue means it is busy and looks at the
+        // urgent jobs before its next batch anyway.
+        let wake: Job = Box::new(|_| Finished {
+            kept: true,
+            answer: Box::new(|_| {}),
+        });
+        if let Err(mpsc::error::TrySendError::Closed(_)) = self.jobs.try_send(wake) {
+            return Err(StoreError::Unavailable(
+                "the SQLite writer has stopped".to_owned(),
+            ));
+        }
+        answer.wait().await
     }
 
     /// Runs `op` on a reader connection, off the async threads.
@@ -469,7 +503,8 @@ impl Sqlite {
 
     /// Whether a write can commit now: the writer is alive, the last commit did not fail,
     /// and a probe write (one heartbeat row, so a full disk or a lock held by another
-    /// process shows) commits within `within`.
+    /// process shows) commits within `within`. The probe goes before the writes queued, so
+    /// a node that is only busy stays ready.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] saying which of these does not hold.
@@ -479,7 +514,7 @@ impl Sqlite {
                 "the writer thread has stopped".into(),
             ));
         }
-        let probe = self.write(|conn| Box::pin(super::db::heartbeat(conn)));
+        let probe = self.write_urgently(|conn| Box::pin(super::db::heartbeat(conn)));
         match tokio::time::timeout(within, probe).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(StoreError::Unavailable(format!(
@@ -516,16 +551,44 @@ pub fn backup(url: &str, target: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `op` as a job for the writer thread, and its answer.
+fn job_of<T, F>(op: F) -> (Job, Pending<T>)
+where
+    T: Send + 'static,
+    F: for<'a, 'c> FnOnce(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+        + Send
+        + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job: Job = Box::new(move |connection| {
+        // A panic in one write fails that write alone: its savepoint is rolled back and
+        // the writer goes on with the rest of the batch.
+        let result = run_sync(super::guarded(op(&mut Conn::sqlite(connection))));
+        Finished {
+            kept: result.is_ok(),
+            answer: Box::new(move |committed| {
+                let _ = reply.send(committed.and(result));
+            }),
+        }
+    });
+    (job, Pending::new(answer))
+}
+
 /// `fail` point names in the writer, for the tests that prove a dead writer is noticed.
 pub const FAIL_BETWEEN_BATCHES: &str = "sqlite-writer-between-batches";
 
 fn write_loop(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Job>,
+    urgent: &Mutex<Vec<Job>>,
     restart_due: &AtomicBool,
     health: &WriterHealth,
 ) {
     while let Some(first) = queue.blocking_recv() {
+        let probes = std::mem::take(&mut *urgent.lock().unwrap_or_else(PoisonError::into_inner));
+        if !probes.is_empty() {
+            commit_recording(&mut conn, probes, health);
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -533,15 +596,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let size = batch.len();
-        let started = Instant::now();
-        let committed = commit_batch(&mut conn, batch);
-        health
-            .last_commit_failed
-            .store(!committed, Ordering::Release);
-        metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
+        commit_recording(&mut conn, batch, health);
         if restart_due.swap(false, Ordering::AcqRel) {
             // The checkpointer copied and synced nearly everything: finish the tail here,
             // so the checkpoint completes and the next transaction restarts the WAL.
@@ -553,6 +608,19 @@ fn write_loop(
     }
     // Every handle is gone: fold the WAL into the database before closing.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// [`commit_batch`], with what it did in the writer's health and metrics.
+fn commit_recording(conn: &mut Connection, batch: Vec<Job>, health: &WriterHealth) {
+    let size = batch.len();
+    let started = Instant::now();
+    let committed = commit_batch(conn, batch);
+    health
+        .last_commit_failed
+        .store(!committed, Ordering::Release);
+    metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
 }
 
 /// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint

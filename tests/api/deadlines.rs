@@ -620,6 +620,7 @@ mod injected {
     use super::*;
 
     async fn a_write_that_panics_fails_alone_and_its_event_is_kept_as_an_internal_error(db: Db) {
+        let _held = crate::helpers::FAIL_APPLY_SALE_HELD.lock().await;
         let app = spawn_with(db, "").await;
         app.venue_with_location("lightspeed", "42", true).await;
         fail::cfg(diarysync::store::FAIL_APPLY_SALE, "panic").expect("fail point");

@@ -427,6 +427,11 @@ impl TestApp {
     }
 }
 
+/// Held by each test that configures the fail point `FAIL_APPLY_SALE`: fail points are
+/// global to the test process, and its tests run at once.
+#[cfg(feature = "failpoints")]
+pub static FAIL_APPLY_SALE_HELD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs each listed `async fn(Db)` scenario as a test on SQLite and on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_stores {

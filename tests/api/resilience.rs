@@ -661,6 +661,63 @@ async fn an_identifier_longer_than_any_partners_is_an_invalid_payload_not_a_fail
     assert_eq!(view["status"], "seated", "{view}");
 }
 
+/// Fault injection: only in the test suite's build (`--features failpoints`).
+#[cfg(feature = "failpoints")]
+mod injected {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A busy node was reported not ready: `/readyz`'s probe write waited its turn behind
+    /// every delivery queued, so at saturation a balancer's check timed out and took the
+    /// busy nodes out exactly when the others needed them (seen in `scripts/fleet`). The
+    /// probe now goes before the queue, after the batch being written.
+    async fn a_node_busy_with_a_queue_longer_than_the_readiness_timeout_is_ready(db: Db) {
+        let _held = crate::helpers::FAIL_APPLY_SALE_HELD.lock().await;
+        let app = std::sync::Arc::new(spawn_with(db, "readiness_timeout_ms = 1000").await);
+        app.venue_with_location("lightspeed", "42", true).await;
+        let point = diarysync::store::FAIL_APPLY_SALE;
+        let sale = |n: usize| format!("{}busy{n}", diarysync::store::FAIL_POINT_SALES);
+        // The writer stops inside a first delivery's batch...
+        fail::cfg(point, "pause").expect("fail point");
+        let first = tokio::spawn({
+            let app = std::sync::Arc::clone(&app);
+            let body = open_at(&sale(0), "1712253600000");
+            async move { app.post_lightspeed(&body).await.status() }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // ...while 80 more queue behind it, 50 ms of work each: four seconds of queue.
+        let queued: Vec<_> = (1..=80)
+            .map(|n| {
+                let app = std::sync::Arc::clone(&app);
+                let body = open_at(&sale(n), "1712253600000");
+                tokio::spawn(async move { app.post_lightspeed(&body).await.status() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let probe = tokio::spawn({
+            let app = std::sync::Arc::clone(&app);
+            async move { ready(&app).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fail::cfg(point, "sleep(50)").expect("fail point");
+        let readiness = probe.await.expect("probe");
+        let done_before = queued.iter().filter(|q| q.is_finished()).count();
+        fail::remove(point);
+        assert_eq!(readiness, StatusCode::OK, "a busy node is ready");
+        assert!(
+            done_before < 40,
+            "readiness answered before the queue was written ({done_before} of 80 done)"
+        );
+        assert_eq!(first.await.expect("first"), StatusCode::OK);
+        for delivery in queued {
+            assert_eq!(delivery.await.expect("delivery"), StatusCode::OK);
+        }
+    }
+
+    crate::on_both_stores!(a_node_busy_with_a_queue_longer_than_the_readiness_timeout_is_ready);
+}
+
 crate::on_both_stores!(
     an_identifier_longer_than_any_partners_is_an_invalid_payload_not_a_failed_write,
     update_times_payment_dates_local_times_and_table_names_are_read_into_range,

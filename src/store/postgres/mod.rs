@@ -404,15 +404,18 @@ impl Postgres {
 
     /// Whether a write can commit now: a probe transaction (one heartbeat row, so a
     /// read-only server after a failover shows too) commits within `within`, and every
-    /// writer answers on its own connection within it.
+    /// writer commits a probe of its own on its connection within it, before the writes
+    /// queued for it (so a node that is only busy stays ready).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] with the reason.
     pub async fn ready(&self, within: Duration) -> Result<(), StoreError> {
         let probe = async {
-            self.write(|conn| Box::pin(super::db::heartbeat(conn)))
-                .await?;
-            self.writers.probe().await
+            tokio::try_join!(
+                self.write(|conn| Box::pin(super::db::heartbeat(conn))),
+                self.writers.probe(|conn| Box::pin(writable(conn))),
+            )
+            .map(|_| ())
         };
         match tokio::time::timeout(within, probe).await {
             Ok(Ok(())) => Ok(()),
@@ -428,6 +431,19 @@ impl Postgres {
             ))),
         }
     }
+}
+
+/// A statement only a writable session may run (it takes an event id, a gap nobody minds):
+/// a writer reconnected to a server that is now read-only (a failover,
+/// `default_transaction_read_only`) answers a plain query, and then fails every write.
+async fn writable(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    let Some(conn) = conn.as_postgres() else {
+        return Ok(());
+    };
+    sqlx::query("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// The advisory lock id of a sale: stable across processes, releases and backends (it is a

@@ -26,6 +26,10 @@
 //!   its own write.
 //! - **A batch is bounded** by writes (`MAX_BATCH`) and by the bytes of the bodies it stores
 //!   (`MAX_BATCH_BYTES`), so a small delivery never waits behind hundreds of MB of large ones.
+//! - **A readiness probe does not wait its turn.** It goes to each writer's urgent lane,
+//!   which the writer empties before its next batch, as a batch of its own: behind a
+//!   saturated writer's queue it would outlast any balancer's check, and every busy node
+//!   would be taken out exactly when the others need it.
 //! - **A venue stays on one writer.** Writes are routed by a key (the partner's location), so
 //!   within one node two writers never contend for the same venue's lock.
 //!
@@ -74,8 +78,6 @@ enum Index {
     Route(u64),
     /// The next in turn.
     Any,
-    /// That one (a probe).
-    Nth(usize),
 }
 
 struct Job {
@@ -85,10 +87,17 @@ struct Job {
     bytes: usize,
 }
 
+/// Where a writer takes its work from.
+struct Lane {
+    queue: mpsc::Sender<Job>,
+    /// Readiness probes: before the queue's next batch, as a batch of their own.
+    urgent: mpsc::UnboundedSender<Job>,
+}
+
 /// The writer tasks of one process. Dropping the last handle (or [`Writers::close`]) ends
 /// them once their queues are empty.
 pub(super) struct Writers {
-    queues: Mutex<Vec<mpsc::Sender<Job>>>,
+    lanes: Mutex<Vec<Lane>>,
     next: AtomicUsize,
     /// Set once, with the reason, if a writer thread dies: its locations' events could never
     /// be written again, so the process must restart.
@@ -117,10 +126,11 @@ impl Writers {
         pool: &PgPool,
         count: usize,
     ) -> Result<Writers, StoreError> {
-        let mut queues = Vec::with_capacity(count.max(1));
+        let mut lanes = Vec::with_capacity(count.max(1));
         let died = tokio::sync::watch::channel(None).0;
         for index in 0..count.max(1) {
             let (sender, queue) = mpsc::channel(QUEUE);
+            let (urgent, probes) = mpsc::unbounded_channel();
             // Named, so that `pg_stat_activity` tells an operator which sessions batch.
             let options = options
                 .clone()
@@ -136,7 +146,7 @@ impl Writers {
                 .name(format!("postgres-writer-{index}"))
                 .spawn(move || {
                     let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        runtime.block_on(write_loop(options, pool, home, queue));
+                        runtime.block_on(write_loop(options, pool, home, queue, probes));
                     }));
                     if let Err(panic) = stopped {
                         let why = format!(
@@ -148,10 +158,13 @@ impl Writers {
                     }
                 })
                 .map_err(|e| StoreError::Unsupported(format!("starting a writer: {e}")))?;
-            queues.push(sender);
+            lanes.push(Lane {
+                queue: sender,
+                urgent,
+            });
         }
         Ok(Writers {
-            queues: Mutex::new(queues),
+            lanes: Mutex::new(lanes),
             next: AtomicUsize::new(0),
             died,
         })
@@ -199,62 +212,53 @@ impl Writers {
             + 'static,
     {
         let queue = {
-            let queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-            if queues.is_empty() {
-                return Err(StoreError::Unavailable(
-                    "the PostgreSQL store is closed".to_owned(),
-                ));
+            let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            if lanes.is_empty() {
+                return Err(closed());
             }
-            let count = queues.len();
+            let count = lanes.len();
             let index = match index {
                 Index::Route(key) => usize::try_from(key % count as u64).unwrap_or(0),
                 Index::Any => self.next.fetch_add(1, Ordering::Relaxed) % count,
-                Index::Nth(n) => n % count,
             };
-            queues[index].clone()
+            lanes[index].queue.clone()
         };
-        let op: Op = Box::new(move |conn| {
-            let run = op(conn);
-            Box::pin(async move { run.await.map(|value| Box::new(value) as Output) })
-        });
-        let (reply, answer) = oneshot::channel();
+        let (job, answer) = job_of(bytes, op);
         queue
-            .send(Job { op, reply, bytes })
+            .send(job)
             .await
             .map_err(|_| StoreError::Unavailable("the PostgreSQL writer stopped".to_owned()))?;
-        Ok(Pending::erased(answer))
+        Ok(answer)
     }
 
-    /// Whether every writer answers a query on its connection in its next batch: a writer
-    /// that cannot connect (the server's `max_connections` reached, a network fault) fails
-    /// every write routed to it, however well the pool's probe goes.
+    /// Whether every writer commits `op` (a probe write) on its own connection, each before
+    /// the writes queued for it: a writer that cannot connect (the server's
+    /// `max_connections` reached, a network fault) or whose session is read-only (a
+    /// failover) fails every write routed to it, however well the pool's probe goes.
     ///
     /// # Errors
     /// The first writer's failure, naming it.
-    pub(super) async fn probe(&self) -> Result<(), StoreError> {
-        let count = self
-            .queues
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        let mut answers = Vec::with_capacity(count);
-        for n in 0..count {
-            // A statement only a writable session may run (it takes an event id, a gap
-            // nobody minds): a writer reconnected to a server that is now read-only (a
-            // failover, `default_transaction_read_only`) answers a plain query, and then
-            // fails every write.
-            let answer = self.submit_to(Index::Nth(n), 0, |conn| {
-                Box::pin(async move {
-                    let Some(conn) = conn.as_postgres() else {
-                        return Ok(());
-                    };
-                    sqlx::query("SELECT nextval(pg_get_serial_sequence('events', 'id'))")
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                })
-            });
-            answers.push(answer.await?);
+    pub(super) async fn probe<F>(&self, op: F) -> Result<(), StoreError>
+    where
+        F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<(), StoreError>>
+            + Send
+            + Sync
+            + Clone
+            + 'static,
+    {
+        let mut answers = Vec::new();
+        {
+            let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            if lanes.is_empty() {
+                return Err(closed());
+            }
+            for lane in lanes.iter() {
+                let (job, answer) = job_of(0, op.clone());
+                lane.urgent.send(job).map_err(|_| {
+                    StoreError::Unavailable("a PostgreSQL writer stopped".to_owned())
+                })?;
+                answers.push(answer);
+            }
         }
         for (n, answer) in answers.into_iter().enumerate() {
             answer.wait().await.map_err(|error| {
@@ -271,11 +275,32 @@ impl Writers {
 
     /// Stops taking writes: the writers finish what is queued and end.
     pub(super) fn close(&self) {
-        self.queues
+        self.lanes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the PostgreSQL store is closed".to_owned())
+}
+
+/// `op` as a job for a writer (`bytes`: the body it stores), and its answer.
+fn job_of<T, F>(bytes: usize, op: F) -> (Job, Pending<T>)
+where
+    T: Send + 'static,
+    F: for<'a, 'c> Fn(&'a mut Conn<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let op: Op = Box::new(move |conn| {
+        let run = op(conn);
+        Box::pin(async move { run.await.map(|value| Box::new(value) as Output) })
+    });
+    let (reply, answer) = oneshot::channel();
+    (Job { op, reply, bytes }, Pending::erased(answer))
 }
 
 async fn write_loop(
@@ -283,6 +308,7 @@ async fn write_loop(
     pool: PgPool,
     home: tokio::runtime::Handle,
     mut queue: mpsc::Receiver<Job>,
+    mut urgent: mpsc::UnboundedReceiver<Job>,
 ) {
     use sqlx::ConnectOptions as _;
     // Connected at once, so that a server refusing us shows in the log at start, not at
@@ -297,66 +323,92 @@ async fn write_loop(
     // Writes taken from the queue but left for the next batch (over MAX_BATCH_BYTES), first.
     let mut waiting = std::collections::VecDeque::with_capacity(MAX_BATCH);
     loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(job) => waiting.push_back(job),
-                None => break,
+        let mut probes = Vec::new();
+        while let Ok(job) = urgent.try_recv() {
+            probes.push(job);
+        }
+        if probes.is_empty() && waiting.is_empty() {
+            tokio::select! {
+                biased;
+                Some(job) = urgent.recv() => probes.push(job),
+                job = queue.recv() => match job {
+                    Some(job) => waiting.push_back(job),
+                    None => break,
+                },
             }
         }
-        while waiting.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => waiting.push_back(job),
-                Err(_) => break,
+        let batch = if probes.is_empty() {
+            while waiting.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(_) => break,
+                }
             }
-        }
-        let mut batch = next_batch(&mut waiting);
+            next_batch(&mut waiting)
+        } else {
+            probes
+        };
         metrics::histogram!(crate::telemetry::BATCH_SIZE, "backend" => "postgres")
             .record(batch.len() as f64);
-        // A connection the server ended while it was idle (a failover, a DBA's reaper, an
-        // idle timeout) is found dead by the batch's first statement, before anything was
-        // written: the batch runs again once on a new connection instead of failing.
-        let mut reconnected = false;
-        // Whether event rows wait for the commit; a batch whose rows then fail runs again
-        // with each write inserting its own, so that a row only fails its own write.
-        let mut defer = true;
-        loop {
-            let conn = match connection.as_mut() {
-                Some(conn) => conn,
-                None => match options.connect().await {
-                    Ok(connected) => connection.insert(connected),
-                    Err(error) => {
-                        tracing::error!(error = %error, "a PostgreSQL writer has no connection");
-                        fail_all(batch.into_iter().map(|job| job.reply), &error);
-                        break;
-                    }
-                },
-            };
-            match run_batch(conn, batch, &pool, &home, defer).await {
-                Ok(()) => break,
-                Err(Broken::BeforeWriting(jobs, error)) if !reconnected => {
-                    tracing::warn!(error = %error, "a PostgreSQL writer's connection was gone; reconnecting");
-                    connection = None;
-                    reconnected = true;
-                    batch = jobs;
+        commit(&mut connection, batch, &options, &pool, &home).await;
+        fail::fail_point!(FAIL_BETWEEN_BATCHES);
+    }
+}
+
+/// Runs `batch` on the writer's `connection` (made first if there is none), and once more
+/// on a new one if the old one was found dead before anything was written, or with each
+/// write inserting its own row if the rows deferred to the commit failed.
+async fn commit(
+    connection: &mut Option<PgConnection>,
+    mut batch: Vec<Job>,
+    options: &PgConnectOptions,
+    pool: &PgPool,
+    home: &tokio::runtime::Handle,
+) {
+    use sqlx::ConnectOptions as _;
+    // A connection the server ended while it was idle (a failover, a DBA's reaper, an
+    // idle timeout) is found dead by the batch's first statement, before anything was
+    // written: the batch runs again once on a new connection instead of failing.
+    let mut reconnected = false;
+    // Whether event rows wait for the commit; a batch whose rows then fail runs again
+    // with each write inserting its own, so that a row only fails its own write.
+    let mut defer = true;
+    loop {
+        let conn = match connection.as_mut() {
+            Some(conn) => conn,
+            None => match options.connect().await {
+                Ok(connected) => connection.insert(connected),
+                Err(error) => {
+                    tracing::error!(error = %error, "a PostgreSQL writer has no connection");
+                    fail_all(batch.into_iter().map(|job| job.reply), &error);
+                    return;
                 }
-                Err(Broken::BeforeWriting(jobs, error)) => {
-                    fail_all(jobs.into_iter().map(|job| job.reply), &error);
-                    connection = None;
-                    break;
-                }
-                Err(Broken::Deferred(jobs, error)) => {
-                    tracing::warn!(error = %error, "a batch's deferred rows failed; running its writes again one row each");
-                    defer = false;
-                    batch = jobs;
-                }
-                Err(Broken::Answered(error)) => {
-                    tracing::error!(error = %error, "a PostgreSQL writer's connection failed; reconnecting");
-                    connection = None;
-                    break;
-                }
+            },
+        };
+        match run_batch(conn, batch, pool, home, defer).await {
+            Ok(()) => return,
+            Err(Broken::BeforeWriting(jobs, error)) if !reconnected => {
+                tracing::warn!(error = %error, "a PostgreSQL writer's connection was gone; reconnecting");
+                *connection = None;
+                reconnected = true;
+                batch = jobs;
+            }
+            Err(Broken::BeforeWriting(jobs, error)) => {
+                fail_all(jobs.into_iter().map(|job| job.reply), &error);
+                *connection = None;
+                return;
+            }
+            Err(Broken::Deferred(jobs, error)) => {
+                tracing::warn!(error = %error, "a batch's deferred rows failed; running its writes again one row each");
+                defer = false;
+                batch = jobs;
+            }
+            Err(Broken::Answered(error)) => {
+                tracing::error!(error = %error, "a PostgreSQL writer's connection failed; reconnecting");
+                *connection = None;
+                return;
             }
         }
-        fail::fail_point!(FAIL_BETWEEN_BATCHES);
     }
 }
 

@@ -53,6 +53,8 @@ where
 pub struct SqlStore {
     pub(super) engine: Engine,
     pub(super) in_flight: InFlight,
+    /// The readiness probe running now, shared by whoever asks meanwhile.
+    pub(super) readiness: super::readiness::Readiness,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ impl SqlStore {
         SqlStore {
             engine: Engine::Sqlite(engine),
             in_flight: InFlight::default(),
+            readiness: super::readiness::Readiness::default(),
         }
     }
 
@@ -73,6 +76,7 @@ impl SqlStore {
         SqlStore {
             engine: Engine::Postgres(engine),
             in_flight: InFlight::default(),
+            readiness: super::readiness::Readiness::default(),
         }
     }
 

@@ -26,6 +26,7 @@ mod manual;
 mod operators;
 mod partner_registry;
 mod platform_sync;
+mod readiness;
 mod rows;
 mod write;
 
@@ -668,10 +669,15 @@ impl Store for SqlStore {
     }
 
     async fn ready(&self, within: Duration) -> Result<(), StoreError> {
-        match &self.engine {
-            Engine::Sqlite(sqlite) => sqlite.ready(within).await,
-            Engine::Postgres(postgres) => postgres.ready(within).await,
-        }
+        let engine = self.engine.clone();
+        self.readiness
+            .check(within, async move {
+                match &engine {
+                    Engine::Sqlite(sqlite) => sqlite.ready(within).await,
+                    Engine::Postgres(postgres) => postgres.ready(within).await,
+                }
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
