@@ -342,6 +342,8 @@ fn backup(path: PathBuf, target: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
+    // Counted, replayed and audited with the same end.
+    let filter = filter.received_by(Utc::now());
     let config =
         Config::load(&path).with_context(|| format!("configuration {}", path.display()))?;
     let options = diarysync::store::OpenOptions {

@@ -105,7 +105,8 @@ impl Gateway {
     /// events that failed or were ignored under an older handler are recovered.
     ///
     /// Events go to the store a page at a time, one transaction per page; the next page is
-    /// read and mapped while the previous one commits.
+    /// read and mapped while the previous one commits. A filter without an end ends when the
+    /// replay starts ([`ReplayFilter::received_by`]).
     ///
     /// # Errors
     /// When the store fails as a whole; pages committed before that stay done. An event that
@@ -115,6 +116,7 @@ impl Gateway {
         filter: &ReplayFilter,
         mut progress: impl FnMut(),
     ) -> Result<ReplaySummary, StoreError> {
+        let filter = &filter.clone().received_by(chrono::Utc::now());
         let mut summary = ReplaySummary::default();
         let mut after = 0;
         let mut committing: Option<Committing> = None;

@@ -121,9 +121,7 @@ pub(super) async fn replay(
             "location_id needs the partner it belongs to".into(),
         ));
     }
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    audit_replay(&state, actor, &filter, &summary).await;
-    Ok(Json(summary))
+    Ok(Json(replay_audited(&state, actor, filter).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/{id}/replay", tag = "events", params(("id" = i64, Path, description = "Event id")), responses((status = 200, description = "What the replay did and the event's new outcome", body = ReplayOne), (status = 404, description = "No such event", body = ErrorBody), (status = 409, description = "A rejected event is never replayed", body = ErrorBody)), security(("admin" = [])))]
@@ -149,8 +147,7 @@ pub(super) async fn replay_one(
         event_id: Some(id),
         ..ReplayFilter::default()
     };
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    audit_replay(&state, actor, &filter, &summary).await;
+    let summary = replay_audited(&state, actor, filter).await?;
     let event = store.event(id).await?.ok_or(ApiError::NotFound("event"))?;
     Ok(Json(ReplayOne {
         summary,
@@ -158,9 +155,34 @@ pub(super) async fn replay_one(
     }))
 }
 
+/// Replays `filter`'s stored events through the current handlers and records that in the
+/// audit trail, in a task of its own: a client that hangs up (a proxy's or a browser's
+/// timeout on a long replay) neither cuts the replay short, leaving part of its events
+/// behind, nor leaves what it did unrecorded. A filter without an end ends now
+/// ([`ReplayFilter::received_by`]), and the audit entry says so.
+///
+/// # Errors
+/// The store's failure (pages committed before it stay done), or 503 when the replay's
+/// task stopped.
+pub(super) async fn replay_audited(
+    state: &AppState,
+    actor: Actor,
+    filter: ReplayFilter,
+) -> Result<ReplaySummary, ApiError> {
+    let filter = filter.received_by(chrono::Utc::now());
+    let state = state.clone();
+    tokio::spawn(async move {
+        let summary = state.gateway.replay(&filter, || {}).await?;
+        audit_replay(&state, actor, &filter, &summary).await;
+        Ok::<_, ApiError>(summary)
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("the replay stopped; run it again".into()))?
+}
+
 /// Records a replay in the audit trail: its filter and what it did. The replay itself is
 /// many transactions; an entry that fails to be written is logged, and the replay stands.
-pub(super) async fn audit_replay(
+async fn audit_replay(
     state: &AppState,
     actor: Actor,
     filter: &ReplayFilter,

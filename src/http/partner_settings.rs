@@ -600,16 +600,6 @@ pub(super) async fn map_location(
         unmapped_location: Some(location_id),
         ..ReplayFilter::default()
     };
-    // In a task of its own: a client that hangs up (a proxy's timeout on a long replay) must
-    // not cut the replay short, leaving part of the location's events behind.
-    let task_state = state.clone();
-    let replay = tokio::spawn(async move {
-        let summary = task_state.gateway.replay(&filter, || {}).await?;
-        super::events::audit_replay(&task_state, actor, &filter, &summary).await;
-        Ok::<_, ApiError>(summary)
-    });
-    let summary = replay.await.map_err(|_| {
-        ApiError::Unavailable("the replay stopped; replay the location's events again".into())
-    })??;
+    let summary = super::events::replay_audited(state, actor, filter).await?;
     Ok((venue_id, Some(summary)))
 }

@@ -495,6 +495,19 @@ pub struct ReplayFilter {
     pub unmapped_location: Option<String>,
 }
 
+impl ReplayFilter {
+    /// This filter ending at `now` when it has no end: events received after a replay
+    /// starts were mapped by the current handlers already, and a replay that took them too
+    /// would never end while the partner keeps sending.
+    #[must_use]
+    pub fn received_by(mut self, now: DateTime<Utc>) -> ReplayFilter {
+        if self.event_id.is_none() && self.to.is_none() {
+            self.to = Some(now);
+        }
+        self
+    }
+}
+
 /// A stored event as a handler needs it again.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {

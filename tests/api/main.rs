@@ -31,6 +31,7 @@ mod platform_link;
 mod platforms;
 mod process;
 mod receiver;
+mod replays;
 mod resilience;
 mod retention;
 mod script_editing;

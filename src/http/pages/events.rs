@@ -250,8 +250,8 @@ pub(super) async fn replay_event(
         ..ReplayFilter::default()
     };
     allowed(&session.actor, Permission::Integrate)?;
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    super::super::events::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
+    let summary =
+        super::super::events::replay_audited(&state, session.actor.clone(), filter).await?;
     Ok(Redirect::to(&replayed(&format!("/ui/events/{id}"), &summary)).into_response())
 }
 
@@ -287,8 +287,8 @@ pub(super) async fn replay_filter(
         unmapped_location: None,
     };
     allowed(&session.actor, Permission::Integrate)?;
-    let summary = state.gateway.replay(&filter, || {}).await?;
-    super::super::events::audit_replay(&state, session.actor.clone(), &filter, &summary).await;
+    let summary =
+        super::super::events::replay_audited(&state, session.actor.clone(), filter).await?;
     let page = format!("/ui/events?{}", form.filter.query_string());
     Ok(Redirect::to(&replayed(&page, &summary)).into_response())
 }
