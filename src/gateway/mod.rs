@@ -318,6 +318,12 @@ impl Gateway {
                 .await;
         };
         let partner = partner.as_ref();
+        if !partner.keys.any_valid_at(inbound.received_at) {
+            tracing::warn!(partner = %inbound.partner, "a delivery for a partner with no secret valid now was held back (503)");
+            return Receipt::Held {
+                retry_after: HELD_RETRY_AFTER,
+            };
+        }
         let url = self.signed_url(&inbound);
         let presented = Presented {
             headers: &inbound.headers,

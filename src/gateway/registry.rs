@@ -326,7 +326,16 @@ impl Gateway {
                         created_at: s.created_at,
                     })
                     .collect(),
-                problem: problems.get(&partner.name).cloned(),
+                problem: problems.get(&partner.name).cloned().or_else(|| {
+                    let now = Utc::now();
+                    (partner.enabled && !partner.secrets.iter().any(|s| s.valid_at(now))).then(
+                        || {
+                            "no secret is valid now: its deliveries are answered 503 (retry later) \
+                         until one is"
+                                .to_owned()
+                        },
+                    )
+                }),
                 script: partner.script.as_ref().map(|s| ScriptRef {
                     number: s.number,
                     version: s.version.clone(),

@@ -459,7 +459,7 @@ async fn store_secret(
     params(("name" = String, Path, description = "Partner name"), ("id" = i64, Path, description = "Secret id")),
     responses((status = 204, description = "Retired: deliveries signed with it are refused from now on"),
         (status = 404, description = "No such live secret of this partner", body = ErrorBody),
-        (status = 409, description = "It is the partner's last secret", body = ErrorBody)),
+        (status = 409, description = "Retiring it would leave a moment, from now on, when the partner has no valid secret (its last one, or a next one not valid yet or ending sooner)", body = ErrorBody)),
     security(("admin" = [])))]
 pub(super) async fn retire_secret(
     State(state): State<AppState>,

@@ -53,6 +53,12 @@ impl Keyring {
         }
     }
 
+    /// Whether any key is valid at `at`. A partner with none (its secrets all ended, or
+    /// not begun) cannot verify anything: its deliveries must be retried later, not refused.
+    pub fn any_valid_at(&self, at: DateTime<Utc>) -> bool {
+        self.keys.iter().any(|key| key.valid_at(at))
+    }
+
     /// The scheme that names the partner's headers and parameters (every key shares them).
     pub fn primary(&self) -> &AuthScheme {
         &self.keys[0].scheme

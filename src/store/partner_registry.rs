@@ -63,6 +63,57 @@ impl fmt::Debug for StoredSecret {
     }
 }
 
+impl StoredSecret {
+    /// Whether it is valid at `at`: from `valid_from` (inclusive) to `valid_until`
+    /// (exclusive), either open.
+    pub fn valid_at(&self, at: DateTime<Utc>) -> bool {
+        self.valid_from.is_none_or(|from| from <= at)
+            && self.valid_until.is_none_or(|until| at < until)
+    }
+}
+
+/// The first instant from `now` on at which the secret `retired` is valid and none of the
+/// partner's other `secrets` is, if any: retiring it would leave the partner without a
+/// secret there (a next secret not valid yet, or ending sooner), and every delivery from
+/// then on would fail. `None` when the others cover all of its time left.
+pub fn left_uncovered(
+    secrets: &[StoredSecret],
+    retired: i64,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let gone = secrets.iter().find(|s| s.id == retired)?;
+    let end = gone.valid_until;
+    let mut at = gone.valid_from.map_or(now, |from| from.max(now));
+    if end.is_some_and(|end| end <= at) {
+        return None;
+    }
+    let others: Vec<&StoredSecret> = secrets.iter().filter(|s| s.id != retired).collect();
+    // Each step moves `at` to the end of a secret valid at it: at most one step per secret.
+    for _ in 0..=others.len() {
+        let reach = others
+            .iter()
+            .filter(|s| s.valid_at(at))
+            .map(|s| s.valid_until)
+            .max_by(|a, b| match (a, b) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(a), Some(b)) => a.cmp(b),
+            });
+        match reach {
+            None => return Some(at),
+            Some(None) => return None,
+            Some(Some(until)) => {
+                if end.is_some_and(|end| end <= until) {
+                    return None;
+                }
+                at = until;
+            }
+        }
+    }
+    Some(at)
+}
+
 /// A secret to add: already sealed by the caller.
 #[derive(Debug, Clone)]
 pub struct NewSecret {
@@ -411,24 +462,21 @@ pub(super) async fn retire_secret(
     if !found {
         return Err(StoreError::NotFound("secret"));
     }
-    // Another secret must still be usable: valid now or later, not one already expired.
-    let now = Utc::now();
-    let usable_others = list(conn)
+    // The others must be valid whenever this one would have been, from now on: a next
+    // secret not valid yet, or ending sooner, would leave every delivery in the gap failing.
+    let secrets = list(conn)
         .await?
         .into_iter()
         .find(|p| p.name == name)
-        .map_or(0, |p| {
-            p.secrets
-                .iter()
-                .filter(|s| s.id != id && s.valid_until.is_none_or(|until| until > now))
-                .count()
-        });
-    if usable_others == 0 {
-        return Err(StoreError::Conflict(
-            "a partner keeps at least one usable secret: add the next one before retiring this \
-             one"
-            .into(),
-        ));
+        .map(|p| p.secrets)
+        .unwrap_or_default();
+    if let Some(gap) = left_uncovered(&secrets, id, Utc::now()) {
+        return Err(StoreError::Conflict(format!(
+            "a partner keeps a valid secret at every moment: retiring this one would leave \
+             none valid from {}; add the next one (valid by then, for as long) before retiring \
+             this one",
+            gap.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
     }
     db::query("UPDATE partner_secrets SET retired_at = $1 WHERE id = $2 AND partner = $3")
         .bind(Utc::now().timestamp_millis())
@@ -492,4 +540,62 @@ pub(super) async fn script_version(
     number: i64,
 ) -> Result<Option<ScriptVersion>, StoreError> {
     scripts::version(conn, name, number).await
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn secret(id: i64, from: Option<i64>, until: Option<i64>) -> StoredSecret {
+        let now = now();
+        StoredSecret {
+            id,
+            label: format!("s{id}"),
+            sealed: String::new(),
+            valid_from: from.map(|m| now + Duration::minutes(m)),
+            valid_until: until.map(|m| now + Duration::minutes(m)),
+            created_at: now,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn retiring_a_secret_must_not_leave_a_moment_without_one() {
+        let at = |m: i64| Some(now() + Duration::minutes(m));
+        // The current secret, forever, and a next one valid only in an hour: a gap now.
+        let next_later = [secret(1, None, None), secret(2, Some(60), None)];
+        assert_eq!(left_uncovered(&next_later, 1, now()), at(0));
+        // A next one that ends in five minutes: a gap from then on.
+        let next_ending = [secret(1, None, None), secret(2, None, Some(5))];
+        assert_eq!(left_uncovered(&next_ending, 1, now()), at(5));
+        // Two that together cover what the retired one did: no gap.
+        let chained = [
+            secret(1, None, None),
+            secret(2, None, Some(30)),
+            secret(3, Some(30), None),
+        ];
+        assert_eq!(left_uncovered(&chained, 1, now()), None);
+        // A gap between two: found where it starts.
+        let gapped = [
+            secret(1, None, None),
+            secret(2, None, Some(30)),
+            secret(3, Some(40), None),
+        ];
+        assert_eq!(left_uncovered(&gapped, 1, now()), at(30));
+        // The retired one ends in ten minutes, and the next covers that: no gap.
+        let handing_over = [secret(1, None, Some(10)), secret(2, Some(-5), None)];
+        assert_eq!(left_uncovered(&handing_over, 1, now()), None);
+        // An expired or mistaken future secret can always go while the current one stays.
+        let expired = [secret(1, None, Some(-1)), secret(2, None, None)];
+        assert_eq!(left_uncovered(&expired, 1, now()), None);
+        let mistaken = [secret(1, None, None), secret(2, Some(60), None)];
+        assert_eq!(left_uncovered(&mistaken, 2, now()), None);
+        // The only secret: a gap now.
+        assert_eq!(left_uncovered(&[secret(1, None, None)], 1, now()), at(0));
+    }
 }

@@ -18,7 +18,7 @@ pub(crate) fn sealing() -> String {
 }
 
 /// A Lightspeed fixture posted as partner `name` with bearer `token`.
-async fn deliver_as(
+pub(crate) async fn deliver_as(
     app_base: &str,
     name: &str,
     token: &str,

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::*;
-use crate::onboarding::{new_partner, sealing};
+use crate::onboarding::{deliver_as, new_partner, sealing};
 
 async fn a_rotation_never_leaves_a_partner_without_a_usable_secret(db: Db) {
     let app = spawn_with(db, &sealing()).await;
@@ -107,6 +107,93 @@ async fn a_rotation_never_leaves_a_partner_without_a_usable_secret(db: Db) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// The current secret could be retired while the only other one was not valid yet (or
+/// ended in seconds), leaving the partner with none: every delivery then answered 400
+/// `bad_signature`, which partners do not retry, and the partner showed no problem (found
+/// by the outside attack on issue 17). A retirement must now leave a valid secret at every
+/// moment the retired one had, and a partner with none valid is held (503, retry later).
+async fn a_secret_is_never_retired_into_a_gap_and_a_partner_with_none_valid_is_retried(db: Db) {
+    let app = spawn_with(db, &sealing()).await;
+    let created = new_partner(&app, "gapped", "gapped-token-one").await;
+    let current = created["secrets"][0]["id"].as_i64().expect("current");
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let in_a_minute = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
+    for (label, window) in [
+        ("later", json!({ "valid_from": in_an_hour })),
+        ("brief", json!({ "valid_until": in_a_minute })),
+    ] {
+        let mut body = json!({ "secret": format!("gapped-token-{label}"), "label": label });
+        body.as_object_mut()
+            .expect("object")
+            .extend(window.as_object().expect("window").clone());
+        let (status, added) = app.admin_post("/partners/gapped/secrets", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+    }
+    let retire = app
+        .client
+        .delete(format!(
+            "{}/api/v1/partners/gapped/secrets/{current}",
+            app.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("retire");
+    assert_eq!(
+        retire.status(),
+        StatusCode::CONFLICT,
+        "a gap from a minute on"
+    );
+    let why = json_of(retire).await;
+    assert!(
+        why.to_string().contains("valid"),
+        "the answer says why: {why}"
+    );
+    let (status, _) = deliver_as(
+        &app.base,
+        "gapped",
+        "gapped-token-one",
+        "open_split_check_original.json",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the current secret still works");
+
+    // However a partner came to have no secret valid now (the clock passed every end),
+    // its deliveries are retried later, and operators see why.
+    run_sql_at(
+        db,
+        &app.database_url,
+        "UPDATE partner_secrets SET valid_until = 1 WHERE partner = 'gapped';
+         UPDATE partner_registry SET version = version + 1 WHERE id = 1;
+         UPDATE partners SET version = (SELECT version FROM partner_registry WHERE id = 1)
+          WHERE name = 'gapped';",
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (status, answer) = loop {
+        let (status, answer) = deliver_as(
+            &app.base,
+            "gapped",
+            "gapped-token-one",
+            "open_split_check_original.json",
+        )
+        .await;
+        if status != StatusCode::OK || started.elapsed() > std::time::Duration::from_secs(10) {
+            break (status, answer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"], "partner_unavailable");
+    let partner = app.admin_get("/partners/gapped").await;
+    assert!(
+        partner["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("no secret is valid")),
+        "{partner}"
+    );
+}
+
 async fn a_token_in_a_query_string_is_never_stored_whatever_the_scheme(db: Db) {
     let app = spawn_with(db, &sealing()).await;
     let (status, _) = app
@@ -157,6 +244,7 @@ async fn a_token_in_a_query_string_is_never_stored_whatever_the_scheme(db: Db) {
 }
 
 crate::on_both_stores!(
+    a_secret_is_never_retired_into_a_gap_and_a_partner_with_none_valid_is_retried,
     a_rotation_never_leaves_a_partner_without_a_usable_secret,
     a_token_in_a_query_string_is_never_stored_whatever_the_scheme,
 );
