@@ -194,6 +194,53 @@ async fn a_secret_is_never_retired_into_a_gap_and_a_partner_with_none_valid_is_r
     );
 }
 
+/// Two nodes mapping one location to two venues at the same moment: the loser's insert
+/// met the winner's row and was answered 500 (found by the outside attack on issue 17).
+/// One mapping wins, the other is told the location is taken (409).
+async fn one_location_mapped_at_once_from_two_nodes_is_one_mapping_and_a_conflict(db: Db) {
+    let app = spawn(db).await;
+    let other = match db {
+        Db::Postgres => Some(spawn_beside(&app, "").await),
+        Db::Sqlite => None,
+    };
+    let second = other.as_ref().map_or(app.base.clone(), |o| o.base.clone());
+    let mut venues = Vec::new();
+    for name in ["North", "South"] {
+        let (status, venue) = app
+            .admin_post(
+                "/venues",
+                json!({ "name": name, "timezone": "Europe/London" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{venue}");
+        venues.push(venue["id"].as_i64().expect("id"));
+    }
+    for race in 0..8 {
+        let location = format!("raced-{race}");
+        let maps = [(&app.base, venues[0]), (&second, venues[1])].map(|(base, venue)| {
+            let url = format!("{base}/api/v1/venues/{venue}/locations");
+            let body = json!({ "partner": "lightspeed", "location_id": location });
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("map")
+                    .status()
+            }
+        });
+        let mut answers = futures_util::future::join_all(maps).await;
+        answers.sort();
+        assert_eq!(
+            answers,
+            [StatusCode::CREATED, StatusCode::CONFLICT],
+            "race {race}"
+        );
+    }
+}
+
 async fn a_token_in_a_query_string_is_never_stored_whatever_the_scheme(db: Db) {
     let app = spawn_with(db, &sealing()).await;
     let (status, _) = app
@@ -244,6 +291,7 @@ async fn a_token_in_a_query_string_is_never_stored_whatever_the_scheme(db: Db) {
 }
 
 crate::on_both_stores!(
+    one_location_mapped_at_once_from_two_nodes_is_one_mapping_and_a_conflict,
     a_secret_is_never_retired_into_a_gap_and_a_partner_with_none_valid_is_retried,
     a_rotation_never_leaves_a_partner_without_a_usable_secret,
     a_token_in_a_query_string_is_never_stored_whatever_the_scheme,

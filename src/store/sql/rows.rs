@@ -378,30 +378,36 @@ pub(in crate::store) async fn insert_location(
     venue_id: i64,
     location: &NewLocation,
 ) -> Result<(), StoreError> {
-    let taken: Option<i64> = db::query_scalar(
+    // Inserted first and read only when it was taken: a check before the insert let two
+    // nodes mapping one location at once both pass it, and the second insert was a 500.
+    let inserted: Option<i64> = db::query_scalar(
+        "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (partner, location_id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(venue_id)
+    .bind(location.partner.as_str())
+    .bind(location.location_id.as_str())
+    .bind(location.enabled)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if inserted.is_some() {
+        return Ok(());
+    }
+    let other: Option<i64> = db::query_scalar(
         "SELECT venue_id FROM partner_locations WHERE partner = $1 AND location_id = $2",
     )
     .bind(location.partner.as_str())
     .bind(location.location_id.as_str())
     .fetch_optional(conn)
     .await?;
-    if let Some(other) = taken {
-        return Err(StoreError::Conflict(format!(
-            "location {} of partner {} already belongs to venue {other}",
-            location.location_id, location.partner
-        )));
-    }
-    db::query(
-        "INSERT INTO partner_locations (venue_id, partner, location_id, enabled)
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(venue_id)
-    .bind(location.partner.as_str())
-    .bind(location.location_id.as_str())
-    .bind(location.enabled)
-    .execute(conn)
-    .await?;
-    Ok(())
+    Err(StoreError::Conflict(format!(
+        "location {} of partner {} already belongs to venue {}",
+        location.location_id,
+        location.partner,
+        other.map_or_else(|| "another".to_owned(), |v| v.to_string())
+    )))
 }
 
 pub(super) async fn sale_detail(
