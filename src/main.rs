@@ -385,12 +385,10 @@ async fn replay(path: PathBuf, filter: ReplayFilter) -> anyhow::Result<()> {
     });
     use diarysync::store::operators::Operators as _;
     if let Err(error) = store
-        .record_audit(
+        .record_replay_audit(
             diarysync::domain::access::Actor::command_line(),
-            "events.replay",
-            None,
-            diarysync::store::audit::Subject::Replay,
             after,
+            summary.events.clone(),
         )
         .await
     {

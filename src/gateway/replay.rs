@@ -27,6 +27,10 @@ pub struct ReplaySummary {
     pub recovered: usize,
     /// How many replayed events ended in each outcome.
     pub outcomes: BTreeMap<String, usize>,
+    /// The events re-run, by id: not part of the answer (a replay may re-run thousands),
+    /// but linked to its audit entry, so that each event's history shows it.
+    #[serde(skip)]
+    pub events: Vec<i64>,
 }
 
 /// How many stored events a replay reads at a time.
@@ -34,8 +38,8 @@ const REPLAY_PAGE: i64 = 500;
 
 /// A replay page being committed.
 struct Committing {
-    /// Each event's outcome before the replay.
-    was: Vec<Outcome>,
+    /// Each event's id and outcome before the replay.
+    was: Vec<(i64, Outcome)>,
     commit: tokio::task::JoinHandle<Result<Vec<Result<Ingested, StoreError>>, StoreError>>,
 }
 
@@ -67,10 +71,11 @@ impl Committing {
             }
             Err(error) => return Err(error),
         };
-        for (result, was) in results.into_iter().zip(self.was) {
+        for (result, (id, was)) in results.into_iter().zip(self.was) {
             let outcome = match result {
                 Ok(ingested) => {
                     summary.replayed += 1;
+                    summary.events.push(id);
                     if ingested.outcome == Outcome::Processed
                         && matches!(was, Outcome::Failed | Outcome::Ignored | Outcome::Pending)
                     {
@@ -148,7 +153,7 @@ impl Gateway {
         page: &[StoredEvent],
         summary: &mut ReplaySummary,
         progress: &mut impl FnMut(),
-    ) -> (Vec<Reprocess>, Vec<Outcome>) {
+    ) -> (Vec<Reprocess>, Vec<(i64, Outcome)>) {
         let mut batch = Vec::with_capacity(page.len());
         let mut was = Vec::with_capacity(page.len());
         for event in page {
@@ -175,7 +180,10 @@ impl Gateway {
                 mapped,
                 handler_version,
             });
-            was.push(Outcome::parse(&event.outcome).unwrap_or(Outcome::Pending));
+            was.push((
+                event.id,
+                Outcome::parse(&event.outcome).unwrap_or(Outcome::Pending),
+            ));
         }
         (batch, was)
     }

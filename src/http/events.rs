@@ -205,11 +205,21 @@ async fn audit_replay(
         },
         "summary": summary,
     });
-    if let Err(error) = state
-        .operators
-        .record_audit(actor, action, None, subject, after)
-        .await
-    {
+    let recorded = match subject {
+        Subject::Replay => {
+            state
+                .operators
+                .record_replay_audit(actor, after, summary.events.clone())
+                .await
+        }
+        _ => {
+            state
+                .operators
+                .record_audit(actor, action, None, subject, after)
+                .await
+        }
+    };
+    if let Err(error) = recorded {
         tracing::error!(error = %error, "a replay was not recorded in the audit trail");
     }
 }

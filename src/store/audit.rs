@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::StoreError;
-use super::db::{self, Conn, Row};
+use super::db::{self, Conn, Param, Row};
 use super::sql::from_millis;
 use crate::domain::access::Actor;
 
@@ -120,6 +120,59 @@ pub(super) async fn record(
     before: Option<Value>,
     after: Option<Value>,
 ) -> Result<(), StoreError> {
+    insert(conn, by, action, venue_id, subject, before, after)
+        .await
+        .map(drop)
+}
+
+/// Writes one entry about a replay of many events, and links each event it re-ran
+/// (`events`, by id) to it, so that an event's history shows it.
+///
+/// # Errors
+/// When the database fails.
+pub(super) async fn record_replay(
+    conn: &mut Conn<'_>,
+    by: &Actor,
+    after: Value,
+    events: &[i64],
+) -> Result<(), StoreError> {
+    let entry = insert(
+        conn,
+        by,
+        "events.replay",
+        None,
+        Subject::Replay,
+        None,
+        Some(after),
+    )
+    .await?;
+    // A few hundred rows a statement, well under either engine's limit on parameters.
+    for chunk in events.chunks(500) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("(${}, $1)", n + 2))
+            .collect();
+        let statement = format!(
+            "INSERT INTO event_replays (event_id, audit_id) VALUES {} ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let query = chunk
+            .iter()
+            .fold(db::query(statement).bind(entry), |q, id| q.bind(*id));
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Writes one entry; returns its id.
+async fn insert(
+    conn: &mut Conn<'_>,
+    by: &Actor,
+    action: &str,
+    venue_id: Option<i64>,
+    subject: Subject,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> Result<i64, StoreError> {
     // A partner's entries name it in their snapshots; kept in a column of its own so its
     // history is one indexed read.
     let named = |snapshot: &Option<Value>, key: &str| {
@@ -135,10 +188,11 @@ pub(super) async fn record(
         Subject::Replay => named(&after, "/filter/partner"),
         _ => None,
     };
-    db::query(
+    db::query_scalar(
         "INSERT INTO audit_log (at, actor_user_id, actor, actor_via, action, venue_id,
              subject_type, subject_id, before, after, subject_name)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING id",
     )
     .bind(Utc::now().timestamp_millis())
     .bind(by.user_id)
@@ -151,9 +205,8 @@ pub(super) async fn record(
     .bind(before.map(|v| v.to_string()))
     .bind(after.map(|v| v.to_string()))
     .bind(subject_name)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 /// Writes one entry from snapshots taken with their venue ([`booking`], [`sale`]): the venue
@@ -299,11 +352,25 @@ pub(super) async fn list(
     if let Some(to) = filter.to {
         conditions.int("at < $?", to.timestamp_millis());
     }
-    if let Some((kind, id)) = &filter.subject {
-        conditions.text("subject_type = $?", &Some(kind.clone()));
-        if let Some(id) = id {
-            conditions.int("subject_id = $?", *id);
+    match &filter.subject {
+        // An event's history: what was done to it alone, and the replays of many that
+        // re-ran it.
+        Some((kind, Some(id))) if kind == Subject::Event(0).kind() => conditions.push_each(
+            "((subject_type = $? AND subject_id = $?)
+              OR id IN (SELECT audit_id FROM event_replays WHERE event_id = $?))",
+            vec![
+                Param::Text(Some(kind.clone().into())),
+                Param::Int(Some(*id)),
+                Param::Int(Some(*id)),
+            ],
+        ),
+        Some((kind, id)) => {
+            conditions.text("subject_type = $?", &Some(kind.clone()));
+            if let Some(id) = id {
+                conditions.int("subject_id = $?", *id);
+            }
         }
+        None => {}
     }
     // A partner's entries and the replays of its events.
     conditions.text("subject_name = $?", &filter.partner);

@@ -181,6 +181,14 @@ pub trait Operators: Send + Sync + fmt::Debug {
         subject: Subject,
         after: serde_json::Value,
     ) -> Result<(), StoreError>;
+    /// Records a replay of many events (`events.replay`) with what it did (`after`), and
+    /// links each event it re-ran (`events`, by id) to the entry for that event's history.
+    async fn record_replay_audit(
+        &self,
+        by: Actor,
+        after: serde_json::Value,
+        events: Vec<i64>,
+    ) -> Result<(), StoreError>;
     async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
 }
 

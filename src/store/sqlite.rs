@@ -56,7 +56,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 const RESTART_WAL_AT: i64 = 4_096;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: [(&str, &str); 13] = [
+const MIGRATIONS: [(&str, &str); 14] = [
     (
         "0001_init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
@@ -108,6 +108,10 @@ const MIGRATIONS: [(&str, &str); 13] = [
     (
         "0013_change_position_is_the_id",
         include_str!("../../migrations/sqlite/0013_change_position_is_the_id.sql"),
+    ),
+    (
+        "0014_event_replays",
+        include_str!("../../migrations/sqlite/0014_event_replays.sql"),
     ),
 ];
 

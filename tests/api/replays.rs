@@ -22,6 +22,28 @@ async fn deliver(app: &TestApp, count: usize, prefix: &str) {
     }
 }
 
+/// A page session of the bootstrap admin (the admin token's login form): its cookie.
+async fn admin_session(app: &TestApp) -> String {
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(format!("{}/ui/login", app.base))
+        .form(&[("token", ADMIN_TOKEN), ("next", "/ui/diary")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The audit entries of bulk replays, newest first.
 async fn bulk_replays(app: &TestApp) -> Vec<Value> {
     let trail = app.admin_get("/audit?limit=100").await;
@@ -97,7 +119,67 @@ async fn a_replay_without_an_end_ends_when_it_starts_and_says_so(db: Db) {
     );
 }
 
+/// An event whose outcome a replay of many changed said "nothing done by hand": only a
+/// replay of that event alone named it (found by the outside attack on issue 17). Its
+/// history now lists every replay that re-ran it, through the API and on its page.
+async fn an_events_history_lists_the_replays_of_many_that_re_ran_it(db: Db) {
+    let app = spawn(db).await;
+    // Unmapped at first: the event is ignored (unknown location), then recovered by the
+    // replay that mapping the location runs, and re-run by a replay of the partner's events.
+    let response = app.post_lightspeed(&open("history-1")).await;
+    let answer: Value = response.json().await.expect("json");
+    let event = answer["event_id"].as_i64().expect("event id");
+    assert_eq!(answer["reason"], "unknown_location", "{answer}");
+    let (status, venue) = app
+        .admin_post(
+            "/venues",
+            json!({ "name": "Mapped later", "timezone": "UTC" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{venue}");
+    let (status, mapped) = app
+        .admin_post(
+            &format!("/venues/{}/locations", venue["id"]),
+            json!({ "partner": "lightspeed", "location_id": "42" }),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{mapped}");
+    let (status, _) = app
+        .admin_post("/events/replay", json!({ "partner": "lightspeed" }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let history = app
+        .admin_get(&format!("/audit?subject_type=event&subject_id={event}"))
+        .await;
+    let entries = history.as_array().expect("entries");
+    assert_eq!(entries.len(), 2, "both replays that re-ran it: {history}");
+    assert!(
+        entries.iter().all(|e| e["action"] == "events.replay"),
+        "{history}"
+    );
+    let page = app
+        .client
+        .get(format!("{}/ui/events/{event}", app.base))
+        .header("cookie", admin_session(&app).await)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        page.contains("events.replay") && !page.contains("nothing done by hand"),
+        "the page's history lists them"
+    );
+    // Another event's history does not list them.
+    let other = app
+        .admin_get("/audit?subject_type=event&subject_id=999999")
+        .await;
+    assert_eq!(other.as_array().map(Vec::len), Some(0), "{other}");
+}
+
 crate::on_both_stores!(
+    an_events_history_lists_the_replays_of_many_that_re_ran_it,
     a_replay_whose_client_hung_up_runs_to_its_end_and_is_audited,
     a_replay_without_an_end_ends_when_it_starts_and_says_so,
 );

@@ -22,7 +22,7 @@ pub use super::venue::FAIL_HOLDING_VENUE;
 pub use writer::FAIL_BETWEEN_BATCHES;
 
 /// The schema, in order; the `diarysync_schema` table records how many are applied.
-const MIGRATIONS: [(&str, &str); 12] = [
+const MIGRATIONS: [(&str, &str); 13] = [
     (
         "0001_init",
         include_str!("../../../migrations/postgres/0001_init.sql"),
@@ -70,6 +70,10 @@ const MIGRATIONS: [(&str, &str); 12] = [
     (
         "0012_partner_scripts",
         include_str!("../../../migrations/postgres/0012_partner_scripts.sql"),
+    ),
+    (
+        "0013_event_replays",
+        include_str!("../../../migrations/postgres/0013_event_replays.sql"),
     ),
 ];
 

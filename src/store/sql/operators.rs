@@ -215,6 +215,18 @@ impl Operators for SqlStore {
         .await
     }
 
+    async fn record_replay_audit(
+        &self,
+        by: Actor,
+        after: serde_json::Value,
+        events: Vec<i64>,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            Box::pin(async move { audit::record_replay(conn, &by, after, &events).await })
+        })
+        .await
+    }
+
     async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(move |conn| Box::pin(async move { audit::list(conn, &filter).await }))
             .await
