@@ -230,9 +230,11 @@ async fn check(url: &str, seen: &Seen) -> String {
 /// node died before answering retried on another.
 ///
 /// `timeout check` is longer than the nodes' `readiness_timeout_ms` (2 s): `/readyz` commits
-/// a probe through every writer, which waits its turn behind the events queued there.
-/// Without it HAProxy gives a check `inter` (200 ms) to answer, marks busy nodes down at
-/// saturation, and answers partners 503 with no node left (732 such answers in a 20 s run).
+/// a probe through every writer, ahead of the events queued there but after the batch being
+/// written (up to 256 events), and waits up to that long for a slow database. Without it
+/// HAProxy gives a check `inter` (200 ms) to answer; before the probe went ahead of the
+/// queue, that marked busy nodes down at saturation and answered partners 503 with no node
+/// left (732 such answers in a 20 s run).
 struct Balancer {
     child: Child,
     addr: SocketAddr,

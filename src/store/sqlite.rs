@@ -54,6 +54,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// WAL frames (pages) beyond which the WAL is restarted (reused from its start) instead of
 /// growing under sustained load.
 const RESTART_WAL_AT: i64 = 4_096;
+/// WAL frames (pages) copied into the database file between two syncs of it, at most.
+const SYNC_EVERY_FRAMES: i64 = 256;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
 const MIGRATIONS: [(&str, &str); 14] = [
@@ -350,15 +352,31 @@ pub async fn open(
     })
     .await
     .map_err(|e| StoreError::Unsupported(format!("opening SQLite: {e}")))??;
+    // One descriptor on the database file for the whole store: the exclusive lock's, and the
+    // one the checkpointer syncs. Closing any descriptor of a file drops every POSIX lock the
+    // process holds on it, SQLite's own included: a sync through a descriptor opened and
+    // closed each time let the sqlite3 shell believe it was the file's last user, checkpoint
+    // and delete our WAL under us (found by the outside attack on issue 17). This one is
+    // closed only after the writer's and the checkpointer's connections.
+    let file = Arc::new(match lock {
+        Some(lock) => lock,
+        None => std::fs::File::open(&path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open the database {}: {e}", path.display()))
+        })?,
+    });
     let (jobs, queue) = mpsc::channel(QUEUE);
     let urgent = Urgent::default();
     let health = Arc::new(WriterHealth::new());
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
     let restart_due = Arc::new(AtomicBool::new(false));
     let (checkpointer_path, asks) = (path.clone(), Arc::clone(&restart_due));
+    let checkpointer_file = Arc::clone(&file);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".to_owned())
-        .spawn(move || checkpoint_loop(&checkpointer_path, &writer_gone, &asks))
+        .spawn(move || {
+            checkpoint_loop(&checkpointer_path, &checkpointer_file, &writer_gone, &asks);
+            drop(checkpointer_file);
+        })
         .map_err(|e| StoreError::Unsupported(format!("starting the checkpointer: {e}")))?;
     let (writer_health, writer_urgent) = (Arc::clone(&health), Arc::clone(&urgent));
     std::thread::Builder::new()
@@ -368,7 +386,7 @@ pub async fn open(
                 write_loop(writer, queue, &writer_urgent, &restart_due, &writer_health);
             }));
             // The connection is closed (write_loop took it): only now the lock goes.
-            drop(lock);
+            drop(file);
             if let Err(panic) = stopped {
                 writer_health.die(format!(
                     "the writer thread panicked outside a write: {}",
@@ -630,8 +648,15 @@ fn commit_recording(conn: &mut Connection, batch: Vec<Job>, health: &WriterHealt
 /// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint
 /// (never in the writer's way) every [`CHECKPOINT_EVERY`]; once the WAL holds more than
 /// [`RESTART_WAL_AT`] frames, it syncs the database file and asks the writer to finish.
+///
+/// `file` is the store's one descriptor on the database file (see [`open`]). The database
+/// file is also synced whenever [`SYNC_EVERY_FRAMES`] more frames were copied
+/// into it: the pages a checkpoint writes wait in the page cache until a sync, and one sync
+/// of a whole WAL's worth (16 MiB) took long enough that the writer's own commits, queued
+/// behind it at the disk, stalled every delivery for a quarter to half a second.
 fn checkpoint_loop(
     path: &Path,
+    file: &std::fs::File,
     writer_gone: &std::sync::mpsc::Receiver<()>,
     restart_due: &AtomicBool,
 ) {
@@ -642,21 +667,37 @@ fn checkpoint_loop(
             return;
         }
     };
+    // Frames of the current WAL copied into the database file when it was last synced.
+    let mut synced_to = 0_i64;
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         writer_gone.recv_timeout(CHECKPOINT_EVERY)
     {
         let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(1)
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
-        match passive {
-            Ok(frames) if frames > RESTART_WAL_AT => {
-                match std::fs::File::open(path).and_then(|f| f.sync_data()) {
-                    Ok(()) => restart_due.store(true, Ordering::Release),
-                    Err(error) => tracing::warn!(error = %error, "syncing the database failed"),
+        let (frames, copied) = match passive {
+            Ok(counts) => counts,
+            Err(error) => {
+                tracing::warn!(error = %error, "checkpoint failed; will try again");
+                continue;
+            }
+        };
+        if copied < synced_to {
+            // The WAL was restarted: its frames count from the start again.
+            synced_to = 0;
+        }
+        let restart = frames > RESTART_WAL_AT;
+        if !restart && copied - synced_to < SYNC_EVERY_FRAMES {
+            continue;
+        }
+        match file.sync_data() {
+            Ok(()) => {
+                synced_to = copied;
+                if restart {
+                    restart_due.store(true, Ordering::Release);
                 }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %error, "checkpoint failed; will try again"),
+            Err(error) => tracing::warn!(error = %error, "syncing the database failed"),
         }
     }
 }

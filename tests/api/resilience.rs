@@ -661,6 +661,53 @@ async fn an_identifier_longer_than_any_partners_is_an_invalid_payload_not_a_fail
     assert_eq!(view["status"], "seated", "{view}");
 }
 
+/// The sqlite3 shell (or any program) opening a busy node's file for an exclusive session
+/// believed it was the file's last user, checkpointed and deleted the node's WAL under it,
+/// after which a crash lost acknowledged events (found by the outside attack on issue 17).
+/// The checkpointer had synced the database through a descriptor it opened and closed each
+/// time, and closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, SQLite's own included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_programs_exclusive_session_never_takes_a_busy_nodes_wal() {
+    let app = spawn_with(Db::Sqlite, "").await;
+    venue_with_t1(&app).await;
+    // Enough commits for the checkpointer to copy and sync well past a WAL's restart.
+    for n in 0..1_500 {
+        let response = app
+            .post_lightspeed(&open_at(&format!("wal-{n}"), "1712253600000"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let path = app.database_url.trim_start_matches("sqlite://").to_owned();
+    let wal = format!("{path}-wal");
+    assert!(std::path::Path::new(&wal).exists(), "the node's WAL");
+    let python = std::env::var("DIARYSYNC_TEST_WEBHOOKS_PYTHON").unwrap_or("python3".into());
+    let session = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], timeout=0.2, isolation_level=None)\n\
+             try:\n    c.execute('BEGIN EXCLUSIVE'); c.execute('COMMIT')\n\
+             except sqlite3.OperationalError as e:\n    print(e)\n\
+             c.close()",
+            &path,
+        ])
+        .output()
+        .expect("python3 with sqlite3");
+    assert!(session.status.success(), "{session:?}");
+    assert!(
+        std::path::Path::new(&wal).exists(),
+        "another program's session deleted the node's WAL"
+    );
+    let answer = json_of(
+        app.post_lightspeed(&open_at("after", "1712253600000"))
+            .await,
+    )
+    .await;
+    assert_eq!(answer["outcome"], "processed", "{answer}");
+}
+
 /// Fault injection: only in the test suite's build (`--features failpoints`).
 #[cfg(feature = "failpoints")]
 mod injected {
