@@ -307,7 +307,9 @@ impl Gateway {
     async fn run(&self, inbound: Inbound, partner: Option<Arc<Partner>>) -> Receipt {
         let Some(partner) = partner else {
             if self.is_held(&inbound.partner) {
-                tracing::warn!(partner = %inbound.partner, "a delivery for a partner switched off or not servable was held back (503)");
+                if self.refusals.worth_logging(&inbound.partner, "held") {
+                    tracing::warn!(partner = %inbound.partner, "a delivery for a partner switched off or not servable was held back (503)");
+                }
                 return Receipt::Held {
                     retry_after: HELD_RETRY_AFTER,
                 };
@@ -319,7 +321,12 @@ impl Gateway {
         };
         let partner = partner.as_ref();
         if !partner.keys.any_valid_at(inbound.received_at) {
-            tracing::warn!(partner = %inbound.partner, "a delivery for a partner with no secret valid now was held back (503)");
+            if self
+                .refusals
+                .worth_logging(&inbound.partner, "no valid secret")
+            {
+                tracing::warn!(partner = %inbound.partner, "a delivery for a partner with no secret valid now was held back (503)");
+            }
             return Receipt::Held {
                 retry_after: HELD_RETRY_AFTER,
             };
@@ -348,14 +355,21 @@ impl Gateway {
                 AuthFailure::Invalid => Reason::BadSignature,
                 AuthFailure::Expired => Reason::ExpiredSignature,
             };
-            tracing::warn!(partner = %inbound.partner, %reason, "delivery refused");
+            if self.refusals.worth_logging(&inbound.partner, "refused") {
+                tracing::warn!(partner = %inbound.partner, %reason, "delivery refused");
+            }
             return self
                 .refuse(&inbound, Some(partner), reason, &failure.to_string())
                 .await;
         }
         // The partner's own budget counts its authenticated deliveries only.
         if let Some(retry_after) = partner.limiter.as_ref().and_then(throttled) {
-            tracing::warn!(partner = %inbound.partner, "delivery rate limited");
+            if self
+                .refusals
+                .worth_logging(&inbound.partner, "rate limited")
+            {
+                tracing::warn!(partner = %inbound.partner, "delivery rate limited");
+            }
             return Receipt::RateLimited { retry_after };
         }
         let mut event = stored::new_event(

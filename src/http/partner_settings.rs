@@ -304,7 +304,8 @@ pub(super) async fn rotate(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PartnerChangesInput {
-    /// `false` refuses its deliveries (as an unknown partner) until enabled again.
+    /// `false` holds its deliveries (503 `partner_unavailable`, with `Retry-After`: the
+    /// partner retries them) until enabled again.
     enabled: Option<bool>,
     /// The whole new definition, as at creation (without `name` and `secret`).
     #[schema(value_type = Option<Object>)]

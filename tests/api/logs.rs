@@ -175,4 +175,48 @@ secret = "{HMAC_SECRET}"
     }
 }
 
+/// A partner over its rate limit wrote a warning for every delivery answered 429, and
+/// filled a node's disk (95 MB of log in two minutes, found by the outside attack on issue
+/// 17). Such repeated warnings are logged once a second per partner and kind; the metrics
+/// count every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_over_its_limit_costs_a_log_line_a_second_not_one_a_delivery() {
+    let database = empty_database(Db::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let extra = r#"
+[[partners]]
+name = "limited"
+handler = "lightspeed-kseries"
+rate_limit_per_second = 1
+rate_limit_burst = 1
+[partners.auth]
+scheme = "bearer"
+token = "limited-token"
+"#;
+    let node = Node::start_logging(dir.path(), &database.url, extra, "info").await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut limited = 0;
+    for _ in 0..200 {
+        let response = client
+            .post(format!(
+                "{}/Sales/partners/limited/events/order.updated",
+                node.base
+            ))
+            .bearer_auth("limited-token")
+            .body(fixture("open_regular_tax_inclusive.json"))
+            .send()
+            .await
+            .expect("delivery");
+        limited += usize::from(response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS);
+    }
+    let seconds = started.elapsed().as_secs() as usize;
+    assert!(limited > 150, "most were over the limit: {limited}");
+    let lines = node.log().matches("delivery rate limited").count();
+    assert!(
+        (1..=seconds + 2).contains(&lines),
+        "{lines} warnings for {limited} deliveries over {seconds} s"
+    );
+}
+
 crate::on_both_stores!(no_secret_or_personal_data_is_ever_logged,);
