@@ -517,7 +517,8 @@ pub async fn spawn_diarysync(dir: &Path, database_url: &str, env: &[(&str, &str)
             std::env::var("DIARYSYNC_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
         )
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        // The server logs to standard output: kept beside its standard error.
+        .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
         .expect("diarysync process");

@@ -368,8 +368,8 @@ pub async fn open(
     let urgent = Urgent::default();
     let health = Arc::new(WriterHealth::new());
     let (writer_alive, writer_gone) = std::sync::mpsc::channel::<()>();
-    let restart_due = Arc::new(AtomicBool::new(false));
-    let (checkpointer_path, asks) = (path.clone(), Arc::clone(&restart_due));
+    let checkpointing = Arc::new(Checkpointing::default());
+    let (checkpointer_path, asks) = (path.clone(), Arc::clone(&checkpointing));
     let checkpointer_file = Arc::clone(&file);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".to_owned())
@@ -383,7 +383,13 @@ pub async fn open(
         .name("sqlite-writer".to_owned())
         .spawn(move || {
             let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                write_loop(writer, queue, &writer_urgent, &restart_due, &writer_health);
+                write_loop(
+                    writer,
+                    queue,
+                    &writer_urgent,
+                    &checkpointing,
+                    &writer_health,
+                );
             }));
             // The connection is closed (write_loop took it): only now the lock goes.
             drop(file);
@@ -596,6 +602,33 @@ where
     (job, Pending::new(answer))
 }
 
+/// What the checkpointer thread is doing, shared with the writer: whether the writer should
+/// finish a checkpoint's tail, and what the checkpointer is busy with (so a slow commit can
+/// say whether it overlapped the checkpointer's copying or syncing of the database file).
+#[derive(Default)]
+struct Checkpointing {
+    restart_due: AtomicBool,
+    /// [`IDLE`], [`COPYING`] or [`SYNCING`].
+    busy: std::sync::atomic::AtomicU8,
+}
+
+const IDLE: u8 = 0;
+const COPYING: u8 = 1;
+const SYNCING: u8 = 2;
+
+impl Checkpointing {
+    fn busy_with(&self) -> &'static str {
+        match self.busy.load(Ordering::Acquire) {
+            COPYING => "copying frames into the database file",
+            SYNCING => "syncing the database file",
+            _ => "idle",
+        }
+    }
+}
+
+/// A commit that took this long is logged with what it overlapped.
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
 /// `fail` point names in the writer, for the tests that prove a dead writer is noticed.
 pub const FAIL_BETWEEN_BATCHES: &str = "sqlite-writer-between-batches";
 
@@ -603,13 +636,13 @@ fn write_loop(
     mut conn: Connection,
     mut queue: mpsc::Receiver<Job>,
     urgent: &Mutex<Vec<Job>>,
-    restart_due: &AtomicBool,
+    checkpointing: &Checkpointing,
     health: &WriterHealth,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let probes = std::mem::take(&mut *urgent.lock().unwrap_or_else(PoisonError::into_inner));
         if !probes.is_empty() {
-            commit_recording(&mut conn, probes, health);
+            commit_recording(&mut conn, probes, health, checkpointing);
         }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -618,8 +651,8 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        commit_recording(&mut conn, batch, health);
-        if restart_due.swap(false, Ordering::AcqRel) {
+        commit_recording(&mut conn, batch, health, checkpointing);
+        if checkpointing.restart_due.swap(false, Ordering::AcqRel) {
             // The checkpointer copied and synced nearly everything: finish the tail here,
             // so the checkpoint completes and the next transaction restarts the WAL.
             if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
@@ -633,16 +666,34 @@ fn write_loop(
 }
 
 /// [`commit_batch`], with what it did in the writer's health and metrics.
-fn commit_recording(conn: &mut Connection, batch: Vec<Job>, health: &WriterHealth) {
+/// A slow one ([`SLOW_COMMIT`]) is logged with its size and what the checkpointer was doing
+/// as it began and ended: the few slow commits are what sets the tail at a steady rate.
+fn commit_recording(
+    conn: &mut Connection,
+    batch: Vec<Job>,
+    health: &WriterHealth,
+    checkpointing: &Checkpointing,
+) {
     let size = batch.len();
     let started = Instant::now();
+    let checkpointer_before = checkpointing.busy_with();
     let committed = commit_batch(conn, batch);
     health
         .last_commit_failed
         .store(!committed, Ordering::Release);
+    let took = started.elapsed();
     metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
-        .record(started.elapsed().as_secs_f64());
+        .record(took.as_secs_f64());
     metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
+    if took >= SLOW_COMMIT {
+        tracing::warn!(
+            ms = took.as_millis(),
+            writes = size,
+            checkpointer_before,
+            checkpointer_after = checkpointing.busy_with(),
+            "a slow commit"
+        );
+    }
 }
 
 /// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint
@@ -658,7 +709,7 @@ fn checkpoint_loop(
     path: &Path,
     file: &std::fs::File,
     writer_gone: &std::sync::mpsc::Receiver<()>,
-    restart_due: &AtomicBool,
+    checkpointing: &Checkpointing,
 ) {
     let conn = match connect(path, Role::Checkpointer, SqliteSynchronous::Full) {
         Ok(conn) => conn,
@@ -672,9 +723,11 @@ fn checkpoint_loop(
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         writer_gone.recv_timeout(CHECKPOINT_EVERY)
     {
+        checkpointing.busy.store(COPYING, Ordering::Release);
         let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
+        checkpointing.busy.store(IDLE, Ordering::Release);
         let (frames, copied) = match passive {
             Ok(counts) => counts,
             Err(error) => {
@@ -690,11 +743,14 @@ fn checkpoint_loop(
         if !restart && copied - synced_to < SYNC_EVERY_FRAMES {
             continue;
         }
-        match file.sync_data() {
+        checkpointing.busy.store(SYNCING, Ordering::Release);
+        let synced = file.sync_data();
+        checkpointing.busy.store(IDLE, Ordering::Release);
+        match synced {
             Ok(()) => {
                 synced_to = copied;
                 if restart {
-                    restart_due.store(true, Ordering::Release);
+                    checkpointing.restart_due.store(true, Ordering::Release);
                 }
             }
             Err(error) => tracing::warn!(error = %error, "syncing the database failed"),
