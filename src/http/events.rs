@@ -188,11 +188,6 @@ async fn audit_replay(
     filter: &ReplayFilter,
     summary: &ReplaySummary,
 ) {
-    use crate::store::audit::Subject;
-    let (action, subject) = match filter.event_id {
-        Some(id) => ("event.replay", Subject::Event(id)),
-        None => ("events.replay", Subject::Replay),
-    };
     let after = serde_json::json!({
         "filter": {
             "event_id": filter.event_id,
@@ -205,17 +200,20 @@ async fn audit_replay(
         },
         "summary": summary,
     });
-    let recorded = match subject {
-        Subject::Replay => {
+    // One event's replay names it as its subject; a replay of many is linked to each event
+    // it re-ran.
+    let recorded = match filter.event_id {
+        Some(id) => {
+            let subject = crate::store::audit::Subject::Event(id);
+            state
+                .operators
+                .record_audit(actor, "event.replay", None, subject, after)
+                .await
+        }
+        None => {
             state
                 .operators
                 .record_replay_audit(actor, after, summary.events.clone())
-                .await
-        }
-        _ => {
-            state
-                .operators
-                .record_audit(actor, action, None, subject, after)
                 .await
         }
     };
