@@ -31,6 +31,13 @@ pub const UNMATCHED: &str = "diarysync_unmatched_sales";
 pub const COMMIT_SECONDS: &str = "diarysync_store_commit_seconds";
 /// Writes per SQLite group commit.
 pub const BATCH_SIZE: &str = "diarysync_store_batch_writes";
+/// CPU seconds the SQLite writer thread spent on one group commit (its writes and its
+/// `COMMIT`). Beside [`COMMIT_SECONDS`] it tells a batch slow on the processor from one slow
+/// on the disk, and the rate of its sum is how busy the one writer is (1 is saturated).
+pub const WRITER_CPU_SECONDS: &str = "diarysync_store_writer_cpu_seconds";
+/// Seconds the `COMMIT` of one SQLite group commit took: writing the batch's pages to the
+/// WAL and syncing it.
+pub const COMMIT_SYNC_SECONDS: &str = "diarysync_store_commit_sync_seconds";
 
 /// Outbound webhook attempts, by `outcome`: `delivered`, `retrying` (failed, tried again
 /// later) or `failed` (given up after the retry period).
@@ -117,6 +124,16 @@ fn describe() {
     describe_gauge!(UNMATCHED, "Sales that belong to no booking");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Store commit latency");
     describe_histogram!(BATCH_SIZE, "Writes per SQLite group commit");
+    describe_histogram!(
+        WRITER_CPU_SECONDS,
+        Unit::Seconds,
+        "CPU time of the SQLite writer thread per group commit"
+    );
+    describe_histogram!(
+        COMMIT_SYNC_SECONDS,
+        Unit::Seconds,
+        "Time of a SQLite group commit's COMMIT: its WAL write and sync"
+    );
     describe_counter!(WEBHOOK_DELIVERIES, "Outbound webhook attempts by outcome");
     describe_gauge!(WEBHOOK_BACKLOG, "Webhook messages waiting for delivery");
     describe_gauge!(

@@ -666,8 +666,10 @@ fn write_loop(
 }
 
 /// [`commit_batch`], with what it did in the writer's health and metrics.
-/// A slow one ([`SLOW_COMMIT`]) is logged with its size and what the checkpointer was doing
-/// as it began and ended: the few slow commits are what sets the tail at a steady rate.
+/// A slow one ([`SLOW_COMMIT`]) is logged with its size, how much of it was the writer's own
+/// processor time and how much the `COMMIT` (the WAL's write and sync), and what the
+/// checkpointer was doing as it began and ended: the few slow commits are what sets the tail
+/// at a steady rate, and these say whether the disk or the processor made them slow.
 fn commit_recording(
     conn: &mut Connection,
     batch: Vec<Job>,
@@ -676,24 +678,37 @@ fn commit_recording(
 ) {
     let size = batch.len();
     let started = Instant::now();
+    let cpu_before = thread_cpu_time();
     let checkpointer_before = checkpointing.busy_with();
-    let committed = commit_batch(conn, batch);
-    health
-        .last_commit_failed
-        .store(!committed, Ordering::Release);
+    let Committed { ok, commit } = commit_batch(conn, batch);
+    health.last_commit_failed.store(!ok, Ordering::Release);
     let took = started.elapsed();
+    let cpu = thread_cpu_time().saturating_sub(cpu_before);
     metrics::histogram!(telemetry::COMMIT_SECONDS, "backend" => "sqlite")
         .record(took.as_secs_f64());
     metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
+    metrics::histogram!(telemetry::WRITER_CPU_SECONDS).record(cpu.as_secs_f64());
+    metrics::histogram!(telemetry::COMMIT_SYNC_SECONDS).record(commit.as_secs_f64());
     if took >= SLOW_COMMIT {
         tracing::warn!(
             ms = took.as_millis(),
             writes = size,
+            cpu_ms = cpu.as_millis(),
+            commit_ms = commit.as_millis(),
             checkpointer_before,
             checkpointer_after = checkpointing.busy_with(),
             "a slow commit"
         );
     }
+}
+
+/// CPU time the calling thread has used since it started (user and system).
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint
@@ -758,9 +773,16 @@ fn checkpoint_loop(
     }
 }
 
+/// What [`commit_batch`] did: whether the batch committed, and how long its `COMMIT` took
+/// (zero if it never got that far).
+struct Committed {
+    ok: bool,
+    commit: Duration,
+}
+
 /// Runs every job in its own savepoint of one transaction, commits once, then answers.
-/// Returns whether the batch committed.
-fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> Committed {
+    let mut commit = Duration::ZERO;
     let mut answers = Vec::with_capacity(batch.len());
     let mut jobs = batch.into_iter();
     let ran = (|| {
@@ -786,14 +808,17 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
             }
             run(conn, "RELEASE job")?;
         }
-        run(conn, "COMMIT")
+        let committing = Instant::now();
+        let committed = run(conn, "COMMIT");
+        commit = committing.elapsed();
+        committed
     })();
     match ran {
         Ok(()) => {
             for answer in answers {
                 answer(Ok(()));
             }
-            true
+            Committed { ok: true, commit }
         }
         Err(error) => {
             if !conn.is_autocommit() {
@@ -806,7 +831,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>) -> bool {
                 ))));
             }
             // Jobs not yet run are dropped with `jobs`: their callers see the writer's error.
-            false
+            Committed { ok: false, commit }
         }
     }
 }

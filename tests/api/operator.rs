@@ -188,6 +188,42 @@ async fn metrics_count_events_matches_latency_and_unmatched_sales(db: Db) {
     );
 }
 
+/// The one SQLite writer says per group commit how much processor time it spent and how long
+/// its `COMMIT` (the WAL's write and sync) took: what tells a writer saturated on the
+/// processor from one waiting on the disk.
+#[tokio::test]
+async fn a_sqlite_node_reports_its_writers_processor_time_and_its_commits_sync() {
+    let app = spawn(Db::Sqlite).await;
+    app.split_venue_with_booking().await;
+    app.deliver_ok("open_split_check_original.json").await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    // Other tests' nodes share the process's recorder, so only the presence of samples and
+    // of measured time is asserted, not counts.
+    for metric in [
+        "diarysync_store_writer_cpu_seconds",
+        "diarysync_store_commit_sync_seconds",
+    ] {
+        let count = sample(&text, &format!("{metric}_count"), &[]);
+        assert!(
+            count.is_some_and(|n| n >= 1.0),
+            "{metric} per group commit: {text}"
+        );
+        let sum = sample(&text, &format!("{metric}_sum"), &[]);
+        assert!(
+            sum.is_some_and(|s| s > 0.0),
+            "{metric} measured some time: {text}"
+        );
+    }
+}
+
 crate::on_both_stores!(
     metrics_count_events_matches_latency_and_unmatched_sales,
     an_unmatched_sale_comes_with_ranked_explained_suggestions,
