@@ -33,7 +33,8 @@ pub const COMMIT_SECONDS: &str = "diarysync_store_commit_seconds";
 pub const BATCH_SIZE: &str = "diarysync_store_batch_writes";
 /// CPU seconds the SQLite writer thread spent on one group commit (its writes and its
 /// `COMMIT`). Beside [`COMMIT_SECONDS`] it tells a batch slow on the processor from one slow
-/// on the disk, and the rate of its sum is how busy the one writer is (1 is saturated).
+/// on the disk: the rate of its sum is the share of a core the one writer uses, and the rate
+/// of [`COMMIT_SECONDS`]' sum how busy it is (1 is saturated).
 pub const WRITER_CPU_SECONDS: &str = "diarysync_store_writer_cpu_seconds";
 /// Seconds the `COMMIT` of one SQLite group commit took: writing the batch's pages to the
 /// WAL and syncing it.

@@ -34,6 +34,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use self::checkpoint::{Checkpointing, checkpoint_loop};
 use super::StoreError;
 use super::db::{BoxFuture, Conn, Pending, run_sync};
 use crate::config::SqliteSynchronous;
@@ -49,13 +50,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 const READERS: usize = 4;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
-/// How often the checkpointer looks at the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-/// WAL frames (pages) beyond which the WAL is restarted (reused from its start) instead of
-/// growing under sustained load.
-const RESTART_WAL_AT: i64 = 4_096;
-/// WAL frames (pages) copied into the database file between two syncs of it, at most.
-const SYNC_EVERY_FRAMES: i64 = 256;
 
 /// The schema, in order; `PRAGMA user_version` records how many are applied.
 const MIGRATIONS: [(&str, &str); 14] = [
@@ -602,30 +596,6 @@ where
     (job, Pending::new(answer))
 }
 
-/// What the checkpointer thread is doing, shared with the writer: whether the writer should
-/// finish a checkpoint's tail, and what the checkpointer is busy with (so a slow commit can
-/// say whether it overlapped the checkpointer's copying or syncing of the database file).
-#[derive(Default)]
-struct Checkpointing {
-    restart_due: AtomicBool,
-    /// [`IDLE`], [`COPYING`] or [`SYNCING`].
-    busy: std::sync::atomic::AtomicU8,
-}
-
-const IDLE: u8 = 0;
-const COPYING: u8 = 1;
-const SYNCING: u8 = 2;
-
-impl Checkpointing {
-    fn busy_with(&self) -> &'static str {
-        match self.busy.load(Ordering::Acquire) {
-            COPYING => "copying frames into the database file",
-            SYNCING => "syncing the database file",
-            _ => "idle",
-        }
-    }
-}
-
 /// A commit that took this long is logged with what it overlapped.
 const SLOW_COMMIT: Duration = Duration::from_millis(100);
 
@@ -711,68 +681,6 @@ fn thread_cpu_time() -> Duration {
     )
 }
 
-/// Checkpoints the WAL in the background until the writer is gone: a passive checkpoint
-/// (never in the writer's way) every [`CHECKPOINT_EVERY`]; once the WAL holds more than
-/// [`RESTART_WAL_AT`] frames, it syncs the database file and asks the writer to finish.
-///
-/// `file` is the store's one descriptor on the database file (see [`open`]). The database
-/// file is also synced whenever [`SYNC_EVERY_FRAMES`] more frames were copied
-/// into it: the pages a checkpoint writes wait in the page cache until a sync, and one sync
-/// of a whole WAL's worth (16 MiB) took long enough that the writer's own commits, queued
-/// behind it at the disk, stalled every delivery for a quarter to half a second.
-fn checkpoint_loop(
-    path: &Path,
-    file: &std::fs::File,
-    writer_gone: &std::sync::mpsc::Receiver<()>,
-    checkpointing: &Checkpointing,
-) {
-    let conn = match connect(path, Role::Checkpointer, SqliteSynchronous::Full) {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::error!(error = %error, "the checkpointer cannot open the database");
-            return;
-        }
-    };
-    // Frames of the current WAL copied into the database file when it was last synced.
-    let mut synced_to = 0_i64;
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        writer_gone.recv_timeout(CHECKPOINT_EVERY)
-    {
-        checkpointing.busy.store(COPYING, Ordering::Release);
-        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        checkpointing.busy.store(IDLE, Ordering::Release);
-        let (frames, copied) = match passive {
-            Ok(counts) => counts,
-            Err(error) => {
-                tracing::warn!(error = %error, "checkpoint failed; will try again");
-                continue;
-            }
-        };
-        if copied < synced_to {
-            // The WAL was restarted: its frames count from the start again.
-            synced_to = 0;
-        }
-        let restart = frames > RESTART_WAL_AT;
-        if !restart && copied - synced_to < SYNC_EVERY_FRAMES {
-            continue;
-        }
-        checkpointing.busy.store(SYNCING, Ordering::Release);
-        let synced = file.sync_data();
-        checkpointing.busy.store(IDLE, Ordering::Release);
-        match synced {
-            Ok(()) => {
-                synced_to = copied;
-                if restart {
-                    checkpointing.restart_due.store(true, Ordering::Release);
-                }
-            }
-            Err(error) => tracing::warn!(error = %error, "syncing the database failed"),
-        }
-    }
-}
-
 /// What [`commit_batch`] did: whether the batch committed, and how long its `COMMIT` took
 /// (zero if it never got that far).
 struct Committed {
@@ -841,5 +749,6 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+mod checkpoint;
 #[cfg(test)]
 mod tests;
