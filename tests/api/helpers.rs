@@ -330,6 +330,18 @@ impl TestApp {
         (status, json_of(response).await)
     }
 
+    /// The Prometheus text `/metrics` serves, insisting on a 200.
+    pub async fn metrics_text(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.text().await.expect("body")
+    }
+
     /// Posts a Lightspeed fixture and insists on a 200; returns the answer.
     pub async fn deliver_ok(&self, fixture_name: &str) -> Value {
         let (status, answer) = self.deliver(fixture_name).await;

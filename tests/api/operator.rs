@@ -144,14 +144,7 @@ async fn metrics_count_events_matches_latency_and_unmatched_sales(db: Db) {
             .unwrap_or("")
             .contains("table_time")
     );
-    let response = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), reqwest::StatusCode::OK);
-    let text = response.text().await.expect("body");
+    let text = app.metrics_text().await;
     let processed = sample(
         &text,
         "diarysync_events_total",
@@ -196,15 +189,7 @@ async fn a_sqlite_node_reports_its_writers_processor_time_and_its_commits_sync()
     let app = spawn(Db::Sqlite).await;
     app.split_venue_with_booking().await;
     app.deliver_ok("open_split_check_original.json").await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let text = app.metrics_text().await;
     // Other tests' nodes share the process's recorder, so only the presence of samples and
     // of measured time is asserted, not counts.
     for metric in [
